@@ -1,0 +1,33 @@
+# The virtual environment is (re)built only when pyproject.toml or the learn2learn build changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint benchmark perf clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_learn2learn.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,meta]'
+	scripts/install_learn2learn.sh $(BIN)/python
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m bench run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+benchmark: $(STAMP)
+	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-enable --benchmark-only
+	$(BIN)/python -m bench perf
+
+clean:
+	rm -rf $(VENV) .bench

@@ -1,0 +1,212 @@
+"""Command line: ``python -m bench run|ls|validate|export``.
+
+Exit codes: 0 success; 1 a cell failed (the others still finish and are stored); 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+DEFAULT_STORE = Path(".bench") / "results.sqlite"
+
+
+def default_store() -> Path:
+    return Path(os.environ.get("BENCH_STORE", DEFAULT_STORE))
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite and print the tables")
+    run.add_argument("--suite", default="default", help="a shipped suite name or a TOML path")
+    run.add_argument("--learners", type=_csv_list, help="comma-separated learner names")
+    run.add_argument("--datasets", type=_csv_list, help="comma-separated dataset names")
+    run.add_argument("--scenarios", type=_csv_list, help="comma-separated scenarios")
+    run.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    run.add_argument("--device", type=_csv_list, help="cpu, cuda or cpu,cuda")
+    run.add_argument("--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]")
+    run.add_argument("--fresh", action="store_true", help="recompute cells already in the store")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    ls = sub.add_parser("ls", help="list registered things")
+    ls.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "learners", "datasets", "protocols", "suites", "metrics"],
+    )
+
+    validate = sub.add_parser("validate", help="check a suite without running it")
+    validate.add_argument("suite", help="a shipped suite name or a TOML path")
+
+    export = sub.add_parser("export", help="write the stored result rows as CSV or JSON")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument("--store", type=Path, default=None)
+    export.add_argument("--run", help="only cells computed by this run id")
+    export.add_argument(
+        "--timings", action="store_true", help="CSV: timing rows instead of metrics"
+    )
+    export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.report import render_terminal
+    from bench.runner import run_suite
+    from bench.store import ResultStore
+    from bench.suite import load_suite, override
+
+    suite = load_suite(args.suite)
+    suite = override(
+        suite,
+        learners=args.learners,
+        datasets=args.datasets,
+        scenarios=args.scenarios,
+        seeds=tuple(range(args.seeds)) if args.seeds is not None else None,
+        devices=args.device,
+    )
+    if args.seeds is not None and args.seeds < 1:
+        raise BenchError("--seeds must be at least 1")
+    print("resolved config:")
+    print(json.dumps(suite.resolved(), indent=2, default=str))
+    with ResultStore(args.store or default_store()) as store:
+        outcome = run_suite(suite, store, fresh=args.fresh, progress=not args.no_progress)
+        metric_rows = store.metric_rows(outcome.cell_keys)
+        timing_rows = store.timing_rows(outcome.cell_keys)
+        summaries = store.cell_summaries(outcome.cell_keys)
+    print(render_terminal(metric_rows, timing_rows, suite.shown_metrics, suite.learners))
+    _print_split_summaries(summaries)
+    print(
+        f"\nrun {outcome.run_id}: {outcome.computed} cell(s) computed, {outcome.reused} reused "
+        f"from {args.store or default_store()}"
+    )
+    for description, reason in outcome.skipped:
+        print(f"skipped {description}: {reason}")
+    for description, message in outcome.failed:
+        print(f"FAILED {description}: {message}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _print_split_summaries(summaries: dict[str, Any]) -> None:
+    seen = set()
+    for summary in summaries.values():
+        text = json.dumps(summary, sort_keys=True)
+        if text in seen:
+            continue
+        seen.add(text)
+        scen = ", ".join(
+            f"{s} {v['tasks']} tasks ({v['ineligible']} with fewer than "
+            f"{summary['min_pool']} pool ratings)"
+            for s, v in summary.get("scenarios", {}).items()
+        )
+        print(
+            f"split: {summary.get('existing_users')} existing / {summary.get('new_users')} new "
+            f"users, {summary.get('existing_items')} existing / {summary.get('new_items')} new "
+            f"items, {summary.get('train_ratings')} training ratings, "
+            f"{summary.get('validation_tasks')} validation tasks; {scen}"
+        )
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    import learners  # noqa: F401
+    from bench.cards import dataset_names
+    from bench.learner import LEARNERS
+    from bench.metrics import METRICS
+    from bench.protocol import PROTOCOLS
+    from bench.suite import SUITES
+
+    listing = {
+        "learners": LEARNERS.names(),
+        "datasets": dataset_names(),
+        "protocols": PROTOCOLS.names(),
+        "suites": SUITES.names(),
+        "metrics": METRICS.names(),
+    }
+    for what, names in listing.items():
+        if args.what in ("all", what):
+            print(f"{what}: {', '.join(names)}" if args.what == "all" else "\n".join(names))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    print(
+        f"{suite.source}: ok ({len(suite.datasets)} dataset(s), {len(suite.learners)} "
+        f"learner(s), {len(suite.scenarios)} scenario(s), {len(suite.seeds)} seed(s))"
+    )
+    return 0
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.store import ResultStore
+
+    path = args.store or default_store()
+    if not path.exists():
+        raise BenchError(f"results store {path} does not exist; run `python -m bench run` first")
+    with ResultStore(path) as store:
+        metrics = store.metric_rows()
+        timings = store.timing_rows()
+        runs = store.runs()
+    if args.run:
+        metrics = [r for r in metrics if r["run_id"] == args.run]
+        timings = [r for r in timings if r["run_id"] == args.run]
+    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        if args.format == "json":
+            for run in runs:
+                run["config"] = json.loads(run["config"])
+                run["provenance"] = json.loads(run["provenance"])
+            payload = {
+                "metrics": [{k: _clean(v) for k, v in r.items()} for r in metrics],
+                "timings": [{k: _clean(v) for k, v in r.items()} for r in timings],
+                "runs": runs,
+            }
+            json.dump(payload, out, indent=1, default=str)
+            out.write("\n")
+        else:
+            rows = timings if args.timings else metrics
+            if rows:
+                writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate, "export": cmd_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished cells are in the store and a re-run resumes", file=sys.stderr)
+        return 130

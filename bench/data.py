@@ -1,0 +1,125 @@
+"""The immutable rating dataset every protocol and learner works from."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.errors import DataError
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Ratings with contiguous integer ids ``0..n_users-1`` and ``0..n_items-1``.
+
+    Attributes:
+        user, item: int64 ids per rating.
+        rating: float32 ratings.
+        timestamp: int64 times per rating (seconds or any monotone unit).
+        user_features, item_features: optional float32 matrices, one row per id (dense or multi-hot).
+        user_attributes, item_attributes: optional named per-entity values used by protocols
+            (for example ``release_year``) that are not model features.
+        user_ids, item_ids: the raw ids from the source, indexed by contiguous id.
+        rating_scale: (min, max) of the rating scale.
+        like_threshold: a rating at or above this is a "like".
+        truth: generator internals for synthetic data (the oracle uses them), else None.
+        extras: loader-specific data that protocols may use (predefined folds, trust graph).
+
+    Stability: stable.
+    """
+
+    name: str
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
+    n_users: int
+    n_items: int
+    rating_scale: tuple[float, float]
+    like_threshold: float
+    user_features: np.ndarray | None = None
+    item_features: np.ndarray | None = None
+    user_attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    item_attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
+    truth: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.rating)
+        for label, array in (
+            ("user", self.user),
+            ("item", self.item),
+            ("timestamp", self.timestamp),
+        ):
+            if len(array) != n:
+                raise DataError(
+                    f"dataset {self.name!r}: column {label!r} has {len(array)} rows, "
+                    f"expected {n} like 'rating'"
+                )
+        set_ = object.__setattr__
+        set_(self, "user", _frozen(np.asarray(self.user, dtype=np.int64)))
+        set_(self, "item", _frozen(np.asarray(self.item, dtype=np.int64)))
+        set_(self, "rating", _frozen(np.asarray(self.rating, dtype=np.float32)))
+        set_(self, "timestamp", _frozen(np.asarray(self.timestamp, dtype=np.int64)))
+        if n and (self.user.min() < 0 or self.user.max() >= self.n_users):
+            raise DataError(f"dataset {self.name!r}: user ids must lie in 0..{self.n_users - 1}")
+        if n and (self.item.min() < 0 or self.item.max() >= self.n_items):
+            raise DataError(f"dataset {self.name!r}: item ids must lie in 0..{self.n_items - 1}")
+        for label, feats, count in (
+            ("user_features", self.user_features, self.n_users),
+            ("item_features", self.item_features, self.n_items),
+        ):
+            if feats is None:
+                continue
+            feats = np.asarray(feats, dtype=np.float32)
+            if feats.ndim != 2 or feats.shape[0] != count:
+                raise DataError(
+                    f"dataset {self.name!r}: {label} must have shape ({count}, d), got {feats.shape}"
+                )
+            set_(self, label, _frozen(feats))
+        lo, hi = self.rating_scale
+        set_(self, "rating_scale", (float(lo), float(hi)))
+        if not self.content_hash:
+            set_(self, "content_hash", self._compute_hash())
+
+    def _compute_hash(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(
+            f"{self.n_users},{self.n_items},{self.rating_scale},{self.like_threshold}".encode()
+        )
+        for array in (self.user, self.item, self.rating, self.timestamp):
+            digest.update(array.tobytes())
+        for feats in (self.user_features, self.item_features):
+            digest.update(b"-" if feats is None else feats.tobytes())
+        for attrs in (self.user_attributes, self.item_attributes):
+            for key in sorted(attrs):
+                digest.update(key.encode())
+                digest.update(np.ascontiguousarray(attrs[key]).tobytes())
+        return digest.hexdigest()[:16]
+
+    @property
+    def n_ratings(self) -> int:
+        return len(self.rating)
+
+    @property
+    def rating_levels(self) -> np.ndarray:
+        """The distinct rating values, sorted."""
+        return np.unique(self.rating)
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: {self.n_users} users, {self.n_items} items, {self.n_ratings} ratings, "
+            f"scale {self.rating_scale[0]:g}-{self.rating_scale[1]:g}, hash {self.content_hash}"
+        )

@@ -1,0 +1,148 @@
+"""Suites: TOML files naming the grid of datasets x protocol x scenarios x learners x seeds x devices.
+
+Precedence: the defaults here, then the suite file, then command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench.errors import ConfigError
+from bench.metrics import DEFAULT_METRICS, METRICS
+from bench.protocol import SCENARIOS, make_protocol
+from bench.registry import Registry
+
+SUITE_DIR = Path(__file__).resolve().parent / "suites"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str = "default"
+    description: str = ""
+    datasets: tuple[str, ...] = ("synthetic",)
+    protocol: dict[str, Any] = field(default_factory=lambda: {"name": "cold-random"})
+    scenarios: tuple[str, ...] = SCENARIOS
+    learners: tuple[str, ...] = ("oracle", "global-mean", "item-mean", "mf")
+    learner: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-learner config overrides, ``[learner.NAME]`` tables in TOML."""
+    dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-dataset option overrides, ``[dataset.NAME]`` tables in TOML."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    devices: tuple[str, ...] = ("cpu",)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    shown_metrics: tuple[str, ...] = ("rmse", "mae", "ndcg@3", "ndcg@10", "accuracy")
+    """The metrics printed in the terminal tables (all of ``metrics`` are stored)."""
+    source: str = "<defaults>"
+
+    def resolved(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SUITES: Registry[Path] = Registry("suite")
+for _path in sorted(SUITE_DIR.glob("*.toml")):
+    SUITES.register(_path.stem, _path)
+
+
+def _as_tuple(value: Any, key: str, path: str) -> tuple[Any, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list):
+        return tuple(value)
+    raise ConfigError(f"{path}: {key!r} must be a list or a comma-separated string, got {value!r}")
+
+
+def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
+    """``N`` means seeds 0..N-1; a list gives them explicitly."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: 'seeds' must be a count or a list of integers")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"{where}: 'seeds' must be at least 1, got {value}")
+        return tuple(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) for s in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: 'seeds' must be a count or a list of integers, got {value!r}")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not (name_or_path.endswith(".toml") or path.is_file()):
+        path = SUITES.get(name_or_path)
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"suite file {path}: {exc}") from exc
+    return suite_from_dict(raw, str(path))
+
+
+def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
+    known = {f.name for f in dataclasses.fields(Suite)} - {"source"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"valid keys: {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = {"source": where}
+    for key, value in raw.items():
+        if key in ("datasets", "scenarios", "learners", "devices", "metrics", "shown_metrics"):
+            values[key] = _as_tuple(value, key, where)
+        elif key == "seeds":
+            values[key] = parse_seeds(value, where)
+        elif key in ("protocol", "learner", "dataset"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+            values[key] = value
+        else:
+            values[key] = value
+    suite = Suite(**values)
+    validate(suite)
+    return suite
+
+
+def override(suite: Suite, **flags: Any) -> Suite:
+    """Apply command-line flags (None means not given)."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    suite = replace(suite, **given)
+    validate(suite)
+    return suite
+
+
+def validate(suite: Suite) -> None:
+    """Check every name and parameter a suite uses, without loading data or fitting anything."""
+    from bench.cards import get_card
+    from bench.learner import make_learner
+
+    where = suite.source
+    for scenario in suite.scenarios:
+        if scenario not in SCENARIOS:
+            raise ConfigError(
+                f"{where}: unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}"
+            )
+    for metric in (*suite.metrics, *suite.shown_metrics):
+        if metric not in METRICS:
+            raise ConfigError(f"{where}: {METRICS.unknown_message(metric)}")
+    for shown in suite.shown_metrics:
+        if shown not in suite.metrics:
+            raise ConfigError(f"{where}: shown metric {shown!r} is not among 'metrics'")
+    for device in suite.devices:
+        if device != "cpu" and not device.startswith("cuda"):
+            raise ConfigError(f"{where}: device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if not isinstance(suite.protocol.get("name"), str):
+        raise ConfigError(f"{where}: [protocol] needs a 'name'")
+    make_protocol(suite.protocol["name"], suite.protocol)
+    for name in suite.datasets:
+        if not name.partition(":")[1]:
+            get_card(name)
+    for extra in set(suite.learner) - set(suite.learners):
+        raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
+    for name in suite.learners:
+        make_learner(name, suite.learner.get(name))
+    if not suite.seeds:
+        raise ConfigError(f"{where}: no seeds")

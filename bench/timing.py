@@ -1,0 +1,88 @@
+"""Wall-clock timing of a phase, with device synchronisation and peak memory."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass
+class PhaseTiming:
+    phase: str
+    seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    memory_kind: str = "rss"
+    tasks: int = 0
+
+    @property
+    def tasks_per_second(self) -> float:
+        return self.tasks / self.seconds if self.seconds > 0 and self.tasks else float("nan")
+
+
+def _current_rss() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except OSError:
+        scale = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+class _RssSampler(threading.Thread):
+    """Samples resident memory in the background; the process-wide maximum cannot be reset."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak = _current_rss()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, _current_rss())
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        self.peak = max(self.peak, _current_rss())
+        return self.peak
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextmanager
+def timed(phase: str, device: torch.device, tasks: int = 0) -> Iterator[PhaseTiming]:
+    """Time the block; on CUDA, synchronise before and after and record peak allocated memory."""
+    result = PhaseTiming(phase, tasks=tasks)
+    sampler: _RssSampler | None = None
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        result.memory_kind = "cuda"
+    else:
+        sampler = _RssSampler()
+        sampler.start()
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        synchronize(device)
+        result.seconds = time.perf_counter() - start
+        if sampler is not None:
+            result.peak_memory_bytes = sampler.stop()
+        else:
+            result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))

@@ -1,0 +1,14 @@
+"""Built-in learners, registered lazily so that heavy optional packages load only when used."""
+
+from bench.learner import LEARNERS
+
+_BUILTIN = {
+    "oracle": "learners.oracle:Oracle",
+    "global-mean": "learners.baselines:GlobalMean",
+    "item-mean": "learners.baselines:BiasBaseline",
+    "mf": "learners.mf:MatrixFactorisation",
+}
+
+for _name, _target in _BUILTIN.items():
+    if _name not in LEARNERS:
+        LEARNERS.register(_name, _target)
