@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -144,7 +145,7 @@ METRICS.register("rmse", Metric("rmse", rmse_per_task, False, rmse_pooled))
 METRICS.register("mae", Metric("mae", mae_per_task, False, mae_pooled))
 METRICS.register("accuracy", Metric("accuracy", accuracy_per_task, True, accuracy_pooled))
 for _k in (1, 3, 5, 10):
-    METRICS.register(f"ndcg@{_k}", Metric(f"ndcg@{_k}", lambda q, k=_k: ndcg_per_task(q, k), True))
+    METRICS.register(f"ndcg@{_k}", Metric(f"ndcg@{_k}", partial(ndcg_per_task, k=_k), True))
 METRICS.register("auc", Metric("auc", auc_per_task, True))
 
 DEFAULT_METRICS: tuple[str, ...] = (
