@@ -7,6 +7,10 @@ _BUILTIN = {
     "global-mean": "learners.baselines:GlobalMean",
     "item-mean": "learners.baselines:BiasBaseline",
     "mf": "learners.mf:MatrixFactorisation",
+    "maml-l2l": "learners.maml:Learn2LearnMAML",
+    "maml": "learners.maml:VectorisedMAML",
+    "protonet": "learners.protonet:PrototypicalNetwork",
+    "fine-tune": "learners.finetune:FineTune",
 }
 
 for _name, _target in _BUILTIN.items():
