@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench run|ls|validate|export``.
+"""Command line: ``python -m bench run|ls|validate|export|perf``.
 
 Exit codes: 0 success; 1 a cell failed (the others still finish and are stored); 2 bad input or usage.
 """
@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timings", action="store_true", help="CSV: timing rows instead of metrics"
     )
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+
+    perf = sub.add_parser("perf", help="meta-training throughput of maml-l2l against maml")
+    perf.add_argument("--device", default="cpu", help="cpu or cuda [cpu]")
+    perf.add_argument(
+        "--batch-sizes", type=_csv_list, default=("32", "256", "1024"), help="tasks per meta-batch"
+    )
+    perf.add_argument("--repeats", type=int, default=5, help="timed steps per measurement")
+    perf.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return parser
 
 
@@ -196,7 +204,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "ls": cmd_ls, "validate": cmd_validate, "export": cmd_export}
+def cmd_perf(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.perf import measure, render
+    from bench.runner import check_devices
+
+    check_devices((args.device,))
+    try:
+        sizes = [int(s) for s in args.batch_sizes]
+    except ValueError as exc:
+        raise BenchError(f"--batch-sizes must be integers: {exc}") from exc
+    if not sizes or min(sizes) < 1 or args.repeats < 1:
+        raise BenchError("--batch-sizes and --repeats must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(render(measure(sizes, device, repeats=args.repeats), device))
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "ls": cmd_ls,
+    "validate": cmd_validate,
+    "export": cmd_export,
+    "perf": cmd_perf,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
