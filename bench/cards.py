@@ -1,7 +1,13 @@
 """Dataset cards: TOML files in the project's ``datasets/`` folder, one per dataset.
 
-A card names a parser and the options passed to it. Parsers are registered by name; the cards are
-discovered lazily, on the first look-up.
+A card names a parser and the options passed to it, and records where the data comes from (official
+URL, the folder its archive unpacks to, the sha256 of each file the parser reads or "unverified"),
+its rating scale and like threshold, its terms (licence, citation) and protocol defaults
+(``[protocol.NAME]`` tables, e.g. the release-year cut-off of the ``melu`` protocol). Parsers are
+registered by name; the cards are discovered lazily, on the first look-up.
+
+Besides card names, ``csv:PATH`` and ``parquet:PATH`` load a user's own long-format file; its
+column options come from the suite's ``[dataset."csv:PATH"]`` table.
 """
 
 from __future__ import annotations
@@ -28,9 +34,23 @@ class Card:
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    url: str = ""
+    folder: str = ""
+    """The folder the official archive unpacks to; the dataset's folder in the data directory."""
+    archive_root: str = ""
+    """The folder inside the archive that holds the files ("" when they sit at its top)."""
+    archive_sha256: str = "unverified"
+    files: dict[str, str] = field(default_factory=dict)
+    """File name -> sha256 (or "unverified") for every file the parser may read."""
+    rating_scale: tuple[float, float] | None = None
+    like_threshold: float | None = None
+    licence: str = ""
+    citation: str = ""
+    protocol_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-Parser = Callable[[Card, dict[str, Any]], Dataset]
+# A parser gets the card, the merged options and the data directory (None: the default one).
+Parser = Callable[..., Dataset]
 PARSERS: Registry[Parser] = Registry("dataset parser")
 CARDS: Registry[Card] = Registry("dataset")
 _discovered = False
@@ -46,6 +66,12 @@ def read_card(path: Path) -> Card:
             raise ConfigError(
                 f"dataset card {path}: field {key!r} is required and must be a string"
             )
+    scale = raw.get("rating_scale")
+    if scale is not None and (not isinstance(scale, list) or len(scale) != 2):
+        raise ConfigError(f"dataset card {path}: rating_scale must be [min, max]")
+    files = raw.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ConfigError(f"dataset card {path}: [files] must map file names to sha256 strings")
     return Card(
         name=raw["name"],
         parser=raw["parser"],
@@ -53,6 +79,16 @@ def read_card(path: Path) -> Card:
         description=raw.get("description", ""),
         options=dict(raw.get("options", {})),
         raw=raw,
+        url=raw.get("url", ""),
+        folder=raw.get("folder", ""),
+        archive_root=raw.get("archive_root", ""),
+        archive_sha256=raw.get("archive_sha256", "unverified"),
+        files=dict(files),
+        rating_scale=(float(scale[0]), float(scale[1])) if scale else None,
+        like_threshold=raw.get("like_threshold"),
+        licence=raw.get("licence", ""),
+        citation=raw.get("citation", ""),
+        protocol_defaults=dict(raw.get("protocol", {})),
     )
 
 
@@ -71,28 +107,37 @@ def dataset_names() -> list[str]:
     return CARDS.names()
 
 
+USER_FILE_PREFIXES = ("csv:", "parquet:")
+
+
 def get_card(name: str) -> Card:
     discover()
+    if name.startswith(USER_FILE_PREFIXES):
+        kind, _, file = name.partition(":")
+        return Card(name=name, parser=kind, path=None, options={"path": file})
     path = Path(name)
     if name.endswith(".toml") and path.is_file():
         return read_card(path)
     return CARDS.get(name)
 
 
-def load_dataset(name: str, options: dict[str, Any] | None = None) -> Dataset:
-    """Load the dataset a card describes; ``options`` override the card's options."""
+def load_dataset(
+    name: str, options: dict[str, Any] | None = None, *, data_dir: str | Path | None = None
+) -> Dataset:
+    """Load the dataset a card describes; ``options`` override the card's options. Files are
+    looked for in ``data_dir``, else ``$BENCH_DATA_DIR``, else the per-user cache."""
     card = get_card(name)
     parser = PARSERS.get(card.parser)
     merged = {**card.options, **(options or {})}
     try:
-        return parser(card, merged)
+        return parser(card, merged, data_dir=data_dir)
     except DataError:
         raise
     except (ValueError, KeyError, OSError) as exc:
         raise DataError(f"dataset {card.name!r} ({card.path}): {exc}") from exc
 
 
-def _synthetic(card: Card, options: dict[str, Any]) -> Dataset:
+def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
     from bench.config import build_config
     from bench.synthetic import SyntheticConfig, generate
 
@@ -101,3 +146,10 @@ def _synthetic(card: Card, options: dict[str, Any]) -> Dataset:
 
 
 PARSERS.register("synthetic", _synthetic)
+# File parsers load lazily: their modules import only when a card uses them.
+PARSERS.register("movielens-100k", "bench.loaders.movielens:parse_100k")
+PARSERS.register("movielens", "bench.loaders.movielens:parse_movielens")
+PARSERS.register("filmtrust", "bench.loaders.others:parse_filmtrust")
+PARSERS.register("book-crossing", "bench.loaders.others:parse_book_crossing")
+PARSERS.register("csv", "bench.loaders.custom:parse_csv")
+PARSERS.register("parquet", "bench.loaders.custom:parse_parquet")

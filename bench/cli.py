@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]")
     run.add_argument("--fresh", action="store_true", help="recompute cells already in the store")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--data-dir",
+        help="folder holding the dataset folders (ml-100k/, ...) [$BENCH_DATA_DIR, else a cache]",
+    )
 
     ls = sub.add_parser("ls", help="list registered things")
     ls.add_argument(
@@ -87,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenarios=args.scenarios,
         seeds=tuple(range(args.seeds)) if args.seeds is not None else None,
         devices=args.device,
+        data_dir=args.data_dir,
     )
     if args.seeds is not None and args.seeds < 1:
         raise BenchError("--seeds must be at least 1")

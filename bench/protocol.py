@@ -147,6 +147,9 @@ class Split:
 class Protocol:
     """Base class: turns a dataset and a seed into a :class:`Split`."""
 
+    scenarios: tuple[str, ...] = SCENARIOS
+    """The scenarios this protocol produces; the runner evaluates only these."""
+
     def __init__(self, config: ProtocolConfig) -> None:
         self.config = config
 
@@ -331,6 +334,8 @@ PROTOCOLS.register(
     "temporal",
     _preset(name="temporal", user_split="temporal", item_split="temporal", order="time"),
 )
+PROTOCOLS.register("melu", "bench.extra_protocols:make_melu")
+PROTOCOLS.register("predefined", "bench.extra_protocols:make_predefined")
 
 
 def make_protocol(name: str, overrides: dict[str, Any] | None = None) -> Protocol:

@@ -285,13 +285,18 @@ def run_suite(
 ) -> RunOutcome:
     check_devices(suite.devices)
     protocol = make_protocol(suite.protocol["name"], suite.protocol)
-    datasets = [load_dataset(name, suite.dataset.get(name)) for name in suite.datasets]
+    datasets = [
+        load_dataset(name, suite.dataset.get(name), data_dir=suite.data_dir)
+        for name in suite.datasets
+    ]
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
     config = suite.resolved()
     store.start_run(outcome.run_id, suite.name, config, collect(list(suite.devices)))
     cache = SplitCache(protocol)
-    wanted = [(s, k) for s in suite.scenarios for k in protocol.config.support_sizes]
+    # A protocol may offer fewer scenarios (predefined folds are warm only); skip the others.
+    offered = [s for s in suite.scenarios if s in protocol.scenarios]
+    wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
     for device in suite.devices:
         warm_up(torch.device(device))

@@ -36,6 +36,8 @@ class Suite:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     shown_metrics: tuple[str, ...] = ("rmse", "mae", "ndcg@3", "ndcg@10", "accuracy")
     """The metrics printed in the terminal tables (all of ``metrics`` are stored)."""
+    data_dir: str | None = None
+    """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
     source: str = "<defaults>"
 
     def resolved(self) -> dict[str, Any]:
@@ -109,6 +111,9 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
 def override(suite: Suite, **flags: Any) -> Suite:
     """Apply command-line flags (None means not given)."""
     given = {k: v for k, v in flags.items() if v is not None}
+    if "learners" in given and "learner" not in given:
+        # Narrowing the learners on the command line keeps only their config tables.
+        given["learner"] = {k: v for k, v in suite.learner.items() if k in given["learners"]}
     suite = replace(suite, **given)
     validate(suite)
     return suite

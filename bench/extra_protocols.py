@@ -1,0 +1,147 @@
+"""The ``melu`` and ``predefined`` protocols, registered into :data:`bench.protocol.PROTOCOLS`.
+
+- ``melu`` (Lee et al., KDD 2019): items split by release year at a cut-off (a dataset card may
+  carry it in ``[protocol.melu]``; a suite's value wins), users split 80/20 at random, only users
+  with 13-100 ratings kept, 10 query ratings per user and the rest as support, all four scenarios.
+- ``predefined``: a dataset's own fold files (ML-100K's u1-u5). Seed N runs fold N. Training is the
+  fold's base file; the tasks are the entities of its test file, their query is all their test
+  ratings (so query lengths vary) and their support their training ratings. Only ``warm`` exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any
+
+import numpy as np
+
+from bench.config import build_config
+from bench.data import Dataset
+from bench.errors import ConfigError, DataError
+from bench.protocol import ColdStartProtocol, Protocol, ProtocolConfig, Split, TaskSet
+
+MELU_DEFAULTS: dict[str, Any] = {
+    "name": "melu",
+    "user_split": "random",
+    "new_user_fraction": 0.2,
+    "item_split": "attribute:release_year",
+    "new_item_fraction": 0.2,
+    "min_ratings": 13,
+    "max_ratings": 100,
+    "drop_filtered": True,
+    "support_sizes": ("all",),
+    "query_size": 10,
+}
+
+
+class DatasetDefaultsProtocol(ColdStartProtocol):
+    """A cold-start protocol that takes per-dataset defaults from the dataset card's
+    ``[protocol.NAME]`` table for the parameters the suite left unset."""
+
+    def __init__(self, config: ProtocolConfig, explicit: set[str]) -> None:
+        super().__init__(config)
+        self.explicit = explicit
+
+    def split(self, dataset: Dataset, seed: int) -> Split:
+        defaults = dataset.extras.get("protocol_defaults", {}).get(self.config.name, {})
+        known = {f.name for f in fields(ProtocolConfig)} - {"name", "version"}
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            raise ConfigError(
+                f"dataset {dataset.name!r}: [protocol.{self.config.name}] has unknown field(s) "
+                f"{', '.join(unknown)}"
+            )
+        chosen = {k: v for k, v in defaults.items() if k not in self.explicit}
+        if "support_sizes" in chosen:
+            chosen["support_sizes"] = tuple(chosen["support_sizes"])
+        config = replace(self.config, **chosen) if chosen else self.config
+        split = ColdStartProtocol(config).split(dataset, seed)
+        split.summary["dataset_defaults"] = chosen
+        return split
+
+
+def make_melu(overrides: dict[str, Any] | None = None) -> Protocol:
+    merged = {**MELU_DEFAULTS, **(overrides or {})}
+    merged["support_sizes"] = tuple(merged["support_sizes"])
+    config = build_config(ProtocolConfig, merged, where="[protocol] (melu)")
+    return DatasetDefaultsProtocol(config, set(overrides or {}))
+
+
+class PredefinedProtocol(Protocol):
+    """Warm evaluation on a dataset's predefined train/test folds (``extras["folds"]``)."""
+
+    scenarios = ("warm",)
+
+    def split(self, dataset: Dataset, seed: int) -> Split:
+        cfg = self.config
+        folds = dataset.extras.get("folds")
+        if not folds:
+            raise ConfigError(
+                f"protocol 'predefined': dataset {dataset.name!r} has no predefined folds"
+            )
+        names = list(dataset.extras.get("fold_names") or folds)
+        if not 0 <= seed < len(names):
+            raise ConfigError(
+                f"protocol 'predefined': seed {seed} selects a fold, but {dataset.name!r} has "
+                f"{len(names)} ({', '.join(names)}); use seeds 0..{len(names) - 1}"
+            )
+        fold = folds[names[seed]]
+        train = np.sort(np.asarray(fold["train"], dtype=np.int64))
+        test = np.asarray(fold["test"], dtype=np.int64)
+        if np.isin(test, train).any():
+            raise DataError(f"fold {names[seed]}: test ratings also appear in its training file")
+        by_user = cfg.task_axis == "user"
+        task_of = dataset.user if by_user else dataset.item
+        n_task = dataset.n_users if by_user else dataset.n_items
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+
+        def grouped(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # Group by task entity, in time order or in a seeded random order within each entity.
+            tie = dataset.timestamp[rows] if cfg.order == "time" else rng.random(len(rows))
+            ordered = rows[np.lexsort((tie, task_of[rows]))]
+            return ordered, np.searchsorted(task_of[ordered], np.arange(n_task + 1))
+
+        test_rows, test_starts = grouped(test)
+        train_rows, train_starts = grouped(train)
+        activity = np.bincount(task_of, minlength=n_task)
+        active = activity >= cfg.min_ratings
+        if cfg.max_ratings is not None:
+            active &= activity <= cfg.max_ratings
+        entities = np.flatnonzero((np.diff(test_starts) > 0) & active)
+        if cfg.max_tasks is not None and len(entities) > cfg.max_tasks:
+            entities = np.sort(rng.permutation(entities)[: cfg.max_tasks])
+        pools = tuple(train_rows[train_starts[e] : train_starts[e + 1]] for e in entities)
+        queries = tuple(test_rows[test_starts[e] : test_starts[e + 1]] for e in entities)
+        warm = TaskSet("warm", cfg.task_axis, entities.astype(np.int64), pools, queries)
+        empty = TaskSet("validation", cfg.task_axis, np.zeros(0, dtype=np.int64), (), ())
+        lengths = np.diff(test_starts)[entities]
+        summary: dict[str, Any] = {
+            "fold": names[seed],
+            "new_users": 0,
+            "existing_users": dataset.n_users,
+            "new_items": 0,
+            "existing_items": dataset.n_items,
+            "validation_tasks": 0,
+            "min_pool": 0,
+            "train_ratings": len(train),
+            "query_lengths": {
+                "min": int(lengths.min()) if len(lengths) else 0,
+                "max": int(lengths.max()) if len(lengths) else 0,
+                "single_rating_tasks": int((lengths == 1).sum()),
+            },
+            "scenarios": {"warm": {"tasks": len(entities), "ineligible": 0}},
+        }
+        no_new_users = np.zeros(dataset.n_users, dtype=bool)
+        no_new_items = np.zeros(dataset.n_items, dtype=bool)
+        return Split(cfg, train, no_new_users, no_new_items, empty, {"warm": warm}, summary)
+
+
+def make_predefined(overrides: dict[str, Any] | None = None) -> Protocol:
+    merged: dict[str, Any] = {
+        "name": "predefined",
+        "support_sizes": ("all",),
+        "validation_fraction": 0.0,
+        **(overrides or {}),
+    }
+    merged["support_sizes"] = tuple(merged["support_sizes"])
+    return PredefinedProtocol(build_config(ProtocolConfig, merged, where="[protocol] (predefined)"))

@@ -1,0 +1,137 @@
+"""FilmTrust (ratings plus a directed trust graph) and Book-Crossing (``;``-separated, quoted,
+Latin-1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data import Dataset
+from bench.loaders.cache import load_card_files
+from bench.loaders.movielens import AGE_BRACKETS
+from bench.loaders.table import lookup, one_hot, ratings_table, read_columns
+
+
+def parse_filmtrust(
+    card: Any, options: dict[str, Any], data_dir: str | Path | None = None
+) -> Dataset:
+    """``ratings.txt`` (user item rating) and, with ``trust = true``, ``trust.txt`` (trustor
+    trustee 1) as ``extras["trust_edges"]``: an ``[E, 2]`` array of contiguous user ids. Trust links
+    to users without ratings have no contiguous id and are counted in ``trust_edges_dropped``."""
+    with_trust = bool(options.get("trust", True))
+    needed = ["ratings.txt"] + (["trust.txt"] if with_trust else [])
+
+    def build(paths: dict[str, Path]) -> Dataset:
+        cols, lines, _ = read_columns(
+            paths["ratings.txt"],
+            sep=None,
+            n_fields=3,
+            columns={"user": (0, "int"), "item": (1, "int"), "rating": (2, "float")},
+        )
+        table = ratings_table(
+            cols["user"],
+            cols["item"],
+            cols["rating"],
+            None,
+            lines,
+            duplicates=options.get("duplicates", "last"),
+            rating_scale=card.rating_scale,
+            like_threshold=card.like_threshold,
+            where=str(paths["ratings.txt"]),
+        )
+        extras: dict[str, Any] = {}
+        if with_trust:
+            trust, _, _ = read_columns(
+                paths["trust.txt"],
+                sep=None,
+                n_fields=3,
+                columns={"from": (0, "int"), "to": (1, "int"), "value": (2, "float")},
+            )
+            source = lookup(trust["from"], table.user_ids)
+            target = lookup(trust["to"], table.user_ids)
+            keep = (source >= 0) & (target >= 0)
+            extras["trust_edges"] = np.stack([source[keep], target[keep]], axis=1)
+            extras["trust_values"] = trust["value"][keep].astype(np.float32)
+            extras["trust_edges_dropped"] = int((~keep).sum())
+        return table.to_dataset(card.name, extras=extras)
+
+    return load_card_files(card, options, needed, data_dir, build)
+
+
+def parse_book_crossing(
+    card: Any, options: dict[str, Any], data_dir: str | Path | None = None
+) -> Dataset:
+    """``BX-Book-Ratings.csv``; with ``explicit_only`` (default) the implicit 0 ratings are dropped,
+    leaving 1-10. With ``features = true``, user age (bracket one-hot plus "unknown") from
+    ``BX-Users.csv`` and the year of publication (item attribute ``release_year``) from
+    ``BX-Books.csv``; many rated ISBNs have no row there, so their year is unknown."""
+    with_features = bool(options.get("features", True))
+    needed = ["BX-Book-Ratings.csv"] + (["BX-Users.csv", "BX-Books.csv"] if with_features else [])
+    read = {"sep": ";", "quotechar": '"', "encoding": "latin-1", "header": True}
+
+    def build(paths: dict[str, Path]) -> Dataset:
+        cols, lines, _ = read_columns(
+            paths["BX-Book-Ratings.csv"],
+            n_fields=3,
+            columns={"user": (0, "int"), "item": (1, "str"), "rating": (2, "float")},
+            **read,  # type: ignore[arg-type]
+        )
+        keep = cols["rating"] > 0 if options.get("explicit_only", True) else slice(None)
+        table = ratings_table(
+            cols["user"][keep],
+            np.char.upper(cols["item"][keep]),
+            cols["rating"][keep],
+            None,
+            lines[keep],
+            duplicates=options.get("duplicates", "last"),
+            rating_scale=card.rating_scale,
+            like_threshold=card.like_threshold,
+            where=str(paths["BX-Book-Ratings.csv"]),
+        )
+        if not with_features:
+            return table.to_dataset(card.name)
+        users, _, _ = read_columns(
+            paths["BX-Users.csv"],
+            n_fields=3,
+            columns={"id": (0, "int"), "age": (2, "str")},
+            **read,  # type: ignore[arg-type]
+        )
+        age = np.full(len(table.user_ids), np.nan)
+        pos = lookup(table.user_ids, users["id"])
+        for n, p in enumerate(pos):
+            text = users["age"][p] if p >= 0 else ""
+            age[n] = float(text) if text.replace(".", "", 1).isdigit() else np.nan
+        bracket = np.where(
+            np.isfinite(age),
+            np.searchsorted(np.asarray(AGE_BRACKETS), np.nan_to_num(age), "right"),
+            -1,
+        )
+        user_features = np.hstack(
+            [one_hot(bracket, len(AGE_BRACKETS) + 1), (~np.isfinite(age))[:, None]]
+        ).astype(np.float32)
+        books, _, _ = read_columns(
+            paths["BX-Books.csv"],
+            n_fields=8,
+            columns={"isbn": (0, "str"), "year": (3, "str")},
+            **read,  # type: ignore[arg-type]
+        )
+        year = np.full(len(table.item_ids), np.nan)
+        pos = lookup(table.item_ids, np.char.upper(books["isbn"]))
+        for n, p in enumerate(pos):
+            text = books["year"][p] if p >= 0 else ""
+            if text.isdigit() and int(text) > 0:
+                year[n] = float(text)
+        known = np.isfinite(year)
+        scaled = (np.where(known, year, np.nanmean(year) if known.any() else 1900.0) - 1900) / 100
+        item_features = np.stack([scaled, ~known], axis=1).astype(np.float32)
+        return table.to_dataset(
+            card.name,
+            user_features=user_features,
+            item_features=item_features,
+            user_attributes={"age": age},
+            item_attributes={"release_year": year},
+        )
+
+    return load_card_files(card, options, needed, data_dir, build)
