@@ -239,10 +239,10 @@ def mixed_support(batch: TaskBatch, sizes: Sequence[int], rng: np.random.Generat
     support sizes as evaluation does."""
     if not sizes:
         return batch
-    k = torch.as_tensor(rng.choice(np.asarray(sizes), size=batch.n_tasks), dtype=torch.long)
+    device = batch.support_mask.device
+    k = torch.as_tensor(rng.choice(np.asarray(sizes), size=batch.n_tasks), device=device)
     width = batch.support_mask.shape[1]
-    keep = torch.arange(width)[None, :] < k[:, None].to(batch.support_mask.device)
-    mask = batch.support_mask & keep.to(batch.support_mask.device)
+    mask = batch.support_mask & (torch.arange(width, device=device)[None, :] < k[:, None])
     return TaskBatch(
         axis=batch.axis,
         entities=batch.entities,

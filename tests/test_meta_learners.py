@@ -222,3 +222,19 @@ def test_missing_learn2learn_is_a_registry_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "learn2learn", None)
     with pytest.raises(RegistryError, match="make setup"):
         import_learn2learn()
+
+
+@pytest.mark.parametrize("name", META_LEARNERS)
+def test_item_as_task(name: str, small_dataset: Dataset) -> None:
+    protocol = make_protocol(
+        "cold-random",
+        {"name": "cold-random", "task_axis": "item", "support_sizes": [1, 5], "query_size": 5},
+    )
+    item_split = protocol.split(small_dataset, 0)
+    learner = fitted(name, make_meta_train(small_dataset, item_split))
+    tasks = build_tasks(small_dataset, item_split.scenarios["item_cold"], 5)
+    assert tasks.axis == "item" and tasks.n_tasks > 0
+    with torch.no_grad():
+        pred = learner.predict(tasks.without_labels())
+    assert pred.shape == tasks.query_items.shape
+    assert torch.isfinite(pred[tasks.query_mask]).all()
