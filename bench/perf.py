@@ -58,8 +58,11 @@ def time_meta_steps(
     learner: Any, batch: Any, device: torch.device, repeats: int, budget_s: float = float("inf")
 ) -> float:
     """Median seconds of one meta-training step after an untimed warm-up step; fewer repeats
-    (at least one) when the warm-up step shows that ``repeats`` would exceed ``budget_s``."""
+    when the warm-up step shows that ``repeats`` would exceed ``budget_s`` (none when the
+    warm-up step alone does: then it is the measurement)."""
     warmup = _step_seconds(learner, batch, device)
+    if warmup > budget_s:
+        return warmup  # one step already exceeds the budget; one-off start-up costs are noise here
     affordable = budget_s / max(warmup, 1e-9)
     repeats = max(1, int(min(repeats, affordable)))
     return statistics.median(_step_seconds(learner, batch, device) for _ in range(repeats))
