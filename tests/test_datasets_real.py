@@ -198,3 +198,16 @@ def test_item_as_task_runs_end_to_end_on_ml100k(tmp_path: Path) -> None:
     cold = split.scenarios["item_cold"]
     assert cold.axis == "item" and split.new_items[cold.entities].all()
     assert all(len(cold.support(t, 5)) == 5 for t in range(len(cold)))
+
+
+def test_cli_data_dir_flag_runs_the_warm_folds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cli import main
+
+    store = str(tmp_path / "s.sqlite")
+    args = ["run", "--suite", "ml100k-warm", "--learners", "global-mean", "--seeds", "2"]
+    code = main([*args, "--data-dir", str(DATA), "--store", store, "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ml-100k · predefined@1 · warm" in out and "user_cold" not in out

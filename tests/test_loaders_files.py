@@ -312,3 +312,13 @@ def test_own_csv_with_another_scale_runs_end_to_end(
     assert code == 0
     for scenario in ("warm", "user_cold", "item_cold", "user_item_cold"):
         assert f"· {scenario}" in out
+
+
+def test_a_card_for_own_csv_file(tmp_path: Path) -> None:
+    write(tmp_path / "cards" / "data" / "r.tsv", "a\tb\t1\nc\tb\t5\n")
+    path = write(
+        tmp_path / "cards" / "mine.toml",
+        'name = "mine"\nparser = "csv"\n[options]\npath = "data/r.tsv"\nrating_scale = [1, 5]\n',
+    )
+    data = load_dataset(str(path))
+    assert data.name == "mine" and data.like_threshold == 4 and data.n_users == 2
