@@ -8,6 +8,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +148,11 @@ def load_card_files(
 
     def build_with_defaults() -> Dataset:
         dataset = build(paths)
-        if card.protocol_defaults:
-            dataset.extras["protocol_defaults"] = card.protocol_defaults
-        return dataset
+        if not card.protocol_defaults:
+            return dataset
+        # The defaults change splits, so they are part of the hash that result cells are keyed by.
+        digest = stable_hash({"data": dataset.content_hash, "protocol": card.protocol_defaults})
+        extras = {**dataset.extras, "protocol_defaults": card.protocol_defaults}
+        return replace(dataset, extras=extras, content_hash=digest)
 
     return cached(key, build_with_defaults, use_cache=bool(options.get("cache", True)))
