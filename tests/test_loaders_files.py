@@ -322,3 +322,41 @@ def test_a_card_for_own_csv_file(tmp_path: Path) -> None:
     )
     data = load_dataset(str(path))
     assert data.name == "mine" and data.like_threshold == 4 and data.n_users == 2
+
+
+DAT = {
+    "ratings.dat": "1::5::4::978300760\n2::5::3::978300761\n2::7::1::978300762\n",
+    "movies.dat": "5::Heat (1995)::Action|Crime\n7::Sabrina (1954)::Comedy\n",
+    "users.dat": "1::F::1::10::48067\n2::M::56::16::70072\n",
+}
+CSV = {
+    "ratings.csv": "userId,movieId,rating,timestamp\n1,3,0.5,10\n1,4,5.0,11\n9,3,2.5,12\n",
+    "movies.csv": 'movieId,title,genres\n3,"Shawshank, The (1994)",Drama\n4,Heat (1995),Action\n',
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "folder", "files", "has_users"),
+    [
+        ("ml-1m", "ml-1m", DAT, True),
+        ("ml-10m", "ml-10M100K", {k: v for k, v in DAT.items() if k != "users.dat"}, False),
+        ("ml-20m", "ml-20m", CSV, False),
+        ("ml-25m", "ml-25m", CSV, False),
+    ],
+)
+def test_shipped_movielens_cards_on_tiny_files(
+    tmp_path: Path, name: str, folder: str, files: dict[str, str], has_users: bool
+) -> None:
+    for file, text in files.items():
+        write(tmp_path / folder / file, text)
+    data = load_dataset(name, data_dir=tmp_path)
+    assert data.n_ratings == 3 and data.name == name
+    assert (data.user_features is not None) == has_users
+    assert np.isfinite(data.item_attributes["release_year"]).all()
+
+
+def test_shipped_cards_reject_files_that_do_not_match_their_sums(tmp_path: Path) -> None:
+    for file, text in CSV.items():
+        write(tmp_path / "ml-latest-small" / file, text)
+    with pytest.raises(DataError, match=r"checksum mismatch for .*ml-latest-small/ratings\.csv"):
+        load_dataset("ml-latest-small", data_dir=tmp_path)
