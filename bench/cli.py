@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         help="folder holding the dataset folders (ml-100k/, ...) [$BENCH_DATA_DIR, else a cache]",
     )
+    run.add_argument(
+        "--dataset-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a parser option for every dataset of the run, e.g. rating=score (repeatable); "
+        "values are read as TOML where they parse, else as text",
+    )
 
     ls = sub.add_parser("ls", help="list registered things")
     ls.add_argument(
@@ -93,6 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device,
         data_dir=args.data_dir,
     )
+    if args.dataset_option:
+        suite = override(suite, dataset=_dataset_options(args.dataset_option, suite.datasets))
     if args.seeds is not None and args.seeds < 1:
         raise BenchError("--seeds must be at least 1")
     print("resolved config:")
@@ -113,6 +122,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     for description, message in outcome.failed:
         print(f"FAILED {description}: {message}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    import tomllib
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--dataset-option expects KEY=VALUE, got {pair!r}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # plain text such as a column name needs no quotes
+        options[key.strip()] = value
+    return {name: options for name in datasets}
 
 
 def _print_split_summaries(summaries: dict[str, Any]) -> None:

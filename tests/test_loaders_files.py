@@ -284,11 +284,11 @@ def test_own_csv_with_another_scale_runs_end_to_end(
     rng = np.random.default_rng(0)
     n_users, n_items = 120, 60
     taste = rng.normal(size=(n_users, 2)) @ rng.normal(size=(2, n_items))
-    lines = ["user_id,item_id,score"]
+    lines = ["who;what;score"]
     for u in range(n_users):
         for i in rng.choice(n_items, size=25, replace=False):
             score = float(np.clip(3 * taste[u, i] + rng.normal(), -10, 10))
-            lines.append(f"u{u},item{i},{score:.3f}")
+            lines.append(f"u{u};item{i};{score:.3f}")
     path = write(tmp_path / "scores.csv", "\n".join(lines) + "\n")
     suite = write(
         tmp_path / "own.toml",
@@ -303,6 +303,12 @@ def test_own_csv_with_another_scale_runs_end_to_end(
             str(suite),
             "--datasets",
             f"csv:{path}",
+            "--dataset-option",
+            "user=who",
+            "--dataset-option",
+            "item=what",
+            "--dataset-option",
+            "rating_scale=[-10, 10]",
             "--store",
             str(tmp_path / "s.sqlite"),
             "--no-progress",
@@ -310,6 +316,7 @@ def test_own_csv_with_another_scale_runs_end_to_end(
     )
     out = capsys.readouterr().out
     assert code == 0
+    assert '"user": "who"' in out and '"rating_scale": [' in out  # the options reached the suite
     for scenario in ("warm", "user_cold", "item_cold", "user_item_cold"):
         assert f"· {scenario}" in out
 
