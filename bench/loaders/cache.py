@@ -71,7 +71,8 @@ def save(dataset: Dataset, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
-        np.savez(handle, __meta__=np.asarray(json.dumps(meta, default=float)), **arrays)
+        arrays["__meta__"] = np.asarray(json.dumps(meta, default=float))
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)  # atomic, so a concurrent reader never sees half a file
 
 

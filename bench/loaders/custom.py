@@ -162,12 +162,13 @@ def parse_csv(card: Any, options: dict[str, Any], data_dir: str | Path | None = 
         names = fields if header else None
         where = str(path)
         roles: dict[str, tuple[int, Kind]] = {}
-        for role, kind in (
+        wanted: tuple[tuple[str, Kind], ...] = (
             ("user", "str"),
             ("item", "str"),
             ("rating", "float"),
             ("timestamp", "float"),
-        ):
+        )
+        for role, kind in wanted:
             index = _column(role, options.get(role), names, len(fields), where)
             if index is not None:
                 roles[role] = (index, kind)

@@ -20,7 +20,7 @@ import numpy as np
 from bench.data import Dataset
 from bench.errors import DataError
 from bench.loaders.cache import load_card_files
-from bench.loaders.table import RatingsTable, lookup, one_hot, ratings_table, read_columns
+from bench.loaders.table import Kind, RatingsTable, lookup, one_hot, ratings_table, read_columns
 
 AGE_BRACKETS = (18, 25, 35, 45, 50, 56)
 """Lower bounds of ML-1M's age brackets after "under 18"."""
@@ -192,7 +192,11 @@ def parse_100k(card: Any, options: dict[str, Any], data_dir: str | Path | None =
             "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
             "Romance", "Sci-Fi", "Thriller", "War", "Western",
         ]  # fmt: skip
-        item_cols = {"id": (0, "int"), "title": (1, "str"), "date": (2, "str")}
+        item_cols: dict[str, tuple[int, Kind]] = {
+            "id": (0, "int"),
+            "title": (1, "str"),
+            "date": (2, "str"),
+        }
         item_cols.update({f"g{n}": (5 + n, "int") for n in range(19)})
         items, _, _ = read_columns(
             paths["u.item"], sep="|", n_fields=24, encoding="latin-1", columns=item_cols
