@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     perf.add_argument("--repeats", type=int, default=5, help="timed steps per measurement")
     perf.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    perf.add_argument(
+        "--no-cuda-graph", action="store_true", help="on CUDA, run maml's steps eagerly"
+    )
     return parser
 
 
@@ -250,7 +253,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(render(measure(sizes, device, repeats=args.repeats), device))
+    graph = not args.no_cuda_graph
+    rows = measure(sizes, device, repeats=args.repeats, cuda_graph=graph)
+    print(render(rows, device, cuda_graph=graph))
     return 0
 
 

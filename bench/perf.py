@@ -79,6 +79,7 @@ def measure(
     first_order: bool = False,
     adapts: Sequence[str] = ADAPT_SETTINGS,
     train: MetaTrain | None = None,
+    cuda_graph: bool = True,
 ) -> list[PerfRow]:
     """Tasks per second of one meta-training step for each (adapt, batch size).
 
@@ -91,7 +92,7 @@ def measure(
     for adapt in adapts:
         overrides = {"adapt": adapt, "inner_steps": inner_steps, "first_order": first_order}
         reference = make_learner("maml-l2l", overrides)
-        vectorised = make_learner("maml", overrides)
+        vectorised = make_learner("maml", {**overrides, "cuda_graph": cuda_graph})
         for learner in (reference, vectorised):
             learner.setup(train, rng=np.random.default_rng(0), device=device)  # type: ignore[attr-defined]
         vectorised.model.load_state_dict(reference.model.state_dict())  # type: ignore[attr-defined]
@@ -107,7 +108,11 @@ def measure(
 
 
 def render(
-    rows: Sequence[PerfRow], device: torch.device, inner_steps: int = 1, first_order: bool = False
+    rows: Sequence[PerfRow],
+    device: torch.device,
+    inner_steps: int = 1,
+    first_order: bool = False,
+    cuda_graph: bool = True,
 ) -> str:
     table = [
         (
@@ -126,4 +131,6 @@ def render(
         f"(torch {torch.__version__}, {torch.get_num_threads()} thread(s)); "
         "median after a warm-up step"
     )
+    if device.type == "cuda":
+        title += "; maml " + ("replays a CUDA graph" if cuda_graph else "runs eagerly")
     return title + "\n" + tabulate(table, headers=headers, tablefmt="github", colalign=("left",))

@@ -77,8 +77,15 @@ class EpisodicLearner(Learner):
             torch.manual_seed(int(rng.integers(2**62)))
             self.model = self.build(train).to(device)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=self.config.outer_lr, weight_decay=self.config.weight_decay
+            self.model.parameters(),
+            lr=self.config.outer_lr,
+            weight_decay=self.config.weight_decay,
+            capturable=self.uses_cuda_graph(),
         )
+
+    def uses_cuda_graph(self) -> bool:
+        """Whether meta-steps are captured as a CUDA graph (subclasses that support it say so)."""
+        return False
 
     def sample(self, train: MetaTrain, rng: np.random.Generator) -> TaskBatch:
         batch = train.sampler.sample(rng, self.config.meta_batch, max(self.sizes), self.query_size)
