@@ -144,22 +144,24 @@ def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, d
 
 
 def _print_split_summaries(summaries: dict[str, Any]) -> None:
-    seen = set()
-    for summary in summaries.values():
-        text = json.dumps(summary, sort_keys=True)
-        if text in seen:
-            continue
-        seen.add(text)
-        scen = ", ".join(
-            f"{s} {v['tasks']} tasks ({v['ineligible']} with fewer than "
-            f"{summary['min_pool']} pool ratings)"
-            for s, v in summary.get("scenarios", {}).items()
-        )
+    """One line per distinct split: entity counts, training size and tasks per scenario."""
+    distinct = {json.dumps(s, sort_keys=True): s for s in summaries.values()}
+    for _, summary in sorted(distinct.items()):
+        parts = []
+        for scenario, counts in summary.get("scenarios", {}).items():
+            part = f"{scenario} {counts['tasks']} tasks"
+            if counts.get("ineligible"):
+                part += (
+                    f" ({counts['ineligible']} left out: fewer than {summary.get('min_pool')} "
+                    "ratings in their pool)"
+                )
+            parts.append(part)
+        fold = f"fold {summary['fold']}: " if "fold" in summary else ""
         print(
-            f"split: {summary.get('existing_users')} existing / {summary.get('new_users')} new "
-            f"users, {summary.get('existing_items')} existing / {summary.get('new_items')} new "
-            f"items, {summary.get('train_ratings')} training ratings, "
-            f"{summary.get('validation_tasks')} validation tasks; {scen}"
+            f"split {fold}{summary.get('existing_users')} existing / {summary.get('new_users')} "
+            f"new users, {summary.get('existing_items')} existing / {summary.get('new_items')} "
+            f"new items, {summary.get('train_ratings')} training ratings, "
+            f"{summary.get('validation_tasks')} validation tasks; {', '.join(parts)}"
         )
 
 

@@ -91,9 +91,15 @@ def mae_pooled(q: Queries) -> float:
     return float(np.abs(q.predicted - q.actual)[q.mask].mean())
 
 
+def like_margin(rating_scale: tuple[float, float]) -> float:
+    """How far below the like threshold a prediction still counts as a predicted like: half a
+    star on a 1-5 scale, the same fraction (an eighth of the span) on other scales."""
+    return (rating_scale[1] - rating_scale[0]) / 8.0
+
+
 def _correct(q: Queries) -> np.ndarray:
     actual_like = q.actual >= q.like_threshold
-    predicted_like = q.predicted >= q.like_threshold - 0.5
+    predicted_like = q.predicted >= q.like_threshold - like_margin(q.rating_scale)
     return (actual_like == predicted_like).astype(np.float64)
 
 
@@ -105,16 +111,25 @@ def accuracy_pooled(q: Queries) -> float:
     return float(_correct(q)[q.mask].mean())
 
 
-def gain(ratings: np.ndarray, scale_min: float) -> np.ndarray:
-    """``2^r - 1`` as in the MeLU paper; scales reaching below zero are shifted to start at zero."""
-    return np.power(2.0, ratings - min(scale_min, 0.0)) - 1.0
+def gain(ratings: np.ndarray, scale_min: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """``2^r - 1`` as in the MeLU paper; scales reaching below zero are shifted to start at zero.
+
+    With ``mask``, each row's gains are divided by ``2^max(r)`` of that row: NDCG is a ratio, so
+    this leaves it unchanged while keeping wide rating scales from overflowing.
+    """
+    exponent = ratings - min(scale_min, 0.0)
+    if mask is None:
+        return np.power(2.0, exponent) - 1.0
+    top = np.where(mask, exponent, -np.inf).max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.exp2(exponent - top) - np.exp2(-top)
 
 
 def ndcg_per_task(q: Queries, k: int) -> np.ndarray:
     """NDCG@k ranking each task's query items by predicted rating (ties keep query order)."""
     width = q.predicted.shape[1]
     lengths = q.lengths
-    gains = np.where(q.mask, gain(q.actual, q.rating_scale[0]), 0.0)
+    gains = np.where(q.mask, gain(q.actual, q.rating_scale[0], q.mask), 0.0)
     pred = np.where(q.mask, q.predicted, -np.inf)
     by_pred = np.argsort(-pred, axis=1, kind="stable")
     by_gain = np.argsort(-np.where(q.mask, gains, -np.inf), axis=1, kind="stable")

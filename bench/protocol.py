@@ -309,8 +309,8 @@ class ColdStartProtocol(Protocol):
         summary["validation_tasks"] = len(validation)
         del summary["scenarios"]["validation"]
 
-        held_out = np.concatenate(scenarios["warm"].queries) if len(scenarios["warm"]) else []
-        in_training[np.asarray(held_out, dtype=np.int64)] = False
+        if len(scenarios["warm"]):
+            in_training[np.concatenate(scenarios["warm"].queries)] = False
         train = np.flatnonzero(in_training)
         summary["train_ratings"] = len(train)
         return Split(cfg, train, new_users, new_items, validation, scenarios, summary)

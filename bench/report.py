@@ -52,14 +52,14 @@ def metric_tables(
     grouped: dict[tuple[str, str, str], dict[tuple[str, str, str], dict[str, list[float]]]] = (
         defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     )
-    tasks: dict[tuple[str, str, str, str, str, str], int] = {}
+    tasks: dict[tuple[str, str, str, str, str, str], set[int]] = defaultdict(set)
     devices = {r["device"] for r in rows}
     for r in rows:
         table = (r["dataset"], r["protocol"], r["scenario"])
         line = (r["learner"], r["k"], r["device"])
         grouped[table][line][r["metric"]].append(r["value"])
         if r["metric"] == metrics[0]:
-            tasks[(*table, *line)] = r["n_tasks"]
+            tasks[(*table, *line)].add(r["n_tasks"])
     out = []
     show_device = len(devices) > 1
     for table in sorted(grouped, key=lambda t: (t[0], t[1], _scenario_rank(t[2]))):
@@ -74,7 +74,9 @@ def metric_tables(
                     if line not in lines:
                         continue
                     cells = [format_mean_ci(lines[line][m]) for m in metrics]
-                    n = tasks.get((*table, *line), 0)
+                    counts = sorted(tasks.get((*table, *line), {0}))
+                    # Seeds (or folds) may give different task counts: show their range.
+                    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
                     body.append([learner, k, *([device] if show_device else []), *cells, n])
         title = f"{table[0]} · {table[1]} · {table[2]}"
         out.append((title, headers, body))

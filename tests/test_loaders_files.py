@@ -173,7 +173,7 @@ def test_own_csv_with_strings_and_a_negative_continuous_scale(tmp_path: Path) ->
 
 
 def test_own_parquet(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = tmp_path / "r.parquet"

@@ -127,3 +127,19 @@ def test_task_order_does_not_change_pooled_metrics(queries: Queries, rnd) -> Non
     a, b = evaluate(queries), evaluate(shuffled)
     for name in ("rmse", "mae", "accuracy", "ndcg@3"):
         assert a[name].value == pytest.approx(b[name].value, nan_ok=True)
+
+
+def test_wide_scales_do_not_overflow_ndcg() -> None:
+    narrow = evaluate(q([[3.0, 1.0, 2.0]], [[2.0, 3.0, 1.0]]))
+    wide = evaluate(
+        q([[3.0, 1.0, 2.0]], [[2000.0, 3000.0, 1000.0]], threshold=2500.0, scale=(0.0, 5000.0))
+    )
+    assert np.isfinite(wide["ndcg@3"].value)
+    assert 0.0 < wide["ndcg@3"].value < 1.0
+    assert narrow["ndcg@3"].value < 1.0
+
+
+def test_like_margin_scales_with_the_rating_scale() -> None:
+    # On 0-1 with threshold 0.75 the margin is 1/8: 0.63 is a predicted like, 0.6 is not.
+    out = evaluate(q([[0.63, 0.6]], [[0.8, 0.8]], threshold=0.75, scale=(0.0, 1.0)))
+    assert out["accuracy"].value == pytest.approx(0.5)
