@@ -39,8 +39,6 @@ class Learner(abc.ABC):
     """
 
     config_class: ClassVar[type] = NoConfig
-    needs: ClassVar[tuple[str, ...]] = ()
-    """Optional packages the learner imports, named in the error when one is missing."""
 
     @classmethod
     def not_applicable(cls, dataset: Any) -> str | None:
@@ -100,10 +98,3 @@ def make_learner(name: str, overrides: dict[str, Any] | None = None) -> Learner:
 
 def clamp_to_scale(pred: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
     return pred.clamp(scale[0], scale[1])
-
-
-def task_side(tasks: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ids of the non-task side in the support and query sets (items when tasks are users)."""
-    if tasks.axis == "user":
-        return tasks.support_items, tasks.query_items
-    return tasks.support_users, tasks.query_users

@@ -130,8 +130,6 @@ class Learn2LearnMAML(_MAMLBase):
     """MAML with learn2learn's ``MAML`` wrapper, one ``clone()``/``adapt()`` per task (registered
     as ``maml-l2l``): the reference implementation that ``maml`` must agree with."""
 
-    needs = ("learn2learn",)
-
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.l2l = import_learn2learn()
