@@ -132,7 +132,7 @@ class Learn2LearnMAML(_MAMLBase):
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self.l2l = import_learn2learn()
+        import_learn2learn()  # fail at construction, with the install hint, when it is missing
 
     def setup(self, train: MetaTrain, **kwargs: Any) -> None:
         super().setup(train, **kwargs)
@@ -140,7 +140,9 @@ class Learn2LearnMAML(_MAMLBase):
         # With adapt = "decision" only the decision layers are wrapped, so adapt() touches them
         # alone; the embeddings stay shared by all clones and learn in the outer loop.
         wrapped = self.model.decision if cfg.adapt == "decision" else self.model
-        self.maml = self.l2l.algorithms.MAML(wrapped, lr=cfg.inner_lr, first_order=cfg.first_order)
+        self.maml = import_learn2learn().algorithms.MAML(
+            wrapped, lr=cfg.inner_lr, first_order=cfg.first_order
+        )
 
     def _task_losses(self, batch: TaskBatch, with_labels: bool) -> list[torch.Tensor]:
         """Per task: the query predictions (or its query loss when ``with_labels``)."""
