@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -55,6 +55,19 @@ class TaskBatch:
             value = getattr(self, f.name)
             picked[f.name] = value[index] if isinstance(value, torch.Tensor) else value
         return TaskBatch(**picked)
+
+
+def predict_in_chunks(
+    predict: Callable[[TaskBatch], torch.Tensor], tasks: TaskBatch, chunk: int
+) -> torch.Tensor:
+    """``predict`` on slices of at most ``chunk`` tasks, joined: bounds the memory of one call."""
+    if tasks.n_tasks == 0:
+        return torch.zeros(tasks.query_items.shape, device=tasks.query_items.device)
+    if tasks.n_tasks <= chunk:
+        return predict(tasks)
+    return torch.cat(
+        [predict(tasks.select(slice(s, s + chunk))) for s in range(0, tasks.n_tasks, chunk)]
+    )
 
 
 def _pad(rows: Sequence[np.ndarray], fill: int = -1) -> np.ndarray:

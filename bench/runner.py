@@ -8,7 +8,6 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from tqdm import tqdm
 from bench.cards import load_dataset
 from bench.config import stable_hash
 from bench.data import Dataset
-from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train
+from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
 from bench.errors import DeviceError
 from bench.learner import make_learner
 from bench.metrics import Queries, evaluate
@@ -144,16 +143,6 @@ class SplitCache:
             del self._tasks[key]
 
 
-def predict_in_chunks(learner: Any, tasks: TaskBatch, chunk: int) -> torch.Tensor:
-    if tasks.n_tasks <= chunk:
-        return learner.predict(tasks)
-    parts = [
-        learner.predict(tasks.select(slice(s, s + chunk))) for s in range(0, tasks.n_tasks, chunk)
-    ]
-    width = tasks.query_items.shape[1]
-    return torch.cat([p.reshape(p.shape[0], width) for p in parts])
-
-
 def run_cell(
     cell: Cell,
     suite: Suite,
@@ -207,9 +196,9 @@ def run_cell(
             continue
         tasks = labelled.without_labels().to(device)
         with torch.no_grad():
-            predict_in_chunks(learner, tasks.select(slice(0, WARMUP_TASKS)), predict_chunk)
+            predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), predict_chunk)
         with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
-            predicted = predict_in_chunks(learner, tasks, predict_chunk)
+            predicted = predict_in_chunks(learner.predict, tasks, predict_chunk)
         record.timings.append(
             (
                 scenario,

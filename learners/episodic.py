@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
+from bench.episodes import MetaTrain, TaskBatch, predict_in_chunks
 from bench.learner import Budget, Learner, clamp_to_scale
 from learners.network import NetworkConfig, masked_mse, mean_over_tasks, mixed_support
 
@@ -150,11 +150,5 @@ class EpisodicLearner(Learner):
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         tasks = tasks.to(self.device)
-        chunk = self.config.predict_chunk
-        parts = [
-            self.adapt_predict(tasks.select(slice(s, s + chunk)))
-            for s in range(0, tasks.n_tasks, chunk)
-        ]
-        if not parts:
-            return torch.zeros(tasks.query_items.shape, device=self.device)
-        return clamp_to_scale(torch.cat(parts).detach(), self.scale)
+        pred = predict_in_chunks(self.adapt_predict, tasks, self.config.predict_chunk)
+        return clamp_to_scale(pred.detach(), self.scale)

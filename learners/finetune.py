@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
+from bench.episodes import MetaTrain, TaskBatch, predict_in_chunks
 from bench.learner import Budget, Learner, clamp_to_scale
 from learners.network import (
     Adapt,
     NetworkConfig,
     RatingNetwork,
     adapted_predictions,
+    check_adapt,
     masked_mse,
     mean_over_tasks,
 )
@@ -46,8 +47,7 @@ class FineTuneConfig(NetworkConfig):
             raise ValueError("epochs >= 0, batch_size >= 1, lr > 0 and patience >= 1 required")
         if self.finetune_steps < 0 or self.finetune_lr < 0 or self.predict_chunk < 1:
             raise ValueError("finetune_steps and finetune_lr must be >= 0, predict_chunk >= 1")
-        if self.adapt not in ("decision", "all"):
-            raise ValueError(f"adapt must be 'decision' or 'all', got {self.adapt!r}")
+        check_adapt(self.adapt)
 
 
 class FineTune(Learner):
@@ -133,11 +133,5 @@ class FineTune(Learner):
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         tasks = tasks.to(self.device)
-        chunk = self.config.predict_chunk
-        parts = [
-            self.adapt_predict(tasks.select(slice(s, s + chunk)))
-            for s in range(0, tasks.n_tasks, chunk)
-        ]
-        if not parts:
-            return torch.zeros(tasks.query_items.shape, device=self.device)
-        return clamp_to_scale(torch.cat(parts), self.scale)
+        pred = predict_in_chunks(self.adapt_predict, tasks, self.config.predict_chunk)
+        return clamp_to_scale(pred.detach(), self.scale)

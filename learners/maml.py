@@ -23,7 +23,14 @@ from bench.episodes import MetaTrain, TaskBatch
 from bench.errors import RegistryError
 from learners.cuda_graph import GraphedMetaStep
 from learners.episodic import EpisodicConfig, EpisodicLearner
-from learners.network import Adapt, RatingNetwork, adapted_predictions, masked_mse, mean_over_tasks
+from learners.network import (
+    Adapt,
+    RatingNetwork,
+    adapted_predictions,
+    check_adapt,
+    masked_mse,
+    mean_over_tasks,
+)
 
 INSTALL_HINT = (
     "learn2learn is not installed in this environment; install it with `make setup` "
@@ -53,8 +60,7 @@ class MAMLConfig(EpisodicConfig):
         super().__post_init__()
         if self.inner_steps < 0 or self.inner_lr < 0:
             raise ValueError("inner_steps and inner_lr must be >= 0")
-        if self.adapt not in ("decision", "all"):
-            raise ValueError(f"adapt must be 'decision' or 'all', got {self.adapt!r}")
+        check_adapt(self.adapt)
 
 
 class _MAMLBase(EpisodicLearner):

@@ -28,6 +28,13 @@ from torch.func import functional_call, grad, vmap
 from bench.episodes import MetaTrain, TaskBatch
 
 Adapt = Literal["decision", "all"]
+
+
+def check_adapt(adapt: str) -> None:
+    if adapt not in ("decision", "all"):
+        raise ValueError(f"adapt must be 'decision' or 'all', got {adapt!r}")
+
+
 Params = dict[str, torch.Tensor]
 
 
