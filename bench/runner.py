@@ -18,7 +18,7 @@ from bench.config import stable_hash
 from bench.data import Dataset
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
 from bench.errors import DeviceError
-from bench.learner import make_learner
+from bench.learner import LEARNERS, make_learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
@@ -247,16 +247,19 @@ def run_cell(
 def iter_cells(
     datasets: list[Dataset], protocol: Protocol, suite: Suite, fingerprint: str
 ) -> Iterator[Cell]:
+    # A learner's config hash depends only on its config: build each learner once to read it.
+    config_hashes = {
+        name: make_learner(name, suite.learner.get(name)).config_hash for name in suite.learners
+    }
     for dataset in datasets:
         for seed in suite.seeds:
             for learner_name in suite.learners:
-                learner = make_learner(learner_name, suite.learner.get(learner_name))
                 for device in suite.devices:
                     key = cell_key(
                         dataset,
                         protocol,
                         learner_name,
-                        learner.config_hash,
+                        config_hashes[learner_name],
                         seed,
                         device,
                         fingerprint,
@@ -294,9 +297,7 @@ def run_suite(
         bar = tqdm(cells, desc="cells", unit="cell", disable=not progress, leave=False)
         for cell in bar:
             bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}", refresh=False)
-            reason = make_learner(cell.learner, suite.learner.get(cell.learner)).not_applicable(
-                cell.dataset
-            )
+            reason = LEARNERS.get(cell.learner).not_applicable(cell.dataset)
             if reason:
                 outcome.skipped.append((cell.description, reason))
                 continue

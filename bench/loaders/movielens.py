@@ -20,7 +20,15 @@ import numpy as np
 from bench.data import Dataset
 from bench.errors import DataError
 from bench.loaders.cache import load_card_files
-from bench.loaders.table import Kind, RatingsTable, lookup, one_hot, ratings_table, read_columns
+from bench.loaders.table import (
+    Kind,
+    RatingsTable,
+    contiguous,
+    lookup,
+    one_hot,
+    ratings_table,
+    read_columns,
+)
 
 AGE_BRACKETS = (18, 25, 35, 45, 50, 56)
 """Lower bounds of ML-1M's age brackets after "under 18"."""
@@ -56,11 +64,6 @@ def _read_ratings(
     )
 
 
-def _codes(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    vocab, codes = np.unique(values, return_inverse=True)
-    return codes.astype(np.int64).reshape(-1), [str(v) for v in vocab]
-
-
 def _align(entity_ids: np.ndarray, file_ids: np.ndarray, path: Path, side: str) -> np.ndarray:
     position = lookup(entity_ids, file_ids)
     if (position < 0).any():
@@ -74,8 +77,8 @@ def user_side(
 ) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
     """Features and attributes of users from their raw columns (already aligned to ``ids``)."""
     bracket = np.searchsorted(np.asarray(AGE_BRACKETS), age, side="right")
-    gender_codes, gender_vocab = _codes(np.char.upper(gender.astype(str)))
-    occ_codes, occ_vocab = _codes(occupation.astype(str))
+    gender_vocab, gender_codes = contiguous(np.char.upper(gender.astype(str)))
+    occ_vocab, occ_codes = contiguous(occupation.astype(str))
     # Non-numeric codes (Canadian postcodes, blanks) share one "other" column.
     region_codes = np.asarray(
         [int(z[0]) if z[:1].isdigit() else 10 for z in zip_code.astype(str)], dtype=np.int64
