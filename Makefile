@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/install_learn2learn.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,meta,parquet]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,meta,parquet,ray]'
 	scripts/install_learn2learn.sh $(BIN)/python
 	touch $(STAMP)
 
