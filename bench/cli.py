@@ -1,4 +1,4 @@
-"""Command line: ``bench run|ls|validate|export``, plus the commands packages add (``perf``).
+"""Run, list, validate and export cold-start benchmark suites (plus commands packages add: perf).
 
 Exit codes: 0 success; 1 a cell failed (the others still finish and are stored); 2 bad input or usage.
 A reader that stops early (``bench export | head``) ends the command quietly with status 0.

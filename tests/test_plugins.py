@@ -161,3 +161,9 @@ def test_bench_never_imports_the_learners_package() -> None:
         wrong = {m for m in imported_modules(path) if m == "learners" or m.startswith("learners.")}
         assert not wrong, f"{path.relative_to(PROJECT_ROOT)} imports {sorted(wrong)}"
     assert not imported_modules(PROJECT_ROOT / "learners" / "__init__.py")
+
+
+def test_metadata_without_the_built_ins_says_how_to_refresh_it() -> None:
+    # What an installation made before an entry-point group existed looks like.
+    with pytest.raises(RegistryError, match=r"no built-in widgets.*`make setup`"):
+        Registry("widget", None, "bench.widgets").names()
