@@ -160,7 +160,7 @@ def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, d
 
 
 SPLIT_FOOTER = (
-    "split lines: one per dataset and seed (a predefined protocol's seed N is its fold N); new "
+    "split lines: one per dataset and seed (with predefined folds, the seed picks the fold); new "
     "entities are those held out of training, validation tasks are existing entities kept out of "
     "training for early stopping; a task is left out when its rating pool is smaller than the "
     "largest finite k plus the query size."

@@ -52,6 +52,23 @@ def _code_origin(target: Any) -> str:
     return f"{module}:{name} (registered in code)" if module else f"{target!r} (registered in code)"
 
 
+def _add_entry(
+    kind: str,
+    entries: dict[str, Any],
+    origins: dict[str, str],
+    name: str,
+    target: Any,
+    origin: str,
+) -> None:
+    if name in entries:
+        raise RegistryError(
+            f"duplicate {kind} name {name!r}: declared by {origins[name]} and by {origin}; "
+            "rename one of them"
+        )
+    entries[name] = target
+    origins[name] = origin
+
+
 def first_doc_line(obj: Any) -> str:
     """The first line of an object's docstring ("" without one)."""
     doc = getattr(obj, "__doc__", None) or ""
@@ -92,13 +109,7 @@ class Registry(Generic[T]):
         self._add(name, target, _code_origin(target))
 
     def _add(self, name: str, target: T | str, origin: str) -> None:
-        if name in self._entries:
-            raise RegistryError(
-                f"duplicate {self.kind} name {name!r}: declared by {self._origins[name]} and by "
-                f"{origin}; rename one of them"
-            )
-        self._entries[name] = target
-        self._origins[name] = origin
+        _add_entry(self.kind, self._entries, self._origins, name, target, origin)
 
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@REGISTRY.decorator("name")`` registers the decorated object."""
@@ -113,13 +124,12 @@ class Registry(Generic[T]):
         self._frozen = True
 
     def _load_plugins(self) -> None:
+        """Read the entry points once; a clash or stale metadata leaves nothing half-loaded, so
+        every later look-up raises the same error."""
         if self._plugins_loaded:
             return
-        self._plugins_loaded = True
         assert self._entry_point_group is not None
         found = entry_points(group=self._entry_point_group)
-        for ep in sorted(found, key=lambda e: e.name):
-            self._add(ep.name, ep.value, _entry_point_origin(ep))
         own = [ep for ep in found if ep.dist and _normalise(ep.dist.name) == PROJECT_DISTRIBUTION]
         if not own:
             raise RegistryError(
@@ -127,6 +137,11 @@ class Registry(Generic[T]):
                 f"declares no {self._entry_point_group!r} entry points (it is missing or older "
                 "than the source); refresh it with `make setup` or `pip install -e .`"
             )
+        entries, origins = dict(self._entries), dict(self._origins)
+        for ep in sorted(found, key=lambda e: e.name):
+            _add_entry(self.kind, entries, origins, ep.name, ep.value, _entry_point_origin(ep))
+        self._entries, self._origins = entries, origins
+        self._plugins_loaded = True
 
     def names(self) -> list[str]:
         self._load_plugins()

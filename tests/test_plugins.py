@@ -85,8 +85,11 @@ def test_plugin_named_like_a_built_in_is_refused(
 ) -> None:
     install_plugin(tmp_path, "clash-plugin", "clash_plugin", {"mf": "clash_plugin:SupportMean"})
     monkeypatch.syspath_prepend(str(tmp_path))
+    registry = fresh_learner_registry()
     with pytest.raises(RegistryError) as raised:
-        fresh_learner_registry().names()
+        registry.names()
+    with pytest.raises(RegistryError, match="duplicate learner name 'mf'"):
+        registry.get("item-mean")  # nothing was half-loaded: every look-up refuses
     message = str(raised.value)
     assert "'mf'" in message
     assert "learners.mf:MatrixFactorisation (entry point of coldstart-bench, built in)" in message
