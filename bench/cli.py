@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.commands import positive_int
+from bench.commands import COMMANDS, positive_int
 from bench.errors import BenchError
 
 DEFAULT_STORE = Path(".bench") / "results.sqlite"
@@ -43,8 +43,6 @@ RUN_FLAGS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.commands import COMMANDS
-
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -281,8 +279,6 @@ BUILT_IN = {
 def _run_command(args: argparse.Namespace) -> int:
     if args.command in BUILT_IN:
         return BUILT_IN[args.command](args)
-    from bench.commands import COMMANDS
-
     return COMMANDS.get(args.command).run(args)
 
 
