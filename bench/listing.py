@@ -5,7 +5,6 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 
-from bench.errors import BenchError
 from bench.registry import Registry, first_doc_line
 
 Entries = list[tuple[str, str]]
@@ -16,8 +15,8 @@ def _described(registry: Registry[object], describe: Callable[[object], str]) ->
     for name in registry.names():
         try:
             text = describe(registry.get(name))
-        except (ImportError, BenchError) as exc:
-            text = f"(unavailable: {exc})"
+        except Exception as exc:  # a broken plug-in must not hide the rest of the listing
+            text = f"(unavailable: {type(exc).__name__}: {exc})"
         origin = registry.origin(name)
         if "built in" not in origin and "registered in code" not in origin:
             text += f"  [{origin}]"

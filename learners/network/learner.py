@@ -7,6 +7,7 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -77,11 +78,9 @@ class NetworkLearner(Learner):
         started = time.perf_counter()
         self.setup(train, rng=rng, device=device)
         validation = train.validation
+        validate = None
         if validation is not None and validation.n_tasks:
-            labelled = validation.to(device)
-            validate = lambda: self.validation_rmse(labelled)  # noqa: E731
-        else:
-            validate = None
+            validate = partial(self.validation_rmse, validation.to(device))
         schedule = self.schedule(train)
         if budget is not None and budget.max_seconds is not None:
             schedule = replace(schedule, deadline=started + budget.max_seconds)
