@@ -162,7 +162,7 @@ def check_learner(
                 pred.float().cpu().numpy().astype(np.float64),
                 labelled.query_ratings.numpy().astype(np.float64),
                 labelled.query_mask.numpy(),
-                dataset.like_threshold,
+                train.like_threshold,
                 dataset.rating_scale,
             )
             values = evaluate(queries)

@@ -18,6 +18,7 @@ from bench.episodes import MetaTrain, TaskBatch
 from bench.learner import Budget, Learner, clamp_to_scale
 from bench.seeding import Seeds
 from learners.baselines import BiasConfig, bias_fit
+from learners.standardise import Standardiser
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class MatrixFactorisation(Learner):
     ) -> None:
         cfg = self.config
         dtype = torch.float64 if device.type == "cpu" else torch.float32
+        # Penalties and initial scales are sized for standardised ratings, so they hold on any scale.
+        self.standardiser = Standardiser.of(train.rating)
+        train = self.standardiser.meta_train(train)
         self.scale = train.rating_scale
         self.device = device
         mean, user_bias, item_bias = bias_fit(
@@ -139,6 +143,7 @@ class MatrixFactorisation(Learner):
         return _feature_map(feats, params, known, self.config.feature_reg)
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        tasks = self.standardiser.tasks(tasks)
         by_user = tasks.axis == "user"
         own, other = (self.users, self.items) if by_user else (self.items, self.users)
         own_prior = self.user_prior if by_user else self.item_prior
@@ -160,4 +165,4 @@ class MatrixFactorisation(Learner):
         other_q = other[query_other]
         pred = self.mean + entity[:, None, -1] + other_q[..., -1]
         pred = pred + (entity[:, None, :-1] * other_q[..., :-1]).sum(-1)
-        return clamp_to_scale(pred.float(), self.scale)
+        return self.standardiser.back(clamp_to_scale(pred.float(), self.scale))

@@ -10,7 +10,7 @@ Options (from a suite's ``[dataset."csv:PATH"]`` table or a card's ``[options]``
 - ``duplicates``: what to do with repeated (user, item) pairs: ``last`` (default; file order),
   ``first``, ``mean`` or ``error``.
 - ``rating_scale`` ([min, max]; default: the observed min and max) and ``like_threshold``
-  (default: three quarters of the way up the scale, which is 4 on 1-5).
+  (default: the card's, else unset: each split likes the median training rating and above).
 - ``encoding`` (utf-8), ``cache`` (true).
 
 Ids may be any strings; they map to contiguous ids, and ``user_ids`` / ``item_ids`` keep them
@@ -121,6 +121,11 @@ def _ids(raw: np.ndarray) -> np.ndarray:
         return raw
 
 
+def _unset_is_nan(value: float | None) -> float:
+    """NaN marks a like threshold left unset: each split then uses its training median."""
+    return float("nan") if value is None else float(value)
+
+
 def _finish(
     card: Any,
     options: dict[str, Any],
@@ -137,7 +142,7 @@ def _finish(
         lines,
         duplicates=options.get("duplicates", "last"),
         rating_scale=options.get("rating_scale"),
-        like_threshold=options.get("like_threshold"),
+        like_threshold=options.get("like_threshold", _unset_is_nan(card.like_threshold)),
         where=where,
     )
     return table.to_dataset(options.get("name", card.name), extras={"source_file": where})
