@@ -124,7 +124,11 @@ def test_melu_protocol_on_ml100k(ml100k: Dataset) -> None:
         assert ((activity[tasks.entities] >= 13) & (activity[tasks.entities] <= 100)).all()
         assert all(len(q) == 10 for q in tasks.queries)
     train_users = ml100k.user[split.train]
-    assert (activity[train_users] <= 100).all()  # inactive users are dropped from training too
+    assert (activity[train_users] > 100).any()  # the filter chooses task users only
+    paper = make_protocol("melu-paper").split(ml100k, 0)
+    assert paper.config.item_cutoff == 1997  # melu-paper reads the same card table
+    assert (activity[ml100k.user[paper.train]] <= 100).all()  # MeLU's own: dropped from training
+    assert len(paper.train) < len(split.train) / 4
     # A suite's explicit value wins over the card's default.
     assert make_protocol("melu", {"item_cutoff": 1995}).split(ml100k, 0).config.item_cutoff == 1995
 
