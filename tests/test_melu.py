@@ -26,10 +26,10 @@ CONTENT = SyntheticConfig(
 )
 
 ML100K_USER_NAMES = (
-    ["age<18", "age>=18", "age>=25"]
-    + ["gender=F", "gender=M"]
-    + ["occupation=artist", "occupation=doctor", "occupation=none"]
-    + ["zip=0", "zip=1", "zip=other"]
+    *("age<18", "age>=18", "age>=25"),
+    *("gender=F", "gender=M"),
+    *("occupation=artist", "occupation=doctor", "occupation=none"),
+    *("zip=0", "zip=1", "zip=other"),
 )
 
 
@@ -96,7 +96,7 @@ def test_melu_beats_item_mean_on_new_items_from_their_content(
 def test_melu_embeds_content_only_and_adapts_the_decision_layers(
     content_split: tuple[Split, MetaTrain],
 ) -> None:
-    split, train = content_split
+    _, train = content_split
     learner = fitted("melu", train, {"meta_steps": 2})
     assert isinstance(learner, MeLU)
     names = [name for name, _ in learner.model.named_parameters()]
@@ -153,7 +153,9 @@ def test_a_multi_hot_field_embeds_the_mean_of_its_values() -> None:
     rows = torch.tensor([[1.0, 0.0, 1.0, 0.5], [0.0, 0.0, 0.0, 0.5]])
     out = embed(rows)
     assert out.shape == (2, 8)
-    genre = embed.maps[0].weight  # [dim, values]
+    genre_map = embed.maps[0]
+    assert isinstance(genre_map, torch.nn.Linear)
+    genre = genre_map.weight  # [dim, values]
     assert torch.allclose(out[0, :4], (genre[:, 0] + genre[:, 2]) / 2)
     assert torch.equal(out[1, :4], torch.zeros(4))  # no genre: a zero embedding
     assert torch.allclose(out[:, 4:], embed.maps[1](rows[:, 3:]))
