@@ -97,10 +97,9 @@ class DatasetDefaultsProtocol(ColdStartProtocol):
 
 
 def melu(overrides: dict[str, Any] | None = None) -> Protocol:
-    """MeLU's split (Lee et al., KDD 2019), training on all warm data: items new by release year,
-    users 80/20, task users with 13-100 ratings.
+    """MeLU's split (Lee et al., KDD 2019) on all warm data: task users with 13-100 ratings.
 
-    The activity filter chooses task users only: training keeps every existing user's ratings of
+    Items are new by release year, users 80/20 at random. The activity filter chooses task users only: training keeps every existing user's ratings of
     existing items, minus validation users and warm queries. The release-year cut-off may come
     from the dataset card's ``[protocol.melu]`` table; a suite's value wins. Each task's query is
     10 ratings and its support the rest; all four scenarios.
@@ -110,10 +109,10 @@ def melu(overrides: dict[str, Any] | None = None) -> Protocol:
 
 
 def melu_paper(overrides: dict[str, Any] | None = None) -> Protocol:
-    """MeLU's own construction: as ``melu``, but users outside 13-100 ratings are dropped from
-    training too (as the paper's code does), which leaves far fewer training ratings.
+    """MeLU's own construction: as melu, but users outside 13-100 ratings leave training too.
 
-    Reads the same ``[protocol.melu]`` card table as ``melu``.
+    As the paper's code does; it leaves far fewer training ratings. Reads the same
+    ``[protocol.melu]`` card table as ``melu``.
     """
     config = preset_config(MELU_PAPER_DEFAULTS, overrides, "[protocol] (melu-paper)")
     return DatasetDefaultsProtocol(config, set(overrides or {}), table="melu")
