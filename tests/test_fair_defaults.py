@@ -25,6 +25,7 @@ from bench.report import render_terminal
 from bench.seeding import Seeds
 from bench.suite import suite_from_dict
 from bench.synthetic import SyntheticConfig, generate
+from bench.testing import score
 
 SUPPORT = (1, 5, 10)
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
@@ -53,22 +54,11 @@ def wide() -> tuple[Dataset, Split, MetaTrain]:
 
 
 def rmse_by_task_set(learner: Learner, data: Dataset, split: Split) -> dict[tuple[str, int], float]:
-    out = {}
-    for scenario in SCENARIOS:
-        for k in SUPPORT:
-            batch = build_tasks(data, split.scenarios[scenario], k)
-            with torch.no_grad():
-                pred = learner.predict(batch.without_labels())
-            assert batch.query_ratings is not None
-            queries = Queries(
-                pred.double().numpy(),
-                batch.query_ratings.double().numpy(),
-                batch.query_mask.numpy(),
-                0.0,
-                data.rating_scale,
-            )
-            out[(scenario, k)] = evaluate(queries, ("rmse",))["rmse"].value
-    return out
+    return {
+        (scenario, k): score(learner, data, split, scenario, k, ("rmse",))["rmse"]
+        for scenario in SCENARIOS
+        for k in SUPPORT
+    }
 
 
 def fitted(name: str, train: MetaTrain, overrides: dict | None = None) -> Learner:

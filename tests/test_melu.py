@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.episodes import MetaTrain, build_tasks, make_meta_train
+from bench.episodes import MetaTrain, make_meta_train
 from bench.learner import Learner, make_learner
-from bench.metrics import Queries, evaluate
 from bench.protocol import Split, make_protocol
 from bench.seeding import Seeds
 from bench.synthetic import SyntheticConfig, generate
+from bench.testing import score
 from learners.melu import MeLU
 from learners.network.fields import Field, FieldEmbedding, feature_fields
 
@@ -51,19 +51,7 @@ def content_split() -> tuple[Split, MetaTrain]:
 
 
 def scores(learner: Learner, split: Split) -> dict[str, float]:
-    data = generate(CONTENT)
-    batch = build_tasks(data, split.scenarios["item_cold"], 5)
-    with torch.no_grad():
-        pred = learner.predict(batch.without_labels())
-    assert batch.query_ratings is not None
-    queries = Queries(
-        pred.double().numpy(),
-        batch.query_ratings.double().numpy(),
-        batch.query_mask.numpy(),
-        data.like_threshold,
-        data.rating_scale,
-    )
-    return {m: v.value for m, v in evaluate(queries, ("rmse", "ndcg@3")).items()}
+    return score(learner, generate(CONTENT), split, "item_cold", 5, ("rmse", "ndcg@3"))
 
 
 def fitted(name: str, train: MetaTrain, overrides: dict | None = None) -> Learner:
