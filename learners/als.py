@@ -131,7 +131,9 @@ def truncated_svd(
     power_iterations: int = 8,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The leading ``rank`` singular triplets ``(U, S, V)`` of a sparse matrix by randomised range
-    finding (Halko, Martinsson and Tropp, 2011); ``transposed`` is the same matrix transposed.
+    finding with power iterations (Halko, Martinsson and Tropp, 2011); ``transposed`` is the same
+    matrix transposed. A matrix with fewer rows or columns than ``rank`` gets zero triplets to
+    make up the count.
 
     The random test matrix is drawn on the CPU in float64 from ``generator``, so the result does
     not depend on the device.
@@ -146,8 +148,14 @@ def truncated_svd(
         basis = torch.linalg.qr(matrix @ basis).Q
     # The small matrix basis^T A, computed as (A^T basis)^T.
     small_u, singular, small_vt = torch.linalg.svd((transposed @ basis).T, full_matrices=False)
-    keep = min(rank, width)
-    return basis @ small_u[:, :keep], singular[:keep], small_vt[:keep].T
+    left, right = basis @ small_u[:, :rank], small_vt[:rank].T
+    singular = singular[:rank]
+    missing = rank - len(singular)
+    if missing > 0:  # a matrix smaller than the rank: the extra directions are zero
+        left = torch.nn.functional.pad(left, (0, missing))
+        right = torch.nn.functional.pad(right, (0, missing))
+        singular = torch.nn.functional.pad(singular, (0, missing))
+    return left, singular, right
 
 
 @contextmanager
