@@ -60,9 +60,10 @@ def test_normal_equations_equal_the_sum_of_per_rating_outer_products() -> None:
         rated = item[user == u]
         x = design[rated]
         target = rating[user == u] - items[rated, -1]
-        torch.testing.assert_close(gram[u], x.T @ x)
+        torch.testing.assert_close(gram[u].tril(), (x.T @ x).tril())
         torch.testing.assert_close(rhs[u], x.T @ target)
     assert not gram[n_users - 1].any() and not rhs[n_users - 1].any()
+    assert not gram.triu(1).any()  # only the lower triangle is filled
 
 
 def test_ridge_solve_matches_a_dense_solve_per_system_and_with_a_shared_matrix() -> None:
@@ -84,12 +85,16 @@ def test_ridge_solve_matches_a_dense_solve_per_system_and_with_a_shared_matrix()
     assert torch.equal(gram, x.transpose(1, 2) @ x)  # the input is left as it was
 
 
-def test_ridge_solve_without_penalty_on_an_empty_system_falls_back_to_least_squares() -> None:
+def test_ridge_solve_reads_the_lower_triangle_and_falls_back_to_least_squares() -> None:
     gram = torch.zeros(2, 3, 3, dtype=torch.float64)
-    gram[0] = torch.eye(3, dtype=torch.float64) * 2
+    gram[0] = torch.tensor([[2.0, 0.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
     rhs = torch.tensor([[2.0, 4.0, 6.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    symmetric = gram[0] + gram[0].tril(-1).T
+    expected = torch.linalg.solve(symmetric + torch.eye(3, dtype=torch.float64), rhs[0])
+    torch.testing.assert_close(ridge_solve(gram, rhs, 1.0)[0], expected)
+    # Without a penalty the empty second system is singular: least squares gives zero there.
     solved = ridge_solve(gram, rhs, 0.0)
-    torch.testing.assert_close(solved[0], torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    torch.testing.assert_close(solved[0], torch.linalg.solve(symmetric, rhs[0]))
     torch.testing.assert_close(solved[1], torch.zeros(3, dtype=torch.float64))
 
 
