@@ -23,6 +23,7 @@ the ratios, and take published figures on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -187,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             mf: Learner = make_learner("mf", mf_config)
             svd = SurpriseSVD(surprise, train, svd_options, seed)
             fits: dict[str, Callable[[], Any]] = {
-                "mf": lambda mf=mf, train=train, seed=seed: mf.fit(
-                    train, rng=np.random.default_rng(seed), device=cpu
-                ),
+                "mf": functools.partial(mf.fit, train, rng=np.random.default_rng(seed), device=cpu),
                 "surprise-svd": svd.fit,
             }
             order = list(fits) if (repeat + seed) % 2 == 0 else list(reversed(fits))
