@@ -58,6 +58,7 @@ class SideRatings:
         n_this: int,
         n_other: int,
     ) -> SideRatings:
+        this, other = this.long(), other.long()
         key = this * n_other + other
         if bool((key[1:] >= key[:-1]).all()):  # already grouped (files are often sorted by user)
             order = torch.arange(len(key), device=key.device)
