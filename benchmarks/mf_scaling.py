@@ -30,6 +30,7 @@ import torch
 
 from bench.episodes import EpisodeSampler, MetaTrain
 from bench.learner import make_learner
+from bench.seeding import Seeds
 from bench.timing import timed
 
 RATINGS_PER_USER = 80
@@ -97,7 +98,7 @@ def measure(train: MetaTrain, overrides: dict[str, Any], repeats: int) -> dict[s
         learner = make_learner("mf", overrides)
         cpu = time.process_time()
         with timed("fit", torch.device("cpu")) as t:
-            learner.fit(train, rng=np.random.default_rng(repeat), device=torch.device("cpu"))
+            learner.fit(train, rng=Seeds(repeat), device=torch.device("cpu"))
         cpus.append(time.process_time() - cpu)
         walls.append(t.seconds)
         peaks.append(t.peak_memory_bytes)

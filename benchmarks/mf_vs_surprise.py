@@ -12,10 +12,10 @@ a data directory (see the README):
     PYTHONPATH=. .venv/bin/python benchmarks/mf_vs_surprise.py --data-dir ../shared/datasets
 
 Both learners fit the same fold's training ratings (the `ml100k-warm` suite's split, with that
-suite's `mf` config) and are scored with the harness's own RMSE on the fold's test ratings. The fits
-are interleaved (the order alternates) and repeated; the script prints, per learner, the median and
-interquartile range of fit wall seconds and process CPU seconds over all (fold, repeat) fits, the
-ratio SVD / mf of each interleaved pair, and the RMSE. CPU seconds well above wall seconds mean
+suite's `mf` config and seeds) and are scored with the harness's own RMSE on the fold's test
+ratings. The fits are interleaved (the order alternates) and repeated; the script prints, per
+learner, the median and interquartile range of fit wall seconds and process CPU seconds over all
+(fold, repeat) fits, the ratio SVD / mf of each interleaved pair, and the RMSE. CPU seconds well above wall seconds mean
 threads competing for cores. Absolute seconds depend on the machine and its load (printed); compare
 the ratios, and take published figures on a quiet machine.
 """
@@ -44,7 +44,7 @@ from bench.errors import BenchError
 from bench.learner import Learner, make_learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import make_protocol
-from bench.runner import SplitCache
+from bench.runner import SplitCache, learner_seeds
 from bench.suite import load_suite
 
 SUITE = "ml100k-warm"
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             mf: Learner = make_learner("mf", mf_config)
             svd = SurpriseSVD(surprise, train, svd_options, seed)
             fits: dict[str, Callable[[], Any]] = {
-                "mf": functools.partial(mf.fit, train, rng=np.random.default_rng(seed), device=cpu),
+                "mf": functools.partial(mf.fit, train, rng=learner_seeds(seed, "mf"), device=cpu),
                 "surprise-svd": svd.fit,
             }
             order = list(fits) if (repeat + seed) % 2 == 0 else list(reversed(fits))

@@ -23,6 +23,7 @@ import torch
 
 from bench.episodes import MetaTrain, TaskBatch
 from bench.learner import Budget, Learner, clamp_to_scale
+from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.baselines import BiasConfig, bias_fit
 
@@ -103,7 +104,7 @@ class MatrixFactorisation(Learner):
             self.fit_threads = threads
             self._fit(train, rng, device)
 
-    def _fit(self, train: MetaTrain, rng: np.random.Generator, device: torch.device) -> None:
+    def _fit(self, train: MetaTrain, rng: Seeds, device: torch.device) -> None:
         cfg = self.config
         dtype = DTYPES[cfg.dtype]
         self.scale = train.rating_scale
@@ -112,7 +113,7 @@ class MatrixFactorisation(Learner):
             train.user, train.item, train.rating, train.n_users, train.n_items, BiasConfig()
         )
         self.mean = mean
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        gen = rng.torch("init")
         u = torch.as_tensor(train.user, device=device)
         i = torch.as_tensor(train.item, device=device)
         r = torch.as_tensor(train.rating, device=device).to(dtype) - mean

@@ -14,6 +14,7 @@ from bench.episodes import MetaTrain, build_tasks, make_meta_train
 from bench.errors import ConfigError
 from bench.learner import make_learner
 from bench.protocol import Split, make_protocol
+from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.mf import MatrixFactorisation
 
@@ -34,7 +35,7 @@ def train(small_dataset: Dataset, split: Split) -> MetaTrain:
 def fitted(train: MetaTrain, seed: int = 0, **overrides: object) -> MatrixFactorisation:
     learner = make_learner("mf", {"rank": 4, **overrides})
     assert isinstance(learner, MatrixFactorisation)
-    learner.fit(train, rng=np.random.default_rng(seed), device=CPU)
+    learner.fit(train, rng=Seeds(seed).child("learner", "mf"), device=CPU)
     return learner
 
 
