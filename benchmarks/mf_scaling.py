@@ -22,13 +22,14 @@ import os
 import statistics
 import sys
 import time
-import tomllib
 from typing import Any
 
 import numpy as np
 import torch
+from config_overrides import parse_overrides
 
 from bench.episodes import EpisodeSampler, MetaTrain
+from bench.errors import BenchError
 from bench.learner import make_learner
 from bench.seeding import Seeds
 from bench.timing import timed
@@ -79,19 +80,6 @@ def synthetic_train(n_ratings: int, seed: int = 0) -> MetaTrain:
     )
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE (a TOML value), got {pair!r}")
-        try:
-            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            overrides[key.strip()] = value  # a bare string such as float64
-    return overrides
-
-
 def measure(train: MetaTrain, overrides: dict[str, Any], repeats: int) -> dict[str, float]:
     walls, cpus, peaks = [], [], []
     for repeat in range(repeats):
@@ -127,9 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         help="mf config override, e.g. --set rank=32 (repeatable)",
     )
     args = parser.parse_args(argv)
-    sizes = [int(float(s)) for s in args.sizes.split(",")]
-    thread_counts = [int(t) for t in args.threads.split(",")]
-    overrides = parse_overrides(args.set)
+    try:
+        sizes = [int(float(s)) for s in args.sizes.split(",")]
+        thread_counts = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        parser.error("--sizes and --threads take comma-separated numbers")
+    if args.repeats < 1 or min(sizes) < 1 or min(thread_counts) < 0:
+        parser.error("--repeats and --sizes must be positive, --threads non-negative")
+    overrides = parse_overrides(args.set, "--set")
+    try:
+        for threads in thread_counts:
+            make_learner("mf", {**overrides, "threads": threads})
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     print(
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; torch "

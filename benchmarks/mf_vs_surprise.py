@@ -30,13 +30,13 @@ import platform
 import statistics
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from config_overrides import parse_overrides
 
 from bench.cards import load_dataset
 from bench.episodes import MetaTrain, TaskBatch
@@ -103,19 +103,6 @@ class SurpriseSVD:
 def spread(values: list[float]) -> str:
     q1, median, q3 = np.percentile(values, [25, 50, 75])
     return f"{median:.3f} [{q1:.3f}-{q3:.3f}]"
-
-
-def parse_overrides(pairs: list[str], flag: str) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"{flag} expects KEY=VALUE (a TOML value), got {pair!r}")
-        try:
-            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            overrides[key.strip()] = value  # a bare string such as float64
-    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
