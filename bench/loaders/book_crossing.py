@@ -11,7 +11,7 @@ import numpy as np
 from bench.data import Dataset
 from bench.loaders.cache import load_card_files
 from bench.loaders.movielens import AGE_BRACKETS
-from bench.loaders.table import lookup, one_hot, ratings_table, read_columns
+from bench.loaders.table import declared_scale, lookup, one_hot, ratings_table, read_columns
 
 
 def parse_book_crossing(
@@ -26,13 +26,17 @@ def parse_book_crossing(
     read = {"sep": ";", "quotechar": '"', "encoding": "latin-1", "header": True}
 
     def build(paths: dict[str, Path]) -> Dataset:
+        where = str(paths["BX-Book-Ratings.csv"])
+        scale, like = declared_scale(options, card, where)
         cols, lines, _ = read_columns(
             paths["BX-Book-Ratings.csv"],
             n_fields=3,
             columns={"user": (0, "int"), "item": (1, "str"), "rating": (2, "float")},
             **read,  # type: ignore[arg-type]
         )
-        keep = cols["rating"] > 0 if options.get("explicit_only", True) else slice(None)
+        explicit_only = bool(options.get("explicit_only", True))
+        keep = cols["rating"] > 0 if explicit_only else np.ones(len(lines), dtype=bool)
+        dropped = {"implicit_ratings": int((~keep).sum())} if explicit_only else {}
         table = ratings_table(
             cols["user"][keep],
             np.char.upper(cols["item"][keep]),
@@ -40,12 +44,12 @@ def parse_book_crossing(
             None,
             lines[keep],
             duplicates=options.get("duplicates", "last"),
-            rating_scale=card.rating_scale,
-            like_threshold=card.like_threshold,
-            where=str(paths["BX-Book-Ratings.csv"]),
+            rating_scale=scale,
+            like_threshold=like,
+            where=where,
         )
         if not with_features:
-            return table.to_dataset(card.name)
+            return table.to_dataset(card.name, dropped=dropped)
         users, _, _ = read_columns(
             paths["BX-Users.csv"],
             n_fields=3,
@@ -82,6 +86,7 @@ def parse_book_crossing(
         item_features = np.stack([scaled, ~known], axis=1).astype(np.float32)
         return table.to_dataset(
             card.name,
+            dropped=dropped,
             user_features=user_features,
             item_features=item_features,
             user_attributes={"age": age},

@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.data import Dataset
 from bench.loaders.cache import load_card_files
-from bench.loaders.table import lookup, ratings_table, read_columns
+from bench.loaders.table import declared_scale, lookup, ratings_table, read_columns
 
 
 def parse_filmtrust(
@@ -23,6 +23,8 @@ def parse_filmtrust(
     needed = ["ratings.txt"] + (["trust.txt"] if with_trust else [])
 
     def build(paths: dict[str, Path]) -> Dataset:
+        where = str(paths["ratings.txt"])
+        scale, like = declared_scale(options, card, where)
         cols, lines, _ = read_columns(
             paths["ratings.txt"],
             sep=None,
@@ -36,11 +38,12 @@ def parse_filmtrust(
             None,
             lines,
             duplicates=options.get("duplicates", "last"),
-            rating_scale=card.rating_scale,
-            like_threshold=card.like_threshold,
-            where=str(paths["ratings.txt"]),
+            rating_scale=scale,
+            like_threshold=like,
+            where=where,
         )
         extras: dict[str, Any] = {}
+        dropped: dict[str, int] = {}
         if with_trust:
             trust, _, _ = read_columns(
                 paths["trust.txt"],
@@ -54,6 +57,7 @@ def parse_filmtrust(
             extras["trust_edges"] = np.stack([source[keep], target[keep]], axis=1)
             extras["trust_values"] = trust["value"][keep].astype(np.float32)
             extras["trust_edges_dropped"] = int((~keep).sum())
-        return table.to_dataset(card.name, extras=extras)
+            dropped["trust_links_to_users_without_ratings"] = extras["trust_edges_dropped"]
+        return table.to_dataset(card.name, dropped=dropped, extras=extras)
 
     return load_card_files(card, options, needed, data_dir, build)
