@@ -11,11 +11,12 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataWarning
 
 DEFAULT_STORE = Path(".bench") / "results.sqlite"
 
@@ -26,6 +27,17 @@ def default_store() -> Path:
 
 def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _rating_scale(text: str) -> list[float]:
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX such as 1,5, got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected finite MIN < MAX, got {text!r}")
+    return [low, high]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a parser option for every dataset of the run, e.g. rating=score (repeatable); "
         "values are read as TOML where they parse, else as text",
+    )
+    run.add_argument(
+        "--rating-scale",
+        type=_rating_scale,
+        metavar="MIN,MAX",
+        help="the rating scale of every dataset of the run (instead of the card's or the "
+        "observed min and max), e.g. 1,5",
     )
 
     ls = sub.add_parser("ls", help="list registered things")
@@ -103,8 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device,
         data_dir=args.data_dir,
     )
-    if args.dataset_option:
-        suite = override(suite, dataset=_dataset_options(args.dataset_option, suite.datasets))
+    options = _dataset_options(args.dataset_option or [])
+    if args.rating_scale:
+        options["rating_scale"] = args.rating_scale
+    if options:
+        tables = {name: {**suite.dataset.get(name, {}), **options} for name in suite.datasets}
+        suite = override(suite, dataset=tables)
     if args.seeds is not None and args.seeds < 1:
         raise BenchError("--seeds must be at least 1")
     print("resolved config:")
@@ -116,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summaries = store.cell_summaries(outcome.cell_keys)
     print(render_terminal(metric_rows, timing_rows, suite.shown_metrics, suite.learners))
     _print_split_summaries(summaries)
+    _print_load_reports(summaries)
     print(
         f"\nrun {outcome.run_id}: {outcome.computed} cell(s) computed, {outcome.reused} reused "
         f"from {args.store or default_store()}"
@@ -127,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def _dataset_options(pairs: list[str]) -> dict[str, Any]:
     import tomllib
 
     options: dict[str, Any] = {}
@@ -140,7 +164,7 @@ def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, d
         except tomllib.TOMLDecodeError:
             value = text  # plain text such as a column name needs no quotes
         options[key.strip()] = value
-    return {name: options for name in datasets}
+    return options
 
 
 def _print_split_summaries(summaries: dict[str, Any]) -> None:
@@ -163,6 +187,18 @@ def _print_split_summaries(summaries: dict[str, Any]) -> None:
             f"new items, {summary.get('train_ratings')} training ratings, "
             f"{summary.get('validation_tasks')} validation tasks; {', '.join(parts)}"
         )
+
+
+def _print_load_reports(summaries: dict[str, Any]) -> None:
+    """One line per dataset on what loading did to its rows, its scale and its like threshold."""
+    from bench.loaders.table import describe_load_report
+
+    reports = {
+        json.dumps(s.get("dataset"), sort_keys=True): s.get("dataset") for s in summaries.values()
+    }
+    for _, report in sorted(reports.items()):
+        if report:
+            print(describe_load_report(report))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -207,7 +243,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = args.store or default_store()
     if not path.exists():
         raise BenchError(f"results store {path} does not exist; run `python -m bench run` first")
-    with ResultStore(path) as store:
+    with ResultStore(path, mode="read") as store:
         metrics = store.metric_rows()
         timings = store.timing_rows()
         runs = store.runs()
@@ -270,11 +306,32 @@ COMMANDS = {
 }
 
 
+def _warning_printer(fallback: Any) -> Any:
+    """Data warnings as one plain line on stderr, like errors; others as Python shows them."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(warnings.showwarning)
+            return COMMANDS[args.command](args)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,13 +17,13 @@ from bench.cards import load_dataset
 from bench.config import stable_hash
 from bench.data import Dataset
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
-from bench.errors import DeviceError
+from bench.errors import ConfigError, DeviceError
 from bench.learner import LEARNERS, make_learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
 from bench.store import FIT_SCOPE, CellRecord, ResultStore
-from bench.suite import Suite
+from bench.suite import Suite, nothing_to_run
 from bench.timing import timed
 
 WARMUP_TASKS = 8
@@ -168,7 +168,7 @@ def run_cell(
         seed=cell.seed,
         device=cell.device,
         code_fingerprint=fingerprint,
-        split_summary=split.summary,
+        split_summary={**split.summary, "dataset": cell.dataset.extras.get("load_report", {})},
     )
     torch.manual_seed(cell.seed)
     if device.type == "cuda":
@@ -281,6 +281,9 @@ def run_suite(
         load_dataset(name, suite.dataset.get(name), data_dir=suite.data_dir)
         for name in suite.datasets
     ]
+    empty = nothing_to_run(suite, protocol, datasets)
+    if empty:
+        raise ConfigError(empty)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
     config = suite.resolved()
