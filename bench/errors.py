@@ -47,6 +47,12 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     return f"{text[: limit - 1]}…({len(str(value))} characters)"
 
 
+def shorten(text: str, limit: int = 160) -> str:
+    """``text`` on one line, cut to about ``limit`` characters (for messages from other tools)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def excerpt_list(values: list[str], limit: int = 8) -> str:
     """A short listing of names, such as a header's columns."""
     shown = ", ".join(excerpt(v, 24) for v in values[:limit])

@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from bench.errors import StoreError
+from bench.errors import StoreError, shorten
 from bench.processes import is_gone
 
 SCHEMA_VERSION = 1
@@ -153,7 +153,7 @@ class ResultStore:
         """One line on what is wrong with the store and what to do."""
         where = f"results store {self.path}"
         name = getattr(exc, "sqlite_errorname", "")
-        text = str(exc)
+        text = shorten(str(exc))  # one line, whatever SQLite reports
         if name == "SQLITE_NOTADB" or "not a database" in text:
             return f"{where} is not a SQLite database; point --store at another file"
         if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
@@ -211,7 +211,7 @@ class ResultStore:
         self.conn.execute("PRAGMA foreign_keys=ON")
         problem = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         if problem != "ok":
-            raise sqlite3.DatabaseError(f"database disk image is malformed: {problem}")
+            raise sqlite3.DatabaseError(f"malformed: {problem}")
         self.conn.executescript(_SCHEMA)
         self._check_schema_version()
         self.conn.execute("BEGIN IMMEDIATE")

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -110,7 +111,7 @@ def load(path: Path) -> Dataset:
             arrays = {key: data[key] for key in data.files}
         meta_text = str(arrays.pop("__meta__"))
         expected = str(arrays.pop("__checksum__"))
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise DamagedEntry(f"it cannot be read ({type(exc).__name__})") from exc
     if checksum(arrays, meta_text) != expected:
         raise DamagedEntry("its contents no longer match its checksum")
