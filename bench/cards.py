@@ -148,6 +148,12 @@ def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None 
     from bench.config import build_config
     from bench.synthetic import SyntheticConfig, generate
 
+    declared = sorted({"rating_scale", "like_threshold"} & set(options))
+    if declared:
+        raise ConfigError(
+            f"dataset {card.name!r} is generated on its own rating scale; {', '.join(declared)} "
+            "(and --rating-scale) apply to datasets read from files"
+        )
     config = build_config(SyntheticConfig, options, where=f"dataset card {card.path} [options]")
     dataset = generate(config, name=card.name)
     dataset.extras["load_report"] = {

@@ -86,7 +86,7 @@ def ml100k_ratings(
     weight = np.where(years >= 1997, 3.0, 1.0)
     rows = []
     for user in range(1, n_users + 1):
-        count = int(rng.integers(20, 46))
+        count = min(int(rng.integers(20, 46)), n_items)
         items = rng.choice(n_items, size=count, replace=False, p=weight / weight.sum()) + 1
         taste = rng.normal()
         for item in items:
@@ -130,7 +130,7 @@ def write_latest_small(folder: Path, n_users: int = 30, n_items: int = 40, seed:
     rng = np.random.default_rng(seed)
     lines = ["userId,movieId,rating,timestamp"]
     for user in range(1, n_users + 1):
-        for item in rng.choice(n_items, size=int(rng.integers(5, 15)), replace=False):
+        for item in rng.choice(n_items, size=min(int(rng.integers(5, 15)), n_items), replace=False):
             stars = float(rng.integers(1, 11)) / 2
             lines.append(f"{user},{10 * (item + 1)},{stars:.1f},{964_982_703 + int(item)}")
     write(folder / "ratings.csv", "\r\n".join(lines) + "\r\n")

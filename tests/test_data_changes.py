@@ -129,6 +129,8 @@ def test_the_scale_can_be_set_by_flag_card_or_suite(
     assert (data.rating_scale, data.like_threshold) == ((1.0, 6.0), 5.0)
     with pytest.raises(DataError, match=r"rating_scale \[5, 1\] needs finite bounds"):
         load_dataset(str(own), {"rating_scale": [5, 1]})
+    code, _, err = run_cli(capsys, "run", "--suite", "ci", "--rating-scale", "1,5")
+    assert code == 2 and "'synthetic' is generated on its own rating scale" in err
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--rating-scale", "5"])
     assert exit_info.value.code == 2 and "expected MIN,MAX" in capsys.readouterr().err
