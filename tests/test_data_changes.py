@@ -111,7 +111,7 @@ def test_duplicates_scale_and_threshold_are_reported_and_stored(
         summaries = store.cell_summaries(keys)
     assert len(summaries) == 2
     for summary in summaries.values():
-        report = summary["dataset"]
+        report = summary["load_report"]
         assert report["duplicates_dropped"] == 3 and report["rows_read"] == 725
         assert report["rating_scale"] == [1, 5] and report["rating_scale_from"] == "inferred"
         assert report["like_threshold"] == 4 and report["source"] == str(path)

@@ -27,6 +27,7 @@ from bench.learner import LEARNERS, Budget
 from bench.processes import identity, is_gone
 from bench.provenance import PROJECT_ROOT
 from bench.runner import run_suite
+from bench.seeding import Seeds
 from bench.store import ResultStore
 from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
@@ -157,7 +158,7 @@ class LockingLearner(BiasBaseline):
         self,
         train: MetaTrain,
         *,
-        rng: np.random.Generator,
+        rng: Seeds,
         device: torch.device,
         budget: Budget | None = None,
     ) -> None:
