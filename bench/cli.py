@@ -12,12 +12,13 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.commands import COMMANDS, positive_int
-from bench.errors import BenchError
+from bench.errors import BenchError, DataWarning
 
 DEFAULT_STORE = Path(".bench") / "results.sqlite"
 
@@ -28,6 +29,17 @@ def default_store() -> Path:
 
 def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _rating_scale(text: str) -> list[float]:
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX such as 1,5, got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected finite MIN < MAX, got {text!r}")
+    return [low, high]
 
 
 # Where each suite field given on the command line came from, for error messages.
@@ -66,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a parser option for every dataset of the run, e.g. rating=score (repeatable); "
         "values are read as TOML where they parse, else as text",
+    )
+    run.add_argument(
+        "--rating-scale",
+        type=_rating_scale,
+        metavar="MIN,MAX",
+        help="the rating scale of every dataset of the run (instead of the card's or the "
+        "observed min and max), e.g. 1,5",
     )
 
     ls = sub.add_parser("ls", help="list learners, datasets, protocols, suites and metrics")
@@ -117,9 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device,
         data_dir=args.data_dir,
     )
-    if args.dataset_option:
-        options = _dataset_options(args.dataset_option, suite.datasets)
-        suite = override(suite, RUN_FLAGS, dataset=options)
+    options = _dataset_options(args.dataset_option or [])
+    if args.rating_scale:
+        options["rating_scale"] = args.rating_scale
+    if options:
+        tables = {name: {**suite.dataset.get(name, {}), **options} for name in suite.datasets}
+        suite = override(suite, RUN_FLAGS, dataset=tables)
     print("resolved config:")
     print(json.dumps(suite.resolved(), indent=2, default=str))
     with ResultStore(args.store or default_store()) as store:
@@ -132,6 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_split_summaries(summaries)
     if summaries:
         print(SPLIT_FOOTER)
+    _print_load_reports(summaries)
     print(
         f"\nrun {outcome.run_id}: {outcome.computed} cell(s) computed, {outcome.reused} reused "
         f"from {args.store or default_store()}"
@@ -143,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def _dataset_options(pairs: list[str]) -> dict[str, Any]:
     import tomllib
 
     options: dict[str, Any] = {}
@@ -156,7 +179,7 @@ def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, d
         except tomllib.TOMLDecodeError:
             value = text  # plain text such as a column name needs no quotes
         options[key.strip()] = value
-    return {name: options for name in datasets}
+    return options
 
 
 SPLIT_FOOTER = (
@@ -213,11 +236,25 @@ def _training_variants(summary: dict[str, Any]) -> str:
 def _likes(summary: dict[str, Any]) -> str:
     if "like_threshold" not in summary:
         return ""
-    rate = summary.get("like_rate", float("nan"))
+    rate = summary.get("like_rate")
+    rate_text = f"{rate:.1%}" if isinstance(rate, int | float) else "n/a"
     return (
         f", like threshold {summary['like_threshold']:g} "
-        f"({summary.get('like_threshold_source', '?')}; like rate {rate:.1%})"
+        f"({summary.get('like_threshold_source', '?')}; like rate {rate_text})"
     )
+
+
+def _print_load_reports(summaries: dict[str, Any]) -> None:
+    """One line per dataset on what loading did to its rows, its scale and its like threshold."""
+    from bench.loaders.table import describe_load_report
+
+    reports = {
+        json.dumps(s.get("load_report"), sort_keys=True): s.get("load_report")
+        for s in summaries.values()
+    }
+    for _, report in sorted(reports.items()):
+        if report:
+            print(describe_load_report(report))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -256,7 +293,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = args.store or default_store()
     if not path.exists():
         raise BenchError(f"results store {path} does not exist; run `python -m bench run` first")
-    with ResultStore(path) as store:
+    with ResultStore(path, mode="read") as store:
         metrics = store.metric_rows()
         timings = store.timing_rows()
         runs = store.runs()
@@ -303,6 +340,25 @@ BUILT_IN = {
 }
 
 
+def _warning_printer(fallback: Any) -> Any:
+    """Data warnings as one plain line on stderr, like errors; others as Python shows them."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _run_command(args: argparse.Namespace) -> int:
     if args.command in BUILT_IN:
         return BUILT_IN[args.command](args)
@@ -320,7 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        code = _run_command(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(warnings.showwarning)
+            code = _run_command(args)
         sys.stdout.flush()
         return code
     except BrokenPipeError:

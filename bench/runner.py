@@ -24,13 +24,14 @@ from bench.config import stable_hash
 from bench.data import Dataset
 from bench.devices import resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
+from bench.errors import ConfigError
 from bench.learner import Budget, learner_class, make_learner, split_budget
 from bench.metrics import DEFAULT_GAIN, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
 from bench.seeding import Seeds
 from bench.store import FIT_SCOPE, CellRecord, ResultStore
-from bench.suite import Suite
+from bench.suite import Suite, nothing_to_run
 from bench.timing import timed
 
 WARMUP_TASKS = 8
@@ -180,7 +181,7 @@ def run_cell(
         seed=cell.seed,
         device=cell.device,
         code_fingerprint=fingerprint,
-        split_summary=split.summary,
+        split_summary={**split.summary, "load_report": cell.dataset.extras.get("load_report", {})},
     )
     if device.type == "cuda":
         torch.empty(1, device=device)  # create the CUDA context outside the timed region
@@ -299,6 +300,9 @@ def run_suite(
         load_dataset(name, suite.dataset.get(name), data_dir=suite.data_dir)
         for name in suite.datasets
     ]
+    empty = nothing_to_run(suite, protocol, datasets)
+    if empty:
+        raise ConfigError(empty)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
     config = suite.resolved()

@@ -17,6 +17,8 @@ from bench.cli import main
 from bench.errors import DataError
 from bench.loaders import sources
 
+from real_formats import card, sha, write
+
 
 @pytest.fixture(autouse=True)
 def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -24,30 +26,6 @@ def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     yield
-
-
-def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding=encoding)
-    return path
-
-
-def card(tmp: Path, name: str, parser: str, files: dict[str, str], extra: str = "") -> Path:
-    lines = [
-        f'name = "{name}"',
-        f'parser = "{parser}"',
-        f'folder = "{name}"',
-        'licence = "test terms"',
-        'citation = "test citation"',
-        extra,
-        "[files]",
-        *(f'"{k}" = "{v}"' for k, v in files.items()),
-    ]
-    return write(tmp / f"{name}.toml", "\n".join(lines) + "\n")
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def ml100k_files(folder: Path, data: str | None = None) -> None:
