@@ -97,9 +97,9 @@ class DatasetDefaultsProtocol(ColdStartProtocol):
 
 
 def melu(overrides: dict[str, Any] | None = None) -> Protocol:
-    """MeLU's split (Lee et al., KDD 2019) on all warm data: task users with 13-100 ratings.
+    """MeLU's split (Lee et al., KDD 2019): new items by release year, all warm data in training.
 
-    Items are new by release year, users 80/20 at random. The activity filter chooses task users only: training keeps every existing user's ratings of
+    Users are new 80/20 at random; task users have 13-100 ratings. The activity filter chooses task users only: training keeps every existing user's ratings of
     existing items, minus validation users and warm queries. The release-year cut-off may come
     from the dataset card's ``[protocol.melu]`` table; a suite's value wins. Each task's query is
     10 ratings and its support the rest; all four scenarios.
