@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.metrics import GAINS
     from bench.report import render_terminal
     from bench.runner import run_suite
     from bench.store import ResultStore
@@ -149,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
     print(render_terminal(metric_rows, timing_rows, suite.shown_metrics, suite.learners))
+    print(f"\nNDCG gain: {suite.ndcg_gain} ({GAINS[suite.ndcg_gain]}; the suite's ndcg_gain)")
     _print_split_summaries(summaries)
     if summaries:
         print(SPLIT_FOOTER)
@@ -184,7 +186,8 @@ SPLIT_FOOTER = (
     "split lines: one per dataset and seed (with predefined folds, the seed picks the fold); new "
     "entities are those held out of training, validation tasks are existing entities kept out of "
     "training for early stopping; a task is left out when its rating pool is smaller than the "
-    "largest finite k plus the query size."
+    "largest finite k plus the query size. A rating at or above the like threshold is a like; "
+    "the like rate is the share of training ratings that are likes."
 )
 
 
@@ -211,9 +214,34 @@ def _print_split_summaries(summaries: dict[str, Any]) -> None:
             f"split {origin}: {summary.get('existing_users')} existing / "
             f"{summary.get('new_users')} "
             f"new users, {summary.get('existing_items')} existing / {summary.get('new_items')} "
-            f"new items, {summary.get('train_ratings')} training ratings, "
-            f"{summary.get('validation_tasks')} validation tasks; {', '.join(parts)}"
+            f"new items, {summary.get('train_ratings')} training ratings"
+            f"{_training_variants(summary)}, "
+            f"{summary.get('validation_tasks')} validation tasks{_likes(summary)}; "
+            f"{', '.join(parts)}"
         )
+
+
+def _training_variants(summary: dict[str, Any]) -> str:
+    """What the other construction of the training set would hold, when an activity filter
+    leaves some entities out of the tasks."""
+    variants = summary.get("train_ratings_variants")
+    if not variants:
+        return ""
+    kept, dropped = variants["filter chooses tasks only"], variants["filtered entities dropped"]
+    if summary.get("train_ratings") == dropped and kept != dropped:
+        return f" (entities outside the activity filter dropped; keeping them: {kept})"
+    return f" (dropping the entities outside the activity filter, as MeLU's paper does: {dropped})"
+
+
+def _likes(summary: dict[str, Any]) -> str:
+    if "like_threshold" not in summary:
+        return ""
+    rate = summary.get("like_rate")
+    rate_text = f"{rate:.1%}" if isinstance(rate, int | float) else "n/a"
+    return (
+        f", like threshold {summary['like_threshold']:g} "
+        f"({summary.get('like_threshold_source', '?')}; like rate {rate_text})"
+    )
 
 
 def _print_load_reports(summaries: dict[str, Any]) -> None:

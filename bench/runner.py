@@ -26,7 +26,7 @@ from bench.devices import resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
 from bench.errors import ConfigError
 from bench.learner import Budget, learner_class, make_learner, split_budget
-from bench.metrics import Queries, evaluate
+from bench.metrics import DEFAULT_GAIN, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
 from bench.seeding import Seeds
@@ -95,6 +95,7 @@ def cell_key(
     device: str,
     fingerprint: str,
     budget: Budget | None = None,
+    ndcg_gain: str = DEFAULT_GAIN,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -109,6 +110,8 @@ def cell_key(
     }
     if budget is not None and budget.max_seconds is not None:
         key["max_fit_seconds"] = budget.max_seconds  # a time budget can change the results
+    if ndcg_gain != DEFAULT_GAIN:
+        key["ndcg_gain"] = ndcg_gain  # the same predictions, scored otherwise
     return stable_hash(key, length=24)
 
 
@@ -233,8 +236,9 @@ def run_cell(
             predicted=predicted.detach().float().cpu().numpy().astype(np.float64),
             actual=labelled.query_ratings.numpy().astype(np.float64),
             mask=labelled.query_mask.numpy(),
-            like_threshold=cell.dataset.like_threshold,
+            like_threshold=train.like_threshold,
             rating_scale=cell.dataset.rating_scale,
+            gain=suite.ndcg_gain,
         )
         if not np.isfinite(queries.predicted[queries.mask]).all():
             raise ValueError(
@@ -277,6 +281,7 @@ def iter_cells(
                         device,
                         fingerprint,
                         budget,
+                        suite.ndcg_gain,
                     )
                     yield Cell(dataset, protocol, seed, learner_name, device, key, budget)
 

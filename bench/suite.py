@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, ConfigError, RegistryError, excerpt
-from bench.metrics import DEFAULT_METRICS, METRICS
+from bench.metrics import DEFAULT_GAIN, DEFAULT_METRICS, GAINS, METRICS
 from bench.protocol import SCENARIOS, make_protocol
 from bench.registry import Registry
 
@@ -38,6 +38,8 @@ class Suite:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     shown_metrics: tuple[str, ...] = ("rmse", "mae", "ndcg@3", "ndcg@10", "accuracy")
     """The metrics printed in the terminal tables (all of ``metrics`` are stored)."""
+    ndcg_gain: str = DEFAULT_GAIN
+    """NDCG's gain: ``exponential`` (2^r - 1, as in MeLU) or ``linear`` (r)."""
     data_dir: str | None = None
     """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
     source: str = "<defaults>"
@@ -177,6 +179,11 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     for shown in suite.shown_metrics:
         if shown not in suite.metrics:
             raise ConfigError(f"{where}: shown metric {shown!r} is not among 'metrics'")
+    if suite.ndcg_gain not in GAINS:
+        raise ConfigError(
+            f"{where}: ndcg_gain must be one of {', '.join(map(repr, GAINS))}, "
+            f"got {suite.ndcg_gain!r}"
+        )
     for device in suite.devices:
         try:
             check_device_name(device)

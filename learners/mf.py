@@ -26,6 +26,7 @@ from bench.learner import Budget, Learner, clamp_to_scale
 from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.baselines import BiasConfig, bias_fit
+from learners.standardise import Standardiser
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -100,9 +101,11 @@ class MatrixFactorisation(Learner):
         budget: Budget | None = None,
     ) -> None:
         threads = self.config.threads or torch.get_num_threads()
+        # Penalties and starting scales are sized for standardised ratings: they hold on any scale.
+        self.standardiser = Standardiser.of(train.rating)
         with torch_threads(threads):
             self.fit_threads = threads
-            self._fit(train, rng, device)
+            self._fit(self.standardiser.meta_train(train), rng, device)
 
     def _fit(self, train: MetaTrain, rng: Seeds, device: torch.device) -> None:
         cfg = self.config
@@ -164,6 +167,7 @@ class MatrixFactorisation(Learner):
         return _feature_map(feats, params, known, self.config.feature_reg)
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        tasks = self.standardiser.tasks(tasks)
         by_user = tasks.axis == "user"
         own, other = (self.users, self.items) if by_user else (self.items, self.users)
         own_prior = self.user_prior if by_user else self.item_prior
@@ -185,4 +189,4 @@ class MatrixFactorisation(Learner):
         other_q = other[query_other]
         pred = self.mean + entity[:, None, -1] + other_q[..., -1]
         pred = pred + (entity[:, None, :-1] * other_q[..., :-1]).sum(-1)
-        return clamp_to_scale(pred.float(), self.scale)
+        return self.standardiser.back(clamp_to_scale(pred.float(), self.scale))

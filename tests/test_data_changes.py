@@ -4,6 +4,7 @@ bad lines too long to quote. Each gives its documented outcome."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,7 +106,9 @@ def test_duplicates_scale_and_threshold_are_reported_and_stored(
     assert code == 0
     (line,) = [ln for ln in out.splitlines() if ln.startswith("data ")]
     assert re.search(r"\d+ ratings; 3 duplicate \(user, item\) rows dropped \(kept: last\)", line)
-    assert "rating scale 1-5 (inferred), like threshold 4 (default)" in line
+    assert (
+        "scale 1-5 (inferred), like threshold each split's median training rating (default)" in line
+    )
     with ResultStore(tmp_path / "s.sqlite", mode="read") as store:
         keys = [r[0] for r in store.conn.execute("SELECT cell_key FROM cells")]
         summaries = store.cell_summaries(keys)
@@ -114,7 +117,7 @@ def test_duplicates_scale_and_threshold_are_reported_and_stored(
         report = summary["load_report"]
         assert report["duplicates_dropped"] == 3 and report["rows_read"] == 725
         assert report["rating_scale"] == [1, 5] and report["rating_scale_from"] == "inferred"
-        assert report["like_threshold"] == 4 and report["source"] == str(path)
+        assert math.isnan(report["like_threshold"]) and report["source"] == str(path)
 
 
 def test_the_scale_can_be_set_by_flag_card_or_suite(
@@ -122,7 +125,7 @@ def test_the_scale_can_be_set_by_flag_card_or_suite(
 ) -> None:
     path = ratings_csv(tmp_path / "r.csv")
     code, out, _ = run_on(capsys, tmp_path, f"csv:{path}", "--rating-scale", "0,10")
-    assert code == 0 and "rating scale 0-10 (declared), like threshold 7.5 (default)" in out
+    assert code == 0 and "rating scale 0-10 (declared), like threshold each split's" in out
     own = card(tmp_path, "mine", "csv", {}, f'rating_scale = [0, 5]\n[options]\npath = "{path}"')
     assert load_dataset(str(own)).rating_scale == (0.0, 5.0)
     data = load_dataset(str(own), {"rating_scale": [1, 6], "like_threshold": 5})  # a suite's table

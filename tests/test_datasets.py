@@ -166,8 +166,12 @@ def test_melu_protocol_on_ml100k(ml100k: Dataset) -> None:
         assert len(tasks) > 0, name
         assert ((activity[tasks.entities] >= 13) & (activity[tasks.entities] <= 100)).all()
         assert all(len(q) == 10 for q in tasks.queries)
-    train_users = ml100k.user[split.train]
-    assert (activity[train_users] <= 100).all()  # inactive users are dropped from training too
+    # The filter chooses task users only; MeLU's own construction drops the others from training.
+    paper = make_protocol("melu-paper").split(ml100k, 0)
+    assert paper.config.item_cutoff == 1997  # melu-paper reads the same card table
+    filtered = (activity < 13) | (activity > 100)
+    kept = split.train[~filtered[ml100k.user[split.train]]]
+    assert np.array_equal(np.sort(paper.train), np.sort(kept))
     # A suite's explicit value wins over the card's default.
     assert make_protocol("melu", {"item_cutoff": 1995}).split(ml100k, 0).config.item_cutoff == 1995
 

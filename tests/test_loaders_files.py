@@ -4,6 +4,7 @@ directory and the parse cache."""
 from __future__ import annotations
 
 import hashlib
+import math
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,7 +146,7 @@ def test_own_csv_with_strings_and_a_negative_continuous_scale(tmp_path: Path) ->
     tsv = write(tmp_path / "plain.tsv", "1\t2\t3.5\n2\t2\t-4\n")
     data = load_dataset(f"csv:{tsv}", {"rating_scale": [-5, 5]})
     assert data.n_ratings == 2 and data.user_ids is not None and data.user_ids.tolist() == [1, 2]
-    assert data.like_threshold == 2.5  # three quarters of the way up -5..5
+    assert math.isnan(data.like_threshold)  # unset: each split likes its training median
     with pytest.raises(DataError, match="unknown option"):
         load_dataset(f"csv:{tsv}", {"colour": "red"})
 
@@ -306,7 +307,7 @@ def test_a_card_for_own_csv_file(tmp_path: Path) -> None:
         'name = "mine"\nparser = "csv"\n[options]\npath = "data/r.tsv"\nrating_scale = [1, 5]\n',
     )
     data = load_dataset(str(path))
-    assert data.name == "mine" and data.like_threshold == 4 and data.n_users == 2
+    assert data.name == "mine" and math.isnan(data.like_threshold) and data.n_users == 2
 
 
 DAT = {

@@ -124,7 +124,8 @@ def objective(learner: MatrixFactorisation, train: MetaTrain) -> float:
     u, i = torch.as_tensor(train.user), torch.as_tensor(train.item)
     users, items = learner.users, learner.items
     pred = learner.mean + users[u, -1] + items[i, -1] + (users[u, :-1] * items[i, :-1]).sum(1)
-    error = ((torch.as_tensor(train.rating, dtype=users.dtype) - pred) ** 2).sum()
+    ratings = learner.standardiser.forward(train.rating)  # mf fits standardised ratings
+    error = ((torch.as_tensor(ratings, dtype=users.dtype) - pred) ** 2).sum()
     user_reg = cfg.reg_floor + cfg.reg * torch.bincount(u, minlength=train.n_users)
     item_reg = cfg.reg_floor + cfg.reg * torch.bincount(i, minlength=train.n_items)
     known_u, known_i = learner.known_users, learner.known_items
@@ -159,10 +160,12 @@ def test_every_sweep_lowers_the_objective_by_exact_user_and_item_solves(
 def exact_solve(
     learner: MatrixFactorisation, other: torch.Tensor, rated: np.ndarray, ratings: np.ndarray
 ) -> torch.Tensor:
-    """One entity's ridge solution given the other side's parameters, computed directly."""
+    """One entity's ridge solution given the other side's parameters, computed directly (on the
+    standardised ratings that mf fits)."""
     cfg = learner.config
     x = torch.cat([other[rated, :-1], torch.ones(len(rated), 1, dtype=other.dtype)], 1)
-    target = torch.as_tensor(ratings, dtype=other.dtype) - learner.mean - other[rated, -1]
+    standardised = learner.standardiser.forward(ratings)
+    target = torch.as_tensor(standardised, dtype=other.dtype) - learner.mean - other[rated, -1]
     penalty = cfg.reg_floor + cfg.reg * len(rated)
     return torch.linalg.solve(x.T @ x + penalty * torch.eye(x.shape[1]), x.T @ target)
 
@@ -181,13 +184,15 @@ def test_fold_in_is_the_ridge_solve_on_the_support_centred_on_the_prior(
         support = labelled.support_items[t][labelled.support_mask[t]]
         q = learner.items[support]
         x = torch.cat([q[:, :-1], torch.ones(len(support), 1, dtype=torch.float64)], 1)
+        scaler = learner.standardiser  # mf fits and folds in on standardised ratings
         target = labelled.support_ratings[t][labelled.support_mask[t]].double()
-        target = target - learner.mean - q[:, -1]
+        target = (target - scaler.mean) / scaler.std - learner.mean - q[:, -1]
         system = x.T @ x + lam * torch.eye(x.shape[1], dtype=torch.float64)
         own = torch.linalg.solve(system, x.T @ target + lam * learner.user_prior[user])
         query = labelled.query_items[t][labelled.query_mask[t]]
         other = learner.items[query]
         expected = learner.mean + own[-1] + other[:, -1] + other[:, :-1] @ own[:-1]
+        expected = expected * scaler.std + scaler.mean
         low, high = small_dataset.rating_scale
         torch.testing.assert_close(
             pred[t][labelled.query_mask[t]], expected.clamp(low, high).float()

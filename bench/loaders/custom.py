@@ -12,7 +12,7 @@ Options (from a suite's ``[dataset."csv:PATH"]`` table or a card's ``[options]``
   ``first``, ``mean`` or ``error``.
 - ``rating_scale`` ([min, max]; default: the card's, else the observed min and max, with a
   warning when one extreme value alone stretches it) and ``like_threshold`` (default: the card's,
-  else three quarters of the way up the scale, which is 4 on 1-5).
+  else unset: each split likes its median training rating and above).
 - ``encoding`` (utf-8; a byte-order mark is skipped), ``cache`` (true).
 
 Ids may be any strings; they map to contiguous ids, and ``user_ids`` / ``item_ids`` keep them
@@ -173,7 +173,7 @@ def _finish(
         lines,
         duplicates=options.get("duplicates", "last"),
         rating_scale=scale,
-        like_threshold=like,
+        like_threshold=float("nan") if like is None else like,  # NaN: each split's median
         where=where,
     )
     dataset = table.to_dataset(options.get("name", card.name), extras={"source_file": where})

@@ -267,7 +267,7 @@ def scale_warnings(
             f"{where}: every rating is {scale[0]:g}, so the inferred scale has no span; "
             "set rating_scale = [min, max] in the dataset's options or card"
         )
-    elif not scale[0] <= like <= scale[1]:
+    elif np.isfinite(like) and not scale[0] <= like <= scale[1]:  # NaN: unset
         out.append(
             f"{where}: the like threshold {like:g} lies outside the rating scale "
             f"{scale[0]:g}-{scale[1]:g}, so {'no' if like > scale[1] else 'every'} rating is a like"
@@ -315,6 +315,7 @@ class RatingsTable:
             "rating_scale_from": "declared" if self.scale_declared else "inferred",
             "like_threshold": self.like_threshold,
             "like_threshold_from": "declared" if self.threshold_declared else "default",
+            # NaN: left unset, so each split likes its median training rating and above.
             "warnings": list(self.warnings),
         }
 
@@ -355,10 +356,13 @@ def describe_load_report(report: dict[str, Any]) -> str:
         changes.append(f"{count} {why.replace('_', ' ')} left out")
     lo, hi = report.get("rating_scale", (float("nan"), float("nan")))
     notes = len(report.get("warnings", []))
+    like = report.get("like_threshold")
+    set_ = isinstance(like, int | float) and bool(np.isfinite(like))
+    like_text = f"{like:g}" if set_ else "each split's median training rating"
     return (
         f"data {report.get('source')}: {report.get('ratings')} ratings; {', '.join(changes)}; "
         f"rating scale {lo:g}-{hi:g} ({report.get('rating_scale_from')}), like threshold "
-        f"{report.get('like_threshold', float('nan')):g} ({report.get('like_threshold_from')})"
+        f"{like_text} ({report.get('like_threshold_from')})"
         + (f"; {notes} warning(s), shown when it was loaded" if notes else "")
     )
 
@@ -415,7 +419,7 @@ def ratings_table(
         duplicate_policy=duplicates,
         source=where,
         scale_declared=rating_scale is not None,
-        threshold_declared=like_threshold is not None,
+        threshold_declared=like_threshold is not None and bool(np.isfinite(like_threshold)),
         warnings=tuple(notes),
     )
 
