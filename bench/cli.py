@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="recompute cells already in the store")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="run every learner with its config as set, ignoring the suite's [tune] tables",
+    )
+    run.add_argument(
         "--data-dir",
         help="folder holding the dataset folders (ml-100k/, ...) [$BENCH_DATA_DIR, else a cache]",
     )
@@ -124,6 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import run_suite
     from bench.store import ResultStore
     from bench.suite import load_suite, override
+    from bench.tuning import tuning_lines
 
     suite = load_suite(args.suite)
     suite = override(
@@ -135,6 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seeds=tuple(range(args.seeds)) if args.seeds is not None else None,
         devices=args.device,
         data_dir=args.data_dir,
+        tune={} if args.no_tune else None,
     )
     options = _dataset_options(args.dataset_option or [])
     if args.rating_scale:
@@ -149,7 +156,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         metric_rows = store.metric_rows(outcome.cell_keys)
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
+        tunings = store.tuning_rows(outcome.cell_keys)
     print(render_terminal(metric_rows, timing_rows, suite.shown_metrics, suite.learners))
+    if tunings:
+        print()
+        tuned = {row["learner"] for row in tunings}
+        untuned = [name for name in suite.learners if name not in tuned]
+        for line in tuning_lines(tunings, suite.learners, untuned):
+            print(line)
     print(f"\nNDCG gain: {suite.ndcg_gain} ({GAINS[suite.ndcg_gain]}; the suite's ndcg_gain)")
     _print_split_summaries(summaries)
     if summaries:
@@ -296,6 +310,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with ResultStore(path, mode="read") as store:
         metrics = store.metric_rows()
         timings = store.timing_rows()
+        tunings = store.tuning_rows()
         runs = store.runs()
     if args.run:
         known = [run["run_id"] for run in runs]
@@ -307,6 +322,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
         metrics = [r for r in metrics if r["run_id"] == args.run]
         timings = [r for r in timings if r["run_id"] == args.run]
+        tunings = [r for r in tunings if r["run_id"] == args.run]
     out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
         if args.format == "json":
@@ -316,6 +332,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             payload = {
                 "metrics": [{k: _clean(v) for k, v in r.items()} for r in metrics],
                 "timings": [{k: _clean(v) for k, v in r.items()} for r in timings],
+                "tunings": tunings,
                 "runs": runs,
             }
             json.dump(payload, out, indent=1, default=str)

@@ -15,13 +15,13 @@ from bench.errors import ConfigError
 C = TypeVar("C")
 
 
-def _accepts(annotation: Any, value: Any) -> bool:
+def accepts(annotation: Any, value: Any) -> bool:
     """A shallow check that a TOML value fits a field's annotation."""
     if annotation is Any:
         return True
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        return any(_accepts(arg, value) for arg in typing.get_args(annotation))
+        return any(accepts(arg, value) for arg in typing.get_args(annotation))
     if origin is typing.Literal:
         return value in typing.get_args(annotation)
     if origin in (list, tuple):
@@ -56,7 +56,7 @@ def build_config(cls: type[C], overrides: Mapping[str, Any] | None = None, *, wh
                 f"unknown field {name!r}{label} for {cls.__name__}; "
                 f"valid fields: {', '.join(sorted(fields))}"
             )
-        if not _accepts(hints[name], value):
+        if not accepts(hints[name], value):
             raise ConfigError(
                 f"field {name!r}{label} expects {hints[name]}, got {value!r} ({type(value).__name__})"
             )

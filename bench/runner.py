@@ -6,6 +6,10 @@ Devices are resolved once per run; each (scenario, k) task batch is built once p
 to each device once; predictions are chunked here, by the learner's ``predict_chunk``, and
 nowhere else. A cell's randomness comes from its seed's tree (:mod:`bench.seeding`): the protocol
 draws from the ``split`` and ``tasks`` streams, a learner from ``learner/NAME``.
+
+A learner the suite tunes first searches its config on the split's validation tasks
+(:mod:`bench.tuning`; each finished trial is stored at once), then fits the chosen config like any
+other cell.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -26,13 +29,15 @@ from bench.devices import resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
 from bench.errors import ConfigError
 from bench.learner import Budget, learner_class, make_learner, split_budget
-from bench.metrics import DEFAULT_GAIN, Queries, evaluate
+from bench.metrics import DEFAULT_GAIN
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
+from bench.scoring import score
 from bench.seeding import Seeds
 from bench.store import FIT_SCOPE, CellRecord, ResultStore
-from bench.suite import Suite, nothing_to_run
+from bench.suite import Suite, nothing_to_run, tuning_specs
 from bench.timing import timed
+from bench.tuning import Tuned, TuneSpec, search, validation_objective
 
 WARMUP_TASKS = 8
 
@@ -46,6 +51,9 @@ class Cell:
     device: str
     key: str
     budget: Budget = field(default_factory=Budget)
+    config_hash: str = ""
+    """The learner's config as set, and with a search its spec: the same for every seed."""
+    tuning: TuneSpec | None = None
 
     @property
     def description(self) -> str:
@@ -96,6 +104,7 @@ def cell_key(
     fingerprint: str,
     budget: Budget | None = None,
     ndcg_gain: str = DEFAULT_GAIN,
+    tuning: TuneSpec | None = None,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -112,6 +121,8 @@ def cell_key(
         key["max_fit_seconds"] = budget.max_seconds  # a time budget can change the results
     if ndcg_gain != DEFAULT_GAIN:
         key["ndcg_gain"] = ndcg_gain  # the same predictions, scored otherwise
+    if tuning is not None:
+        key["tuning"] = tuning.as_dict()  # the search, not its outcome, defines the cell
     return stable_hash(key, length=24)
 
 
@@ -139,6 +150,14 @@ class SplitCache:
             self._tasks[key] = build_tasks(dataset, split.scenarios[scenario], k)
         return self._tasks[key]
 
+    def validation(self, dataset: Dataset, seed: int, k: SupportSize) -> TaskBatch:
+        """The split's validation tasks at support size ``k``, built like a scenario's tasks."""
+        key = (dataset.content_hash, seed, "validation", k)
+        if key not in self._tasks:
+            split, _ = self.split(dataset, seed)
+            self._tasks[key] = build_tasks(dataset, split.validation, k)
+        return self._tasks[key]
+
     def unlabelled(
         self, dataset: Dataset, seed: int, scenario: str, k: SupportSize, device: torch.device
     ) -> TaskBatch:
@@ -157,6 +176,52 @@ class SplitCache:
             del self._on_device[moved]
 
 
+def tune_cell(
+    cell: Cell,
+    spec: TuneSpec,
+    suite: Suite,
+    cache: SplitCache,
+    store: ResultStore,
+    run_id: str,
+    device: torch.device,
+    progress: bool,
+) -> Tuned:
+    """Search the cell's learner config on its split's validation tasks, resuming from the
+    trials already stored under the cell's key."""
+    split, train = cache.split(cell.dataset, cell.seed)
+    validation = cache.validation(cell.dataset, cell.seed, spec.k)
+    if validation.n_tasks == 0:
+        raise ValueError(
+            f"tuning {cell.learner} needs validation tasks, but the split of {cell.dataset.name} "
+            f"seed {cell.seed} has none (validation_fraction = "
+            f"{split.config.validation_fraction:g}, or too few entities can form a task)"
+        )
+    fixed, _ = split_budget(suite.learner.get(cell.learner), f"[learner.{cell.learner}]")
+    seeds = learner_seeds(cell.seed, cell.learner)
+    objective = validation_objective(
+        cell.learner,
+        fixed,
+        spec,
+        train=train,
+        validation=validation,
+        dataset=cell.dataset,
+        device=device,
+        seeds=seeds,
+        budget=cell.budget,
+        gain=suite.ndcg_gain,
+    )
+    return search(
+        spec,
+        objective,
+        seeds=seeds.child("tune"),
+        done=store.finished_trials(cell.key),
+        on_trial=lambda trial: store.write_trial(cell.key, run_id, trial),
+        validation_tasks=validation.n_tasks,
+        progress=progress,
+        label=f"tuning {cell.learner} seed {cell.seed}",
+    )
+
+
 def run_cell(
     cell: Cell,
     suite: Suite,
@@ -165,8 +230,12 @@ def run_cell(
     fingerprint: str,
     needed: list[tuple[str, SupportSize]],
     device: torch.device,
+    tuned: Tuned | None = None,
 ) -> CellRecord:
-    learner = make_learner(cell.learner, suite.learner.get(cell.learner))
+    """Fit the cell's learner (with the config a search chose, when ``tuned``) and evaluate it
+    on the ``needed`` (scenario, k) pairs."""
+    overrides = {**suite.learner.get(cell.learner, {}), **(tuned.params if tuned else {})}
+    learner = make_learner(cell.learner, overrides)
     split, train = cache.split(cell.dataset, cell.seed)
     record = CellRecord(
         cell_key=cell.key,
@@ -176,12 +245,14 @@ def run_cell(
         protocol=cell.protocol.label,
         protocol_hash=cell.protocol.config.fingerprint(),
         learner=cell.learner,
-        config_hash=learner.config_hash,
+        config_hash=cell.config_hash or learner.config_hash,
         config=learner.config_dict(),
         seed=cell.seed,
         device=cell.device,
         code_fingerprint=fingerprint,
         split_summary={**split.summary, "load_report": cell.dataset.extras.get("load_report", {})},
+        tuning=tuned.record if tuned else None,
+        trials=tuned.trials if tuned else [],
     )
     if device.type == "cuda":
         torch.empty(1, device=device)  # create the CUDA context outside the timed region
@@ -225,26 +296,17 @@ def run_cell(
                 t.memory_kind,
             )
         )
-        expected_shape = tuple(labelled.query_items.shape)
-        if tuple(predicted.shape) != expected_shape:
-            raise ValueError(
-                f"learner {cell.learner!r} returned predictions of shape "
-                f"{tuple(predicted.shape)}, expected {expected_shape}"
-            )
-        assert labelled.query_ratings is not None
-        queries = Queries(
-            predicted=predicted.detach().float().cpu().numpy().astype(np.float64),
-            actual=labelled.query_ratings.numpy().astype(np.float64),
-            mask=labelled.query_mask.numpy(),
+        values = score(
+            labelled,
+            predicted,
+            suite.metrics,
+            dataset=cell.dataset,
             like_threshold=train.like_threshold,
-            rating_scale=cell.dataset.rating_scale,
             gain=suite.ndcg_gain,
+            learner=cell.learner,
+            where=f"{scenario}, k={k_label}",
         )
-        if not np.isfinite(queries.predicted[queries.mask]).all():
-            raise ValueError(
-                f"learner {cell.learner!r} predicted non-finite ratings ({scenario}, k={k_label})"
-            )
-        for name, value in evaluate(queries, suite.metrics).items():
+        for name, value in values.items():
             record.metrics.append(
                 (
                     scenario,
@@ -263,10 +325,17 @@ def iter_cells(
     datasets: list[Dataset], protocol: Protocol, suite: Suite, fingerprint: str
 ) -> Iterator[Cell]:
     # A learner's config hash depends only on its config: build each learner once to read it.
+    # A tuned learner's also names its search, so that its cells share one hash across seeds
+    # whatever config each seed's search chose.
+    specs = tuning_specs(suite, protocol)
     config_hashes, budgets = {}, {}
     for name in suite.learners:
         overrides, budgets[name] = split_budget(suite.learner.get(name), f"[learner.{name}]")
         config_hashes[name] = make_learner(name, overrides).config_hash
+        if name in specs:
+            config_hashes[name] = stable_hash(
+                {"config": config_hashes[name], "tuning": specs[name].as_dict()}
+            )
     for dataset in datasets:
         for seed in suite.seeds:
             for learner_name in suite.learners:
@@ -282,8 +351,19 @@ def iter_cells(
                         fingerprint,
                         budget,
                         suite.ndcg_gain,
+                        specs.get(learner_name),
                     )
-                    yield Cell(dataset, protocol, seed, learner_name, device, key, budget)
+                    yield Cell(
+                        dataset,
+                        protocol,
+                        seed,
+                        learner_name,
+                        device,
+                        key,
+                        budget,
+                        config_hashes[learner_name],
+                        specs.get(learner_name),
+                    )
 
 
 def run_suite(
@@ -332,8 +412,14 @@ def run_suite(
                 outcome.reused += 1
                 continue
             try:
+                device = devices[cell.device]
+                tuned = None
+                if cell.tuning is not None:
+                    tuned = tune_cell(
+                        cell, cell.tuning, suite, cache, store, outcome.run_id, device, progress
+                    )
                 record = run_cell(
-                    cell, suite, cache, outcome.run_id, fingerprint, needed, devices[cell.device]
+                    cell, suite, cache, outcome.run_id, fingerprint, needed, device, tuned
                 )
             except Exception as exc:  # one failed cell must not stop the others
                 message = f"{type(exc).__name__}: {exc}"

@@ -5,6 +5,11 @@ everything that can change its results, including a fingerprint of the project's
 cell, each (scenario, k) evaluation is unique too, so re-running skips what is finished and never
 writes duplicates.
 
+A tuned cell also writes its search: one ``trials`` row per finished trial (keyed by cell and trial
+number, each in its own transaction as it finishes, so an interrupted search resumes), and with the
+cell one ``tunings`` row (the search space and budget, the chosen config, the best trial and its
+validation value).
+
 Opening a store for writing checks everything that could stop a run later (the path, the folder,
 write permission, that it is an intact SQLite database), so a problem is one :class:`StoreError`
 before any cell runs. A store that another process keeps busy is retried with back-off; a finished
@@ -61,6 +66,16 @@ CREATE TABLE IF NOT EXISTS timings (
     peak_memory_bytes INTEGER NOT NULL, memory_kind TEXT NOT NULL,
     PRIMARY KEY (cell_key, scenario, k, phase)
 );
+CREATE TABLE IF NOT EXISTS trials (
+    cell_key TEXT NOT NULL, number INTEGER NOT NULL, run_id TEXT NOT NULL, params TEXT NOT NULL,
+    value REAL, seconds REAL NOT NULL, state TEXT NOT NULL, error TEXT, finished_at TEXT NOT NULL,
+    PRIMARY KEY (cell_key, number)
+);
+CREATE TABLE IF NOT EXISTS tunings (
+    cell_key TEXT PRIMARY KEY REFERENCES cells(cell_key), spec TEXT NOT NULL,
+    chosen TEXT NOT NULL, trials INTEGER NOT NULL, best_trial INTEGER NOT NULL,
+    best_value REAL NOT NULL, seconds REAL NOT NULL, validation_tasks INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failures (
     run_id TEXT NOT NULL, cell_key TEXT NOT NULL, description TEXT NOT NULL, error TEXT NOT NULL,
     traceback TEXT NOT NULL, at TEXT NOT NULL
@@ -78,6 +93,32 @@ T = TypeVar("T")
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial of a cell's hyperparameter search."""
+
+    number: int
+    params: dict[str, Any]
+    value: float | None
+    """The objective on the validation tasks; None when the trial failed."""
+    seconds: float
+    state: Literal["complete", "failed"]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TuningRecord:
+    """The outcome of a cell's search, stored with the cell."""
+
+    spec: dict[str, Any]
+    chosen: dict[str, Any]
+    trials: int
+    best_trial: int
+    best_value: float
+    seconds: float
+    validation_tasks: int
 
 
 @dataclass
@@ -100,6 +141,8 @@ class CellRecord:
     evaluations: list[tuple[str, str, int]] = field(default_factory=list)
     metrics: list[tuple[str, str, str, float, int, int, np.ndarray]] = field(default_factory=list)
     timings: list[tuple[str, str, str, float, int, float, int, str]] = field(default_factory=list)
+    tuning: TuningRecord | None = None
+    trials: list[TrialRecord] = field(default_factory=list)
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -364,7 +407,7 @@ class ResultStore:
 
     def delete_cell(self, cell_key: str) -> None:
         def delete(c: sqlite3.Connection) -> None:
-            for table in ("metrics", "timings", "evaluations", "cells"):
+            for table in ("metrics", "timings", "evaluations", "tunings", "trials", "cells"):
                 c.execute(f"DELETE FROM {table} WHERE cell_key=?", (cell_key,))
 
         self._write("removing a cell", delete)
@@ -414,6 +457,53 @@ class ResultStore:
         if not any(self.kept_cells_dir.iterdir()):
             self.kept_cells_dir.rmdir()
 
+    def finished_trials(self, cell_key: str) -> list[TrialRecord]:
+        """The stored trials of a cell's search, by trial number."""
+        rows = self._query(
+            "SELECT number, params, value, seconds, state, error FROM trials WHERE cell_key=? "
+            "ORDER BY number",
+            (cell_key,),
+        )
+        return [
+            TrialRecord(
+                r["number"],
+                json.loads(r["params"]),
+                r["value"],
+                r["seconds"],
+                r["state"],
+                r["error"],
+            )
+            for r in rows
+        ]
+
+    def write_trial(self, cell_key: str, run_id: str, trial: TrialRecord) -> None:
+        """Store one finished trial in its own transaction (a trial already stored is kept)."""
+        self._write(
+            "writing a finished trial", lambda c: self._insert_trials(c, cell_key, run_id, [trial])
+        )
+
+    @staticmethod
+    def _insert_trials(
+        c: sqlite3.Connection, cell_key: str, run_id: str, trials: list[TrialRecord]
+    ) -> None:
+        c.executemany(
+            "INSERT OR IGNORE INTO trials VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    cell_key,
+                    t.number,
+                    run_id,
+                    json.dumps(t.params, sort_keys=True),
+                    t.value,
+                    t.seconds,
+                    t.state,
+                    t.error,
+                    now(),
+                )
+                for t in trials
+            ],
+        )
+
     @staticmethod
     def _insert_cell(c: sqlite3.Connection, record: CellRecord) -> None:
         """The rows of one finished cell, inside the caller's transaction."""
@@ -460,6 +550,26 @@ class ResultStore:
             "INSERT OR REPLACE INTO timings VALUES (?,?,?,?,?,?,?,?,?)",
             [(record.cell_key, *t) for t in record.timings],
         )
+        # The trials were stored one by one as they finished; writing them again here (kept
+        # where present) makes sure a finished cell never lacks the search that chose its config.
+        # (Cells kept beside the store by an older version of the harness have neither field.)
+        trials = getattr(record, "trials", [])
+        ResultStore._insert_trials(c, record.cell_key, record.run_id, trials)
+        tuning = getattr(record, "tuning", None)
+        if tuning is not None:
+            c.execute(
+                "INSERT OR REPLACE INTO tunings VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    record.cell_key,
+                    json.dumps(tuning.spec, sort_keys=True),
+                    json.dumps(tuning.chosen, sort_keys=True),
+                    tuning.trials,
+                    tuning.best_trial,
+                    tuning.best_value,
+                    tuning.seconds,
+                    tuning.validation_tasks,
+                ),
+            )
 
     # Reading --------------------------------------------------------------------------------
 
@@ -523,6 +633,37 @@ class ResultStore:
         if run_id is None:
             return self._query("SELECT * FROM failures ORDER BY at")
         return self._query("SELECT * FROM failures WHERE run_id=? ORDER BY at", [run_id])
+
+    def tuning_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
+        """One row per tuned cell: its learner, seed and device, the search's spec and outcome."""
+        where, params = self._where_cells(cell_keys)
+        rows = self._query(
+            "SELECT c.cell_key, c.run_id, c.dataset, c.protocol, c.learner, c.config_hash, "
+            "c.seed, c.device, t.spec, t.chosen, t.trials, t.best_trial, t.best_value, "
+            "t.seconds, t.validation_tasks FROM tunings t JOIN cells c USING (cell_key)"
+            f"{where} ORDER BY c.dataset, c.protocol, c.learner, c.seed, c.device",
+            params,
+        )
+        for row in rows:
+            row["spec"] = json.loads(row["spec"])
+            row["chosen"] = json.loads(row["chosen"])
+        return rows
+
+    def trial_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every stored trial (of finished cells and of searches still under way)."""
+        if cell_keys is None:
+            where, params = "", []
+        else:
+            where = f" WHERE cell_key IN ({','.join('?' * len(cell_keys))})"
+            params = list(cell_keys)
+        rows = self._query(
+            "SELECT cell_key, number, run_id, params, value, seconds, state, error, finished_at "
+            f"FROM trials{where} ORDER BY cell_key, number",
+            params,
+        )
+        for row in rows:
+            row["params"] = json.loads(row["params"])
+        return rows
 
     def cell_summaries(self, cell_keys: list[str]) -> dict[str, dict[str, Any]]:
         where, params = self._where_cells(cell_keys)

@@ -33,6 +33,9 @@ class Suite:
     """Per-learner config overrides, ``[learner.NAME]`` tables in TOML."""
     dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-dataset option overrides, ``[dataset.NAME]`` tables in TOML."""
+    tune: dict[str, Any] = field(default_factory=dict)
+    """Hyperparameter search: ``[tune]`` (budget, objective) and ``[tune.NAME]`` search spaces
+    (:mod:`bench.tuning`); empty: every learner runs with its config as set."""
     seeds: tuple[int, ...] = (0, 1, 2)
     devices: tuple[str, ...] = ("cpu",)
     metrics: tuple[str, ...] = DEFAULT_METRICS
@@ -115,10 +118,10 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
             values[key] = _as_tuple(value, key, where)
         elif key == "seeds":
             values[key] = parse_seeds(value, where)
-        elif key in ("protocol", "learner", "dataset"):
+        elif key in ("protocol", "learner", "dataset", "tune"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
-            if key != "protocol":
+            if key in ("learner", "dataset"):
                 for name, table in value.items():
                     if not isinstance(table, dict):
                         raise ConfigError(f"{where}: [{key}.{name}] must be a table")
@@ -142,6 +145,11 @@ def override(suite: Suite, given_as: Mapping[str, str] | None = None, **flags: A
     if "learners" in given and "learner" not in given:
         # Narrowing the learners on the command line keeps only their config tables.
         given["learner"] = {k: v for k, v in suite.learner.items() if k in given["learners"]}
+    if "learners" in given and "tune" not in given:
+        # ... and only their search spaces; the budget and objective stay.
+        given["tune"] = {
+            k: v for k, v in suite.tune.items() if not isinstance(v, dict) or k in given["learners"]
+        }
     suite = replace(suite, **given)
     validate(suite, {k: v for k, v in (given_as or {}).items() if k in given})
     return suite
@@ -213,8 +221,29 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
             make_learner(name, suite.learner.get(name))
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
+    tuning_specs(suite, protocol)
     if not suite.seeds:
         raise ConfigError(f"{at('seeds')}: no seeds: the grid would be empty")
+
+
+def tuning_specs(suite: Suite, protocol: Any) -> dict[str, Any]:
+    """The :class:`bench.tuning.TuneSpec` of each learner the suite tunes (checked)."""
+    from bench.tuning import parse_tuning
+
+    if not suite.tune:
+        return {}
+    specs = parse_tuning(
+        suite.tune, suite.learners, suite.learner, protocol.config.support_sizes, suite.source
+    )
+    fraction = protocol.config.validation_fraction
+    if specs and not (protocol.validation_tasks and fraction > 0):
+        why = f"validation_fraction = {fraction:g}" if protocol.validation_tasks else "by design"
+        raise ConfigError(
+            f"{suite.source}: [tune] measures its objective on validation tasks, but protocol "
+            f"{protocol.label} makes none ({why}); tune with a protocol that holds out "
+            "validation entities, or remove the [tune] tables"
+        )
+    return specs
 
 
 def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | None:

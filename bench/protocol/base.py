@@ -181,6 +181,9 @@ class Protocol:
 
     scenarios: tuple[str, ...] = SCENARIOS
     """The scenarios this protocol produces; the runner evaluates only these."""
+    validation_tasks: bool = True
+    """Whether its splits hold validation tasks (with ``validation_fraction`` > 0); tuning
+    needs them."""
 
     def __init__(self, config: ProtocolConfig) -> None:
         self.config = config

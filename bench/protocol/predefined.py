@@ -22,6 +22,7 @@ class PredefinedProtocol(Protocol):
     """Warm evaluation on a dataset's predefined train/test folds (``extras["folds"]``)."""
 
     scenarios = ("warm",)
+    validation_tasks = False  # the folds are all there is: training is the whole base file
 
     def split(self, dataset: Dataset, seed: int) -> Split:
         cfg = self.config

@@ -1,0 +1,442 @@
+"""Tuning inside the harness: the planted best config is found, test labels never reach the
+objective, trials resume after an interruption, and bad ``[tune]`` tables are clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cli import main
+from bench.episodes import MetaTrain
+from bench.errors import ConfigError
+from bench.learner import LEARNERS, Budget
+from bench.protocol import make_protocol
+from bench.runner import run_suite
+from bench.seeding import Seeds
+from bench.store import ResultStore
+from bench.suite import Suite, suite_from_dict
+from bench.synthetic import SyntheticConfig, generate
+from bench.tuning import TuneSpec, parse_tuning, search
+from learners.baselines import BiasBaseline
+
+PLANTED_RANK = 3
+SYNTHETIC = {"n_users": 300, "n_items": 200, "rank": PLANTED_RANK, "noise": 0.3, "seed": 3}
+PROTOCOL = {
+    "name": "cold-random",
+    "support_sizes": [10],
+    "query_size": 10,
+    "validation_fraction": 0.2,
+}
+
+
+def tuned_suite(tune: dict[str, Any], **fields: Any) -> Suite:
+    raw: dict[str, Any] = {
+        "name": "tuned",
+        "datasets": ["synthetic"],
+        "learners": ["mf"],
+        "seeds": [0],
+        "protocol": dict(PROTOCOL),
+        "dataset": {"synthetic": dict(SYNTHETIC)},
+        "tune": tune,
+        **fields,
+    }
+    return suite_from_dict(raw, "<test suite>")
+
+
+def trials_of(store: ResultStore) -> list[tuple[Any, ...]]:
+    """The stored trials, comparable across stores: learner, seed, number, params, value."""
+    learners = {r["cell_key"]: (r["learner"], r["seed"]) for r in store.tuning_rows()}
+    return sorted(
+        (
+            *learners.get(t["cell_key"], ("?", -1)),
+            t["number"],
+            json.dumps(t["params"], sort_keys=True),
+            t["value"],
+            t["state"],
+        )
+        for t in store.trial_rows()
+    )
+
+
+def chosen_of(store: ResultStore) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(r["learner"], r["seed"]): r["chosen"] for r in store.tuning_rows()}
+
+
+# The planted best config ------------------------------------------------------------------------
+
+
+def test_tuning_finds_the_generators_rank_on_validation_tasks(tmp_path: Path) -> None:
+    suite = tuned_suite(
+        {"trials": 3, "objective": "rmse", "mf": {"rank": [1, PLANTED_RANK, 4 * PLANTED_RANK]}},
+        seeds=[0, 1],
+    )
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        outcome = run_suite(suite, store, progress=False)
+        assert outcome.exit_code == 0 and outcome.computed == 2
+        tunings = store.tuning_rows()
+        trials = store.trial_rows()
+        configs = store.conn.execute("SELECT config, config_hash FROM cells").fetchall()
+    assert len(tunings) == 2
+    for row in tunings:
+        assert row["chosen"] == {"rank": PLANTED_RANK}
+        assert row["trials"] == 3 and row["validation_tasks"] > 0
+    # the grid covered every rank once per seed, and the planted one scored best on validation
+    for seed in (0, 1):
+        key = next(r["cell_key"] for r in tunings if r["seed"] == seed)
+        values = {t["params"]["rank"]: t["value"] for t in trials if t["cell_key"] == key}
+        assert sorted(values) == [1, PLANTED_RANK, 4 * PLANTED_RANK]
+        assert min(values, key=values.__getitem__) == PLANTED_RANK
+    # each cell fitted the chosen config; both seeds share one config hash (the search's)
+    assert [json.loads(config)["rank"] for config, _ in configs] == [PLANTED_RANK] * 2
+    assert len({config_hash for _, config_hash in configs}) == 1
+
+
+def test_tpe_over_ranges_is_seeded_and_reproducible(tmp_path: Path) -> None:
+    tune = {
+        "trials": 6,
+        "mf": {"reg": {"low": 0.01, "high": 1.0, "log": True}, "rank": {"low": 1, "high": 12}},
+    }
+    chosen, trials = [], []
+    for name in ("a", "b"):
+        with ResultStore(tmp_path / f"{name}.sqlite") as store:
+            assert run_suite(tuned_suite(tune), store, progress=False).exit_code == 0
+            chosen.append(chosen_of(store))
+            trials.append(trials_of(store))
+    assert chosen[0] == chosen[1] and trials[0] == trials[1]
+    ranks = [json.loads(t[3])["rank"] for t in trials[0]]
+    assert len(ranks) == 6 and all(isinstance(r, int) and 1 <= r <= 12 for r in ranks)
+    assert len({t[3] for t in trials[0]}) > 1  # it explored
+
+
+# Test labels never reach the objective ---------------------------------------------------------
+
+
+def test_test_task_labels_never_reach_the_tuning_objective(tmp_path: Path) -> None:
+    """Every rating outside the training data and the validation tasks (the test tasks' queries
+    and cold supports) is reversed (r -> 6 - r); the search must not change at all, while the
+    reported test metrics do."""
+    dataset = generate(SyntheticConfig(**SYNTHETIC), name="planted")
+    protocol = make_protocol("cold-random", dict(PROTOCOL))
+    split = protocol.split(dataset, 0)
+    seen = np.zeros(dataset.n_ratings, dtype=bool)
+    seen[split.train] = True
+    for rows in (*split.validation.pools, *split.validation.queries):
+        seen[rows] = True
+    test_queries = np.concatenate([q for s in split.scenarios.values() for q in s.queries])
+    assert not seen[test_queries].any()
+    assert (~seen).sum() > len(test_queries) > 0
+
+    flipped = np.where(seen, dataset.rating, 6.0 - dataset.rating)
+    assert (flipped[test_queries] != dataset.rating[test_queries]).any()
+    files = {}
+    for name, ratings in (("original", dataset.rating), ("flipped", flipped)):
+        path = tmp_path / f"{name}.csv"
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["user", "item", "rating", "timestamp"])
+            writer.writerows(
+                zip(dataset.user, dataset.item, ratings.astype(int), dataset.timestamp, strict=True)
+            )
+        files[name] = f"csv:{path}"
+
+    results = {}
+    for name, source in files.items():
+        suite = tuned_suite(
+            {
+                "trials": 4,
+                "mf": {"rank": [1, 3, 12], "reg": {"low": 0.01, "high": 1.0}},
+                "item-mean": {"user_shrinkage": [1.0, 5.0, 25.0]},
+            },
+            datasets=[source],
+            learners=["item-mean", "mf"],
+            dataset={source: {"rating_scale": [1, 5], "like_threshold": 4}},
+        )
+        with ResultStore(tmp_path / f"{name}.sqlite") as store:
+            assert run_suite(suite, store, progress=False).exit_code == 0
+            metrics = {
+                (r["learner"], r["scenario"], r["metric"]): r["value"] for r in store.metric_rows()
+            }
+            results[name] = (trials_of(store), chosen_of(store), metrics)
+    original, flipped_run = results["original"], results["flipped"]
+    assert len(original[0]) == 4 + 3
+    assert original[0] == flipped_run[0]  # every trial's params and validation value
+    assert original[1] == flipped_run[1]  # the chosen configs
+    assert original[2][("mf", "user_cold", "rmse")] != flipped_run[2][("mf", "user_cold", "rmse")]
+
+
+# Resuming an interrupted search ----------------------------------------------------------------
+
+
+class StopsAfterFits(BiasBaseline):
+    """item-mean that raises KeyboardInterrupt on the fit after ``limit`` fits (a Ctrl-C)."""
+
+    limit: ClassVar[int | None] = None
+    fits: ClassVar[int] = 0
+
+    def fit(
+        self,
+        train: MetaTrain,
+        *,
+        rng: Seeds,
+        device: torch.device,
+        budget: Budget | None = None,
+    ) -> None:
+        if self.limit is not None and StopsAfterFits.fits >= self.limit:
+            raise KeyboardInterrupt("stopped on purpose")
+        StopsAfterFits.fits += 1
+        super().fit(train, rng=rng, device=device, budget=budget)
+
+
+if "test-stops-after-fits" not in LEARNERS:
+    LEARNERS.register("test-stops-after-fits", StopsAfterFits)
+
+RANGES = {
+    "user_shrinkage": {"low": 0.1, "high": 50.0, "log": True},
+    "item_shrinkage": {"low": 0.1, "high": 50.0, "log": True},
+}
+GRID = {"user_shrinkage": [0.5, 5.0, 50.0], "item_shrinkage": [1.0, 10.0]}
+
+
+@pytest.mark.parametrize("space", [RANGES, GRID], ids=["tpe", "grid"])
+def test_an_interrupted_search_resumes_without_duplicates_and_chooses_the_same(
+    tmp_path: Path, space: dict[str, Any]
+) -> None:
+    suite = tuned_suite(
+        {"trials": 6, "test-stops-after-fits": space},
+        learners=["test-stops-after-fits"],
+        seeds=[0, 1],
+    )
+    StopsAfterFits.limit = None
+    with ResultStore(tmp_path / "whole.sqlite") as store:
+        assert run_suite(suite, store, progress=False).exit_code == 0
+        reference = trials_of(store), chosen_of(store)
+    assert len(reference[0]) == 12
+
+    path = tmp_path / "resumed.sqlite"
+    StopsAfterFits.fits, StopsAfterFits.limit = 0, 9  # seed 0 searched and fitted, seed 1 half
+    try:
+        with ResultStore(path) as store, pytest.raises(KeyboardInterrupt):
+            run_suite(suite, store, progress=False)
+    finally:
+        StopsAfterFits.limit = None
+    with ResultStore(path) as store:
+        stored = store.trial_rows()
+        assert len(stored) == 6 + 2 and len(store.tuning_rows()) == 1
+        StopsAfterFits.fits = 0
+        outcome = run_suite(suite, store, progress=False)
+        assert outcome.exit_code == 0 and outcome.computed == 1 and outcome.reused == 1
+        assert StopsAfterFits.fits == 4 + 1  # the 4 missing trials of seed 1, then its fit
+        resumed = trials_of(store), chosen_of(store)
+        numbers = [(t["cell_key"], t["number"]) for t in store.trial_rows()]
+    assert len(numbers) == len(set(numbers)) == 12
+    assert resumed == reference
+
+
+def test_a_time_budget_stops_starting_trials_once_spent(tmp_path: Path) -> None:
+    suite = tuned_suite(
+        {"seconds": 0.3, "mf": {"reg": {"low": 0.01, "high": 1.0}}}, learners=["mf"]
+    )
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        assert run_suite(suite, store, progress=False).exit_code == 0
+        seconds = [t["seconds"] for t in store.trial_rows()]
+        (tuning,) = store.tuning_rows()
+    assert len(seconds) == tuning["trials"] >= 1
+    assert sum(seconds[:-1]) < 0.3 <= sum(seconds)  # the last trial started within the budget
+    assert tuning["seconds"] == pytest.approx(sum(seconds))
+
+
+def test_a_failing_trial_is_recorded_and_the_search_goes_on() -> None:
+    spec = TuneSpec(
+        parse_tuning({"trials": 4, "mf": {"rank": [1, 2, 3, 4]}}, ["mf"], {}, (5,), "<test>")[
+            "mf"
+        ].space,
+        "rmse",
+        5,
+        trials=4,
+    )
+
+    def objective(params: dict[str, Any]) -> float:
+        if params["rank"] == 2:
+            raise RuntimeError("no rank 2 today")
+        return float(params["rank"])
+
+    stored = []
+    tuned = search(spec, objective, seeds=Seeds(0), on_trial=stored.append)
+    assert [t.state for t in sorted(stored, key=lambda t: t.params["rank"])] == [
+        "complete",
+        "failed",
+        "complete",
+        "complete",
+    ]
+    failed = next(t for t in stored if t.state == "failed")
+    assert failed.value is None and "no rank 2 today" in (failed.error or "")
+    assert tuned.params == {"rank": 1} and tuned.failed == 1 and tuned.record.trials == 4
+
+
+def test_a_search_where_every_trial_fails_fails_its_cell() -> None:
+    spec = TuneSpec(
+        parse_tuning({"trials": 2, "mf": {"rank": [1, 2]}}, ["mf"], {}, (5,), "<test>")["mf"].space,
+        "rmse",
+        5,
+        trials=2,
+    )
+
+    def objective(params: dict[str, Any]) -> float:
+        raise RuntimeError("broken")
+
+    with pytest.raises(ValueError, match=r"no trial of the search succeeded.*broken"):
+        search(spec, objective, seeds=Seeds(0))
+
+
+# The cell key, the summary and the export -----------------------------------------------------
+
+
+def test_the_search_spec_is_part_of_the_cell_key(tmp_path: Path) -> None:
+    base = {"trials": 2, "mf": {"rank": [2, 4]}}
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        first = run_suite(tuned_suite(base), store, progress=False)
+        again = run_suite(tuned_suite(base), store, progress=False)
+        wider = run_suite(
+            tuned_suite({"trials": 3, "mf": {"rank": [2, 4, 8]}}), store, progress=False
+        )
+        untuned = run_suite(tuned_suite({}), store, progress=False)
+    assert again.reused == 1 and again.cell_keys == first.cell_keys
+    assert wider.computed == 1 and untuned.computed == 1
+    assert len({*first.cell_keys, *wider.cell_keys, *untuned.cell_keys}) == 3
+
+
+def test_the_run_summary_and_export_show_each_learners_choice_and_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        """
+name = "tuned"
+datasets = ["synthetic"]
+learners = ["global-mean", "item-mean", "mf"]
+seeds = 1
+[protocol]
+name = "cold-random"
+support_sizes = [1, 5]
+query_size = 5
+[dataset.synthetic]
+n_users = 200
+n_items = 150
+[tune]
+trials = 2
+objective = "ndcg@3"
+[tune.mf]
+rank = [2, 4]
+[tune.item-mean]
+user_shrinkage = {low = 1.0, high = 20.0}
+trials = 3
+""",
+        encoding="utf-8",
+    )
+    store = str(tmp_path / "s.sqlite")
+    code = main(["run", "--suite", str(path), "--store", store, "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith("tuned ")]
+    assert [line.split()[1] for line in lines] == ["item-mean", "mf"]
+    assert "budget 3 trials; ndcg@3 at k=5" in lines[0] and "user_shrinkage=" in lines[0]
+    assert "budget 2 trials; ndcg@3 at k=5" in lines[1] and "seed 0: rank=" in lines[1]
+    assert "untuned (their configs as set): global-mean" in out
+
+    assert main(["export", "--format", "json", "--store", store]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert {t["learner"] for t in exported["tunings"]} == {"item-mean", "mf"}
+    assert all(t["spec"]["objective"] == "ndcg@3" for t in exported["tunings"])
+
+    code = main(["run", "--suite", str(path), "--store", store, "--no-progress", "--no-tune"])
+    out = capsys.readouterr().out
+    assert code == 0 and "2 cell(s) computed, 1 reused" in out and "tuned " not in out
+
+
+# Bad [tune] tables -----------------------------------------------------------------------------
+
+BAD_TABLES = [
+    ("budget = 3", "unknown setting(s) 'budget'"),
+    ("trials = 0\n[tune.mf]\nrank = [2, 4]", "'trials' must be a whole number"),
+    ("seconds = -1\n[tune.mf]\nrank = [2, 4]", "'seconds' must be a positive number"),
+    ('objective = "rsme"\n[tune.mf]\nrank = [2, 4]', "unknown metric 'rsme'"),
+    ("k = 7\ntrials = 2\n[tune.mf]\nrank = [2, 4]", "k must be one of the protocol's support"),
+    ("trials = 2\n[tune.maml]\ninner_lr = [0.1]", "[tune.maml] tunes a learner the suite does"),
+    ("trials = 2\n[tune.mf]\nrnak = [2, 4]", "unknown field 'rnak'"),
+    ("[tune.mf]\nrank = [2, 4]", "[tune.mf] has no budget"),
+    ("trials = 2\n[tune.mf]\nrank = 4", "'rank' must be a list of choices or a range"),
+    ("trials = 2\n[tune.mf]\nrank = []", "'rank' lists no choices"),
+    ("trials = 2\n[tune.mf]\nrank = [2, 2]", "'rank' lists a choice twice"),
+    ('trials = 2\n[tune.mf]\nrank = [2, "big"]', "field 'rank'"),
+    ("trials = 2\n[tune.mf]\nrank = {low = 1.5, high = 8}", "integer field"),
+    ("trials = 2\n[tune.mf]\nreg = {low = 1.0, high = 0.1}", "low < high"),
+    ("trials = 2\n[tune.mf]\nreg = {low = 0.0, high = 1.0, log = true}", "needs low > 0"),
+    ("trials = 2\n[tune.mf]\nreg = {low = 0.1, hi = 1.0}", "must be a range"),
+    ("trials = 2\n[tune.mf]\ninit = {low = 1, high = 2}", "cannot take a range"),
+    ("trials = 2\n[tune.mf]\nrank = [2, 4]\n[learner.mf]\nrank = 8", "fixed in [learner.mf]"),
+    ("trials = 2\n[tune.mf]", "[tune.mf] searches no field"),
+]
+
+
+@pytest.mark.parametrize(("table", "message"), BAD_TABLES)
+def test_a_bad_tune_table_is_a_clear_error_with_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        'name = "bad"\nlearners = ["item-mean", "mf"]\n'
+        '[protocol]\nname = "cold-random"\nsupport_sizes = [1, 5]\n'
+        f"[tune]\n{table}\n",
+        encoding="utf-8",
+    )
+    for command in (["validate", str(path)], ["run", "--suite", str(path), "--no-progress"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(path) in err, err
+
+
+def test_tuning_needs_a_protocol_with_validation_tasks() -> None:
+    with pytest.raises(ConfigError, match="protocol predefined@1 makes none"):
+        tuned_suite(
+            {"trials": 2, "mf": {"rank": [2, 4]}},
+            datasets=["ml-100k"],
+            protocol={"name": "predefined"},
+            dataset={},
+        )
+    with pytest.raises(ConfigError, match="validation_fraction = 0"):
+        tuned_suite(
+            {"trials": 2, "mf": {"rank": [2, 4]}},
+            protocol={**PROTOCOL, "validation_fraction": 0.0},
+        )
+
+
+def test_narrowing_the_learners_keeps_their_search_only() -> None:
+    from bench.suite import override
+
+    suite = tuned_suite(
+        {"trials": 2, "mf": {"rank": [2, 4]}, "item-mean": {"user_shrinkage": [1.0, 2.0]}},
+        learners=["item-mean", "mf"],
+    )
+    narrowed = override(suite, learners=("item-mean",))
+    assert narrowed.tune == {"trials": 2, "item-mean": {"user_shrinkage": [1.0, 2.0]}}
+
+
+def test_choices_that_are_lists_are_searched_as_such() -> None:
+    specs = parse_tuning(
+        {"trials": 2, "fine-tune": {"hidden": [[32], [64, 64]]}},
+        ["fine-tune"],
+        {},
+        (5,),
+        "<test>",
+    )
+    spec = specs["fine-tune"]
+    assert spec.uses_grid and spec.grid_size == 2
+    seen = []
+    tuned = search(spec, lambda p: seen.append(p["hidden"]) or len(p["hidden"]), seeds=Seeds(1))
+    assert sorted(seen) == [[32], [64, 64]] and tuned.params == {"hidden": [32]}
