@@ -199,7 +199,7 @@ def _dataset_options(pairs: list[str]) -> dict[str, Any]:
 SPLIT_FOOTER = (
     "split lines: one per dataset and seed (with predefined folds, the seed picks the fold); new "
     "entities are those held out of training, validation tasks are existing entities kept out of "
-    "training for early stopping; a task is left out when its rating pool is smaller than the "
+    "training for early stopping and tuning; a task is left out when its rating pool is smaller than the "
     "largest finite k plus the query size. A rating at or above the like threshold is a like; "
     "the like rate is the share of training ratings that are likes."
 )
@@ -287,13 +287,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bench.suite import load_suite
+    from bench.protocol import make_protocol
+    from bench.suite import load_suite, tuning_specs
 
     suite = load_suite(args.suite)
     print(
         f"{suite.source}: ok ({len(suite.datasets)} dataset(s), {len(suite.learners)} "
         f"learner(s), {len(suite.scenarios)} scenario(s), {len(suite.seeds)} seed(s))"
     )
+    specs = tuning_specs(suite, make_protocol(suite.protocol["name"], suite.protocol))
+    for name, spec in specs.items():
+        print(f"tune {name}: {spec.describe()}")
     return 0
 
 

@@ -175,10 +175,11 @@ class TuneSpec:
         }
 
     def describe(self) -> str:
-        sampler = f"grid of {self.grid_size}" if self.uses_grid else "TPE"
+        sampler = f"a grid of {self.grid_size}" if self.uses_grid else "TPE"
+        budget = budget_text(self.trials, self.seconds)
         return (
-            f"{budget_text(self.trials, self.seconds)}, {sampler}, {self.objective} at k={self.k} on validation "
-            f"tasks; {'; '.join(d.describe() for d in self.space)}"
+            f"{budget}, {sampler}, {self.objective} at k={self.k} on validation tasks; "
+            f"{'; '.join(d.describe() for d in self.space)}"
         )
 
 
@@ -546,8 +547,9 @@ def tuning_lines(
             f"{spec['objective']} {r['best_value']:.4f})"
             for r in sorted(group, key=lambda r: (r["seed"], r["device"]))
         )
+        budget = budget_text(spec["trials"], spec["seconds"])
         lines.append(
-            f"tuned {learner} on {dataset} · {protocol} (budget {budget_text(spec['trials'], spec['seconds'])}; "
+            f"tuned {learner} on {dataset} · {protocol} (budget {budget}; "
             f"{spec['objective']} at k={spec['k']} on {group[0]['validation_tasks']} validation "
             f"tasks): {per_seed}"
         )

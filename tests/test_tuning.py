@@ -440,3 +440,25 @@ def test_choices_that_are_lists_are_searched_as_such() -> None:
     seen = []
     tuned = search(spec, lambda p: seen.append(p["hidden"]) or len(p["hidden"]), seeds=Seeds(1))
     assert sorted(seen) == [[32], [64, 64]] and tuned.params == {"hidden": [32]}
+
+
+# The shipped suites --------------------------------------------------------------------------
+
+
+def test_shipped_suites_default_and_ci_stay_untuned_and_ml100k_cold_tunes_every_learner() -> None:
+    import dataclasses
+
+    from bench.learner import learner_class
+    from bench.suite import SUITES, load_suite, tuning_specs
+
+    for name in SUITES.names():
+        suite = load_suite(name)  # every shipped suite validates, its searches included
+        specs = tuning_specs(suite, make_protocol(suite.protocol["name"], suite.protocol))
+        if name in ("default", "ci"):
+            assert specs == {}, name
+    cold = load_suite("ml100k-cold")
+    specs = tuning_specs(cold, make_protocol(cold.protocol["name"], cold.protocol))
+    tunable = [n for n in cold.learners if dataclasses.fields(learner_class(n).config_class)]
+    assert sorted(specs) == sorted(tunable)
+    assert len({(s.trials, s.seconds, s.objective, s.k) for s in specs.values()}) == 1
+    assert specs["mf"].uses_grid and {d.name for d in specs["mf"].space} == {"rank", "reg"}
