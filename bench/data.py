@@ -109,6 +109,12 @@ class Dataset:
                 digest.update(np.ascontiguousarray(attrs[key]).tobytes())
         return digest.hexdigest()[:16]
 
+    def raw_ids(self, side: str, ids: np.ndarray) -> list[str]:
+        """The source's ids (as text) of contiguous ``user`` or ``item`` ids ``ids``."""
+        table = self.user_ids if side == "user" else self.item_ids
+        picked = np.asarray(ids, dtype=np.int64) if table is None else table[ids]
+        return [str(v) for v in picked.tolist()]
+
     @property
     def n_ratings(self) -> int:
         return len(self.rating)

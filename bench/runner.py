@@ -22,7 +22,7 @@ from bench.learner import LEARNERS, make_learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
-from bench.store import FIT_SCOPE, CellRecord, ResultStore
+from bench.store import FIT_SCOPE, CellRecord, Evaluation, Predictions, ResultStore
 from bench.suite import Suite
 from bench.timing import timed
 
@@ -169,29 +169,25 @@ def run_cell(
         device=cell.device,
         code_fingerprint=fingerprint,
         split_summary=split.summary,
+        dataset_info={
+            "rating_scale": list(cell.dataset.rating_scale),
+            "like_threshold": cell.dataset.like_threshold,
+            "task_axis": split.config.task_axis,
+        },
     )
     torch.manual_seed(cell.seed)
     if device.type == "cuda":
         torch.empty(1, device=device)  # create the CUDA context outside the timed region
     with timed("fit", device) as fit_time:
         learner.fit(train, rng=seeded_rng(cell.seed, 1), device=device)
-    record.timings.append(
-        (
-            FIT_SCOPE,
-            FIT_SCOPE,
-            "fit",
-            fit_time.seconds,
-            0,
-            float("nan"),
-            fit_time.peak_memory_bytes,
-            fit_time.memory_kind,
-        )
-    )
+    record.timings.append(fit_time.row(FIT_SCOPE, FIT_SCOPE))
 
     for scenario, k in needed:
         labelled = cache.tasks(cell.dataset, cell.seed, scenario, k)
         k_label = str(k)
-        record.evaluations.append((scenario, k_label, labelled.n_tasks))
+        entities = cell.dataset.raw_ids(labelled.axis, labelled.entities.numpy())
+        lengths = labelled.query_mask.sum(1).tolist()
+        record.evaluations.append(Evaluation(scenario, k_label, entities, lengths))
         if labelled.n_tasks == 0:
             continue
         tasks = labelled.without_labels().to(device)
@@ -199,18 +195,7 @@ def run_cell(
             predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), predict_chunk)
         with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
             predicted = predict_in_chunks(learner.predict, tasks, predict_chunk)
-        record.timings.append(
-            (
-                scenario,
-                k_label,
-                "adapt+predict",
-                t.seconds,
-                t.tasks,
-                t.tasks_per_second,
-                t.peak_memory_bytes,
-                t.memory_kind,
-            )
-        )
+        record.timings.append(t.row(scenario, k_label))
         expected_shape = tuple(labelled.query_items.shape)
         if tuple(predicted.shape) != expected_shape:
             raise ValueError(
@@ -241,7 +226,21 @@ def run_cell(
                     value.per_task,
                 )
             )
+        if suite.keep_predictions:
+            record.predictions.append(
+                kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
+            )
     return record
+
+
+def kept_predictions(
+    dataset: Dataset, scenario: str, k: str, tasks: TaskBatch, queries: Queries
+) -> Predictions:
+    """The query ratings and predictions of one evaluation, in the dataset's own ids."""
+    mask = queries.mask
+    users = dataset.raw_ids("user", tasks.query_users.numpy()[mask])
+    items = dataset.raw_ids("item", tasks.query_items.numpy()[mask])
+    return Predictions(scenario, k, users, items, queries.actual[mask], queries.predicted[mask])
 
 
 def iter_cells(
@@ -304,7 +303,7 @@ def run_suite(
             outcome.cell_keys.append(cell.key)
             if fresh:
                 store.delete_cell(cell.key)
-            done = store.finished_evaluations(cell.key)
+            done = store.finished_evaluations(cell.key, suite.keep_predictions)
             needed = [(s, k) for s, k in wanted if (s, str(k)) not in done]
             if not needed:
                 outcome.reused += 1
@@ -323,5 +322,5 @@ def run_suite(
             outcome.computed += 1
         status = "failed" if outcome.failed else "finished"
     finally:
-        store.finish_run(outcome.run_id, status)
+        store.finish_run(outcome.run_id, status, outcome.cell_keys)
     return outcome

@@ -36,6 +36,8 @@ class Suite:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     shown_metrics: tuple[str, ...] = ("rmse", "mae", "ndcg@3", "ndcg@10", "accuracy")
     """The metrics printed in the terminal tables (all of ``metrics`` are stored)."""
+    keep_predictions: bool = False
+    """Store every query rating with its prediction, for ``bench export --predictions``."""
     data_dir: str | None = None
     """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
     source: str = "<defaults>"
@@ -149,5 +151,9 @@ def validate(suite: Suite) -> None:
         raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
     for name in suite.learners:
         make_learner(name, suite.learner.get(name))
+    if not isinstance(suite.keep_predictions, bool):
+        raise ConfigError(
+            f"{where}: 'keep_predictions' must be true or false, got {suite.keep_predictions!r}"
+        )
     if not suite.seeds:
         raise ConfigError(f"{where}: no seeds")
