@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint benchmark perf clean
+.PHONY: setup run test lint benchmark perf leaderboard clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: lint
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
 	$(BIN)/python -m bench perf
+
+# The committed leaderboard: the meta and ml100k-cold suites on CPU, then `bench report`.
+leaderboard: $(STAMP)
+	scripts/leaderboard.sh $(BIN)/python
 
 clean:
 	rm -rf $(VENV) .bench

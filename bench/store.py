@@ -172,9 +172,9 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = sqlite3.connect(self.path, timeout=30)
+            self._check_schema_version()  # before anything writes to a store it may refuse
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            self._check_schema_version()
             self.conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise BenchError(f"results store {self.path} cannot be opened: {exc}") from exc
@@ -187,7 +187,9 @@ class ResultStore:
 
     def _check_schema_version(self) -> None:
         """Refuse a store written by another schema version, before touching its tables."""
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+        tables = {
+            r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
         if "meta" not in tables:
             if "cells" in tables:
                 found = "1"  # stores before version 2 may lack the meta table's row or table

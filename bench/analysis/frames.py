@@ -74,6 +74,8 @@ PREDICTION_COLUMNS = (
     "rating",
     "prediction",
     "like_threshold",
+    "rating_min",
+    "rating_max",
     "cell_key",
 )
 TIMING_COLUMNS = (
@@ -207,7 +209,8 @@ class Results:
 
         ``entity`` is the task entity, ``position`` the rating's place in the task's query,
         ``user`` and ``item`` the rated pair (dataset ids, as text), ``rating`` the true rating and
-        ``prediction`` the learner's prediction; ``like_threshold`` is the dataset's.
+        ``prediction`` the learner's prediction; ``like_threshold``, ``rating_min`` and
+        ``rating_max`` are the dataset's (accuracy and AUC need them).
         """
         with ResultStore(self.path) as store:
             evaluations = store.evaluation_rows(self.cell_keys)

@@ -2,7 +2,7 @@
 
 - ``planted_store``: rows written through the store API with known per-task values: ``meta-a``
   is planted better than ``mf`` on every metric, ``mf-twin`` equals ``mf`` exactly, ``meta-b``
-  differs from ``mf`` only by symmetric noise. ``mf`` and ``meta-a`` also ran on ``cuda`` so the
+  differs from ``mf`` only by symmetric noise, ``meta-c`` ties with ``meta-a``. ``mf`` and ``meta-a`` also ran on ``cuda`` so the
   timing table shows both devices; ``meta-a``'s fits were timed under load and on two hosts.
 - ``run_store``: a real two-seed run of a tiny synthetic suite (baselines, ``mf``, a twin of
   ``mf`` and two quick meta-learners) that keeps its predictions.
@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,9 @@ SCENARIOS = ("user_cold", "item_cold")
 KS = ("1", "5")
 N_TASKS = 40
 QUERY = 5
-LEARNERS_PLANTED = ("mf", "mf-twin", "meta-a", "meta-b")
-# meta-a: better by a clear margin in the metric's direction; meta-b: noise around mf.
+LEARNERS_PLANTED = ("mf", "mf-twin", "meta-a", "meta-b", "meta-c")
+# meta-a: better by a clear margin in the metric's direction; meta-b: noise around mf; meta-c:
+# meta-a plus differences that cancel in pairs (+e, -e), so it ties with meta-a.
 SHIFT = {"mf": 0.0, "mf-twin": 0.0, "meta-a": 0.08, "meta-b": 0.0}
 NOISE = {"mf": 0.0, "mf-twin": 0.0, "meta-a": 0.01, "meta-b": 0.05}
 LOWER_IS_BETTER = ("rmse", "mae")
@@ -46,6 +48,10 @@ if "mf-twin" not in LEARNERS:
 def planted_values(metric: str, learner: str, seed: int, scenario: str, k: str) -> np.ndarray:
     """Per-task values: a base shared by every learner of a (seed, scenario, k), plus the
     learner's planted shift and its own noise."""
+    if learner == "meta-c":
+        rng = np.random.default_rng([seed, 7])
+        swing = np.repeat(0.03 * rng.random(N_TASKS // 2), 2) * np.tile([1.0, -1.0], N_TASKS // 2)
+        return planted_values(metric, "meta-a", seed, scenario, k) + swing
     salt = sum(map(ord, f"{metric}{scenario}{k}"))
     base_rng = np.random.default_rng([seed, salt])
     if metric in LOWER_IS_BETTER:
@@ -138,7 +144,13 @@ def write_planted_store(path: Path) -> Path:
                     )
                     loaded = learner == "meta-a" and device == "cpu" and seed == 1
                     host = "busy-box" if loaded else "quiet-box"
-                    fit_seconds = {"mf": 1.0, "mf-twin": 1.0, "meta-a": 20.0, "meta-b": 8.0}
+                    fit_seconds = {
+                        "mf": 1.0,
+                        "mf-twin": 1.0,
+                        "meta-a": 20.0,
+                        "meta-b": 8.0,
+                        "meta-c": 9.0,
+                    }
                     fit = fit_seconds[learner] * (0.1 if device == "cuda" else 1.0)
                     record.timings.append(
                         _timing(
@@ -218,7 +230,7 @@ proto_dim = 8
 """
 
 
-def run_tiny_suite(folder: Path) -> Path:
+def _run_tiny_suite(folder: Path) -> Path:
     """Run the tiny suite into ``folder/results.sqlite``."""
     folder.mkdir(parents=True, exist_ok=True)
     suite_path = folder / "tiny-report.toml"
@@ -231,5 +243,11 @@ def run_tiny_suite(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def run_tiny_suite() -> Callable[[Path], Path]:
+    """Runs the tiny suite into ``folder/results.sqlite`` and returns the store's path."""
+    return _run_tiny_suite
+
+
+@pytest.fixture(scope="session")
 def run_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_tiny_suite(tmp_path_factory.mktemp("tiny-run"))
+    return _run_tiny_suite(tmp_path_factory.mktemp("tiny-run"))
