@@ -397,48 +397,53 @@ class ResultStore:
             params,
         )
 
+    def _decoded(
+        self,
+        sql: str,
+        params: Iterable[Any],
+        json_columns: tuple[str, ...] = (),
+        float_columns: tuple[str, ...] = (),
+    ) -> list[dict[str, Any]]:
+        rows = self._query(sql, params)
+        for row in rows:
+            for column in json_columns:
+                row[column] = json.loads(row[column])
+            for column in float_columns:
+                row[column] = _from_floats(row[column])
+        return rows
+
     def cell_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """One row per cell with its run's suite; JSON columns decoded."""
         where, params = self._where_cells(cell_keys)
-        rows = self._query(
+        return self._decoded(
             "SELECT c.*, r.suite FROM cells c JOIN runs r ON r.run_id = c.run_id"
             f"{where} ORDER BY c.dataset, c.protocol, c.learner, c.seed, c.device, c.cell_key",
             params,
+            json_columns=("config", "split_summary", "dataset_info"),
         )
-        for row in rows:
-            for column in ("config", "split_summary", "dataset_info"):
-                row[column] = json.loads(row[column])
-        return rows
 
     def evaluation_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """One row per (cell, scenario, k) with its task entities and query lengths decoded."""
         where, params = self._where_cells(cell_keys)
-        rows = self._query(
+        return self._decoded(
             "SELECT e.cell_key, e.scenario, e.k, e.n_tasks, e.entities, e.query_lengths "
             f"FROM evaluations e JOIN cells c USING (cell_key){where} "
             "ORDER BY e.cell_key, e.scenario, e.k",
             params,
+            json_columns=("entities", "query_lengths"),
         )
-        for row in rows:
-            row["entities"] = json.loads(row["entities"])
-            row["query_lengths"] = json.loads(row["query_lengths"])
-        return rows
 
     def prediction_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """One row per (cell, scenario, k) that kept its predictions, arrays decoded."""
         where, params = self._where_cells(cell_keys)
-        rows = self._query(
+        return self._decoded(
             "SELECT p.cell_key, p.scenario, p.k, p.users, p.items, p.ratings, p.predicted "
             f"FROM predictions p JOIN cells c USING (cell_key){where} "
             "ORDER BY p.cell_key, p.scenario, p.k",
             params,
+            json_columns=("users", "items"),
+            float_columns=("ratings", "predicted"),
         )
-        for row in rows:
-            row["users"] = json.loads(row["users"])
-            row["items"] = json.loads(row["items"])
-            row["ratings"] = _from_floats(row["ratings"])
-            row["predicted"] = _from_floats(row["predicted"])
-        return rows
 
     def run_cell_keys(self, run_ids: Iterable[str]) -> list[str]:
         """The cells the given runs computed or reused."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -68,6 +68,13 @@ class ReportOptions:
     title: str = "coldstart-bench results"
     command: str = ""
     invocation: str = ""
+
+
+LINE_METRIC = ["k", "learner", "device", "metric"]
+
+
+def _verdict_mark(verdict: str) -> str:
+    return {"better": f" {BETTER}", "worse": f" {WORSE}"}.get(verdict, "")
 
 
 def fmt(value: float, digits: int = 4) -> str:
@@ -309,27 +316,23 @@ class _Builder:
             [*self._line_headers(), *(f"{m} {arrows[m]}" for m in self.metrics), "seeds", "tasks"],
             caption="Mean over seeds ±95% t-interval",
         )
-        values = summary.set_index(["k", "learner", "device", "metric"])
-        marks = _family(self.marks, **where).set_index(["k", "learner", "device", "metric"])
-        versus = _family(self.comparisons, **where).set_index(["k", "learner", "device", "metric"])
+        values = summary.set_index(LINE_METRIC)
+        marks = _family(self.marks, **where).set_index(LINE_METRIC)
+        versus = _family(self.comparisons, **where).set_index(LINE_METRIC)
         counts = _family(self.results.metrics, **where)
-        for k, learner, device in self._lines(summary):
-            row = self._line_cells(k, learner, device)
-            for metric in self.metrics:
-                key = (k, learner, device, metric)
-                if key not in values.index:
-                    row.append(Cell("—"))
-                    continue
-                value = values.loc[key]
-                text = fmt_mean(value["mean"], value["half_width"])
-                if key in versus.index:
-                    verdict = versus.loc[key, "verdict"]
-                    text += {"better": f" {BETTER}", "worse": f" {WORSE}"}.get(verdict, "")
-                found: tuple[str, ...] = ()
-                if key in marks.index:
-                    mark = marks.loc[key]
-                    found = ("best",) if mark["is_best"] else ("tie",) if mark["not_worse"] else ()
-                row.append(Cell(text, float(value["mean"]), found))
+
+        def cell(key: tuple[str, ...]) -> Cell:
+            value = values.loc[key]
+            text = fmt_mean(value["mean"], value["half_width"])
+            if key in versus.index:
+                text += _verdict_mark(versus.loc[key, "verdict"])
+            found: tuple[str, ...] = ()
+            if key in marks.index:
+                mark = marks.loc[key]
+                found = ("best",) if mark["is_best"] else ("tie",) if mark["not_worse"] else ()
+            return Cell(text, float(value["mean"]), found)
+
+        for (k, learner, device), row in self._metric_rows(summary, values.index, cell):
             line = _family(counts, k=k, learner=learner, device=device)
             line = line[line["metric"] == self.metrics[0]] if self.metrics else line
             seeds = int(line["seed"].nunique())
@@ -352,20 +355,29 @@ class _Builder:
                 "signed-rank test, Holm-adjusted across the learners"
             ),
         )
-        indexed = versus.set_index(["k", "learner", "device", "metric"])
-        for k, learner, device in self._lines(versus):
+        indexed = versus.set_index(LINE_METRIC)
+
+        def cell(key: tuple[str, ...]) -> Cell:
+            c = indexed.loc[key]
+            text = f"{fmt_diff(c['mean_diff'], c['diff_half_width'])} ({fmt_p(c['p_holm'])})"
+            return Cell(text + _verdict_mark(c["verdict"]), float(c["mean_diff"]))
+
+        table.rows += [row for _, row in self._metric_rows(versus, indexed.index, cell)]
+        return table
+
+    def _metric_rows(
+        self, frame: pd.DataFrame, present: pd.Index, cell: Callable[[tuple[str, ...]], Cell]
+    ) -> list[tuple[tuple[str, str, str], list[Cell]]]:
+        """One row per (k, learner, device) of ``frame``: its line cells, then ``cell(key)`` per
+        metric column (a dash where ``present`` lacks the key)."""
+        rows = []
+        for k, learner, device in self._lines(frame):
             row = self._line_cells(k, learner, device)
             for metric in self.metrics:
                 key = (k, learner, device, metric)
-                if key not in indexed.index:
-                    row.append(Cell("—"))
-                    continue
-                c = indexed.loc[key]
-                text = f"{fmt_diff(c['mean_diff'], c['diff_half_width'])} ({fmt_p(c['p_holm'])})"
-                text += {"better": f" {BETTER}", "worse": f" {WORSE}"}.get(c["verdict"], "")
-                row.append(Cell(text, float(c["mean_diff"])))
-            table.rows.append(row)
-        return table
+                row.append(cell(key) if key in present else Cell("—"))
+            rows.append(((k, learner, device), row))
+        return rows
 
     def coverage(self, where: dict[str, str]) -> list[Any]:
         coverage = _family(self.results.coverage, **where).sort_values("seed")

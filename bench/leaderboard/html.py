@@ -29,6 +29,7 @@ td.best { font-weight: bold; background: #e3f4e3; } td.tie { font-style: italic;
 code { font-size: 0.92em; background: #f5f5f5; padding: 0 0.2em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 section.machine { background: #fafafa; padding: 0 1em; }
+div.scroll { overflow-x: auto; }
 """
 
 SCRIPT = """
@@ -99,7 +100,7 @@ def _sort_attr(cell: Cell) -> str:
 
 
 def _table(table: Table) -> str:
-    lines = ['<table class="sortable">']
+    lines = ['<div class="scroll"><table class="sortable">']
     if table.caption:
         lines.append(f"<caption>{inline(table.caption)}</caption>")
     lines.append(
@@ -112,7 +113,7 @@ def _table(table: Table) -> str:
             classes = f' class="{" ".join(cell.marks)}"' if cell.marks else ""
             cells.append(f"<td{classes}{_sort_attr(cell)}>{inline(cell.text)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    lines.append("</tbody></table>")
+    lines.append("</tbody></table></div>")
     return "\n".join(lines)
 
 

@@ -74,6 +74,32 @@ def aggregate(metric: str, values: np.ndarray) -> float:
     return float(np.mean(scored))
 
 
+def toy_cell(key: str, learner: str, run_id: str, seed: int = 0, device: str = "cpu") -> CellRecord:
+    """An empty cell of learner ``learner`` on the toy dataset's split."""
+    return CellRecord(
+        cell_key=key,
+        run_id=run_id,
+        dataset="toy",
+        dataset_hash="d0d0d0d0d0d0d0d0",
+        protocol="cold-random@1",
+        protocol_hash="p1p1p1p1p1p1p1p1",
+        learner=learner,
+        config_hash=f"{learner}-config",
+        config={"size": 1},
+        seed=seed,
+        device=device,
+        code_fingerprint="code",
+        split_summary={},
+        dataset_info={"rating_scale": [1.0, 5.0], "like_threshold": 4.0, "task_axis": "user"},
+    )
+
+
+@pytest.fixture(scope="session")
+def make_cell() -> Callable[..., CellRecord]:
+    """:func:`toy_cell`, for tests that write their own cells."""
+    return toy_cell
+
+
 def _timing(
     scenario: str, k: str, phase: str, seconds: float, load: float, host: str, device: str
 ) -> TimingRow:
@@ -114,34 +140,16 @@ def write_planted_store(path: Path) -> Path:
                 for seed in SEEDS:
                     key = f"{learner}-{device}-{seed}"
                     keys.append(key)
-                    record = CellRecord(
-                        cell_key=key,
-                        run_id="run-planted",
-                        dataset="toy",
-                        dataset_hash="d0d0d0d0d0d0d0d0",
-                        protocol="cold-random@1",
-                        protocol_hash="p1p1p1p1p1p1p1p1",
-                        learner=learner,
-                        config_hash=f"{learner}-config",
-                        config={"size": 1},
-                        seed=seed,
-                        device=device,
-                        code_fingerprint="code",
-                        split_summary={
-                            "min_pool": 15,
-                            "validation_tasks": 4,
-                            "users_outside_activity_filter": 7,
-                            "scenarios": {
-                                "user_cold": {"tasks": N_TASKS, "ineligible": 2},
-                                "item_cold": {"tasks": N_TASKS, "ineligible": 20 + seed},
-                            },
+                    record = toy_cell(key, learner, "run-planted", seed, device)
+                    record.split_summary = {
+                        "min_pool": 15,
+                        "validation_tasks": 4,
+                        "users_outside_activity_filter": 7,
+                        "scenarios": {
+                            "user_cold": {"tasks": N_TASKS, "ineligible": 2},
+                            "item_cold": {"tasks": N_TASKS, "ineligible": 20 + seed},
                         },
-                        dataset_info={
-                            "rating_scale": [1.0, 5.0],
-                            "like_threshold": 4.0,
-                            "task_axis": "user",
-                        },
-                    )
+                    }
                     loaded = learner == "meta-a" and device == "cpu" and seed == 1
                     host = "busy-box" if loaded else "quiet-box"
                     fit_seconds = {
@@ -196,7 +204,13 @@ def planted_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_planted_store(tmp_path_factory.mktemp("planted") / "planted.sqlite")
 
 
-TINY_SUITE = """
+QUICK_NETWORK = """embedding_dim = 8
+hidden = [16, 16]
+meta_steps = 6
+meta_batch = 8
+eval_every = 3
+"""
+TINY_SUITE = f"""
 name = "tiny-report"
 datasets = ["synthetic"]
 scenarios = ["warm", "user_cold", "item_cold", "user_item_cold"]
@@ -214,19 +228,9 @@ n_users = 200
 n_items = 150
 
 [learner.maml]
-embedding_dim = 8
-hidden = [16, 16]
-meta_steps = 6
-meta_batch = 8
-eval_every = 3
-
+{QUICK_NETWORK}
 [learner.protonet]
-embedding_dim = 8
-hidden = [16, 16]
-meta_steps = 6
-meta_batch = 8
-eval_every = 3
-proto_dim = 8
+{QUICK_NETWORK}proto_dim = 8
 """
 
 

@@ -4,6 +4,7 @@ planted difference is found and identical learners are never marked different.""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -113,38 +114,22 @@ def test_planted_difference_is_found_and_twins_are_not_marked(planted_store: Pat
     assert len(families) == 2 * 2 * 8
 
 
-def _cell(key: str, learner: str, entities: list[str], values: np.ndarray) -> CellRecord:
-    record = CellRecord(
-        cell_key=key,
-        run_id="r",
-        dataset="toy",
-        dataset_hash="h",
-        protocol="p@1",
-        protocol_hash="ph",
-        learner=learner,
-        config_hash=learner,
-        config={},
-        seed=0,
-        device="cpu",
-        code_fingerprint="c",
-        split_summary={},
-        dataset_info={"task_axis": "user", "like_threshold": 4.0, "rating_scale": [1, 5]},
-    )
-    record.evaluations.append(Evaluation("user_cold", "5", entities, [5] * len(entities)))
-    record.metrics.append(("user_cold", "5", "mae", float(np.mean(values)), 30, 0, values))
-    return record
-
-
-def test_tasks_are_paired_by_entity_not_by_position(tmp_path: Path) -> None:
+def test_tasks_are_paired_by_entity_not_by_position(
+    tmp_path: Path, make_cell: Callable[..., CellRecord]
+) -> None:
     entities = [f"user-{i}" for i in range(30)]
     values = np.linspace(0.2, 1.4, 30)
     order = np.random.default_rng(0).permutation(30)
+    # The same values for the same users, stored in another task order.
+    stored = {"mf": (entities, values), "same": ([entities[i] for i in order], values[order])}
     with ResultStore(tmp_path / "s.sqlite") as store:
         store.start_run("r", "s", {"learners": ["mf", "same"]}, {})
-        store.write_cell(_cell("a", "mf", entities, values))
-        # The same values for the same users, stored in another task order.
-        store.write_cell(_cell("b", "same", [entities[i] for i in order], values[order]))
-        store.finish_run("r", "finished", ["a", "b"])
+        for learner, (ids, vals) in stored.items():
+            record = make_cell(learner, learner, "r")
+            record.evaluations.append(Evaluation("user_cold", "5", ids, [5] * len(ids)))
+            record.metrics.append(("user_cold", "5", "mae", float(np.mean(vals)), 30, 0, vals))
+            store.write_cell(record)
+        store.finish_run("r", "finished", list(stored))
     versus = compare_to_reference(load_results(tmp_path / "s.sqlite"), "mf")
     assert len(versus) == 1
     assert versus["p_holm"].iat[0] == 1.0 and versus["mean_diff"].iat[0] == 0.0
