@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,6 @@ class Results:
     runs: pd.DataFrame
     failures: pd.DataFrame
     superseded: int = 0
-    _labels: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def cell_keys(self) -> list[str]:
