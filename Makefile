@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml scripts/install_learn2learn.sh
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m bench run
+	$(BIN)/bench run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bench
+	$(BIN)/mypy bench learners
 
 # Micro-benchmarks print timings rather than assert them; `make benchmark` runs them.
 test: lint
@@ -29,7 +29,7 @@ test: lint
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
-	$(BIN)/python -m bench perf
+	$(BIN)/bench perf
 
 # The committed leaderboard: the meta and ml100k-cold suites on CPU, then `bench report`.
 leaderboard: $(STAMP)

@@ -10,6 +10,7 @@ from bench.data import Dataset
 from bench.episodes import make_meta_train
 from bench.learner import make_learner
 from bench.protocol import make_protocol
+from bench.seeding import Seeds
 
 
 def test_graphed_meta_steps_match_eager_ones(small_dataset: Dataset) -> None:
@@ -19,7 +20,7 @@ def test_graphed_meta_steps_match_eager_ones(small_dataset: Dataset) -> None:
     eager = make_learner("maml", {"cuda_graph": False, "meta_batch": 16})
     graphed = make_learner("maml", {"cuda_graph": True, "meta_batch": 16})
     for learner in (eager, graphed):
-        learner.setup(train, rng=np.random.default_rng(0), device=device)  # type: ignore[attr-defined]
+        learner.setup(train, rng=Seeds(0), device=device)  # type: ignore[attr-defined]
     assert graphed.uses_cuda_graph() is (device.type == "cuda")  # type: ignore[attr-defined]
     assert not eager.uses_cuda_graph()  # type: ignore[attr-defined]
 

@@ -387,10 +387,10 @@ def load_results(
             known = {r["run_id"] for r in runs}
             unknown = [r for r in wanted if r not in known]
             if unknown:
-                recent = ", ".join(r["run_id"] for r in runs[-5:]) or "none"
+                recent = ", ".join(r["run_id"] for r in runs[-3:]) or "none"
                 raise BenchError(
-                    f"results store {path} has no run {', '.join(map(repr, unknown))}; "
-                    f"its latest runs: {recent}"
+                    f"--run: no run {', '.join(map(repr, unknown))} in {path} (latest run ids: "
+                    f"{recent}; `bench export --format json` lists them all)"
                 )
             keys = st.run_cell_keys(wanted)
             runs = [r for r in runs if r["run_id"] in wanted]

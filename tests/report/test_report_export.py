@@ -137,7 +137,7 @@ def test_export_errors_are_clear(
     code = main(["export", "--per-task", "--format", "parquet", "--store", str(run_store)])
     assert code == 2 and "--output PATH" in capsys.readouterr().err
     code = main(["export", "--run", "nope", "--store", str(run_store)])
-    assert code == 2 and "has no run 'nope'" in capsys.readouterr().err
+    assert code == 2 and "--run: no run 'nope'" in capsys.readouterr().err
     frame = rows_of(load_results(run_store), "metrics")
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
     target = tmp_path / "x.parquet"

@@ -168,7 +168,7 @@ def test_report_refuses_bad_input(
     assert main(["report", "--store", store, "--format", "md,pdf", "--out", str(tmp_path)]) == 2
     assert "unknown format(s) pdf" in capsys.readouterr().err
     assert main(["report", "--store", store, "--run", "no-such-run", "--out", str(tmp_path)]) == 2
-    assert "has no run 'no-such-run'" in capsys.readouterr().err
+    assert "--run: no run 'no-such-run'" in capsys.readouterr().err
     missing = str(tmp_path / "missing.sqlite")
     assert main(["report", "--store", missing, "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -81,7 +81,7 @@ def test_each_run_records_the_cells_it_computed_or_reused(tmp_path: Path) -> Non
     assert set(only_first.cells["learner"]) == {"item-mean"}
     both = load_results(path, run_ids=[second.run_id])
     assert set(both.cells["learner"]) == {"item-mean", "global-mean"}
-    with pytest.raises(BenchError, match="has no run 'missing'"):
+    with pytest.raises(BenchError, match="--run: no run 'missing'"):
         load_results(path, run_ids=["missing"])
 
 
