@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, mean_squared_error, roc_auc_score
 
-from bench.analysis import load_results
+from bench.analysis import compare_to_reference, load_results
 from bench.cli import main
 from bench.errors import BenchError
 from bench.export import rows_of, write_parquet
@@ -104,10 +104,15 @@ def test_per_task_values_are_keyed_by_the_users_own_ids_and_match_the_prediction
     assert np.allclose(joined["value"], joined["mean"], rtol=0, atol=TOLERANCE)
     assert (joined["n_ratings"] == joined["size"]).all()
     # Two learners on the same split pair up on (seed, scenario, k, entity).
-    mf = per_task[(per_task["learner"] == "mf") & (per_task["metric"] == "rmse")]
-    twin = per_task[(per_task["learner"] == "mf-twin") & (per_task["metric"] == "rmse")]
-    paired = mf.merge(twin, on=["seed", "scenario", "k", "entity"], suffixes=("", "_twin"))
-    assert len(paired) == len(mf) and (paired["value"] == paired["value_twin"]).all()
+    rmse = per_task[per_task["metric"] == "rmse"]
+    one, twin = rmse[rmse["learner"] == "item-mean"], rmse[rmse["learner"] == "item-mean-twin"]
+    paired = one.merge(twin, on=["seed", "scenario", "k", "entity"], suffixes=("", "_twin"))
+    assert len(paired) == len(one) and (paired["value"] == paired["value_twin"]).all()
+    # ... and two learners that predict alike are never marked different.
+    versus = compare_to_reference(load_results(run_store), "item-mean")
+    twins = versus[versus["learner"] == "item-mean-twin"]
+    assert len(twins) == 4 * 2 * 8 and set(twins["verdict"]) == {"same"}
+    assert (twins["p_holm"] == 1.0).all()
 
 
 def test_parquet_export_round_trips(
