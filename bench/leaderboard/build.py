@@ -4,16 +4,11 @@ provenance and the statistics footer."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bench.analysis import (
@@ -26,7 +21,6 @@ from bench.analysis import (
     learner_order,
     scenario_order,
     summarise,
-    timing_summary,
     unscorable,
 )
 from bench.analysis.frames import LOAD_MARGIN
@@ -34,12 +28,23 @@ from bench.analysis.summary import SPREAD_FLAG
 from bench.errors import BenchError
 from bench.leaderboard.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
 from bench.leaderboard.figures import kshot_figure, slug
+from bench.leaderboard.formatting import (
+    BETTER,
+    WORSE,
+    fmt_count_range,
+    fmt_diff,
+    fmt_mean,
+    fmt_p,
+    rows_where,
+    table_title,
+    verdict_mark,
+)
+from bench.leaderboard.machine import provenance_section, timing_section
 from bench.metrics import DEFAULT_METRICS
 
-BETTER, WORSE = "▲", "▼"
+LINE_METRIC = ["k", "learner", "device", "metric"]
 LEFT_OUT_WARNING = 0.10
 """A scenario whose left-out share of candidate tasks reaches this is flagged."""
-REPORT_PACKAGES = ("pandas", "scipy", "matplotlib", "numpy")
 
 
 @dataclass(frozen=True)
@@ -68,58 +73,6 @@ class ReportOptions:
     title: str = "coldstart-bench results"
     command: str = ""
     invocation: str = ""
-
-
-LINE_METRIC = ["k", "learner", "device", "metric"]
-
-
-def _verdict_mark(verdict: str) -> str:
-    return {"better": f" {BETTER}", "worse": f" {WORSE}"}.get(verdict, "")
-
-
-def fmt(value: float, digits: int = 4) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def fmt_mean(mean: float, half: float) -> str:
-    if not math.isfinite(mean):
-        return "n/a"
-    return f"{mean:.4f}" if not math.isfinite(half) else f"{mean:.4f} ±{half:.4f}"
-
-
-def fmt_diff(mean: float, half: float) -> str:
-    if not math.isfinite(mean):
-        return "n/a"
-    text = f"{mean:+.4f}".replace("-", "−")
-    return text if not math.isfinite(half) else f"{text} ±{half:.4f}"
-
-
-def fmt_p(p: float) -> str:
-    if not math.isfinite(p):
-        return "p n/a"
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
-
-
-def fmt_seconds(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "n/a"
-    return f"{seconds:.3g} s" if seconds < 10 else f"{seconds:,.0f} s"
-
-
-def fmt_count_range(values: Sequence[int]) -> str:
-    low, high = min(values), max(values)
-    return str(low) if low == high else f"{low}–{high}"
-
-
-def table_title(dataset: str, protocol: str, scenario: str) -> str:
-    return f"{dataset} · {protocol} · {scenario}"
-
-
-def _family(frame: pd.DataFrame, **keys: Any) -> pd.DataFrame:
-    mask = np.ones(len(frame), dtype=bool)
-    for column, value in keys.items():
-        mask &= (frame[column] == value).to_numpy()
-    return frame[mask]
 
 
 class _Builder:
@@ -157,8 +110,8 @@ class _Builder:
         doc.sections.append(self.verdicts())
         for table in self.tables:
             doc.sections.append(self.table_section(*table))
-        doc.sections.append(self.timing())
-        doc.sections.append(self.provenance())
+        doc.sections.append(timing_section(self.results, self.learners))
+        doc.sections.append(provenance_section(self.results, self.options.invocation))
         doc.sections.append(self.footer())
         return doc
 
@@ -237,12 +190,12 @@ class _Builder:
         picks = best_of(summary, self.comparisons, contenders)
         items = []
         for dataset, protocol, scenario in self.tables:
-            here = _family(picks, dataset=dataset, protocol=protocol, scenario=scenario)
+            here = rows_where(picks, dataset=dataset, protocol=protocol, scenario=scenario)
             lines = sorted(set(zip(here["k"], here["device"], strict=True)))
             for k, device in sorted(lines, key=lambda kd: (k_order(kd[0]), kd[1])):
                 parts = []
                 for metric in options.verdict_metrics:
-                    pick = _family(here, k=k, device=device, metric=metric)
+                    pick = rows_where(here, k=k, device=device, metric=metric)
                     if pick.empty:
                         continue
                     parts.append(self._verdict(pick.iloc[0], dataset, protocol, scenario))
@@ -259,7 +212,7 @@ class _Builder:
         reference = pick.get("reference")
         if not isinstance(reference, str):
             return f"On {metric}, {learner} is best ({fmt_mean(pick['mean'], pick['half_width'])}); {self.options.reference} did not run here."
-        ref_row = _family(
+        ref_row = rows_where(
             self.summary,
             dataset=dataset,
             protocol=protocol,
@@ -287,7 +240,7 @@ class _Builder:
         title = table_title(dataset, protocol, scenario)
         section = Section(title, anchor=slug("table", dataset, protocol, scenario))
         where = {"dataset": dataset, "protocol": protocol, "scenario": scenario}
-        summary = _family(self.summary, **where)
+        summary = rows_where(self.summary, **where)
         section.blocks.append(self.metric_table(summary, where))
         section.blocks.append(self.comparison_table(where))
         section.blocks.extend(self.coverage(where))
@@ -317,15 +270,15 @@ class _Builder:
             caption="Mean over seeds ±95% t-interval",
         )
         values = summary.set_index(LINE_METRIC)
-        marks = _family(self.marks, **where).set_index(LINE_METRIC)
-        versus = _family(self.comparisons, **where).set_index(LINE_METRIC)
-        counts = _family(self.results.metrics, **where)
+        marks = rows_where(self.marks, **where).set_index(LINE_METRIC)
+        versus = rows_where(self.comparisons, **where).set_index(LINE_METRIC)
+        counts = rows_where(self.results.metrics, **where)
 
         def cell(key: tuple[str, ...]) -> Cell:
             value = values.loc[key]
             text = fmt_mean(value["mean"], value["half_width"])
             if key in versus.index:
-                text += _verdict_mark(versus.loc[key, "verdict"])
+                text += verdict_mark(versus.loc[key, "verdict"])
             found: tuple[str, ...] = ()
             if key in marks.index:
                 mark = marks.loc[key]
@@ -333,7 +286,7 @@ class _Builder:
             return Cell(text, float(value["mean"]), found)
 
         for (k, learner, device), row in self._metric_rows(summary, values.index, cell):
-            line = _family(counts, k=k, learner=learner, device=device)
+            line = rows_where(counts, k=k, learner=learner, device=device)
             line = line[line["metric"] == self.metrics[0]] if self.metrics else line
             seeds = int(line["seed"].nunique())
             tasks = fmt_count_range(list(line["n_tasks"])) if len(line) else "0"
@@ -342,7 +295,7 @@ class _Builder:
         return table
 
     def comparison_table(self, where: dict[str, str]) -> Table | Paragraph:
-        versus = _family(self.comparisons, **where)
+        versus = rows_where(self.comparisons, **where)
         reference = self.options.reference
         if versus.empty:
             return Paragraph(f"`{reference}` did not run on this table: no paired comparison.")
@@ -360,7 +313,7 @@ class _Builder:
         def cell(key: tuple[str, ...]) -> Cell:
             c = indexed.loc[key]
             text = f"{fmt_diff(c['mean_diff'], c['diff_half_width'])} ({fmt_p(c['p_holm'])})"
-            return Cell(text + _verdict_mark(c["verdict"]), float(c["mean_diff"]))
+            return Cell(text + verdict_mark(c["verdict"]), float(c["mean_diff"]))
 
         table.rows += [row for _, row in self._metric_rows(versus, indexed.index, cell)]
         return table
@@ -380,10 +333,10 @@ class _Builder:
         return rows
 
     def coverage(self, where: dict[str, str]) -> list[Any]:
-        coverage = _family(self.results.coverage, **where).sort_values("seed")
+        coverage = rows_where(self.results.coverage, **where).sort_values("seed")
         if coverage.empty:
             return [Paragraph("Coverage: no split summary stored.")]
-        unscored = _family(self.unscorable, **where)
+        unscored = rows_where(self.unscorable, **where)
         unscored = unscored[unscored["metric"].isin(self.metrics)]
         lossy = [
             m for m in self.metrics if (unscored[unscored["metric"] == m]["n_unscored"] > 0).any()
@@ -450,184 +403,6 @@ class _Builder:
         learners = [name for name in self.learners if name in set(summary["learner"])]
         return kshot_figure(summary, f"k-shot curves: {title}", self.metrics, learners, stem)
 
-    # Timing ----------------------------------------------------------------------------------
-
-    def timing(self) -> Section:
-        section = Section("Timing", reproducible=False, anchor="timing")
-        section.blocks.append(
-            Paragraph(
-                "Machine-dependent: these figures change from run to run and are not part of "
-                "the reproducible tables above. Fit seconds are the median over seeds with the "
-                "range; adapt+predict throughput is all evaluated tasks over all their seconds; "
-                "peak memory is the process's resident memory on CPU and allocated memory on GPU."
-            )
-        )
-        summary = timing_summary(self.results)
-        if summary.empty:
-            section.blocks.append(Paragraph("No timings stored."))
-            return section
-        devices = sorted(set(summary["device"]), key=lambda d: (d != "cpu", d))
-        gpu = next((d for d in devices if d.startswith("cuda")), None)
-        both = "cpu" in devices and gpu is not None
-        multi_host = summary["host"].nunique() > 1
-        headers = ["dataset · protocol", "learner", *(["host"] if multi_host else [])]
-        for device in devices:
-            suffix = f" [{device}]" if len(devices) > 1 else ""
-            headers += [
-                f"fit s{suffix}",
-                f"fit CPU time{suffix}",
-                f"tasks/s{suffix}",
-                f"peak memory{suffix}",
-            ]
-        if both:
-            headers += ["fit GPU/CPU", "tasks/s GPU/CPU"]
-        headers += ["torch threads", "flags"]
-        table = Table(headers, caption="Fit and adapt+predict cost per learner")
-        order = {name: i for i, name in enumerate(self.learners)}
-        lines = summary[["dataset", "protocol", "learner", "host"]].drop_duplicates()
-        lines_sorted = sorted(
-            lines.itertuples(index=False, name=None),
-            key=lambda t: (t[0], t[1], order.get(t[2], 99), t[3]),
-        )
-        for dataset, protocol, learner, host in lines_sorted:
-            part = _family(summary, dataset=dataset, protocol=protocol, learner=learner, host=host)
-            by_device = {row["device"]: row for _, row in part.iterrows()}
-            row = [Cell(f"{dataset} · {protocol}"), Cell(learner)]
-            if multi_host:
-                row.append(Cell(host))
-            for device in devices:
-                if device not in by_device:
-                    row += [Cell("—")] * 4
-                    continue
-                d = by_device[device]
-                fit = fmt_seconds(d["fit_s_median"])
-                if d["n_fits"] > 1 and d["fit_s_max"] > d["fit_s_min"]:
-                    fit += f" ({fmt_seconds(d['fit_s_min'])}–{fmt_seconds(d['fit_s_max'])})"
-                row += [
-                    Cell(fit, float(d["fit_s_median"])),
-                    Cell(fmt_seconds(d["fit_cpu_s_median"]), float(d["fit_cpu_s_median"])),
-                    Cell(_rate(d["tasks_per_s"]), float(d["tasks_per_s"])),
-                    Cell(
-                        f"{d['peak_memory_bytes'] / 2**20:,.0f} MiB ({d['memory_kind']})",
-                        float(d["peak_memory_bytes"]),
-                    ),
-                ]
-            if both:
-                cpu, cuda = by_device.get("cpu"), by_device.get(gpu or "")
-                for column in ("fit_s_median", "tasks_per_s"):
-                    if cpu is None or cuda is None or not cpu[column]:
-                        row.append(Cell("—"))
-                    else:
-                        ratio = float(cuda[column] / cpu[column])
-                        row.append(Cell(f"{ratio:.3g}×", ratio))
-            threads = ", ".join(sorted({str(r["torch_threads"]) for r in by_device.values()}))
-            row += [Cell(threads), Cell(self._timing_flags(list(by_device.values())))]
-            table.rows.append(row)
-        section.blocks.append(table)
-        section.blocks.append(Paragraph(self._machines()))
-        return section
-
-    @staticmethod
-    def _timing_flags(rows: list[pd.Series]) -> str:
-        flags = []
-        loaded = sum(int(r["n_under_load"]) for r in rows)
-        phases = sum(int(r["n_phases"]) for r in rows)
-        if loaded:
-            load = max(float(r["load_max"]) for r in rows)
-            cpus = max(int(r["cpus"]) for r in rows)
-            flags.append(f"⚠ under load: {loaded}/{phases} phases (load ≤{load:.1f}, {cpus} CPUs)")
-        if any(r["mixed_hosts"] for r in rows):
-            flags.append("⚠ timed on several hosts (one row each)")
-        spread = max((float(r["spread"]) for r in rows if math.isfinite(r["spread"])), default=1.0)
-        if spread >= SPREAD_FLAG:
-            flags.append(f"⚠ fit times vary {spread:.1f}×")
-        if any("," in str(r["torch_threads"]) for r in rows):
-            flags.append("⚠ mixed torch thread counts")
-        return "; ".join(flags)
-
-    def _machines(self) -> str:
-        parts = []
-        for run in self.results.runs.itertuples(index=False):
-            prov = run.provenance
-            devices = "; ".join(f"{k}: {v}" for k, v in sorted(prov.get("devices", {}).items()))
-            parts.append(
-                f"run `{run.run_id}` ({run.suite}) on host `{prov.get('host')}` — {devices}"
-            )
-        return "Machines: " + ". ".join(parts) + "." if parts else "Machines: unknown."
-
-    # Provenance ------------------------------------------------------------------------------
-
-    def provenance(self) -> Section:
-        section = Section("Provenance", reproducible=False, anchor="provenance")
-        runs = Table(
-            ["run", "suite", "started", "finished", "status", "commit", "host", "command"],
-            caption="Runs",
-        )
-        for run in self.results.runs.itertuples(index=False):
-            prov = run.provenance
-            git = prov.get("git", {})
-            commit = (git.get("commit") or "unknown")[:12] + (
-                " (dirty)" if git.get("dirty") else ""
-            )
-            argv = " ".join(prov.get("argv", [])[1:])
-            runs.rows.append(
-                [
-                    Cell(f"`{run.run_id}`"),
-                    Cell(run.suite),
-                    Cell(str(run.started_at)),
-                    Cell(str(run.finished_at)),
-                    Cell(run.status),
-                    Cell(f"`{commit}`"),
-                    Cell(str(prov.get("host"))),
-                    Cell(f"`bench {argv}`" if argv else ""),
-                ]
-            )
-        packages = Table(["package", "version", "runs"], caption="Package versions")
-        seen: dict[tuple[str, str], list[str]] = {}
-        for run in self.results.runs.itertuples(index=False):
-            for name, ver in run.provenance.get("packages", {}).items():
-                seen.setdefault((name, ver), []).append(run.run_id)
-        for name in REPORT_PACKAGES:
-            with contextlib.suppress(PackageNotFoundError):
-                seen.setdefault((name, version(name)), []).append("report")
-        for (name, ver), ids in sorted(seen.items()):
-            packages.rows.append([Cell(name), Cell(ver), Cell(", ".join(ids))])
-        configs = Table(
-            ["dataset · protocol", "learner", "config hash", "config"], caption="Learner configs"
-        )
-        cells = self.results.cells
-        for (dataset, protocol, learner), group in cells.groupby(
-            ["dataset", "protocol", "learner"], sort=True
-        ):
-            first = group.iloc[0]
-            configs.rows.append(
-                [
-                    Cell(f"{dataset} · {protocol}"),
-                    Cell(learner),
-                    Cell(f"`{first['config_hash']}`"),
-                    Cell(f"`{json.dumps(first['config'], sort_keys=True)}`"),
-                ]
-            )
-        notes = [f"Store: `{self.results.path}`; {len(cells)} cells."]
-        if self.options.invocation:
-            notes.append(f"Report command: `{self.options.invocation}`.")
-        fingerprints = sorted(set(cells["code_fingerprint"]))
-        notes.append(f"Code fingerprints: {', '.join(f'`{f}`' for f in fingerprints)}.")
-        if self.results.superseded:
-            notes.append(
-                f"{self.results.superseded} older cells were superseded by later runs of the "
-                "same split, learner config, seed and device, and left out."
-            )
-        failures = self.results.failures
-        if not failures.empty:
-            notes.append(
-                f"{len(failures)} cell(s) failed: "
-                + "; ".join(f"{f.description}: {f.error}" for f in failures.itertuples())
-                + "."
-            )
-        section.blocks += [runs, packages, configs, Paragraph(" ".join(notes))]
-        return section
-
     # Footer ----------------------------------------------------------------------------------
 
     def footer(self) -> Section:
@@ -673,12 +448,6 @@ class _Builder:
             "seconds and above 1 for tasks per second mean the GPU was faster.",
         )
         return Section("Statistics and symbols", [Bullets(items)], anchor="statistics")
-
-
-def _rate(value: float) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def build_document(
