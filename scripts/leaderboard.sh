@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the committed leaderboard (`make leaderboard`): run the synthetic `meta` suite and
-# `ml100k-cold` on CPU into a fresh store, then write reports/leaderboard.{md,html,csv,json} and
+# `ml100k-cold` on CPU into a fresh store, then write reports/leaderboard.{md,html,csv} and
 # the k-shot figures in reports/leaderboard_figures/. ML-100K is looked for in $BENCH_DATA_DIR
 # (default ../shared/datasets).
 #
@@ -16,4 +16,4 @@ rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 "$PYTHON" -m bench run --suite meta --device cpu --store "$STORE" --no-progress
 "$PYTHON" -m bench run --suite ml100k-cold --device cpu --store "$STORE" --no-progress
 "$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
-    --format md,html,csv,json --title "coldstart-bench leaderboard" --command "make leaderboard"
+    --format md,html,csv --title "coldstart-bench leaderboard" --command "make leaderboard"

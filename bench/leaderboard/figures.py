@@ -38,7 +38,8 @@ def kshot_figure(
     learners: Sequence[str],
     path_stem: Path,
 ) -> Figure:
-    """Draw one (dataset, protocol, scenario): a panel per metric, x = support size k.
+    """Draw one (dataset, protocol, scenario): a panel per metric, x = support size k, a line per
+    learner with its 95% interval as a band (as error bars where there is a single k).
 
     ``summary`` holds that table's rows of :func:`bench.analysis.summarise`. Learners run on
     several devices get one line per device.
@@ -64,20 +65,36 @@ def kshot_figure(
                 mean = line["mean"].to_numpy(dtype=float)
                 half = line["half_width"].to_numpy(dtype=float)
                 label = learner if len(devices) == 1 else f"{learner} ({device})"
-                style = "-" if device == devices[0] else "--"
-                (handle,) = panel.plot(
-                    x, mean, style, marker="o", ms=4, color=colours(index % 10), label=label
-                )
-                band = np.isfinite(half)
-                if band.any():
-                    panel.fill_between(
-                        x,
-                        np.where(band, mean - half, np.nan),
-                        np.where(band, mean + half, np.nan),
-                        color=colours(index % 10),
-                        alpha=0.15,
-                        linewidth=0,
+                colour = colours(index % 10)
+                if len(ks) == 1:  # one support size: points with error bars, side by side
+                    lines = len(learners) * len(devices)
+                    slot = index * len(devices) + devices.index(device)
+                    shift = 0.5 * ((slot + 0.5) / lines - 0.5)
+                    handle = panel.errorbar(
+                        x + shift,
+                        mean,
+                        yerr=np.where(np.isfinite(half), half, 0.0),
+                        fmt="o",
+                        ms=4,
+                        capsize=3,
+                        color=colour,
+                        label=label,
                     )
+                else:
+                    style = "-" if device == devices[0] else "--"
+                    (handle,) = panel.plot(
+                        x, mean, style, marker="o", ms=4, color=colour, label=label
+                    )
+                    band = np.isfinite(half)
+                    if band.any():
+                        panel.fill_between(
+                            x,
+                            np.where(band, mean - half, np.nan),
+                            np.where(band, mean + half, np.nan),
+                            color=colour,
+                            alpha=0.15,
+                            linewidth=0,
+                        )
                 handles[label] = handle
         panel.set_title(metric + (" (lower is better)" if metric in ("rmse", "mae") else ""))
         panel.set_xticks(x, ks)
