@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.metrics import DEFAULT_GAIN
 from bench.protocol import SCENARIOS
 from bench.store import ResultStore
 
@@ -48,6 +49,7 @@ CELL_COLUMNS = (
     "finished_at",
     "task_axis",
     "like_threshold",
+    "ndcg_gain",
     "rating_min",
     "rating_max",
     "split_summary",
@@ -135,7 +137,8 @@ class Results:
     Attributes:
         path: the store read.
         cells: one row per cell (``CELL_COLUMNS``): what was fitted, on which split, by which run;
-            ``config`` and ``split_summary`` hold dicts.
+            ``config`` and ``split_summary`` hold dicts; ``like_threshold`` is the split's (it
+            may come from the training ratings' median) and ``ndcg_gain`` the suite's.
         metrics: one row per (cell, scenario, k, metric) (``METRIC_COLUMNS``): ``value`` is the
             metric on that seed (``rmse``, ``mae`` and ``accuracy`` pooled over the query ratings,
             ``ndcg@k`` and ``auc`` averaged over the tasks they can score); ``n_tasks`` tasks were
@@ -173,7 +176,7 @@ class Results:
         the task's number of query ratings, which weighs it in the pooled metrics: for example a
         seed's ``rmse`` is ``sqrt(sum(n_ratings * value**2) / sum(n_ratings))``.
         """
-        with ResultStore(self.path) as store:
+        with ResultStore(self.path, mode="read") as store:
             evaluations = store.evaluation_rows(self.cell_keys)
             rows = store.metric_rows(self.cell_keys, with_per_task=True)
         tasks = {(e["cell_key"], e["scenario"], e["k"]): e for e in evaluations}
@@ -211,7 +214,7 @@ class Results:
         ``prediction`` the learner's prediction; ``like_threshold``, ``rating_min`` and
         ``rating_max`` are the dataset's (accuracy and AUC need them).
         """
-        with ResultStore(self.path) as store:
+        with ResultStore(self.path, mode="read") as store:
             evaluations = store.evaluation_rows(self.cell_keys)
             rows = store.prediction_rows(self.cell_keys)
         tasks = {(e["cell_key"], e["scenario"], e["k"]): e for e in evaluations}
@@ -324,6 +327,7 @@ def _labelled_cells(rows: list[dict[str, Any]]) -> pd.DataFrame:
     info = cells["dataset_info"]
     cells["task_axis"] = [i.get("task_axis", "user") for i in info]
     cells["like_threshold"] = [float(i.get("like_threshold", np.nan)) for i in info]
+    cells["ndcg_gain"] = [i.get("ndcg_gain", DEFAULT_GAIN) for i in info]
     cells["rating_min"] = [float(i.get("rating_scale", [np.nan])[0]) for i in info]
     cells["rating_max"] = [float(i.get("rating_scale", [np.nan, np.nan])[-1]) for i in info]
     return cells[list(CELL_COLUMNS)].reset_index(drop=True)
@@ -377,9 +381,7 @@ def load_results(
     Stability: stable.
     """
     path = Path(store)
-    if not path.is_file():
-        raise BenchError(f"results store {path} does not exist; run `python -m bench run` first")
-    with ResultStore(path) as st:
+    with ResultStore(path, mode="read") as st:
         runs = st.runs()
         keys: list[str] | None = None
         if run_ids is not None:

@@ -43,6 +43,7 @@ from bench.leaderboard.machine import provenance_section, timing_section
 from bench.metrics import DEFAULT_METRICS
 
 LINE_METRIC = ["k", "learner", "device", "metric"]
+GAIN_TEXT = {"exponential": "2^r − 1", "linear": "r"}
 LEFT_OUT_WARNING = 0.10
 """A scenario whose left-out share of candidate tasks reaches this is flagged."""
 
@@ -139,6 +140,7 @@ class _Builder:
                 "task axis",
                 "rating scale",
                 "like threshold",
+                "NDCG gain",
                 "seeds",
                 "devices",
             ],
@@ -147,6 +149,8 @@ class _Builder:
         for (dataset, protocol), group in cells.groupby(["dataset", "protocol"], sort=True):
             first = group.iloc[0]
             seeds = ", ".join(str(s) for s in sorted(set(group["seed"])))
+            thresholds = sorted(set(group["like_threshold"]))
+            gains = sorted(set(group["ndcg_gain"]))
             table.rows.append(
                 [
                     Cell(dataset),
@@ -155,7 +159,8 @@ class _Builder:
                     Cell(f"`{first['protocol_hash']}`", first["protocol_hash"]),
                     Cell(first["task_axis"]),
                     Cell(f"{first['rating_min']:g}–{first['rating_max']:g}"),
-                    Cell(f"{first['like_threshold']:g}", first["like_threshold"]),
+                    Cell(", ".join(f"{t:g}" for t in thresholds), thresholds[0]),
+                    Cell(", ".join(GAIN_TEXT.get(g, g) for g in gains)),
                     Cell(seeds),
                     Cell(", ".join(sorted(set(group["device"])))),
                 ]
@@ -414,9 +419,10 @@ class _Builder:
             "initialisation, so this is the spread a re-run shows; a bootstrap over the tasks "
             "of one seed would leave that out. With one seed no interval is shown.",
             "**Seed values**: `rmse`, `mae` and `accuracy` pool every query rating of a seed; "
-            "`ndcg@k` and `auc` average over the tasks they can score. NDCG gains are 2^r − 1, "
-            "ranking each task's query items by predicted rating. Accuracy counts a like as a "
-            "rating at or above the dataset's like threshold, a predicted like as a prediction "
+            "`ndcg@k` and `auc` average over the tasks they can score. NDCG ranks each task's "
+            "query items by predicted rating, with the gain the *Setting* table names (2^r − 1 "
+            "unless a suite chose r). Accuracy counts a like as a rating at or above the like "
+            "threshold of the *Setting* table (the split's), a predicted like as a prediction "
             "at or above the threshold minus an eighth of the rating scale's span.",
             f"**{BETTER} / {WORSE}**: significantly better / worse than `{o.reference}`. The "
             "paired test takes each task evaluated by both learners on the same seed (tasks are "

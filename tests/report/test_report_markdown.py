@@ -25,6 +25,7 @@ from bench.cli import main
 from bench.leaderboard import ReportOptions, write_report
 from bench.leaderboard.build import build_document
 from bench.leaderboard.markdown import render_markdown
+from bench.protocol.presets import COLD_START_VERSION
 
 GOLDEN = Path(__file__).parent / "golden" / "planted_report.md"
 POOLED = ("rmse", "mae", "accuracy")
@@ -114,7 +115,9 @@ def test_report_writes_every_format_and_its_numbers_follow_from_the_per_task_exp
     markdown = (out / "tiny.md").read_text(encoding="utf-8")
     checked = 0
     for scenario in ("warm", "user_cold", "item_cold", "user_item_cold"):
-        table = markdown_table(markdown, f"synthetic · cold-random@1 · {scenario}")
+        table = markdown_table(
+            markdown, f"synthetic · cold-random@{COLD_START_VERSION} · {scenario}"
+        )
         for row in table.itertuples(index=False):
             learner, k = row[0], row[1]
             for column, text in zip(table.columns[2:-2], row[2:-2], strict=True):
@@ -151,8 +154,8 @@ def test_two_runs_give_byte_identical_tables(
     assert texts[0] == texts[1]
     assert "## Timing" not in texts[0] and "## Provenance" not in texts[0]
     for name in (
-        "kshot-synthetic-cold-random-1-warm.png",
-        "kshot-synthetic-cold-random-1-warm.svg",
+        f"kshot-synthetic-cold-random-{COLD_START_VERSION}-warm.png",
+        f"kshot-synthetic-cold-random-{COLD_START_VERSION}-warm.svg",
     ):
         assert (tmp_path / "a" / "figures" / name).read_bytes() == (
             tmp_path / "b" / "figures" / name

@@ -16,10 +16,10 @@ import torch
 
 from bench.analysis import load_results
 from bench.analysis.frames import under_load
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.runner import run_suite
 from bench.store import ResultStore
-from bench.suite import Suite, load_suite
+from bench.suite import Suite, load_suite, suite_from_dict
 
 V1_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -117,3 +117,9 @@ def test_under_load_means_load_beyond_the_runs_own_threads() -> None:
     # 2 - 2 = 0; 3.1 - 2 >= 1; 0.5 - 8 < 0; 9 - 16 < 8
     assert list(under_load(load, threads, cpus)) == [False, True, False, False]
     assert np.issubdtype(under_load(load, threads, cpus).dtype, np.bool_)
+
+
+def test_keep_predictions_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError, match="'keep_predictions' must be true or false"):
+        suite_from_dict({"keep_predictions": "yes"}, "suite.toml")
+    assert suite_from_dict({"keep_predictions": True}, "suite.toml").keep_predictions is True
