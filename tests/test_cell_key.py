@@ -82,9 +82,7 @@ def test_every_protocol_parameter_has_a_case() -> None:
 
 @pytest.mark.parametrize(("field", "value"), sorted(PROTOCOL_CHANGES.items()))
 def test_a_protocol_parameter_changes_the_key(field: str, value: Any) -> None:
-    assert_all_keys_change(
-        base_suite(), base_suite(protocol={**BASE_PROTOCOL, field: value})
-    )
+    assert_all_keys_change(base_suite(), base_suite(protocol={**BASE_PROTOCOL, field: value}))
 
 
 def test_another_protocol_changes_the_key() -> None:
@@ -135,7 +133,9 @@ def test_a_file_dataset_option_that_changes_only_its_folds_changes_the_key(
     """Picking other predefined folds leaves the ratings alone but changes every split."""
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "parsed"))
     folder = tmp_path / "data" / "tiny"
-    rows = [f"{u}\t{i}\t{1 + (u * i) % 5}\t{100 + u * 10 + i}" for u in (1, 2, 3) for i in (10, 20, 30)]
+    rows = [
+        f"{u}\t{i}\t{1 + (u * i) % 5}\t{100 + u * 10 + i}" for u in (1, 2, 3) for i in (10, 20, 30)
+    ]
     write(folder / "u.data", "\n".join(rows) + "\n")
     write(folder / "u.user", "1|24|M|technician|85711\n2|53|F|other|T8H1N\n3|15|M|student|05201\n")
     flags = "|".join(["0"] * 18)
@@ -154,9 +154,7 @@ def test_a_file_dataset_option_that_changes_only_its_folds_changes_the_key(
     first = load_dataset(str(card), {"folds": ["u1"]}, data_dir=tmp_path / "data")
     second = load_dataset(str(card), {"folds": ["u2"]}, data_dir=tmp_path / "data")
     protocol = make_protocol("predefined")
-    assert not (
-        protocol.split(first, 0).train.tolist() == protocol.split(second, 0).train.tolist()
-    )
+    assert protocol.split(first, 0).train.tolist() != protocol.split(second, 0).train.tolist()
     args = ("global-mean", "cfg", 0, "cpu", "code")
     assert cell_key(first, protocol, *args) != cell_key(second, protocol, *args)
 

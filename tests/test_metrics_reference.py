@@ -193,9 +193,7 @@ def test_unscored_tasks_are_counted_per_metric() -> None:
 
 
 def test_a_batch_without_any_rating_scores_nothing() -> None:
-    q = Queries(
-        np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3), dtype=bool), 4.0, (1.0, 5.0)
-    )
+    q = Queries(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3), dtype=bool), 4.0, (1.0, 5.0))
     out = evaluate(q)
     for name in DEFAULT_METRICS:
         assert math.isnan(out[name].value), name

@@ -10,11 +10,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
+from split_checks import check_batches, check_taskset, pairs
 
 from bench.data import Dataset
-from bench.episodes import TaskBatch, build_tasks, make_meta_train
+from bench.episodes import TaskBatch, make_meta_train
 from bench.learner import LEARNERS
-from bench.protocol import SCENARIOS, Split, TaskSet, make_protocol
+from bench.protocol import SCENARIOS, make_protocol
 from bench.runner import run_suite
 from bench.store import ResultStore
 from bench.suite import suite_from_dict
@@ -38,54 +39,6 @@ def with_folds(dataset: Dataset) -> Dataset:
     rows = np.arange(dataset.n_ratings)
     folds = {f"f{i}": {"train": rows[part != i], "test": rows[part == i]} for i in range(3)}
     return replace(dataset, extras={"folds": folds, "fold_names": list(folds)}, content_hash="")
-
-
-def pairs(dataset: Dataset, rows: np.ndarray) -> set[tuple[int, int]]:
-    return set(zip(dataset.user[rows].tolist(), dataset.item[rows].tolist(), strict=True))
-
-
-def check_taskset(dataset: Dataset, split: Split, taskset: TaskSet, sizes: list[Any]) -> None:
-    axis = taskset.axis
-    task_of = dataset.user if axis == "user" else dataset.item
-    train = set(split.train.tolist())
-    assert len(taskset.pools) == len(taskset.queries) == len(taskset.entities)
-    assert len(set(taskset.entities.tolist())) == len(taskset)  # one task per entity
-    for t, entity in enumerate(taskset.entities):
-        pool, query = taskset.pools[t], taskset.queries[t]
-        assert len(query) > 0
-        assert not set(pool.tolist()) & set(query.tolist()), (taskset.scenario, t)
-        assert not pairs(dataset, pool) & pairs(dataset, query), (taskset.scenario, t)
-        assert (task_of[pool] == entity).all() and (task_of[query] == entity).all()
-        assert not train & set(query.tolist()), (taskset.scenario, t)
-        for k in sizes:
-            support = taskset.support(t, k)
-            assert set(support.tolist()) <= set(pool.tolist())
-            assert not set(support.tolist()) & set(query.tolist())
-            if k == "all":
-                assert len(support) == len(pool)
-            else:
-                assert len(support) == min(int(k), len(pool))
-
-
-def check_batches(dataset: Dataset, taskset: TaskSet, sizes: list[Any]) -> None:
-    """The padded tensors hold exactly the rows of the task set, nothing more."""
-    for k in sizes:
-        batch = build_tasks(dataset, taskset, k)
-        assert batch.query_ratings is not None
-        for t in range(batch.n_tasks):
-            s, q = batch.support_mask[t], batch.query_mask[t]
-            support_pairs = set(
-                zip(batch.support_users[t][s].tolist(), batch.support_items[t][s].tolist(), strict=True)
-            )
-            query_pairs = set(
-                zip(batch.query_users[t][q].tolist(), batch.query_items[t][q].tolist(), strict=True)
-            )
-            assert not support_pairs & query_pairs, (taskset.scenario, k, t)
-            assert support_pairs == pairs(dataset, taskset.support(t, k))
-            assert query_pairs == pairs(dataset, taskset.queries[t])
-            assert batch.query_ratings[t][q].tolist() == dataset.rating[taskset.queries[t]].tolist()
-            # Padding is masked out and zeroed.
-            assert not batch.support_ratings[t][~s].any() and not batch.query_ratings[t][~q].any()
 
 
 @pytest.mark.parametrize(("name", "axis", "params"), CASES)
@@ -190,7 +143,11 @@ def test_temporal_and_random_orders_differ(small_dataset: Dataset) -> None:
     time = small_dataset.timestamp
     in_order = [
         bool(time[p].max() <= time[q].min())
-        for p, q in zip(shuffled.scenarios["user_cold"].pools, shuffled.scenarios["user_cold"].queries, strict=True)
+        for p, q in zip(
+            shuffled.scenarios["user_cold"].pools,
+            shuffled.scenarios["user_cold"].queries,
+            strict=True,
+        )
     ]
     assert not all(in_order)  # a random order does not put the query last in time
     assert np.array_equal(temporal.new_users, shuffled.new_users)
@@ -206,7 +163,9 @@ class LabelSpy(BiasBaseline):
     trained_on: ClassVar[list[set[tuple[int, int]]]] = []
 
     def fit(self, train: Any, **kwargs: Any) -> None:
-        type(self).trained_on.append(set(zip(train.user.tolist(), train.item.tolist(), strict=True)))
+        type(self).trained_on.append(
+            set(zip(train.user.tolist(), train.item.tolist(), strict=True))
+        )
         if train.validation is not None:
             assert train.validation.query_ratings is not None  # validation tasks are for fitting
         super().fit(train, **kwargs)
@@ -244,10 +203,18 @@ def test_query_labels_never_reach_predict(tmp_path: Any, small_dataset: Dataset)
         s, q = batch.support_mask, batch.query_mask
         for t in range(batch.n_tasks):
             query_pairs = set(
-                zip(batch.query_users[t][q[t]].tolist(), batch.query_items[t][q[t]].tolist(), strict=True)
+                zip(
+                    batch.query_users[t][q[t]].tolist(),
+                    batch.query_items[t][q[t]].tolist(),
+                    strict=True,
+                )
             )
             support_pairs = set(
-                zip(batch.support_users[t][s[t]].tolist(), batch.support_items[t][s[t]].tolist(), strict=True)
+                zip(
+                    batch.support_users[t][s[t]].tolist(),
+                    batch.support_items[t][s[t]].tolist(),
+                    strict=True,
+                )
             )
             assert not query_pairs & support_pairs
             assert not query_pairs & trained

@@ -75,7 +75,9 @@ def test_a_padded_batch_predicts_what_each_unpadded_task_does(
     n = min(len(taskset), 12)
     pools = [taskset.pools[t] for t in range(n)]
     # Supports of different lengths, the longest first and one empty, so most rows carry padding.
-    supports = [pool[: max(len(pool) - 3 * t, 0)] if t != 3 else pool[:0] for t, pool in enumerate(pools)]
+    supports = [
+        pool[: max(len(pool) - 3 * t, 0)] if t != 3 else pool[:0] for t, pool in enumerate(pools)
+    ]
     queries = [taskset.queries[t][: 5 - t % 3] for t in range(n)]
     entities = taskset.entities[:n]
     data = (small_dataset.user, small_dataset.item, small_dataset.rating, taskset.axis)
@@ -118,7 +120,12 @@ def rmse_by_k(learner: Learner, dataset: Dataset, split: Split, scenario: str) -
 def rich() -> Dataset:
     """Users with many ratings and a strong personal taste: more support must help."""
     config = SyntheticConfig(
-        n_users=400, n_items=200, mean_ratings_per_user=70, user_bias_std=0.7, feature_share=0.3, seed=3
+        n_users=400,
+        n_items=200,
+        mean_ratings_per_user=70,
+        user_bias_std=0.7,
+        feature_share=0.3,
+        seed=3,
     )
     return generate(config)
 
@@ -154,7 +161,9 @@ def test_mf_feature_prior_helps_new_users_without_support(rich: Dataset) -> None
     split = make_protocol("cold-random", params).split(rich, 0)
     train = make_meta_train(rich, split)
     with_prior = rmse_by_k(fitted("mf", train, {"rank": 8}), rich, split, "user_cold")
-    without = rmse_by_k(fitted("mf", train, {"rank": 8, "use_features": False}), rich, split, "user_cold")
+    without = rmse_by_k(
+        fitted("mf", train, {"rank": 8, "use_features": False}), rich, split, "user_cold"
+    )
     # Features explain most of a synthetic user's taste: with no support they must help a lot.
     assert with_prior[0] < without[0] - 0.03, (with_prior, without)
     # With a large support the prior matters less.

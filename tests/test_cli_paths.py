@@ -1,0 +1,338 @@
+"""Command-line paths end to end: the printed confidence intervals against a t-table, ``--fresh``,
+``export --run/--output``, ``perf``, Ctrl-C in a real process, and archives that are not zips or
+lack an entry."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cards import load_dataset
+from bench.cli import main
+from bench.episodes import make_meta_train
+from bench.errors import DataError
+from bench.learner import make_learner
+from bench.perf import PerfRow, measure, render, time_meta_steps
+from bench.protocol import make_protocol
+
+ROOT = Path(__file__).resolve().parents[1]
+T_975_DF2 = 4.30265273  # two-sided 95% quantile of Student's t with 2 degrees of freedom
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_id_of(output: str) -> str:
+    match = re.search(r"^run ([0-9a-f]+): ", output, re.MULTILINE)
+    assert match, output
+    return match.group(1)
+
+
+def quick_run(store: Path, *extra: str) -> list[str]:
+    return ["run", "--suite", "ci", "--store", str(store), "--no-progress", *extra]
+
+
+def test_printed_interval_is_the_t_interval_of_the_stored_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "r.sqlite"
+    code, out, _ = run_cli(capsys, *quick_run(store, "--learners", "item-mean", "--seeds", "3"))
+    assert code == 0
+    code, exported, _ = run_cli(capsys, "export", "--store", str(store))
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for row in csv.DictReader(io.StringIO(exported)):
+        values[(row["scenario"], row["k"], row["metric"])].append(float(row["value"]))
+    rmse = values[("user_cold", "5", "rmse")]
+    assert len(rmse) == 3
+    mean = sum(rmse) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in rmse) / 2)
+    expected = f"{mean:.4f} ±{T_975_DF2 * sd / math.sqrt(3):.4f}"
+    table = out.split("synthetic · cold-random@1 · user_cold")[1]
+    line = next(ln for ln in table.splitlines() if ln.startswith("| item-mean ") and "| 5 " in ln)
+    assert expected in line
+
+
+def test_fresh_from_the_command_line_recomputes_without_duplicates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "r.sqlite"
+    args = quick_run(store, "--learners", "global-mean,item-mean", "--seeds", "1")
+    code, first, _ = run_cli(capsys, *args)
+    assert code == 0 and "2 cell(s) computed, 0 reused" in first
+    _, before, _ = run_cli(capsys, "export", "--store", str(store))
+    code, again, _ = run_cli(capsys, *args)
+    assert "0 cell(s) computed, 2 reused" in again
+    code, fresh, _ = run_cli(capsys, *args, "--fresh")
+    assert code == 0 and "2 cell(s) computed, 0 reused" in fresh
+    _, after, _ = run_cli(capsys, "export", "--store", str(store))
+
+    def without_run(text: str) -> list[tuple[str, ...]]:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return sorted(tuple(v for k, v in r.items() if k != "run_id") for r in rows)
+
+    assert without_run(after) == without_run(before)
+    fresh_id = run_id_of(fresh)
+    assert {r["run_id"] for r in csv.DictReader(io.StringIO(after))} == {fresh_id}
+
+
+def test_export_one_run_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "r.sqlite"
+    _, first, _ = run_cli(capsys, *quick_run(store, "--learners", "item-mean", "--seeds", "1"))
+    _, second, _ = run_cli(capsys, *quick_run(store, "--learners", "global-mean", "--seeds", "1"))
+    first_id, second_id = run_id_of(first), run_id_of(second)
+    assert first_id != second_id
+
+    target = tmp_path / "out" / "second.csv"
+    target.parent.mkdir()
+    code, out, _ = run_cli(
+        capsys, "export", "--store", str(store), "--run", second_id, "--output", str(target)
+    )
+    assert code == 0 and out == ""
+    rows = list(csv.DictReader(target.open()))
+    assert rows and {r["run_id"] for r in rows} == {second_id}
+    assert {r["learner"] for r in rows} == {"global-mean"}
+
+    timings = tmp_path / "timings.csv"
+    code, _, _ = run_cli(
+        capsys, "export", "--store", str(store), "--run", first_id, "--timings", "-o", str(timings)
+    )
+    timing_rows = list(csv.DictReader(timings.open()))
+    assert {r["learner"] for r in timing_rows} == {"item-mean"}
+    assert {r["phase"] for r in timing_rows} == {"fit", "adapt+predict"}
+
+    as_json = tmp_path / "first.json"
+    code, _, _ = run_cli(
+        capsys,
+        "export",
+        "--format",
+        "json",
+        "--store",
+        str(store),
+        "--run",
+        first_id,
+        "-o",
+        str(as_json),
+    )
+    payload = json.loads(as_json.read_text())
+    assert {r["run_id"] for r in payload["metrics"]} == {first_id}
+    assert {r["learner"] for r in payload["metrics"]} == {"item-mean"}
+    assert {r["run_id"] for r in payload["timings"]} == {first_id}
+    assert {r["run_id"] for r in payload["runs"]} >= {first_id, second_id}
+    # NaN values become JSON null, so the file is strict JSON.
+    assert "NaN" not in as_json.read_text()
+
+    code, everything, _ = run_cli(capsys, "export", "--store", str(store))
+    runs = {r["run_id"] for r in csv.DictReader(io.StringIO(everything))}
+    assert runs == {first_id, second_id}
+
+
+# bench perf ----------------------------------------------------------------------------------
+
+
+def test_perf_measures_both_learners_for_each_setting(small_dataset: object) -> None:
+    protocol = make_protocol("cold-random", {"support_sizes": [1, 3], "query_size": 4})
+    train = make_meta_train(small_dataset, protocol.split(small_dataset, 0))  # type: ignore[arg-type]
+    rows = measure([2, 3], torch.device("cpu"), repeats=1, reference_repeats=1, train=train)
+    assert [(r.adapt, r.tasks) for r in rows] == [
+        ("decision", 2),
+        ("decision", 3),
+        ("all", 2),
+        ("all", 3),
+    ]
+    for r in rows:
+        assert r.reference_tasks_per_s > 0 and r.vectorised_tasks_per_s > 0
+        assert math.isfinite(r.speedup)
+        assert r.speedup == pytest.approx(r.vectorised_tasks_per_s / r.reference_tasks_per_s)
+    text = render(rows, torch.device("cpu"))
+    assert "decision layers" in text and "all parameters" in text
+    assert "second order" in text and "on cpu" in text
+    assert len([ln for ln in text.splitlines() if ln.startswith("| ")]) == 1 + len(rows)
+
+
+def test_perf_speedup_is_the_ratio_of_rates() -> None:
+    row = PerfRow("decision", 32, reference_tasks_per_s=100.0, vectorised_tasks_per_s=350.0)
+    assert row.speedup == pytest.approx(3.5)
+    text = render([row], torch.device("cpu"), inner_steps=2, first_order=True)
+    line = next(ln for ln in text.splitlines() if "decision layers" in ln)
+    assert [c.strip() for c in line.strip("|").split("|")] == [
+        "decision layers",
+        "32",
+        "100",
+        "350",
+        "3.5x",
+    ]
+    assert "2 inner step(s), first order" in text
+
+
+class CountingSteps:
+    """A real learner whose meta-steps are counted."""
+
+    def __init__(self, learner: object) -> None:
+        self.learner, self.calls = learner, 0
+
+    def meta_step(self, batch: object) -> float:
+        self.calls += 1
+        return self.learner.meta_step(batch)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_perf_times_the_repeats_after_a_warm_up_and_respects_its_budget(
+    small_dataset: object,
+) -> None:
+    protocol = make_protocol("cold-random", {"support_sizes": [2], "query_size": 3})
+    train = make_meta_train(small_dataset, protocol.split(small_dataset, 0))  # type: ignore[arg-type]
+    learner = make_learner("maml", {"embedding_dim": 4, "hidden": [8]})
+    learner.setup(train, rng=np.random.default_rng(0), device=torch.device("cpu"))  # type: ignore[attr-defined]
+    batch = train.sampler.sample(np.random.default_rng(0), 4, 2, 3)
+    counting = CountingSteps(learner)
+    seconds = time_meta_steps(counting, batch, torch.device("cpu"), repeats=3)
+    assert counting.calls == 4 and seconds > 0
+    counting.calls = 0
+    time_meta_steps(counting, batch, torch.device("cpu"), repeats=3, budget_s=0.0)
+    assert counting.calls == 1  # the warm-up step alone already exceeds a zero budget
+
+
+def test_perf_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "perf", "--batch-sizes", "2", "--repeats", "1", "--threads", "1")
+    assert code == 0
+    assert "maml-l2l tasks/s" in out and "speed-up" in out
+    assert len([ln for ln in out.splitlines() if re.match(r"\| (decision|all)", ln)]) == 2
+    for bad in (["--batch-sizes", "0"], ["--batch-sizes", "two"], ["--repeats", "0"]):
+        code, _, err = run_cli(capsys, "perf", *bad)
+        assert code == 2 and "error:" in err, bad
+    if not torch.cuda.is_available():
+        code, _, err = run_cli(capsys, "perf", "--device", "cuda")
+        assert code == 2 and "no CUDA GPU" in err
+
+
+# Ctrl-C ----------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_exits_130_and_the_next_run_resumes(tmp_path: Path) -> None:
+    suite = tmp_path / "slow.toml"
+    suite.write_text(
+        'name = "slow"\nlearners = ["item-mean", "maml"]\nseeds = 1\n'
+        '[protocol]\nname = "cold-random"\nsupport_sizes = [1, 3]\nquery_size = 4\n'
+        "[dataset.synthetic]\nn_users = 120\nn_items = 80\n"
+        "[learner.maml]\nmeta_steps = 1000000\neval_every = 0\nembedding_dim = 4\nhidden = [8]\n"
+    )
+    store = tmp_path / "s.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    env["PYTHONFAULTHANDLER"] = "1"  # a process that hangs shows where, when it is aborted
+    args = ["run", "--suite", str(suite), "--store", str(store), "--no-progress"]
+    # A process started in the background inherits an ignored SIGINT; a terminal's foreground
+    # process has Python's usual handler, which this launcher restores before running the CLI.
+    launcher = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['bench', *sys.argv[1:]]; runpy.run_module('bench', run_name='__main__')"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        finished_cells = 0
+        while finished_cells == 0:  # wait until item-mean is stored and maml is training
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the first cell never finished"
+            time.sleep(0.2)
+            if store.exists():
+                try:
+                    with sqlite3.connect(store) as conn:
+                        finished_cells = conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+                except sqlite3.OperationalError:
+                    pass  # the schema is still being created
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            raise AssertionError(f"no exit 60 s after SIGINT; its stacks:\n{err}") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+        assert conn.execute("SELECT learner FROM cells").fetchall() == [("item-mean",)]
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--learners", "item-mean"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 cell(s) computed, 1 reused" in resumed.stdout
+
+
+# Archives --------------------------------------------------------------------------------------
+
+
+def filmtrust_card(tmp_path: Path, name: str, archive: Path, root: str = "") -> Path:
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f'name = "{name}"\nparser = "filmtrust"\nfolder = "{name}"\n'
+        f'url = "{archive.as_uri()}"\narchive_root = "{root}"\narchive_sha256 = "{digest}"\n'
+        "[files]\n"
+    )
+    return path
+
+
+@pytest.fixture()
+def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "parsed"))
+    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    return tmp_path / "data"
+
+
+def test_a_download_that_is_not_a_zip_is_a_clear_error(tmp_path: Path, private_dirs: Path) -> None:
+    archive = tmp_path / "ft.zip"
+    archive.write_text("<html>not found</html>\n")
+    card = filmtrust_card(tmp_path, "notzip", archive)
+    with pytest.raises(DataError, match=r"'notzip'.*ft\.zip did not give a zip archive"):
+        load_dataset(str(card), data_dir=private_dirs)
+    assert not (private_dirs / "notzip" / "ratings.txt").exists()
+
+
+def test_an_archive_without_a_needed_entry_names_it(tmp_path: Path, private_dirs: Path) -> None:
+    archive = tmp_path / "ft.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ft/ratings.txt", "1 1 2\n2 1 4\n")
+        zf.writestr("elsewhere/trust.txt", "1 2 1\n")
+    card = filmtrust_card(tmp_path, "partial", archive, root="ft")
+    with pytest.raises(DataError, match=r"'partial'.*has no entry 'ft/trust\.txt'"):
+        load_dataset(str(card), data_dir=private_dirs)
+    # Without the trust network the same archive is enough.
+    data = load_dataset(str(card), {"trust": False}, data_dir=private_dirs)
+    assert data.n_ratings == 2 and (private_dirs / "partial" / "ratings.txt").is_file()
