@@ -306,6 +306,10 @@ class ColdStartProtocol(Protocol):
             scenarios[scenario] = taskset(scenario, candidates, pool_is_new)
 
         validation = taskset("validation", validation_entities, False)
+        # Validation entities that did not become tasks (too small a pool, or beyond max_tasks)
+        # keep their ratings of existing items in training instead of vanishing from the split.
+        left_out = np.setdiff1d(validation_entities, validation.entities)
+        in_training |= np.isin(task_of, left_out) & ~other_new[other_of]
         summary["validation_tasks"] = len(validation)
         del summary["scenarios"]["validation"]
 

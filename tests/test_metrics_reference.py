@@ -7,6 +7,7 @@ t-quantile from a printed table), never computed with the function under test.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -63,6 +64,39 @@ def test_ties_inside_a_ranking_keep_query_order() -> None:
     assert swapped["ndcg@3"].value == pytest.approx((31 + 3 / LOG2_3 + 15 / 2) / ideal)
 
 
+def reference_ndcg(pred: list[float], actual: list[float], k: int) -> float:
+    """NDCG@k written plainly: a stable sort by prediction (ties in query order), gain 2^r - 1."""
+    order = sorted(range(len(pred)), key=lambda i: -pred[i])  # Python's sort is stable
+    ideal = sorted(actual, reverse=True)
+    dcg = sum((2 ** actual[i] - 1) / math.log2(rank + 2) for rank, i in enumerate(order[:k]))
+    idcg = sum((2**r - 1) / math.log2(rank + 2) for rank, r in enumerate(ideal[:k]))
+    return dcg / idcg
+
+
+def test_ties_in_a_long_query_keep_query_order() -> None:
+    # Twenty items on three predicted levels: long enough for an unstable sort to reorder ties.
+    pred = [3, 3, 3, 1, 1, 3, 3, 3, 3, 5, 5, 3, 3, 3, 3, 1, 3, 3, 3, 3]
+    actual = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 1, 2, 3, 4, 5]
+    out = evaluate(one_task([float(p) for p in pred], [float(a) for a in actual]))
+    for k in (1, 3, 5, 10):
+        assert out[f"ndcg@{k}"].value == pytest.approx(reference_ndcg(pred, actual, k)), k
+    assert out["ndcg@10"].value == pytest.approx(
+        (
+            31
+            + 31 / LOG2_3
+            + 1 / 2
+            + 3 / LOG2_5
+            + 7 / math.log2(6)
+            + 1 / math.log2(7)
+            + 3 / 3
+            + 7 / math.log2(9)
+            + 15 / math.log2(10)
+            + 15 / math.log2(11)
+        )
+        / sum((2**r - 1) / math.log2(i + 2) for i, r in enumerate([5, 5, 5, 5, 4, 4, 4, 4, 3, 3]))
+    )
+
+
 def test_ndcg_on_a_scale_reaching_below_zero_shifts_the_gains() -> None:
     # Scale -3..3: gain 2^(r + 3) - 1, so -3 -> 0, 0 -> 7, 3 -> 63.
     q = one_task([0.0, 3.0, -3.0], [-3.0, 0.0, 3.0], scale=(-3.0, 3.0), threshold=1.0)
@@ -95,8 +129,9 @@ def test_gain_values() -> None:
     normalised = gain(ratings, 1.0, mask)
     assert normalised[0] == pytest.approx([1 / 8, 7 / 8, 3 / 8])
     assert normalised[1, :2] == pytest.approx([31 / 32, 15 / 32])
+    # A row without any valid rating is left as it is (nothing to divide by).
     all_masked = gain(ratings, 1.0, np.zeros_like(mask))
-    assert np.isfinite(all_masked).all()
+    assert all_masked.tolist() == [[1.0, 7.0, 3.0], [31.0, 15.0, 0.0]]
 
 
 def test_padding_never_enters_a_ranking() -> None:
@@ -198,6 +233,29 @@ def test_a_batch_without_any_rating_scores_nothing() -> None:
     for name in DEFAULT_METRICS:
         assert math.isnan(out[name].value), name
         assert out[name].n_scored == 0 and out[name].n_unscored == 2, name
+
+
+def test_empty_and_unscorable_batches_raise_no_warnings() -> None:
+    q = Queries(
+        np.array([[3.0, 0.0], [0.0, 0.0]]),
+        np.array([[4.0, 0.0], [0.0, 0.0]]),
+        np.array([[True, False], [False, False]]),
+        4.0,
+        (1.0, 5.0),
+    )
+    empty = Queries(
+        np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2), dtype=bool), 4.0, (1.0, 5.0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, nothing = evaluate(q), evaluate(empty)
+    assert out["rmse"].value == pytest.approx(1.0) and math.isnan(out["ndcg@3"].value)
+    assert all(math.isnan(v.value) for v in nothing.values())
+
+
+def test_each_value_names_its_metric() -> None:
+    out = evaluate(one_task([1.0, 2.0], [2.0, 4.0]))
+    assert {name: value.name for name, value in out.items()} == {n: n for n in DEFAULT_METRICS}
 
 
 def test_metric_directions() -> None:

@@ -1,0 +1,131 @@
+"""Kill rates of the mutation run in ``mutants/``, per core module, against the targets.
+
+Run after ``mutmut run`` (``make mutate`` does both). Counts only the functions in scope below;
+a mutant listed in ``equivalent.md`` (same behaviour as the original, so no test can kill it) is
+reported apart. Exits 1 when a target is missed or a surviving mutant is neither killed nor
+listed as equivalent.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MUTANTS = ROOT / "mutants"
+EQUIVALENT = Path(__file__).with_name("equivalent.md")
+
+# name: (file, function patterns in mutmut's mangled names, target kill rate); the Makefile's
+# mutate-NAME targets use the same names.
+SCOPE: dict[str, tuple[str, tuple[str, ...], float]] = {
+    "metrics": ("bench/metrics.py", ("*",), 0.90),
+    "protocol": ("bench/protocol.py", ("*",), 0.90),
+    "episodes": ("bench/episodes.py", ("*",), 0.0),
+    "runner": ("bench/runner.py", ("x_cell_key", "x_run_suite"), 0.0),
+    "store": ("bench/store.py", ("*",), 0.0),
+    "mf": ("learners/mf.py", ("*",), 0.0),
+    "maml": (
+        "learners/network.py",
+        ("x_adapted_predictions", "x_masked_mse", "x_mean_over_tasks"),
+        0.0,
+    ),
+}
+LABELS = {"runner": "runner (cell key, resume)", "maml": "maml (inner loop)"}
+OVERALL_TARGET = 0.80
+KILLED = {1, 3, 24, -24, 152, 255, 36, -11, -9}  # test failure, internal error, timeout, crash
+
+
+@dataclass
+class Tally:
+    killed: int = 0
+    equivalent: list[str] = field(default_factory=list)
+    survived: list[str] = field(default_factory=list)
+    unchecked: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.killed + len(self.equivalent) + len(self.survived)
+
+    @property
+    def rate(self) -> float:
+        return self.killed / self.total if self.total else float("nan")
+
+
+def listed_equivalents() -> set[str]:
+    if not EQUIVALENT.is_file():
+        return set()
+    return set(re.findall(r"`([\w.ǁ]+__mutmut_\d+)`", EQUIVALENT.read_text(encoding="utf-8")))
+
+
+def function_of(mutant: str) -> str:
+    return mutant.rsplit(".", 1)[1].rsplit("__mutmut_", 1)[0]
+
+
+def tally(path: str, patterns: tuple[str, ...], equivalent: set[str]) -> Tally:
+    meta = MUTANTS / (path + ".meta")
+    if not meta.is_file():
+        raise SystemExit(f"{meta} not found: run `make mutate` (mutmut run) first")
+    results = json.loads(meta.read_text())["exit_code_by_key"]
+    out = Tally()
+    for mutant, code in sorted(results.items()):
+        if not any(fnmatch.fnmatchcase(function_of(mutant), p) for p in patterns):
+            continue
+        if code is None:
+            out.unchecked += 1
+        elif code in KILLED:
+            out.killed += 1
+        elif mutant in equivalent:
+            out.equivalent.append(mutant)
+        else:
+            out.survived.append(mutant)
+    return out
+
+
+def main(names: list[str]) -> int:
+    unknown = sorted(set(names) - set(SCOPE))
+    if unknown:
+        raise SystemExit(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(SCOPE)}")
+    equivalent = listed_equivalents()
+    failed = False
+    total = Tally()
+    print(
+        f"{'module':<30} {'mutants':>8} {'killed':>7} {'equiv.':>7} {'left':>5} {'rate':>7} target"
+    )
+    for name in names or list(SCOPE):
+        path, patterns, target = SCOPE[name]
+        label = LABELS.get(name, name)
+        t = tally(path, patterns, equivalent)
+        if t.unchecked:
+            print(f"{label}: {t.unchecked} mutant(s) not checked; run `make mutate` again")
+            failed = True
+        total.killed += t.killed
+        total.equivalent += t.equivalent
+        total.survived += t.survived
+        miss = t.total == 0 or t.rate < target
+        failed |= miss
+        print(
+            f"{label:<30} {t.total:>8} {t.killed:>7} {len(t.equivalent):>7} "
+            f"{len(t.survived):>5} {t.rate:>7.1%} {f'{target:.0%}' if target else '':>6}"
+            f"{'  MISSED' if miss else ''}"
+        )
+    miss = total.rate < OVERALL_TARGET
+    failed |= miss
+    print(
+        f"{'overall':<30} {total.total:>8} {total.killed:>7} {len(total.equivalent):>7} "
+        f"{len(total.survived):>5} {total.rate:>7.1%} {OVERALL_TARGET:>6.0%}"
+        f"{'  MISSED' if miss else ''}"
+    )
+    if total.survived:
+        failed = True
+        print("\nsurviving mutants that no test kills and equivalent.md does not explain:")
+        for mutant in total.survived:
+            print(f"  {mutant}  (mutmut show {mutant})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
