@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml scripts/install_learn2learn.sh
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m bench run
+	$(BIN)/bench run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bench
+	$(BIN)/mypy bench learners
 
 # Micro-benchmarks print timings rather than assert them; `make benchmark` runs them.
 test: lint
@@ -29,7 +29,7 @@ test: lint
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
-	$(BIN)/python -m bench perf
+	$(BIN)/bench perf
 
 # Mutation testing of the core modules against their fast tests (slow: not part of `make test`).
 # `make mutate` covers every module; `make mutate-metrics` (or protocol, episodes, runner, store,
@@ -40,8 +40,7 @@ MUTANTS_episodes := 'bench.episodes.*'
 MUTANTS_runner := 'bench.runner.x_cell_key__mutmut_*' 'bench.runner.x_run_suite__mutmut_*'
 MUTANTS_store := 'bench.store.*'
 MUTANTS_mf := 'learners.mf.*'
-MUTANTS_maml := 'learners.network.x_adapted_predictions__mutmut_*' \
-	'learners.network.x_masked_mse__mutmut_*' 'learners.network.x_mean_over_tasks__mutmut_*'
+MUTANTS_maml := 'learners.network.adaptation.*' 'learners.network.losses.*'
 MUTATE_MODULES := metrics protocol episodes runner store mf maml
 
 mutate: $(STAMP)

@@ -1,6 +1,7 @@
-"""Command line: ``python -m bench run|ls|validate|export|perf``.
+"""Run, list, validate and export cold-start benchmark suites (plus commands packages add: perf).
 
 Exit codes: 0 success; 1 a cell failed (the others still finish and are stored); 2 bad input or usage.
+A reader that stops early (``bench export | head``) ends the command quietly with status 0.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.commands import COMMANDS, positive_int
 from bench.errors import BenchError
 
 DEFAULT_STORE = Path(".bench") / "results.sqlite"
@@ -28,6 +30,18 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+# Where each suite field given on the command line came from, for error messages.
+RUN_FLAGS = {
+    "learners": "--learners",
+    "datasets": "--datasets",
+    "scenarios": "--scenarios",
+    "seeds": "--seeds",
+    "devices": "--device",
+    "data_dir": "--data-dir",
+    "dataset": "--dataset-option",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -37,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--learners", type=_csv_list, help="comma-separated learner names")
     run.add_argument("--datasets", type=_csv_list, help="comma-separated dataset names")
     run.add_argument("--scenarios", type=_csv_list, help="comma-separated scenarios")
-    run.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    run.add_argument("--seeds", type=positive_int, help="number of seeds (0..N-1)")
     run.add_argument("--device", type=_csv_list, help="cpu, cuda or cpu,cuda")
     run.add_argument("--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]")
     run.add_argument("--fresh", action="store_true", help="recompute cells already in the store")
@@ -54,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "values are read as TOML where they parse, else as text",
     )
 
-    ls = sub.add_parser("ls", help="list registered things")
+    ls = sub.add_parser("ls", help="list learners, datasets, protocols, suites and metrics")
     ls.add_argument(
         "what",
         nargs="?",
@@ -74,16 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
 
-    perf = sub.add_parser("perf", help="meta-training throughput of maml-l2l against maml")
-    perf.add_argument("--device", default="cpu", help="cpu or cuda [cpu]")
-    perf.add_argument(
-        "--batch-sizes", type=_csv_list, default=("32", "256", "1024"), help="tasks per meta-batch"
-    )
-    perf.add_argument("--repeats", type=int, default=5, help="timed steps per measurement")
-    perf.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    perf.add_argument(
-        "--no-cuda-graph", action="store_true", help="on CUDA, run maml's steps eagerly"
-    )
+    for name in COMMANDS.names():
+        if name in BUILT_IN:
+            raise BenchError(
+                f"command {name!r} is declared by {COMMANDS.origin(name)} but is a built-in "
+                "bench command; rename it"
+            )
+        command = COMMANDS.get(name)
+        command.add_arguments(sub.add_parser(name, help=command.help))
     return parser
 
 
@@ -96,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     suite = override(
         suite,
+        RUN_FLAGS,
         learners=args.learners,
         datasets=args.datasets,
         scenarios=args.scenarios,
@@ -104,9 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
     )
     if args.dataset_option:
-        suite = override(suite, dataset=_dataset_options(args.dataset_option, suite.datasets))
-    if args.seeds is not None and args.seeds < 1:
-        raise BenchError("--seeds must be at least 1")
+        options = _dataset_options(args.dataset_option, suite.datasets)
+        suite = override(suite, RUN_FLAGS, dataset=options)
     print("resolved config:")
     print(json.dumps(suite.resolved(), indent=2, default=str))
     with ResultStore(args.store or default_store()) as store:
@@ -116,6 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         summaries = store.cell_summaries(outcome.cell_keys)
     print(render_terminal(metric_rows, timing_rows, suite.shown_metrics, suite.learners))
     _print_split_summaries(summaries)
+    if summaries:
+        print(SPLIT_FOOTER)
     print(
         f"\nrun {outcome.run_id}: {outcome.computed} cell(s) computed, {outcome.reused} reused "
         f"from {args.store or default_store()}"
@@ -143,10 +157,22 @@ def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, d
     return {name: options for name in datasets}
 
 
+SPLIT_FOOTER = (
+    "split lines: one per dataset and seed (with predefined folds, the seed picks the fold); new "
+    "entities are those held out of training, validation tasks are existing entities kept out of "
+    "training for early stopping; a task is left out when its rating pool is smaller than the "
+    "largest finite k plus the query size."
+)
+
+
+def _split_order(summary: dict[str, Any]) -> tuple[str, int]:
+    return (str(summary.get("dataset", "")), int(summary.get("seed", 0)))
+
+
 def _print_split_summaries(summaries: dict[str, Any]) -> None:
-    """One line per distinct split: entity counts, training size and tasks per scenario."""
+    """One line per distinct split: dataset and seed, entity counts, training size and tasks."""
     distinct = {json.dumps(s, sort_keys=True): s for s in summaries.values()}
-    for _, summary in sorted(distinct.items()):
+    for summary in sorted(distinct.values(), key=_split_order):
         parts = []
         for scenario, counts in summary.get("scenarios", {}).items():
             part = f"{scenario} {counts['tasks']} tasks"
@@ -156,9 +182,11 @@ def _print_split_summaries(summaries: dict[str, Any]) -> None:
                     "ratings in their pool)"
                 )
             parts.append(part)
-        fold = f"fold {summary['fold']}: " if "fold" in summary else ""
+        fold = f" (fold {summary['fold']})" if "fold" in summary else ""
+        origin = f"{summary.get('dataset', '?')} seed {summary.get('seed', '?')}{fold}"
         print(
-            f"split {fold}{summary.get('existing_users')} existing / {summary.get('new_users')} "
+            f"split {origin}: {summary.get('existing_users')} existing / "
+            f"{summary.get('new_users')} "
             f"new users, {summary.get('existing_items')} existing / {summary.get('new_items')} "
             f"new items, {summary.get('train_ratings')} training ratings, "
             f"{summary.get('validation_tasks')} validation tasks; {', '.join(parts)}"
@@ -166,23 +194,17 @@ def _print_split_summaries(summaries: dict[str, Any]) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    import learners  # noqa: F401
-    from bench.cards import dataset_names
-    from bench.learner import LEARNERS
-    from bench.metrics import METRICS
-    from bench.protocol import PROTOCOLS
-    from bench.suite import SUITES
+    from bench.listing import LISTINGS
 
-    listing = {
-        "learners": LEARNERS.names(),
-        "datasets": dataset_names(),
-        "protocols": PROTOCOLS.names(),
-        "suites": SUITES.names(),
-        "metrics": METRICS.names(),
-    }
-    for what, names in listing.items():
-        if args.what in ("all", what):
-            print(f"{what}: {', '.join(names)}" if args.what == "all" else "\n".join(names))
+    shown = [what for what in LISTINGS if args.what in ("all", what)]
+    for what in shown:
+        entries = LISTINGS[what]()
+        if len(shown) > 1:
+            print(f"{what}:")
+        width = max((len(name) for name, _ in entries), default=0)
+        indent = "  " if len(shown) > 1 else ""
+        for name, description in entries:
+            print(f"{indent}{name:<{width}}  {description}".rstrip())
     return 0
 
 
@@ -212,6 +234,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         timings = store.timing_rows()
         runs = store.runs()
     if args.run:
+        known = [run["run_id"] for run in runs]
+        if args.run not in known:
+            latest = ", ".join(known[-3:]) or "none"
+            raise BenchError(
+                f"--run: no run {args.run!r} in {path} (latest run ids: {latest}; "
+                "`bench export --format json` lists them all)"
+            )
         metrics = [r for r in metrics if r["run_id"] == args.run]
         timings = [r for r in timings if r["run_id"] == args.run]
     out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
@@ -239,42 +268,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_perf(args: argparse.Namespace) -> int:
-    import torch
-
-    from bench.perf import measure, render
-    from bench.runner import check_devices
-
-    check_devices((args.device,))
-    try:
-        sizes = [int(s) for s in args.batch_sizes]
-    except ValueError as exc:
-        raise BenchError(f"--batch-sizes must be integers: {exc}") from exc
-    if not sizes or min(sizes) < 1 or args.repeats < 1:
-        raise BenchError("--batch-sizes and --repeats must be at least 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    graph = not args.no_cuda_graph
-    rows = measure(sizes, device, repeats=args.repeats, cuda_graph=graph)
-    print(render(rows, device, cuda_graph=graph))
-    return 0
-
-
-COMMANDS = {
+BUILT_IN = {
     "run": cmd_run,
     "ls": cmd_ls,
     "validate": cmd_validate,
     "export": cmd_export,
-    "perf": cmd_perf,
 }
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    if args.command in BUILT_IN:
+        return BUILT_IN[args.command](args)
+    return COMMANDS.get(args.command).run(args)
+
+
+def _quiet_closed_pipe() -> int:
+    """The reader went away (``bench export | head``): stop writing without a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        code = _run_command(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_closed_pipe()
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -52,6 +52,8 @@ class Metric:
     per_task: Callable[[Queries], np.ndarray]
     higher_is_better: bool
     pooled: Callable[[Queries], float] | None = None
+    description: str = ""
+    """One line for ``bench ls``."""
 
     def __call__(self, q: Queries) -> MetricValue:
         values = self.per_task(q)
@@ -156,12 +158,43 @@ def auc_per_task(q: Queries) -> np.ndarray:
 
 
 METRICS: Registry[Metric] = Registry("metric")
-METRICS.register("rmse", Metric("rmse", rmse_per_task, False, rmse_pooled))
-METRICS.register("mae", Metric("mae", mae_per_task, False, mae_pooled))
-METRICS.register("accuracy", Metric("accuracy", accuracy_per_task, True, accuracy_pooled))
+_POOLED = "pooled over all query ratings"
+METRICS.register(
+    "rmse", Metric("rmse", rmse_per_task, False, rmse_pooled, f"root mean squared error, {_POOLED}")
+)
+METRICS.register(
+    "mae", Metric("mae", mae_per_task, False, mae_pooled, f"mean absolute error, {_POOLED}")
+)
+METRICS.register(
+    "accuracy",
+    Metric(
+        "accuracy",
+        accuracy_per_task,
+        True,
+        accuracy_pooled,
+        f"like/dislike agreement (predicted like: at least threshold - span/8), {_POOLED}",
+    ),
+)
 for _k in (1, 3, 5, 10):
-    METRICS.register(f"ndcg@{_k}", Metric(f"ndcg@{_k}", partial(ndcg_per_task, k=_k), True))
-METRICS.register("auc", Metric("auc", auc_per_task, True))
+    METRICS.register(
+        f"ndcg@{_k}",
+        Metric(
+            f"ndcg@{_k}",
+            partial(ndcg_per_task, k=_k),
+            True,
+            description=f"NDCG of the top {_k} of a task's query items ranked by prediction "
+            "(gain 2^r - 1), mean over tasks",
+        ),
+    )
+METRICS.register(
+    "auc",
+    Metric(
+        "auc",
+        auc_per_task,
+        True,
+        description="chance a liked query item outranks a disliked one; mean over tasks with both",
+    ),
+)
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "rmse",

@@ -1,7 +1,9 @@
-"""One generic registry for learners, dataset cards, protocols and metrics.
+"""One generic registry for learners, protocols, dataset cards, metrics and CLI commands.
 
 Entries may be objects or lazy ``"module:attr"`` strings, so optional heavy dependencies are imported
-only when an entry is used.
+only when an entry is used. A registry with an entry-point group also lists every entry point of that
+group, from this project's own distribution (the built-ins) and from any installed plug-in alike; a
+name declared twice, by two packages or by a package and code, is an error that names both.
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
 
 from bench.errors import RegistryError
 
 T = TypeVar("T")
+
+PROJECT_DISTRIBUTION = "coldstart-bench"
+"""The distribution whose entry points are the built-ins."""
 
 
 def import_target(target: str) -> Any:
@@ -29,13 +34,56 @@ def import_target(target: str) -> Any:
         raise RegistryError(f"module {module_name!r} has no attribute {attr!r}") from exc
 
 
+def _normalise(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _entry_point_origin(ep: EntryPoint) -> str:
+    dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+    built_in = ", built in" if _normalise(dist) == PROJECT_DISTRIBUTION else ""
+    return f"{ep.value} (entry point of {dist}{built_in})"
+
+
+def _code_origin(target: Any) -> str:
+    if isinstance(target, str):
+        return f"{target} (registered in code)"
+    module = getattr(target, "__module__", None)
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}:{name} (registered in code)" if module else f"{target!r} (registered in code)"
+
+
+def _add_entry(
+    kind: str,
+    entries: dict[str, Any],
+    origins: dict[str, str],
+    name: str,
+    target: Any,
+    origin: str,
+) -> None:
+    if name in entries:
+        raise RegistryError(
+            f"duplicate {kind} name {name!r}: declared by {origins[name]} and by {origin}; "
+            "rename one of them"
+        )
+    entries[name] = target
+    origins[name] = origin
+
+
+def first_doc_line(obj: Any) -> str:
+    """The first line of an object's docstring ("" without one)."""
+    doc = getattr(obj, "__doc__", None) or ""
+    return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+
+
 class Registry(Generic[T]):
     """Names to objects of one kind.
 
     Args:
         kind: what the entries are, used in error messages ("learner", "dataset", ...).
         check: optional validation run on each entry when it is first resolved.
-        entry_point_group: optional ``importlib.metadata`` group that plug-in packages register into.
+        entry_point_group: optional ``importlib.metadata`` group that packages, this one included,
+            declare their entries in. When given, the project's own distribution must declare some:
+            otherwise its installed metadata is stale and the error says how to refresh it.
     """
 
     def __init__(
@@ -48,16 +96,20 @@ class Registry(Generic[T]):
         self._check = check
         self._entry_point_group = entry_point_group
         self._entries: dict[str, T | str] = {}
+        self._origins: dict[str, str] = {}
         self._resolved: dict[str, T] = {}
         self._frozen = False
         self._plugins_loaded = entry_point_group is None
 
     def register(self, name: str, target: T | str) -> None:
+        """Add ``name`` from code (tests, scripts); a name already declared is an error."""
         if self._frozen:
             raise RegistryError(f"the {self.kind} registry is frozen; cannot add {name!r}")
-        if name in self._entries:
-            raise RegistryError(f"duplicate {self.kind} name {name!r}")
-        self._entries[name] = target
+        self._load_plugins()
+        self._add(name, target, _code_origin(target))
+
+    def _add(self, name: str, target: T | str, origin: str) -> None:
+        _add_entry(self.kind, self._entries, self._origins, name, target, origin)
 
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@REGISTRY.decorator("name")`` registers the decorated object."""
@@ -72,17 +124,35 @@ class Registry(Generic[T]):
         self._frozen = True
 
     def _load_plugins(self) -> None:
+        """Read the entry points once; a clash or stale metadata leaves nothing half-loaded, so
+        every later look-up raises the same error."""
         if self._plugins_loaded:
             return
-        self._plugins_loaded = True
         assert self._entry_point_group is not None
-        for ep in entry_points(group=self._entry_point_group):
-            if ep.name not in self._entries:
-                self._entries[ep.name] = ep.value
+        found = entry_points(group=self._entry_point_group)
+        own = [ep for ep in found if ep.dist and _normalise(ep.dist.name) == PROJECT_DISTRIBUTION]
+        if not own:
+            raise RegistryError(
+                f"no built-in {self.kind}s: the installed metadata of {PROJECT_DISTRIBUTION} "
+                f"declares no {self._entry_point_group!r} entry points (it is missing or older "
+                "than the source); refresh it with `make setup` or `pip install -e .`"
+            )
+        entries, origins = dict(self._entries), dict(self._origins)
+        for ep in sorted(found, key=lambda e: e.name):
+            _add_entry(self.kind, entries, origins, ep.name, ep.value, _entry_point_origin(ep))
+        self._entries, self._origins = entries, origins
+        self._plugins_loaded = True
 
     def names(self) -> list[str]:
         self._load_plugins()
         return sorted(self._entries)
+
+    def origin(self, name: str) -> str:
+        """Where ``name`` was declared: its target and the package or code that declared it."""
+        self._load_plugins()
+        if name not in self._entries:
+            raise RegistryError(self.unknown_message(name))
+        return self._origins[name]
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()

@@ -124,6 +124,34 @@ def timing_table(
     return headers, body
 
 
+def metric_footer(title: str, body: list[list[str]]) -> str:
+    """The symbols of one metric table, explained under it."""
+    protocol = title.split(" · ")[1] if title.count(" · ") >= 2 else "protocol@N"
+    ranged = any("-" in row[-1] for row in body)
+    return (
+        f"  {protocol}: protocol name@version. k: support ratings per task ('all': its whole "
+        "pool). Values: mean ±95% CI over seeds (no ± with one seed). tasks: tasks scored per "
+        "seed" + ("; a-b: the range over seeds or folds." if ranged else ".")
+    )
+
+
+TIMING_FOOTER = (
+    "  fit s: mean ±95% CI over seeds. adapt+predict s: mean seconds per (scenario, k), after a "
+    "warm-up on a few tasks. tasks/s: all tasks over all adapt+predict time. peak memory: on CPU "
+    "the peak resident memory (RSS) of the whole process while fitting or predicting, data and "
+    "other learners included; on CUDA the peak memory torch allocated on the device."
+)
+
+UNSCORED_REASONS = {
+    "ndcg": "query of fewer than 2 ratings",
+    "auc": "query without both a liked and a disliked rating",
+}
+
+
+def unscored_reason(metric: str) -> str:
+    return UNSCORED_REASONS.get(metric.partition("@")[0], "empty query")
+
+
 def render_terminal(
     metric_rows: list[dict[str, Any]],
     timing_rows: list[dict[str, Any]],
@@ -135,17 +163,19 @@ def render_terminal(
     for title, headers, body in metric_tables(metric_rows, metrics, learner_order):
         parts.append(f"\n{title}  (mean ±95% CI over seeds)")
         parts.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+        parts.append(metric_footer(title, body))
     if timing_rows:
         headers, body = timing_table(timing_rows, learner_order)
         parts.append(
             "\ntiming (fit: mean ±95% CI over seeds; adapt+predict: mean per scenario and k)"
         )
         parts.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+        parts.append(TIMING_FOOTER)
     unscored = [r for r in metric_rows if r["n_unscored"]]
     if unscored:
         counts: dict[str, int] = defaultdict(int)
         for r in unscored:
             counts[r["metric"]] += r["n_unscored"]
-        note = ", ".join(f"{m}: {n}" for m, n in sorted(counts.items()))
+        note = "; ".join(f"{m}: {n} ({unscored_reason(m)})" for m, n in sorted(counts.items()))
         parts.append(f"\ntasks that could not be scored (summed over cells): {note}")
     return "\n".join(parts)

@@ -1,6 +1,12 @@
 """Runs a suite's grid: one cell per (dataset, seed, learner, device); each cell fits once and is
 evaluated on every (scenario, k). Finished cells are written to the store one transaction each, so
-a re-run resumes where the last one stopped."""
+a re-run resumes where the last one stopped.
+
+Devices are resolved once per run; each (scenario, k) task batch is built once per split and moved
+to each device once; predictions are chunked here, by the learner's ``predict_chunk``, and
+nowhere else. A cell's randomness comes from its seed's tree (:mod:`bench.seeding`): the protocol
+draws from the ``split`` and ``tasks`` streams, a learner from ``learner/NAME``.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +22,13 @@ from tqdm import tqdm
 from bench.cards import load_dataset
 from bench.config import stable_hash
 from bench.data import Dataset
+from bench.devices import resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
-from bench.errors import DeviceError
-from bench.learner import LEARNERS, make_learner
+from bench.learner import Budget, learner_class, make_learner, split_budget
 from bench.metrics import Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
+from bench.seeding import Seeds
 from bench.store import FIT_SCOPE, CellRecord, ResultStore
 from bench.suite import Suite
 from bench.timing import timed
@@ -37,6 +44,7 @@ class Cell:
     learner: str
     device: str
     key: str
+    budget: Budget = field(default_factory=Budget)
 
     @property
     def description(self) -> str:
@@ -60,34 +68,21 @@ class RunOutcome:
         return 1 if self.failed else 0
 
 
-def check_devices(devices: tuple[str, ...]) -> None:
-    for device in devices:
-        if device.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise DeviceError(
-                    f"device {device!r} was requested but no CUDA GPU is available here "
-                    f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                    "use --device cpu"
-                )
-            index = torch.device(device).index or 0
-            if index >= torch.cuda.device_count():
-                raise DeviceError(
-                    f"device {device!r} does not exist; {torch.cuda.device_count()} GPU(s) found"
-                )
-
-
 def warm_up(device: torch.device) -> None:
     """Run the kernels most learners use once, so one-off library start-up is not timed."""
-    a = torch.randn(64, 8, 8, device=device, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)  # a private generator: the global one is untouched
+    a = torch.randn(64, 8, 8, generator=generator, dtype=torch.float64).to(device)
     torch.linalg.solve(a @ a.transpose(1, 2) + torch.eye(8, device=device, dtype=a.dtype), a)
-    x = torch.randn(256, 64, device=device, requires_grad=True)
-    torch.nn.functional.linear(x, torch.randn(32, 64, device=device)).relu().sum().backward()
+    x = torch.randn(256, 64, generator=generator).to(device).requires_grad_()
+    w = torch.randn(32, 64, generator=generator).to(device)
+    torch.nn.functional.linear(x, w).relu().sum().backward()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def seeded_rng(seed: int, purpose: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, purpose]))
+def learner_seeds(seed: int, learner: str) -> Seeds:
+    """A learner's branch of the seed tree: independent of the other learners and their order."""
+    return Seeds(seed).child("learner", learner)
 
 
 def cell_key(
@@ -98,21 +93,22 @@ def cell_key(
     seed: int,
     device: str,
     fingerprint: str,
+    budget: Budget | None = None,
 ) -> str:
-    return stable_hash(
-        {
-            "dataset": dataset.name,
-            "dataset_hash": dataset.content_hash,
-            "protocol": protocol.label,
-            "protocol_hash": protocol.config.fingerprint(),
-            "learner": learner,
-            "config_hash": config_hash,
-            "seed": seed,
-            "device": device,
-            "code": fingerprint,
-        },
-        length=24,
-    )
+    key = {
+        "dataset": dataset.name,
+        "dataset_hash": dataset.content_hash,
+        "protocol": protocol.label,
+        "protocol_hash": protocol.config.fingerprint(),
+        "learner": learner,
+        "config_hash": config_hash,
+        "seed": seed,
+        "device": device,
+        "code": fingerprint,
+    }
+    if budget is not None and budget.max_seconds is not None:
+        key["max_fit_seconds"] = budget.max_seconds  # a time budget can change the results
+    return stable_hash(key, length=24)
 
 
 class SplitCache:
@@ -122,11 +118,13 @@ class SplitCache:
         self.protocol = protocol
         self._splits: dict[tuple[str, int], tuple[Split, MetaTrain]] = {}
         self._tasks: dict[tuple[str, int, str, SupportSize], TaskBatch] = {}
+        self._on_device: dict[tuple[str, int, str, SupportSize, torch.device], TaskBatch] = {}
 
     def split(self, dataset: Dataset, seed: int) -> tuple[Split, MetaTrain]:
         key = (dataset.content_hash, seed)
         if key not in self._splits:
             split = self.protocol.split(dataset, seed)
+            split.summary.update(dataset=dataset.name, seed=seed)
             self._splits[key] = (split, make_meta_train(dataset, split))
         return self._splits[key]
 
@@ -137,10 +135,22 @@ class SplitCache:
             self._tasks[key] = build_tasks(dataset, split.scenarios[scenario], k)
         return self._tasks[key]
 
+    def unlabelled(
+        self, dataset: Dataset, seed: int, scenario: str, k: SupportSize, device: torch.device
+    ) -> TaskBatch:
+        """The tasks without their query labels, moved to ``device`` once for every learner."""
+        key = (dataset.content_hash, seed, scenario, k, device)
+        if key not in self._on_device:
+            labelled = self.tasks(dataset, seed, scenario, k)
+            self._on_device[key] = labelled.without_labels().to(device)
+        return self._on_device[key]
+
     def drop(self, dataset: Dataset, seed: int) -> None:
         self._splits.pop((dataset.content_hash, seed), None)
         for key in [k for k in self._tasks if k[:2] == (dataset.content_hash, seed)]:
             del self._tasks[key]
+        for moved in [k for k in self._on_device if k[:2] == (dataset.content_hash, seed)]:
+            del self._on_device[moved]
 
 
 def run_cell(
@@ -150,9 +160,8 @@ def run_cell(
     run_id: str,
     fingerprint: str,
     needed: list[tuple[str, SupportSize]],
-    predict_chunk: int = 4096,
+    device: torch.device,
 ) -> CellRecord:
-    device = torch.device(cell.device)
     learner = make_learner(cell.learner, suite.learner.get(cell.learner))
     split, train = cache.split(cell.dataset, cell.seed)
     record = CellRecord(
@@ -170,11 +179,11 @@ def run_cell(
         code_fingerprint=fingerprint,
         split_summary=split.summary,
     )
-    torch.manual_seed(cell.seed)
     if device.type == "cuda":
         torch.empty(1, device=device)  # create the CUDA context outside the timed region
+    seeds = learner_seeds(cell.seed, cell.learner)
     with timed("fit", device) as fit_time:
-        learner.fit(train, rng=seeded_rng(cell.seed, 1), device=device)
+        learner.fit(train, rng=seeds, device=device, budget=cell.budget)
     record.timings.append(
         (
             FIT_SCOPE,
@@ -194,11 +203,12 @@ def run_cell(
         record.evaluations.append((scenario, k_label, labelled.n_tasks))
         if labelled.n_tasks == 0:
             continue
-        tasks = labelled.without_labels().to(device)
+        tasks = cache.unlabelled(cell.dataset, cell.seed, scenario, k, device)
+        chunk = learner.predict_chunk
         with torch.no_grad():
-            predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), predict_chunk)
+            predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), chunk)
         with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
-            predicted = predict_in_chunks(learner.predict, tasks, predict_chunk)
+            predicted = predict_in_chunks(learner.predict, tasks, chunk)
         record.timings.append(
             (
                 scenario,
@@ -248,12 +258,14 @@ def iter_cells(
     datasets: list[Dataset], protocol: Protocol, suite: Suite, fingerprint: str
 ) -> Iterator[Cell]:
     # A learner's config hash depends only on its config: build each learner once to read it.
-    config_hashes = {
-        name: make_learner(name, suite.learner.get(name)).config_hash for name in suite.learners
-    }
+    config_hashes, budgets = {}, {}
+    for name in suite.learners:
+        overrides, budgets[name] = split_budget(suite.learner.get(name), f"[learner.{name}]")
+        config_hashes[name] = make_learner(name, overrides).config_hash
     for dataset in datasets:
         for seed in suite.seeds:
             for learner_name in suite.learners:
+                budget = budgets[learner_name]
                 for device in suite.devices:
                     key = cell_key(
                         dataset,
@@ -263,8 +275,9 @@ def iter_cells(
                         seed,
                         device,
                         fingerprint,
+                        budget,
                     )
-                    yield Cell(dataset, protocol, seed, learner_name, device, key)
+                    yield Cell(dataset, protocol, seed, learner_name, device, key, budget)
 
 
 def run_suite(
@@ -275,7 +288,7 @@ def run_suite(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> RunOutcome:
-    check_devices(suite.devices)
+    devices = resolve_devices(suite.devices)
     protocol = make_protocol(suite.protocol["name"], suite.protocol)
     datasets = [
         load_dataset(name, suite.dataset.get(name), data_dir=suite.data_dir)
@@ -290,14 +303,14 @@ def run_suite(
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
-    for device in suite.devices:
-        warm_up(torch.device(device))
+    for device in devices.values():
+        warm_up(device)
     status = "interrupted"
     try:
         bar = tqdm(cells, desc="cells", unit="cell", disable=not progress, leave=False)
         for cell in bar:
             bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}", refresh=False)
-            reason = LEARNERS.get(cell.learner).not_applicable(cell.dataset)
+            reason = learner_class(cell.learner).not_applicable(cell.dataset)
             if reason:
                 outcome.skipped.append((cell.description, reason))
                 continue
@@ -310,7 +323,9 @@ def run_suite(
                 outcome.reused += 1
                 continue
             try:
-                record = run_cell(cell, suite, cache, outcome.run_id, fingerprint, needed)
+                record = run_cell(
+                    cell, suite, cache, outcome.run_id, fingerprint, needed, devices[cell.device]
+                )
             except Exception as exc:  # one failed cell must not stop the others
                 message = f"{type(exc).__name__}: {exc}"
                 outcome.failed.append((cell.description, message))

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError, RegistryError
 from bench.metrics import DEFAULT_METRICS, METRICS
 from bench.protocol import SCENARIOS, make_protocol
 from bench.registry import Registry
@@ -108,27 +109,39 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
     return suite
 
 
-def override(suite: Suite, **flags: Any) -> Suite:
-    """Apply command-line flags (None means not given)."""
+def override(suite: Suite, given_as: Mapping[str, str] | None = None, **flags: Any) -> Suite:
+    """Apply overrides such as command-line flags (None means not given).
+
+    ``given_as`` names where each field's value came from (``{"devices": "--device"}``), so that
+    an error about it names the flag rather than the suite file.
+    """
     given = {k: v for k, v in flags.items() if v is not None}
     if "learners" in given and "learner" not in given:
         # Narrowing the learners on the command line keeps only their config tables.
         given["learner"] = {k: v for k, v in suite.learner.items() if k in given["learners"]}
     suite = replace(suite, **given)
-    validate(suite)
+    validate(suite, {k: v for k, v in (given_as or {}).items() if k in given})
     return suite
 
 
-def validate(suite: Suite) -> None:
-    """Check every name and parameter a suite uses, without loading data or fitting anything."""
+def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
+    """Check every name and parameter a suite uses, without loading data or fitting anything.
+
+    Errors name the suite file, or for a field in ``given_as`` where its value came from.
+    """
     from bench.cards import get_card
+    from bench.devices import check_device_name
     from bench.learner import make_learner
 
     where = suite.source
+
+    def at(field: str) -> str:
+        return (given_as or {}).get(field, where)
+
     for scenario in suite.scenarios:
         if scenario not in SCENARIOS:
             raise ConfigError(
-                f"{where}: unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}"
+                f"{at('scenarios')}: unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}"
             )
     for metric in (*suite.metrics, *suite.shown_metrics):
         if metric not in METRICS:
@@ -137,17 +150,25 @@ def validate(suite: Suite) -> None:
         if shown not in suite.metrics:
             raise ConfigError(f"{where}: shown metric {shown!r} is not among 'metrics'")
     for device in suite.devices:
-        if device != "cpu" and not device.startswith("cuda"):
-            raise ConfigError(f"{where}: device must be 'cpu' or 'cuda[:N]', got {device!r}")
+        try:
+            check_device_name(device)
+        except BenchError as exc:
+            raise ConfigError(f"{at('devices')}: {exc}") from exc
     if not isinstance(suite.protocol.get("name"), str):
         raise ConfigError(f"{where}: [protocol] needs a 'name'")
     make_protocol(suite.protocol["name"], suite.protocol)
     for name in suite.datasets:
         if not name.partition(":")[1]:
-            get_card(name)
+            try:
+                get_card(name)
+            except RegistryError as exc:
+                raise RegistryError(f"{at('datasets')}: {exc}") from exc
     for extra in set(suite.learner) - set(suite.learners):
         raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
     for name in suite.learners:
-        make_learner(name, suite.learner.get(name))
+        try:
+            make_learner(name, suite.learner.get(name))
+        except RegistryError as exc:
+            raise RegistryError(f"{at('learners')}: {exc}") from exc
     if not suite.seeds:
-        raise ConfigError(f"{where}: no seeds")
+        raise ConfigError(f"{at('seeds')}: no seeds")

@@ -9,6 +9,7 @@ import torch
 
 from bench.episodes import MetaTrain, TaskBatch
 from bench.learner import Budget, Learner, clamp_to_scale
+from bench.seeding import Seeds
 
 
 class GlobalMean(Learner):
@@ -18,7 +19,7 @@ class GlobalMean(Learner):
         self,
         train: MetaTrain,
         *,
-        rng: np.random.Generator,
+        rng: Seeds,
         device: torch.device,
         budget: Budget | None = None,
     ) -> None:
@@ -64,9 +65,9 @@ def bias_fit(
 
 
 class BiasBaseline(Learner):
-    """``mean + b_user + b_item`` with shrinkage (registered as ``item-mean``).
+    """User and item biases with shrinkage around the global mean (registered as item-mean).
 
-    A task entity unseen in training gets its bias from its support ratings, shrunk the same way;
+    Predicts ``mean + b_user + b_item``. A task entity unseen in training gets its bias from its support ratings, shrunk the same way;
     an unseen entity on the other side gets bias zero.
     """
 
@@ -76,7 +77,7 @@ class BiasBaseline(Learner):
         self,
         train: MetaTrain,
         *,
-        rng: np.random.Generator,
+        rng: Seeds,
         device: torch.device,
         budget: Budget | None = None,
     ) -> None:

@@ -16,6 +16,7 @@ import torch
 
 from bench.episodes import MetaTrain, TaskBatch
 from bench.learner import Budget, Learner, clamp_to_scale
+from bench.seeding import Seeds
 from learners.baselines import BiasConfig, bias_fit
 
 
@@ -77,7 +78,7 @@ def _feature_map(
 
 
 class MatrixFactorisation(Learner):
-    """Biased MF (registered as ``mf``)."""
+    """Biased matrix factorisation (ALS); unseen entities folded in by a ridge solve on the support."""
 
     config_class = MFConfig
 
@@ -85,7 +86,7 @@ class MatrixFactorisation(Learner):
         self,
         train: MetaTrain,
         *,
-        rng: np.random.Generator,
+        rng: Seeds,
         device: torch.device,
         budget: Budget | None = None,
     ) -> None:
@@ -97,7 +98,7 @@ class MatrixFactorisation(Learner):
             train.user, train.item, train.rating, train.n_users, train.n_items, BiasConfig()
         )
         self.mean = mean
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        gen = rng.torch("init")
         # Parameters per entity: [factors..., bias].
         users = torch.randn(train.n_users, cfg.rank, generator=gen, dtype=dtype) * cfg.init_std
         items = torch.randn(train.n_items, cfg.rank, generator=gen, dtype=dtype) * cfg.init_std

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench.episodes import MetaTrain, TaskBatch
 from bench.learner import Budget, Learner
+from bench.seeding import Seeds
 
 
 class Oracle(Learner):
-    """Predicts E[rating | true factors], accounting for rounding and clipping to the scale.
+    """Synthetic data only: the expected rating under the true parameters, the RMSE floor.
 
-    No learner can have a lower expected squared error. Runs only on datasets with generator truth.
+    Predicts E[rating | true factors], accounting for rounding and clipping to the scale: no learner
+    can have a lower expected squared error. Runs only on datasets with generator truth.
     """
 
     @classmethod
@@ -25,7 +26,7 @@ class Oracle(Learner):
         self,
         train: MetaTrain,
         *,
-        rng: np.random.Generator,
+        rng: Seeds,
         device: torch.device,
         budget: Budget | None = None,
     ) -> None:

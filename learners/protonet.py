@@ -29,8 +29,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.episodes import MetaTrain, TaskBatch
-from learners.episodic import EpisodicConfig, EpisodicLearner
-from learners.network import RatingNetwork, masked_mse, mean_over_tasks
+from bench.seeding import Seeds
+from learners.network.episodic import EpisodicConfig, EpisodicLearner
+from learners.network.losses import masked_mse, mean_over_tasks
+from learners.network.model import RatingNetwork
 
 
 @dataclass(frozen=True)
@@ -56,21 +58,27 @@ class ProtoConfig(EpisodicConfig):
 class ProtoModel(nn.Module):
     """The encoder plus the global class prototypes and the distance scale."""
 
-    def __init__(self, encoder: RatingNetwork, n_classes: int, proto_dim: int) -> None:
+    class_values: torch.Tensor
+    class_bounds: torch.Tensor
+
+    def __init__(
+        self, encoder: RatingNetwork, n_classes: int, proto_dim: int, generator: torch.Generator
+    ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.global_prototypes = nn.Parameter(torch.randn(n_classes, proto_dim) * 0.1)
+        start = torch.randn(n_classes, proto_dim, generator=generator) * 0.1
+        self.global_prototypes = nn.Parameter(start)
         self.log_scale = nn.Parameter(torch.zeros(()))
 
 
 class PrototypicalNetwork(EpisodicLearner):
-    """Prototypes per rating class from the support set; expected class value as the rating."""
+    """Prototypical networks: prototypes per rating class from the support set."""
 
     config_class = ProtoConfig
     config: ProtoConfig
     model: ProtoModel
 
-    def build(self, train: MetaTrain) -> ProtoModel:
+    def build(self, train: MetaTrain, generator: torch.Generator) -> ProtoModel:
         cfg = self.config
         if cfg.classes == "levels":
             levels = np.unique(np.asarray(train.rating_levels, dtype=np.float64))
@@ -87,9 +95,9 @@ class PrototypicalNetwork(EpisodicLearner):
             )
             self.bounds = np.array([train.like_threshold])
         encoder = RatingNetwork.for_training_data(
-            train, cfg.embedding_dim, cfg.hidden, out_dim=cfg.proto_dim, output_bias=0.0
+            train, cfg.embedding_dim, cfg.hidden, generator, out_dim=cfg.proto_dim, output_bias=0.0
         )
-        model = ProtoModel(encoder, len(values), cfg.proto_dim)
+        model = ProtoModel(encoder, len(values), cfg.proto_dim, generator)
         model.register_buffer("class_values", torch.tensor(values, dtype=torch.float32))
         model.register_buffer("class_bounds", torch.tensor(self.bounds, dtype=torch.float32))
         return model
@@ -138,11 +146,10 @@ class PrototypicalNetwork(EpisodicLearner):
 
     def predict_proba_like(self, tasks: TaskBatch) -> torch.Tensor:
         """Probability that each query rating is a like (at or above the like threshold)."""
-        tasks = tasks.to(self.device)
         probs = self.logits(tasks).softmax(-1)
         liked = (self.model.class_values >= self.like_threshold).to(probs.dtype)
         return (probs @ liked).detach()
 
-    def setup(self, train: MetaTrain, **kwargs: object) -> None:
+    def setup(self, train: MetaTrain, *, rng: Seeds, device: torch.device) -> None:
         self.like_threshold = train.like_threshold
-        super().setup(train, **kwargs)  # type: ignore[arg-type]
+        super().setup(train, rng=rng, device=device)

@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 
 from bench.cards import load_dataset
-from bench.learner import make_learner
+from bench.learner import LEARNERS, make_learner
 from bench.protocol import ProtocolConfig, make_protocol
 from bench.runner import cell_key, iter_cells, run_suite
 from bench.store import ResultStore
 from bench.suite import Suite, suite_from_dict
 from bench.synthetic import SyntheticConfig
-from learners import _BUILTIN
 
 BASE_DATA: dict[str, Any] = {"n_users": 60, "n_items": 40, "min_ratings_per_user": 10}
 BASE_PROTOCOL: dict[str, Any] = {"name": "cold-random", "support_sizes": [1, 3], "query_size": 4}
@@ -164,7 +163,7 @@ def test_a_file_dataset_option_that_changes_only_its_folds_changes_the_key(
 
 def learner_cases() -> list[tuple[str, str, Any]]:
     cases = []
-    for name in sorted(_BUILTIN):
+    for name in sorted(n for n in LEARNERS.names() if "built in" in LEARNERS.origin(n)):
         config = make_learner(name).config
         hints = typing.get_type_hints(type(config))
         for f in dataclasses.fields(config):
@@ -177,6 +176,17 @@ def test_a_learner_config_field_changes_the_key(learner: str, field: str, value:
     before = base_suite(learners=[learner])
     after = base_suite(learners=[learner], learner={learner: {field: value}})
     assert_all_keys_change(before, after)
+
+
+def test_a_fit_time_budget_changes_the_key() -> None:
+    before = base_suite(learners=["mf"])
+    assert_all_keys_change(
+        before, base_suite(learners=["mf"], learner={"mf": {"max_fit_seconds": 30}})
+    )
+    limited = base_suite(learners=["mf"], learner={"mf": {"max_fit_seconds": 30}})
+    assert_all_keys_change(
+        limited, base_suite(learners=["mf"], learner={"mf": {"max_fit_seconds": 60}})
+    )
 
 
 def test_every_configurable_learner_has_cases() -> None:

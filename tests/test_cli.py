@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.provenance import PROJECT_ROOT
 from bench.report import format_mean_ci
 
 SCENARIO_TITLES = [
@@ -177,3 +181,95 @@ def test_oracle_is_the_floor_and_mf_beats_item_mean_cold(
     assert np.mean(means[("user_cold", "5", "mf")]) < np.mean(
         means[("user_cold", "5", "item-mean")]
     )
+
+
+def test_flag_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = str(tmp_path / "r.sqlite")
+    code, _, err = run_cli(capsys, "run", "--suite", "ci", "--device", "gpu", "--store", store)
+    assert code == 2 and err.startswith("error: --device:") and "'gpu'" in err
+    assert "ci.toml" not in err
+    code, _, err = run_cli(capsys, "run", "--suite", "ci", "--learners", "mff", "--store", store)
+    assert code == 2 and "--learners: unknown learner 'mff'" in err
+    code, _, err = run_cli(capsys, "run", "--suite", "ci", "--scenarios", "cold", "--store", store)
+    assert code == 2 and "--scenarios: unknown scenario 'cold'" in err
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--suite", "ci", "--seeds", "0"])
+    assert exited.value.code == 2 and "--seeds" in capsys.readouterr().err
+
+
+def test_ls_describes_every_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "ls", "learners")
+    assert code == 0
+    lines = dict(line.split(None, 1) for line in out.splitlines())
+    assert "matrix factorisation" in lines["mf"]
+    assert all(description.strip() for description in lines.values())
+    for what, name, words in (
+        ("protocols", "melu", "release year"),
+        ("suites", "ci", "continuous integration"),
+        ("metrics", "rmse", "root mean squared error"),
+        ("datasets", "ml-100k", "MovieLens 100K"),
+    ):
+        _, out, _ = run_cli(capsys, "ls", what)
+        line = next(ln for ln in out.splitlines() if ln.split()[0] == name)
+        assert words in line, (what, line)
+
+
+def test_tables_explain_their_symbols_and_splits_name_their_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "r.sqlite")
+    code, out, _ = run_cli(
+        capsys, "run", "--suite", "ci", "--learners", "item-mean", "--store", store, "--no-progress"
+    )
+    assert code == 0
+    tables = sum(line.startswith("| learner ") for line in out.splitlines())
+    assert tables == 4 and out.count("cold-random@1: protocol name@version") == tables
+    assert "a-b: the range over seeds or folds" in out  # item_cold task counts differ by seed
+    assert "peak memory: on CPU the peak resident memory (RSS) of the whole process" in out
+    assert "auc: " in out and "(query without both a liked and a disliked rating)" in out
+    assert "split synthetic seed 0:" in out and "split synthetic seed 1:" in out
+
+
+def test_export_of_an_unknown_run_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "r.sqlite")
+    assert run_cli(capsys, "run", "--suite", "ci", "--learners", "global-mean", "--seeds", "1",
+                   "--store", store, "--no-progress")[0] == 0  # fmt: skip
+    code, out, err = run_cli(capsys, "export", "--run", "nosuchrun", "--store", store)
+    assert code == 2 and out == "" and "--run: no run 'nosuchrun'" in err
+
+
+def test_a_reader_that_stops_early_ends_the_export_quietly(tmp_path: Path) -> None:
+    store = str(tmp_path / "r.sqlite")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path])}
+    base = [sys.executable, "-m", "bench"]
+    subprocess.run(
+        [*base, "run", "--suite", "ci", "--learners", "global-mean,item-mean", "--store", store,
+         "--no-progress"],
+        check=True, capture_output=True, env=env, timeout=300,
+    )  # fmt: skip
+    export = subprocess.Popen(
+        [*base, "export", "--format", "json", "--store", store],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert export.stdout is not None and export.stderr is not None
+    assert export.stdout.read(10)  # the output is far larger than the pipe's buffer
+    export.stdout.close()
+    err = export.stderr.read().decode()
+    assert export.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_perf_repeats_and_shows_the_spread(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "perf", "--batch-sizes", "4", "--repeats", "3")
+    assert code == 0
+    rows = [ln for ln in out.splitlines() if ln.startswith("| decision") or ln.startswith("| all")]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "4" and cells[-1] == "3"
+        assert re.fullmatch(r"[\d.]+x \([\d.]+x–[\d.]+x\)", cells[4]), cells[4]
+    assert "median (min–max) over rounds" in out
+    code, _, err = run_cli(capsys, "perf", "--device", "gpu")
+    assert code == 2 and "--device" in err

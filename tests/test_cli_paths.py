@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -20,7 +21,6 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -28,9 +28,8 @@ from bench.cards import load_dataset
 from bench.cli import main
 from bench.episodes import make_meta_train
 from bench.errors import DataError
-from bench.learner import make_learner
-from bench.perf import PerfRow, measure, render, time_meta_steps
 from bench.protocol import make_protocol
+from learners.maml.throughput import PerfRow, Spread, measure, render
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975_DF2 = 4.30265273  # two-sided 95% quantile of Student's t with 2 degrees of freedom
@@ -152,7 +151,7 @@ def test_export_one_run_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_perf_measures_both_learners_for_each_setting(small_dataset: object) -> None:
     protocol = make_protocol("cold-random", {"support_sizes": [1, 3], "query_size": 4})
     train = make_meta_train(small_dataset, protocol.split(small_dataset, 0))  # type: ignore[arg-type]
-    rows = measure([2, 3], torch.device("cpu"), repeats=1, reference_repeats=1, train=train)
+    rows = measure([2, 3], torch.device("cpu"), rounds=2, train=train)
     assert [(r.adapt, r.tasks) for r in rows] == [
         ("decision", 2),
         ("decision", 3),
@@ -160,55 +159,45 @@ def test_perf_measures_both_learners_for_each_setting(small_dataset: object) -> 
         ("all", 3),
     ]
     for r in rows:
-        assert r.reference_tasks_per_s > 0 and r.vectorised_tasks_per_s > 0
-        assert math.isfinite(r.speedup)
-        assert r.speedup == pytest.approx(r.vectorised_tasks_per_s / r.reference_tasks_per_s)
+        assert len(r.reference_seconds) == len(r.vectorised_seconds) == 2
+        assert min(r.reference_seconds) > 0 and min(r.vectorised_seconds) > 0
+        ratios = sorted(
+            a / b for a, b in zip(r.reference_seconds, r.vectorised_seconds, strict=True)
+        )
+        assert (r.speedup.low, r.speedup.high) == pytest.approx((ratios[0], ratios[-1]))
+        assert r.vectorised_tasks_per_s.median == pytest.approx(
+            statistics.median(r.tasks / s for s in r.vectorised_seconds)
+        )
     text = render(rows, torch.device("cpu"))
     assert "decision layers" in text and "all parameters" in text
     assert "second order" in text and "on cpu" in text
     assert len([ln for ln in text.splitlines() if ln.startswith("| ")]) == 1 + len(rows)
+    # The reference gets fewer rounds when one of its steps would overrun its time budget.
+    (short,) = measure(
+        [2], torch.device("cpu"), rounds=3, reference_budget_s=0.0, adapts=["all"], train=train
+    )
+    assert len(short.reference_seconds) == len(short.vectorised_seconds) == 1
 
 
-def test_perf_speedup_is_the_ratio_of_rates() -> None:
-    row = PerfRow("decision", 32, reference_tasks_per_s=100.0, vectorised_tasks_per_s=350.0)
-    assert row.speedup == pytest.approx(3.5)
+def test_perf_rows_and_their_spread() -> None:
+    # Two rounds: maml-l2l takes 0.4 s then 0.2 s for 32 tasks, maml 0.1 s both times.
+    row = PerfRow("decision", 32, reference_seconds=(0.4, 0.2), vectorised_seconds=(0.1, 0.1))
+    assert row.reference_tasks_per_s == Spread(80.0, 120.0, 160.0, 2)
+    assert row.vectorised_tasks_per_s == Spread(320.0, 320.0, 320.0, 2)
+    assert row.speedup == Spread(2.0, 3.0, 4.0, 2)
     text = render([row], torch.device("cpu"), inner_steps=2, first_order=True)
     line = next(ln for ln in text.splitlines() if "decision layers" in ln)
     assert [c.strip() for c in line.strip("|").split("|")] == [
         "decision layers",
         "32",
-        "100",
-        "350",
-        "3.5x",
+        "120 (80–160)",
+        "320 (320–320)",
+        "3.0x (2.0x–4.0x)",
+        "2",
     ]
     assert "2 inner step(s), first order" in text
-
-
-class CountingSteps:
-    """A real learner whose meta-steps are counted."""
-
-    def __init__(self, learner: object) -> None:
-        self.learner, self.calls = learner, 0
-
-    def meta_step(self, batch: object) -> float:
-        self.calls += 1
-        return self.learner.meta_step(batch)  # type: ignore[attr-defined,no-any-return]
-
-
-def test_perf_times_the_repeats_after_a_warm_up_and_respects_its_budget(
-    small_dataset: object,
-) -> None:
-    protocol = make_protocol("cold-random", {"support_sizes": [2], "query_size": 3})
-    train = make_meta_train(small_dataset, protocol.split(small_dataset, 0))  # type: ignore[arg-type]
-    learner = make_learner("maml", {"embedding_dim": 4, "hidden": [8]})
-    learner.setup(train, rng=np.random.default_rng(0), device=torch.device("cpu"))  # type: ignore[attr-defined]
-    batch = train.sampler.sample(np.random.default_rng(0), 4, 2, 3)
-    counting = CountingSteps(learner)
-    seconds = time_meta_steps(counting, batch, torch.device("cpu"), repeats=3)
-    assert counting.calls == 4 and seconds > 0
-    counting.calls = 0
-    time_meta_steps(counting, batch, torch.device("cpu"), repeats=3, budget_s=0.0)
-    assert counting.calls == 1  # the warm-up step alone already exceeds a zero budget
+    single = PerfRow("all", 8, reference_seconds=(0.5,), vectorised_seconds=(0.25,))
+    assert single.speedup.format("{:.1f}x") == "2.0x"
 
 
 def test_perf_command_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,11 +206,13 @@ def test_perf_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert "maml-l2l tasks/s" in out and "speed-up" in out
     assert len([ln for ln in out.splitlines() if re.match(r"\| (decision|all)", ln)]) == 2
     for bad in (["--batch-sizes", "0"], ["--batch-sizes", "two"], ["--repeats", "0"]):
-        code, _, err = run_cli(capsys, "perf", *bad)
-        assert code == 2 and "error:" in err, bad
+        with pytest.raises(SystemExit) as info:
+            main(["perf", *bad])
+        assert info.value.code == 2, bad
+        assert "error:" in capsys.readouterr().err
     if not torch.cuda.is_available():
         code, _, err = run_cli(capsys, "perf", "--device", "cuda")
-        assert code == 2 and "no CUDA GPU" in err
+        assert code == 2 and "--device" in err and "no CUDA GPU" in err
 
 
 # Ctrl-C ----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from bench.data import Dataset
 from bench.episodes import MetaTrain, TaskBatch, batch_from_rows, make_meta_train
 from bench.learner import Learner, make_learner
 from bench.protocol import Split, make_protocol
+from bench.seeding import Seeds
 
 N_USERS, N_ITEMS = 14, 9
 MF: dict[str, Any] = {"rank": 3, "iterations": 4, "fold_in_reg": 2.0, "feature_reg": 1.5}
@@ -81,7 +82,7 @@ def tasks_by_hand(dataset: Dataset, split: Split, axis: str) -> tuple[TaskBatch,
 
 def fitted(name: str, train: MetaTrain, overrides: dict[str, Any] | None = None) -> Any:
     learner: Learner = make_learner(name, overrides)
-    learner.fit(train, rng=np.random.default_rng(0), device=torch.device("cpu"))
+    learner.fit(train, rng=Seeds(0), device=torch.device("cpu"))
     return learner
 
 

@@ -1,23 +1,18 @@
-"""The contract every built-in learner keeps: default config, config round-trip, no use of query
-labels, predictions of the query's shape within the rating scale in every scenario, and training
-data left as it was."""
+"""Every built-in learner passes the public contract helper, ``bench.testing.check_learner``; the
+helper itself catches learners that break a rule."""
 
 from __future__ import annotations
 
-import dataclasses
-import pickle
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import pytest
 import torch
 
-from bench.config import build_config, config_hash
-from bench.data import Dataset
-from bench.episodes import MetaTrain, build_tasks, make_meta_train
-from bench.learner import make_learner
-from bench.protocol import SCENARIOS, Split, make_protocol
-from learners import _BUILTIN
+from bench.episodes import MetaTrain, TaskBatch
+from bench.learner import LEARNERS, Budget
+from bench.seeding import Seeds
+from bench.testing import ContractError, check_learner
+from learners.baselines import BiasBaseline
 
 SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}
 EPISODIC: dict[str, Any] = {**SMALL_NET, "meta_steps": 4, "meta_batch": 8, "eval_every": 2}
@@ -28,58 +23,63 @@ QUICK: dict[str, dict[str, Any]] = {
     "fine-tune": {**SMALL_NET, "epochs": 1},
     "mf": {"rank": 4, "iterations": 3},
 }
-LEARNER_NAMES = sorted(_BUILTIN)
+BUILT_IN = sorted(n for n in LEARNERS.names() if "built in" in LEARNERS.origin(n))
 
 
-@pytest.fixture(scope="module")
-def split(small_dataset: Dataset) -> Split:
-    protocol = make_protocol("cold-random", {"support_sizes": [0, 3], "query_size": 5})
-    return protocol.split(small_dataset, 0)
+def test_every_built_in_learner_is_listed() -> None:
+    assert set(BUILT_IN) >= {"oracle", "global-mean", "item-mean", "mf", "maml", "maml-l2l"}
+    assert {"protonet", "fine-tune"} <= set(BUILT_IN)
 
 
-@pytest.fixture(scope="module")
-def train(small_dataset: Dataset, split: Split) -> MetaTrain:
-    return make_meta_train(small_dataset, split)
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_built_in_learner_keeps_the_contract(name: str) -> None:
+    report = check_learner(name, QUICK.get(name))
+    assert set(report.metrics) == {
+        (s, k) for s in ("warm", "user_cold", "item_cold", "user_item_cold") for k in (0, 5)
+    }
 
 
-@pytest.mark.parametrize("name", LEARNER_NAMES)
-def test_default_config_builds_and_round_trips(name: str) -> None:
-    learner = make_learner(name)
-    as_dict = dataclasses.asdict(learner.config)
-    rebuilt = build_config(type(learner.config), as_dict)
-    assert rebuilt == learner.config
-    assert config_hash(rebuilt) == learner.config_hash
+def test_bands_hold_for_the_baselines_and_fail_when_violated() -> None:
+    # The synthetic ratings' noise alone puts the RMSE floor near 0.65 on a 1-5 scale; the mean
+    # rating alone is about 1.0 off.
+    check_learner("global-mean", expected={"rmse": (0.85, 1.2)})
+    check_learner("mf", QUICK["mf"], expected={"rmse": (0.65, 0.85), "ndcg@3": (0.8, 1.0)})
+    with pytest.raises(ContractError, match=r"rmse .* outside \[0.1, 0.2\]"):
+        check_learner("global-mean", expected={"rmse": (0.1, 0.2)})
+    with pytest.raises(ContractError, match="no metric 'rmsee'"):
+        check_learner("global-mean", expected={"rmsee": (0.0, 1.0)})
 
 
-@pytest.mark.parametrize("name", LEARNER_NAMES)
-def test_predicts_every_scenario_without_labels_and_leaves_training_data_alone(
-    name: str, small_dataset: Dataset, split: Split, train: MetaTrain
-) -> None:
-    before = {f: getattr(train, f).copy() for f in ("user", "item", "rating", "timestamp")}
-    learner = make_learner(name, QUICK.get(name))
-    learner.fit(train, rng=np.random.default_rng(0), device=torch.device("cpu"))
-    for scenario in SCENARIOS:
-        for k in (0, 3):  # k = 0: no support at all, the hardest cold start
-            labelled = build_tasks(small_dataset, split.scenarios[scenario], k)
-            tasks = labelled.without_labels()
-            with torch.no_grad():
-                pred = learner.predict(tasks)
-            assert tuple(pred.shape) == tuple(tasks.query_items.shape), (scenario, k)
-            valid = pred[tasks.query_mask]
-            assert torch.isfinite(valid).all(), (scenario, k)
-            low, high = small_dataset.rating_scale
-            assert ((valid >= low - 1e-5) & (valid <= high + 1e-5)).all(), (scenario, k)
-    for field, values in before.items():
-        assert np.array_equal(getattr(train, field), values), field
+class ChunkSensitive(BiasBaseline):
+    """Breaks a rule: a task's prediction depends on which other tasks share its batch."""
+
+    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        return super().predict(tasks).clamp(max=1.0 + tasks.n_tasks / 100)
 
 
-@pytest.mark.parametrize("name", LEARNER_NAMES)
-def test_a_fitted_learner_pickles_and_predicts_the_same(
-    name: str, small_dataset: Dataset, split: Split, train: MetaTrain
-) -> None:
-    learner = make_learner(name, QUICK.get(name))
-    learner.fit(train, rng=np.random.default_rng(0), device=torch.device("cpu"))
-    tasks = build_tasks(small_dataset, split.scenarios["user_cold"], 3).without_labels()
-    copy = pickle.loads(pickle.dumps(learner))
-    with torch.no_grad():
-        assert torch.allclose(learner.predict(tasks), copy.predict(tasks))
+class GloballySeeded(BiasBaseline):
+    """Breaks a rule: its randomness comes from the global generator, not from ``rng``."""
+
+    calls: ClassVar[int] = 0
+
+    def fit(
+        self, train: MetaTrain, *, rng: Seeds, device: torch.device, budget: Budget | None = None
+    ) -> None:
+        super().fit(train, rng=rng, device=device, budget=budget)
+        GloballySeeded.calls += 1
+        self.offset = 0.01 * GloballySeeded.calls
+
+    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        return (super().predict(tasks) - self.offset).clamp(1.0, 5.0)
+
+
+for _name, _cls in (("test-chunk-sensitive", ChunkSensitive), ("test-unseeded", GloballySeeded)):
+    if _name not in LEARNERS:
+        LEARNERS.register(_name, _cls)
+
+
+def test_the_helper_catches_broken_learners() -> None:
+    with pytest.raises(ContractError, match="in chunks"):
+        check_learner("test-chunk-sensitive")
+    with pytest.raises(ContractError, match="same seeds predict differently"):
+        check_learner("test-unseeded")

@@ -17,6 +17,7 @@ from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train
 from bench.errors import ConfigError, RegistryError
 from bench.learner import Learner, make_learner
 from bench.protocol import Split, make_protocol
+from bench.seeding import Seeds
 from learners.network import masked_mse, mixed_support
 
 META_LEARNERS = ("maml-l2l", "maml", "protonet", "fine-tune")
@@ -56,7 +57,7 @@ def meta_batch(train: MetaTrain, n_tasks: int = 12, seed: int = 1) -> TaskBatch:
 
 def fitted(name: str, train: MetaTrain, seed: int = 0, **overrides: Any) -> Learner:
     learner = make_learner(name, {**QUICK[name], **overrides})
-    learner.fit(train, rng=np.random.default_rng(seed), device=CPU)
+    learner.fit(train, rng=Seeds(seed), device=CPU)
     return learner
 
 
@@ -69,7 +70,7 @@ def test_maml_meta_gradients_equal_learn2learn(
     vectorised = make_learner("maml", overrides)
     reference = make_learner("maml-l2l", overrides)
     for learner in (vectorised, reference):
-        learner.setup(train, rng=np.random.default_rng(3), device=CPU)  # type: ignore[attr-defined]
+        learner.setup(train, rng=Seeds(3), device=CPU)  # type: ignore[attr-defined]
     batch = meta_batch(train)
     losses = []
     for learner in (vectorised, reference):
@@ -114,7 +115,7 @@ def test_training_lowers_the_validation_error(train: MetaTrain) -> None:
     learner = fitted("maml", train, meta_steps=30, eval_every=5, patience=10)
     history = learner.history  # type: ignore[attr-defined]
     untrained = make_learner("maml", QUICK["maml"])
-    untrained.setup(train, rng=np.random.default_rng(0), device=CPU)  # type: ignore[attr-defined]
+    untrained.setup(train, rng=Seeds(0), device=CPU)  # type: ignore[attr-defined]
     assert train.validation is not None
     before = untrained.validation_rmse(train.validation)  # type: ignore[attr-defined]
     assert min(score for _, score in history) < before
@@ -125,7 +126,7 @@ def test_protonet_missing_class_falls_back_to_global_prototype(
     train: MetaTrain, classes: str
 ) -> None:
     learner = make_learner("protonet", {**QUICK["protonet"], "classes": classes})
-    learner.setup(train, rng=np.random.default_rng(0), device=CPU)  # type: ignore[attr-defined]
+    learner.setup(train, rng=Seeds(0), device=CPU)  # type: ignore[attr-defined]
     batch = meta_batch(train, n_tasks=4)
     # Every support rating at the top of the scale: all other classes are missing.
     top = float(train.rating_scale[1])
@@ -217,7 +218,7 @@ def test_core_runs_without_learn2learn() -> None:
 
 
 def test_missing_learn2learn_is_a_registry_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from learners.maml import import_learn2learn
+    from learners.maml.reference import import_learn2learn
 
     monkeypatch.setitem(sys.modules, "learn2learn", None)
     with pytest.raises(RegistryError, match="make setup"):

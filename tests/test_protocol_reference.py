@@ -4,25 +4,25 @@ its parameter checks and the presets' factories."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from bench.data import Dataset
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DataError
 from bench.protocol import (
     PROTOCOLS,
     SCENARIOS,
-    ColdStartProtocol,
     Protocol,
     ProtocolConfig,
     Split,
     TaskSet,
-    _preset,
     make_protocol,
-    split_entities,
 )
+from bench.protocol.cold_start import ColdStartProtocol, split_entities
+from bench.protocol.presets import preset_config
 
 NEWNESS = {
     "warm": (False, False),
@@ -300,25 +300,157 @@ def test_presets_and_make_protocol() -> None:
 
 
 def test_a_preset_merges_overrides_over_its_defaults() -> None:
-    factory = _preset(name="custom", order="time", query_size=4)
-    protocol = factory({"query_size": 6, "support_sizes": [1, "all"]})
-    assert isinstance(protocol, ColdStartProtocol)
-    assert protocol.config == ProtocolConfig(
+    defaults = {"name": "custom", "order": "time", "query_size": 4}
+    config = preset_config(defaults, {"query_size": 6, "support_sizes": [1, "all"]}, "[here]")
+    assert config == ProtocolConfig(
         name="custom", order="time", query_size=6, support_sizes=(1, "all")
     )
-    assert isinstance(protocol.config.support_sizes, tuple)
-    assert factory(None).config == ProtocolConfig(name="custom", order="time", query_size=4)
-    listed = _preset(name="listed", support_sizes=[3, 4])({})
-    assert listed.config.support_sizes == (3, 4)
-    with pytest.raises(
-        ConfigError, match=r"unknown field 'bogus' in \[protocol\] for ProtocolConfig"
-    ):
-        factory({"bogus": 1})
+    assert isinstance(config.support_sizes, tuple)
+    assert preset_config(defaults, None, "[here]") == ProtocolConfig(
+        name="custom", order="time", query_size=4
+    )
+    assert preset_config({"support_sizes": [3, 4]}, {}, "x").support_sizes == (3, 4)
+    assert defaults == {"name": "custom", "order": "time", "query_size": 4}  # left as it was
+    with pytest.raises(ConfigError, match=r"unknown field 'bogus' in \[here\] for ProtocolConfig"):
+        preset_config(defaults, {"bogus": 1}, "[here]")
     with pytest.raises(ConfigError, match=r"field 'query_size' in \[protocol\] expects"):
-        factory({"query_size": "six"})
+        make_protocol("cold-random", {"query_size": "six"})
 
 
 def test_the_base_protocol_is_abstract(small_dataset: Dataset) -> None:
     with pytest.raises(NotImplementedError):
         Protocol(ProtocolConfig()).split(small_dataset, 0)
     assert Protocol(ProtocolConfig(version=2)).label == "cold-random@2"
+
+
+# Presets that read the dataset: MeLU's card defaults and predefined folds ----------------------
+
+
+def with_extras(dataset: Dataset, **extras: Any) -> Dataset:
+    return replace(dataset, extras={**dataset.extras, **extras}, content_hash="")
+
+
+def test_melu_takes_the_cards_defaults_unless_the_suite_sets_them(small_dataset: Dataset) -> None:
+    card = {"melu": {"item_cutoff": 2012, "support_sizes": [2, "all"]}, "other": {"x": 1}}
+    dataset = with_extras(small_dataset, protocol_defaults=card)
+    split = make_protocol("melu", {"min_ratings": 20}).split(dataset, 0)
+    assert split.config.item_cutoff == 2012 and split.config.support_sizes == (2, "all")
+    assert split.config.min_ratings == 20 and split.config.max_ratings == 100
+    years = small_dataset.item_attributes["release_year"]
+    assert np.array_equal(split.new_items, years >= 2012)
+    assert split.summary["dataset_defaults"] == {"item_cutoff": 2012, "support_sizes": (2, "all")}
+    explicit = make_protocol("melu", {"item_cutoff": 2005, "min_ratings": 20}).split(dataset, 0)
+    assert explicit.config.item_cutoff == 2005 and explicit.config.support_sizes == (2, "all")
+    assert explicit.summary["dataset_defaults"] == {"support_sizes": (2, "all")}
+    plain = make_protocol("melu", {"min_ratings": 20}).split(small_dataset, 0)
+    assert plain.summary["dataset_defaults"] == {} and plain.config.item_cutoff is None
+    assert plain.config == make_protocol("melu", {"min_ratings": 20}).config
+    bad = with_extras(small_dataset, protocol_defaults={"melu": {"cutof": 1, "zz": 2}})
+    with pytest.raises(ConfigError) as info:
+        make_protocol("melu").split(bad, 0)
+    assert str(info.value) == (
+        "dataset 'synthetic-small': [protocol.melu] has unknown field(s) cutof, zz"
+    )
+
+
+def test_melu_defaults() -> None:
+    config = make_protocol("melu").config
+    assert (config.name, config.user_split, config.item_split) == (
+        "melu",
+        "random",
+        "attribute:release_year",
+    )
+    assert (config.new_user_fraction, config.new_item_fraction) == (0.2, 0.2)
+    assert (config.min_ratings, config.max_ratings, config.drop_filtered) == (13, 100, True)
+    assert (config.support_sizes, config.query_size) == (("all",), 10)
+    with pytest.raises(ConfigError, match=r"in \[protocol\] \(melu\)"):
+        make_protocol("melu", {"bogus": 1})
+
+
+def folds_of(dataset: Dataset, n: int = 3) -> dict[str, dict[str, np.ndarray]]:
+    part = np.random.default_rng(5).integers(0, n, size=dataset.n_ratings)
+    rows = np.arange(dataset.n_ratings)
+    return {f"f{i}": {"train": rows[part != i], "test": rows[part == i]} for i in range(n)}
+
+
+@pytest.mark.parametrize("axis", ["user", "item"])
+def test_predefined_folds_against_their_files(small_dataset: Dataset, axis: str) -> None:
+    folds = folds_of(small_dataset)
+    dataset = with_extras(small_dataset, folds=folds, fold_names=["f2", "f0", "f1"])
+    split = make_protocol("predefined", {"task_axis": axis, "order": "time"}).split(dataset, 0)
+    fold = folds["f2"]  # seed 0 runs the first fold named
+    task_of = dataset.user if axis == "user" else dataset.item
+    assert split.train.tolist() == sorted(fold["train"].tolist())
+    warm = split.scenarios["warm"]
+    assert set(split.scenarios) == {"warm"} and len(split.validation) == 0
+    assert warm.entities.tolist() == sorted(set(task_of[fold["test"]].tolist()))
+    for t, entity in enumerate(warm.entities):
+        own_test = fold["test"][task_of[fold["test"]] == entity]
+        own_train = fold["train"][task_of[fold["train"]] == entity]
+        assert sorted(warm.queries[t].tolist()) == sorted(own_test.tolist())
+        assert sorted(warm.pools[t].tolist()) == sorted(own_train.tolist())
+        assert (np.diff(dataset.timestamp[warm.queries[t]]) >= 0).all()  # time order
+        assert (np.diff(dataset.timestamp[warm.pools[t]]) >= 0).all()
+    lengths = [len(q) for q in warm.queries]
+    assert split.summary == {
+        "fold": "f2",
+        "new_users": 0,
+        "existing_users": dataset.n_users,
+        "new_items": 0,
+        "existing_items": dataset.n_items,
+        "validation_tasks": 0,
+        "min_pool": 0,
+        "train_ratings": len(fold["train"]),
+        "query_lengths": {
+            "min": min(lengths),
+            "max": max(lengths),
+            "single_rating_tasks": sum(n == 1 for n in lengths),
+        },
+        "scenarios": {"warm": {"tasks": len(warm), "ineligible": 0}},
+    }
+    assert not split.new_users.any() and not split.new_items.any()
+    assert split.new_users.shape == (dataset.n_users,) and split.new_items.shape == (
+        dataset.n_items,
+    )
+    assert split.config.support_sizes == ("all",) and split.config.validation_fraction == 0.0
+    assert make_protocol("predefined").scenarios == ("warm",)
+
+
+def test_predefined_folds_filtered_and_capped(small_dataset: Dataset) -> None:
+    dataset = with_extras(small_dataset, folds=folds_of(small_dataset))  # names from the folds
+    activity = np.bincount(dataset.user, minlength=dataset.n_users)
+    split = make_protocol("predefined", {"min_ratings": 40, "max_ratings": 80}).split(dataset, 1)
+    assert split.summary["fold"] == "f1"
+    entities = split.scenarios["warm"].entities
+    assert ((activity[entities] >= 40) & (activity[entities] <= 80)).all()
+    assert len(entities) == int(((activity >= 40) & (activity <= 80)).sum())
+    capped = make_protocol("predefined", {"max_tasks": 7}).split(dataset, 1)
+    capped_entities = capped.scenarios["warm"].entities
+    assert len(capped_entities) == 7 and (np.diff(capped_entities) > 0).all()
+    queries = capped.scenarios["warm"].queries
+    assert all((dataset.user[q] == e).all() for q, e in zip(queries, capped_entities, strict=True))
+    assert capped.summary["scenarios"]["warm"]["tasks"] == 7
+
+
+def test_predefined_fold_errors(small_dataset: Dataset) -> None:
+    protocol = make_protocol("predefined")
+    with pytest.raises(ConfigError) as info:
+        protocol.split(small_dataset, 0)
+    assert str(info.value) == (
+        "protocol 'predefined': dataset 'synthetic-small' has no predefined folds"
+    )
+    dataset = with_extras(small_dataset, folds=folds_of(small_dataset, 2))
+    with pytest.raises(ConfigError) as info:
+        protocol.split(dataset, 2)
+    assert str(info.value) == (
+        "protocol 'predefined': seed 2 selects a fold, but 'synthetic-small' has 2 (f0, f1); "
+        "use seeds 0..1"
+    )
+    with pytest.raises(ConfigError, match="seed -1 selects a fold"):
+        protocol.split(dataset, -1)
+    overlapping = {"f0": {"train": np.arange(0, 60), "test": np.arange(50, 70)}}
+    with pytest.raises(DataError) as err:
+        protocol.split(with_extras(small_dataset, folds=overlapping), 0)
+    assert str(err.value) == "fold f0: test ratings also appear in its training file"
+    with pytest.raises(ConfigError, match=r"in \[protocol\] \(predefined\)"):
+        make_protocol("predefined", {"bogus": 1})

@@ -20,6 +20,7 @@ from bench.episodes import build_tasks, make_meta_train
 from bench.learner import Learner, make_learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import SCENARIOS, Split, make_protocol
+from bench.seeding import Seeds
 
 DATA_DIR = os.environ.get("BENCH_DATA_DIR", "")
 pytestmark = pytest.mark.skipif(
@@ -59,9 +60,7 @@ def fitted(
     name: str, split: Split, dataset: Dataset, overrides: dict[str, Any] | None = None
 ) -> Learner:
     learner = make_learner(name, overrides)
-    learner.fit(
-        make_meta_train(dataset, split), rng=np.random.default_rng(0), device=torch.device("cpu")
-    )
+    learner.fit(make_meta_train(dataset, split), rng=Seeds(0), device=torch.device("cpu"))
     return learner
 
 

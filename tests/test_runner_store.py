@@ -6,13 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import pytest
 import torch
 
 from bench.episodes import MetaTrain
 from bench.learner import LEARNERS, Budget
 from bench.runner import run_suite
+from bench.seeding import Seeds
 from bench.store import ResultStore
 from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
@@ -27,11 +27,11 @@ class Interruptible(BiasBaseline):
         self,
         train: MetaTrain,
         *,
-        rng: np.random.Generator,
+        rng: Seeds,
         device: torch.device,
         budget: Budget | None = None,
     ) -> None:
-        if self.raise_on_seed_1 is not None and torch.initial_seed() == 1:
+        if self.raise_on_seed_1 is not None and rng.root == 1:
             raise self.raise_on_seed_1("stopped on purpose")
         super().fit(train, rng=rng, device=device, budget=budget)
 

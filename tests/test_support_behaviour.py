@@ -11,11 +11,11 @@ import torch
 
 from bench.data import Dataset
 from bench.episodes import MetaTrain, TaskBatch, batch_from_rows, build_tasks, make_meta_train
-from bench.learner import Learner, make_learner
+from bench.learner import LEARNERS, Learner, make_learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import Split, make_protocol
+from bench.seeding import Seeds
 from bench.synthetic import SyntheticConfig, generate
-from learners import _BUILTIN
 
 SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}
 EPISODIC: dict[str, Any] = {**SMALL_NET, "meta_steps": 4, "meta_batch": 8, "eval_every": 2}
@@ -42,7 +42,7 @@ def train(small_dataset: Dataset, split: Split) -> MetaTrain:
 
 def fitted(name: str, train: MetaTrain, overrides: dict[str, Any] | None) -> Learner:
     learner = make_learner(name, overrides)
-    learner.fit(train, rng=np.random.default_rng(0), device=CPU)
+    learner.fit(train, rng=Seeds(0), device=CPU)
     return learner
 
 
@@ -65,7 +65,9 @@ def widened(batch: TaskBatch, extra_support: int, extra_query: int) -> TaskBatch
     )
 
 
-@pytest.mark.parametrize("name", sorted(_BUILTIN))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in LEARNERS.names() if "built in" in LEARNERS.origin(n))
+)
 @pytest.mark.parametrize("scenario", ["user_cold", "user_item_cold", "warm"])
 def test_a_padded_batch_predicts_what_each_unpadded_task_does(
     name: str, scenario: str, small_dataset: Dataset, split: Split, train: MetaTrain

@@ -14,6 +14,7 @@ from bench.episodes import MetaTrain, TaskBatch, make_meta_train
 from bench.learner import make_learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import make_protocol
+from bench.seeding import Seeds
 from learners.network import adapted_predictions
 
 pytestmark = pytest.mark.benchmark
@@ -49,7 +50,7 @@ def test_metrics(benchmark, tasks: TaskBatch) -> None:  # type: ignore[no-untype
 @pytest.mark.parametrize("adapt", ["decision", "all"])
 def test_vectorised_inner_loop(benchmark, train: MetaTrain, tasks: TaskBatch, adapt: str) -> None:  # type: ignore[no-untyped-def]
     learner = make_learner("maml", {"adapt": adapt})
-    learner.setup(train, rng=np.random.default_rng(0), device=torch.device("cpu"))  # type: ignore[attr-defined]
+    learner.setup(train, rng=Seeds(0), device=torch.device("cpu"))  # type: ignore[attr-defined]
     net = learner.model  # type: ignore[attr-defined]
     start = {k: v.detach() for k, v in net.group(adapt).items()}
 

@@ -19,20 +19,17 @@ ROOT = Path(__file__).resolve().parents[2]
 MUTANTS = ROOT / "mutants"
 EQUIVALENT = Path(__file__).with_name("equivalent.md")
 
-# name: (file, function patterns in mutmut's mangled names, target kill rate); the Makefile's
+# name: (files, function patterns in mutmut's mangled names, target kill rate); the Makefile's
 # mutate-NAME targets use the same names.
-SCOPE: dict[str, tuple[str, tuple[str, ...], float]] = {
-    "metrics": ("bench/metrics.py", ("*",), 0.90),
-    "protocol": ("bench/protocol.py", ("*",), 0.90),
-    "episodes": ("bench/episodes.py", ("*",), 0.0),
-    "runner": ("bench/runner.py", ("x_cell_key", "x_run_suite"), 0.0),
-    "store": ("bench/store.py", ("*",), 0.0),
-    "mf": ("learners/mf.py", ("*",), 0.0),
-    "maml": (
-        "learners/network.py",
-        ("x_adapted_predictions", "x_masked_mse", "x_mean_over_tasks"),
-        0.0,
-    ),
+PROTOCOL_FILES = ("__init__", "base", "cold_start", "presets", "predefined")
+SCOPE: dict[str, tuple[tuple[str, ...], tuple[str, ...], float]] = {
+    "metrics": (("bench/metrics.py",), ("*",), 0.90),
+    "protocol": (tuple(f"bench/protocol/{f}.py" for f in PROTOCOL_FILES), ("*",), 0.90),
+    "episodes": (("bench/episodes.py",), ("*",), 0.0),
+    "runner": (("bench/runner.py",), ("x_cell_key", "x_run_suite"), 0.0),
+    "store": (("bench/store.py",), ("*",), 0.0),
+    "mf": (("learners/mf.py",), ("*",), 0.0),
+    "maml": (("learners/network/adaptation.py", "learners/network/losses.py"), ("*",), 0.0),
 }
 LABELS = {"runner": "runner (cell key, resume)", "maml": "maml (inner loop)"}
 OVERALL_TARGET = 0.80
@@ -65,11 +62,13 @@ def function_of(mutant: str) -> str:
     return mutant.rsplit(".", 1)[1].rsplit("__mutmut_", 1)[0]
 
 
-def tally(path: str, patterns: tuple[str, ...], equivalent: set[str]) -> Tally:
-    meta = MUTANTS / (path + ".meta")
-    if not meta.is_file():
-        raise SystemExit(f"{meta} not found: run `make mutate` (mutmut run) first")
-    results = json.loads(meta.read_text())["exit_code_by_key"]
+def tally(paths: tuple[str, ...], patterns: tuple[str, ...], equivalent: set[str]) -> Tally:
+    results: dict[str, int | None] = {}
+    for path in paths:
+        meta = MUTANTS / (path + ".meta")
+        if not meta.is_file():
+            raise SystemExit(f"{meta} not found: run `make mutate` (mutmut run) first")
+        results.update(json.loads(meta.read_text())["exit_code_by_key"])
     out = Tally()
     for mutant, code in sorted(results.items()):
         if not any(fnmatch.fnmatchcase(function_of(mutant), p) for p in patterns):
@@ -96,9 +95,9 @@ def main(names: list[str]) -> int:
         f"{'module':<30} {'mutants':>8} {'killed':>7} {'equiv.':>7} {'left':>5} {'rate':>7} target"
     )
     for name in names or list(SCOPE):
-        path, patterns, target = SCOPE[name]
+        paths, patterns, target = SCOPE[name]
         label = LABELS.get(name, name)
-        t = tally(path, patterns, equivalent)
+        t = tally(paths, patterns, equivalent)
         if t.unchecked:
             print(f"{label}: {t.unchecked} mutant(s) not checked; run `make mutate` again")
             failed = True

@@ -1,16 +1,12 @@
-"""The ``melu`` and ``predefined`` protocols, registered into :data:`bench.protocol.PROTOCOLS`.
+"""The ``predefined`` protocol: a dataset's own fold files (ML-100K's u1-u5).
 
-- ``melu`` (Lee et al., KDD 2019): items split by release year at a cut-off (a dataset card may
-  carry it in ``[protocol.melu]``; a suite's value wins), users split 80/20 at random, only users
-  with 13-100 ratings kept, 10 query ratings per user and the rest as support, all four scenarios.
-- ``predefined``: a dataset's own fold files (ML-100K's u1-u5). Seed N runs fold N. Training is the
-  fold's base file; the tasks are the entities of its test file, their query is all their test
-  ratings (so query lengths vary) and their support their training ratings. Only ``warm`` exists.
+Seed N runs fold N. Training is the fold's base file; the tasks are the entities of its test file,
+their query is all their test ratings (so query lengths vary) and their support their training
+ratings. Only ``warm`` exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -18,53 +14,8 @@ import numpy as np
 from bench.config import build_config
 from bench.data import Dataset
 from bench.errors import ConfigError, DataError
-from bench.protocol import ColdStartProtocol, Protocol, ProtocolConfig, Split, TaskSet
-
-MELU_DEFAULTS: dict[str, Any] = {
-    "name": "melu",
-    "user_split": "random",
-    "new_user_fraction": 0.2,
-    "item_split": "attribute:release_year",
-    "new_item_fraction": 0.2,
-    "min_ratings": 13,
-    "max_ratings": 100,
-    "drop_filtered": True,
-    "support_sizes": ("all",),
-    "query_size": 10,
-}
-
-
-class DatasetDefaultsProtocol(ColdStartProtocol):
-    """A cold-start protocol that takes per-dataset defaults from the dataset card's
-    ``[protocol.NAME]`` table for the parameters the suite left unset."""
-
-    def __init__(self, config: ProtocolConfig, explicit: set[str]) -> None:
-        super().__init__(config)
-        self.explicit = explicit
-
-    def split(self, dataset: Dataset, seed: int) -> Split:
-        defaults = dataset.extras.get("protocol_defaults", {}).get(self.config.name, {})
-        known = {f.name for f in fields(ProtocolConfig)} - {"name", "version"}
-        unknown = sorted(set(defaults) - known)
-        if unknown:
-            raise ConfigError(
-                f"dataset {dataset.name!r}: [protocol.{self.config.name}] has unknown field(s) "
-                f"{', '.join(unknown)}"
-            )
-        chosen = {k: v for k, v in defaults.items() if k not in self.explicit}
-        if "support_sizes" in chosen:
-            chosen["support_sizes"] = tuple(chosen["support_sizes"])
-        config = replace(self.config, **chosen) if chosen else self.config
-        split = ColdStartProtocol(config).split(dataset, seed)
-        split.summary["dataset_defaults"] = chosen
-        return split
-
-
-def make_melu(overrides: dict[str, Any] | None = None) -> Protocol:
-    merged = {**MELU_DEFAULTS, **(overrides or {})}
-    merged["support_sizes"] = tuple(merged["support_sizes"])
-    config = build_config(ProtocolConfig, merged, where="[protocol] (melu)")
-    return DatasetDefaultsProtocol(config, set(overrides or {}))
+from bench.protocol.base import Protocol, ProtocolConfig, Split, TaskSet
+from bench.seeding import Seeds
 
 
 class PredefinedProtocol(Protocol):
@@ -93,7 +44,7 @@ class PredefinedProtocol(Protocol):
         by_user = cfg.task_axis == "user"
         task_of = dataset.user if by_user else dataset.item
         n_task = dataset.n_users if by_user else dataset.n_items
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+        rng = Seeds(seed).numpy("tasks")
 
         def grouped(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             # Group by task entity, in time order or in a seeded random order within each entity.
@@ -136,7 +87,8 @@ class PredefinedProtocol(Protocol):
         return Split(cfg, train, no_new_users, no_new_items, empty, {"warm": warm}, summary)
 
 
-def make_predefined(overrides: dict[str, Any] | None = None) -> Protocol:
+def predefined(overrides: dict[str, Any] | None = None) -> Protocol:
+    """A dataset's own train/test folds (ML-100K's u1-u5); seed N runs fold N; warm only."""
     merged: dict[str, Any] = {
         "name": "predefined",
         "support_sizes": ("all",),

@@ -1,0 +1,73 @@
+"""What ``bench ls`` shows: every registered name with a one-line description."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+
+from bench.registry import Registry, first_doc_line
+
+Entries = list[tuple[str, str]]
+
+
+def _described(registry: Registry[object], describe: Callable[[object], str]) -> Entries:
+    entries = []
+    for name in registry.names():
+        try:
+            text = describe(registry.get(name))
+        except Exception as exc:  # a broken plug-in must not hide the rest of the listing
+            text = f"(unavailable: {type(exc).__name__}: {exc})"
+        origin = registry.origin(name)
+        if "built in" not in origin and "registered in code" not in origin:
+            text += f"  [{origin}]"
+        entries.append((name, text))
+    return entries
+
+
+def learners() -> Entries:
+    from bench.learner import LEARNERS
+
+    return _described(LEARNERS, first_doc_line)  # type: ignore[arg-type]
+
+
+def protocols() -> Entries:
+    from bench.protocol import PROTOCOLS
+
+    return _described(PROTOCOLS, first_doc_line)  # type: ignore[arg-type]
+
+
+def datasets() -> Entries:
+    from bench.cards import dataset_names, get_card
+
+    return [(name, get_card(name).description) for name in dataset_names()]
+
+
+def suites() -> Entries:
+    from bench.suite import SUITES
+
+    entries = []
+    for name in SUITES.names():
+        path = SUITES.get(name)
+        try:
+            description = str(
+                tomllib.loads(path.read_text(encoding="utf-8")).get("description", "")
+            )
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            description = f"(unreadable: {exc})"
+        entries.append((name, description))
+    return entries
+
+
+def metrics() -> Entries:
+    from bench.metrics import METRICS
+
+    return [(name, METRICS.get(name).description) for name in METRICS.names()]
+
+
+LISTINGS: dict[str, Callable[[], Entries]] = {
+    "learners": learners,
+    "datasets": datasets,
+    "protocols": protocols,
+    "suites": suites,
+    "metrics": metrics,
+}

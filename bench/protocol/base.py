@@ -1,0 +1,144 @@
+"""The data model of protocols: their parameters, the tasks of a scenario, the split they produce,
+and the base class every protocol implements."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from bench.config import stable_hash
+from bench.data import Dataset
+from bench.errors import ConfigError
+
+SCENARIOS: tuple[str, ...] = ("warm", "user_cold", "item_cold", "user_item_cold")
+# (task user is new, pool item is new) for task_axis = user; mirrored for item.
+SCENARIO_NEWNESS: dict[str, tuple[bool, bool]] = {
+    "warm": (False, False),
+    "user_cold": (True, False),
+    "item_cold": (False, True),
+    "user_item_cold": (True, True),
+}
+
+SupportSize = int | str
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Every parameter that can change a split. Changing what a name means bumps ``version``.
+
+    Entity split strategies (``user_split`` / ``item_split``):
+      - ``random``: a random ``new_*_fraction`` of entities are new;
+      - ``temporal``: the entities whose first rating is latest are new;
+      - ``attribute:NAME``: entities whose attribute ``NAME`` is at or above ``*_cutoff`` are new
+        (without a cut-off, the quantile that makes ``new_*_fraction`` of them new).
+    """
+
+    name: str = "cold-random"
+    version: int = 1
+    task_axis: Literal["user", "item"] = "user"
+    user_split: str = "random"
+    item_split: str = "random"
+    new_user_fraction: float = 0.2
+    new_item_fraction: float = 0.2
+    user_cutoff: float | None = None
+    item_cutoff: float | None = None
+    min_ratings: int = 0
+    max_ratings: int | None = None
+    drop_filtered: bool = False
+    """Remove entities outside the activity filter from training too, not only from the tasks."""
+    support_sizes: tuple[SupportSize, ...] = (1, 5, 10)
+    query_size: int = 10
+    validation_fraction: float = 0.1
+    order: Literal["random", "time"] = "random"
+    max_tasks: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task_axis not in ("user", "item"):
+            raise ConfigError(f"task_axis must be 'user' or 'item', got {self.task_axis!r}")
+        if self.order not in ("random", "time"):
+            raise ConfigError(f"order must be 'random' or 'time', got {self.order!r}")
+        for label in ("user_split", "item_split"):
+            value = getattr(self, label)
+            if value not in ("random", "temporal") and not value.startswith("attribute:"):
+                raise ConfigError(
+                    f"{label} must be 'random', 'temporal' or 'attribute:NAME', got {value!r}"
+                )
+        for label in ("new_user_fraction", "new_item_fraction", "validation_fraction"):
+            value = getattr(self, label)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{label} must lie in [0, 1), got {value}")
+        if not self.support_sizes:
+            raise ConfigError("support_sizes must not be empty")
+        for k in self.support_sizes:
+            if not (k == "all" or (isinstance(k, int) and k >= 0)):
+                raise ConfigError(
+                    f"support_sizes entries must be integers >= 0 or 'all', got {k!r}"
+                )
+        if self.query_size < 1:
+            raise ConfigError(f"query_size must be at least 1, got {self.query_size}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def max_finite_support(self) -> int:
+        finite = [k for k in self.support_sizes if isinstance(k, int)]
+        return max(finite) if finite else 1
+
+    def fingerprint(self) -> str:
+        return stable_hash(asdict(self))
+
+
+@dataclass(frozen=True, eq=False)
+class TaskSet:
+    """One scenario's tasks, independent of k.
+
+    ``pools[t]`` holds the task's support candidates (rating indices, in support order) and
+    ``queries[t]`` its query rating indices.
+    """
+
+    scenario: str
+    axis: str
+    entities: np.ndarray
+    pools: tuple[np.ndarray, ...]
+    queries: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def support(self, t: int, k: SupportSize) -> np.ndarray:
+        pool = self.pools[t]
+        return pool if k == "all" else pool[: int(k)]
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """The outcome of a protocol on a dataset for one seed."""
+
+    config: ProtocolConfig
+    train: np.ndarray
+    new_users: np.ndarray
+    new_items: np.ndarray
+    validation: TaskSet
+    scenarios: dict[str, TaskSet]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Protocol:
+    """Base class: turns a dataset and a seed into a :class:`Split`."""
+
+    scenarios: tuple[str, ...] = SCENARIOS
+    """The scenarios this protocol produces; the runner evaluates only these."""
+
+    def __init__(self, config: ProtocolConfig) -> None:
+        self.config = config
+
+    @property
+    def label(self) -> str:
+        return self.config.label
+
+    def split(self, dataset: Dataset, seed: int) -> Split:
+        raise NotImplementedError

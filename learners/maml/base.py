@@ -1,0 +1,38 @@
+"""The config and the model both MAML implementations share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.episodes import MetaTrain
+from learners.network.adaptation import Adapt, check_adapt
+from learners.network.episodic import EpisodicConfig, EpisodicLearner
+from learners.network.model import RatingNetwork
+
+
+@dataclass(frozen=True)
+class MAMLConfig(EpisodicConfig):
+    inner_lr: float = 0.05
+    inner_steps: int = 1
+    first_order: bool = False
+    adapt: Adapt = "decision"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.inner_steps < 0 or self.inner_lr < 0:
+            raise ValueError("inner_steps and inner_lr must be >= 0")
+        check_adapt(self.adapt)
+
+
+class MAMLBase(EpisodicLearner):
+    """MAML on the MeLU-style rating network."""
+
+    config_class = MAMLConfig
+    config: MAMLConfig
+    model: RatingNetwork
+
+    def build(self, train: MetaTrain, generator: torch.Generator) -> RatingNetwork:
+        cfg = self.config
+        return RatingNetwork.for_training_data(train, cfg.embedding_dim, cfg.hidden, generator)
