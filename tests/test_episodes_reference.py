@@ -76,10 +76,25 @@ def test_rows_given_as_a_padded_array() -> None:
 
 
 def test_an_empty_batch_has_the_right_shapes() -> None:
-    batch = batch_from_rows(USER, ITEM, RATING, "user", np.zeros(0, dtype=int), [], [])
+    batch = batch_from_rows(USER, ITEM, RATING, "user", [], [], [])  # type: ignore[arg-type]
+    assert batch.entities.dtype == torch.long
     assert batch.n_tasks == 0
     assert tuple(batch.query_items.shape) == (0, 0) and tuple(batch.support_mask.shape) == (0, 0)
     assert batch.query_ratings is not None and batch.query_ratings.dtype == torch.float32
+
+
+def test_padding_needs_no_second_rating() -> None:
+    one = batch_from_rows(
+        USER[:1],
+        ITEM[:1],
+        RATING[:1],
+        "user",
+        np.array([0, 0]),
+        [np.array([0]), np.array([], dtype=int)],
+        [np.array([0]), np.array([0])],
+    )
+    assert one.support_mask.tolist() == [[True], [False]]
+    assert one.support_items.tolist() == [[4], [0]]
 
 
 def test_select_move_and_drop_labels() -> None:
@@ -105,6 +120,11 @@ def test_select_move_and_drop_labels() -> None:
     assert isinstance(moved, TaskBatch) and moved.axis == "user"
     assert torch.equal(moved.query_items, batch.query_items)
     assert moved.query_ratings is not None
+    # The meta device holds shapes without data: every tensor moves, the labels included.
+    on_meta = batch.to("meta")
+    for name in ("entities", "support_items", "support_mask", "query_users", "query_ratings"):
+        assert getattr(on_meta, name).device.type == "meta", name
+    assert on_meta.axis == "user" and on_meta.query_items.shape == batch.query_items.shape
     bare = batch.without_labels()
     assert bare.query_ratings is None and torch.equal(bare.support_ratings, batch.support_ratings)
     assert batch.query_ratings is not None  # the original keeps its labels
@@ -126,9 +146,15 @@ def test_prediction_in_chunks_equals_one_call() -> None:
     assert calls == [4, 2]
     calls.clear()
     assert torch.equal(predict_in_chunks(predict, batch, 6), whole) and calls == [6]
+    one = batch.select(slice(2, 3))
+    assert torch.equal(predict_in_chunks(predict, one, 4), predict(one))
+    calls.clear()
     empty = batch.select(slice(0, 0))
     out = predict_in_chunks(predict, empty, 4)
     assert tuple(out.shape) == (0, 1) and out.dtype == torch.float32
+    assert calls == []  # nothing to predict: the learner is not asked
+    on_meta = predict_in_chunks(predict, empty.to("meta"), 4)
+    assert on_meta.device.type == "meta"
 
 
 def test_build_tasks_follows_the_task_set(small_dataset: Dataset) -> None:
@@ -165,6 +191,7 @@ def test_meta_train_holds_training_ratings_and_validation_tasks(
     meta = make_meta_train(small_dataset, split)
     d = small_dataset
     assert meta.axis == "user" and (meta.n_users, meta.n_items) == (d.n_users, d.n_items)
+    assert len(meta.sampler.counts) == d.n_users
     for name in ("user", "item", "rating", "timestamp"):
         assert np.array_equal(getattr(meta, name), getattr(d, name)[split.train]), name
     assert meta.user_features is d.user_features and meta.item_features is d.item_features
@@ -275,6 +302,10 @@ def test_sampling_given_entities_with_few_ratings() -> None:
     assert sampler.entities_with(0).tolist() == [0, 1, 2]  # entity 3 has no rating at all
     assert sampler.entities_with(3).tolist() == [0, 2]
     assert sampler.entities_with(7).tolist() == []
+    # Every entity has fewer ratings than the query size: the query takes what there is.
+    short = sampler.sample(np.random.default_rng(0), 1, 2, 2, entities=np.array([1]))
+    assert short.query_mask.tolist() == [[True, False]] and short.query_items.tolist() == [[3, 0]]
+    assert short.support_mask.sum().item() == 0
 
 
 def test_sampling_draws_from_qualifying_entities_only() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.data import Dataset
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, RegistryError
 from bench.protocol import (
     PROTOCOLS,
     SCENARIOS,
@@ -454,3 +454,170 @@ def test_predefined_fold_errors(small_dataset: Dataset) -> None:
     assert str(err.value) == "fold f0: test ratings also appear in its training file"
     with pytest.raises(ConfigError, match=r"in \[protocol\] \(predefined\)"):
         make_protocol("predefined", {"bogus": 1})
+
+
+def hand_made_folds() -> Dataset:
+    """Three users (a fourth has no rating) and six rated items of seven; fold ``a`` holds plain
+    lists, fold ``b`` is empty."""
+    user = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
+    item = [0, 1, 2, 4, 0, 3, 5, 1, 2, 5, 4]
+    folds = {
+        "a": {"train": [0, 2, 4, 6, 7, 8, 10], "test": [1, 3, 5, 9]},
+        "b": {"train": [], "test": []},
+    }
+    return Dataset(
+        name="hand-folds",
+        user=np.asarray(user),
+        item=np.asarray(item),
+        rating=np.asarray([5, 3, 4, 2, 1, 2, 5, 4, 3, 1, 5], dtype=np.float32),
+        timestamp=np.arange(1, 12),
+        n_users=4,
+        n_items=7,
+        rating_scale=(1.0, 5.0),
+        like_threshold=4.0,
+        extras={"folds": folds, "fold_names": ["a", "b"]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("axis", "entities", "pools", "queries", "single"),
+    [
+        ("user", [0, 1, 2], [{0, 2}, {4, 6}, {7, 8, 10}], [{1, 3}, {5}, {9}], 2),
+        ("item", [1, 3, 4, 5], [{7}, set(), {10}, {6}], [{1}, {5}, {3}, {9}], 4),
+    ],
+)
+def test_predefined_folds_on_a_hand_made_table(
+    axis: str,
+    entities: list[int],
+    pools: list[set[int]],
+    queries: list[set[int]],
+    single: int,
+) -> None:
+    dataset = hand_made_folds()
+    protocol = make_protocol("predefined", {"task_axis": axis})
+    assert protocol.config.name == "predefined" and protocol.label == "predefined@1"
+    split = protocol.split(dataset, 0)
+    warm = split.scenarios["warm"]
+    assert warm.scenario == "warm" and warm.axis == axis and warm.entities.dtype == np.int64
+    assert warm.entities.tolist() == entities
+    assert [set(p.tolist()) for p in warm.pools] == pools
+    assert [set(q.tolist()) for q in warm.queries] == queries
+    assert split.train.tolist() == [0, 2, 4, 6, 7, 8, 10] and split.train.dtype == np.int64
+    lengths = [len(q) for q in queries]
+    assert split.summary["query_lengths"] == {
+        "min": min(lengths),
+        "max": max(lengths),
+        "single_rating_tasks": single,
+    }
+    validation = split.validation
+    assert (validation.scenario, validation.axis, len(validation)) == ("validation", axis, 0)
+    assert validation.entities.dtype == np.int64
+    assert validation.pools == () and validation.queries == ()
+    assert split.new_users.dtype == bool and split.new_items.dtype == bool
+    assert split.new_users.shape == (4,) and split.new_items.shape == (7,)
+    # The empty fold: no task, an empty training set, zero-length summaries.
+    empty = protocol.split(dataset, 1)
+    assert len(empty.scenarios["warm"]) == 0 and len(empty.train) == 0
+    assert empty.train.dtype == np.int64
+    assert empty.summary["fold"] == "b" and empty.summary["train_ratings"] == 0
+    assert empty.summary["query_lengths"] == {"min": 0, "max": 0, "single_rating_tasks": 0}
+
+
+def test_predefined_task_order_is_seeded_and_random_unless_by_time(small_dataset: Dataset) -> None:
+    dataset = with_extras(small_dataset, folds=folds_of(small_dataset))
+    random_order = make_protocol("predefined", {"order": "random"})
+    a, b = random_order.split(dataset, 1), random_order.split(dataset, 1)
+    for x, y in zip(a.scenarios["warm"].pools, b.scenarios["warm"].pools, strict=True):
+        assert np.array_equal(x, y)
+    time = dataset.timestamp
+    in_time = [(np.diff(time[p]) >= 0).all() for p in a.scenarios["warm"].pools]
+    assert not all(in_time)
+    capped = make_protocol("predefined", {"max_tasks": 9})
+    assert np.array_equal(
+        capped.split(dataset, 2).scenarios["warm"].entities,
+        capped.split(dataset, 2).scenarios["warm"].entities,
+    )
+
+
+def test_card_defaults_cannot_set_the_protocols_name_or_version(small_dataset: Dataset) -> None:
+    for field, value in (("name", "other"), ("version", 9)):
+        dataset = with_extras(small_dataset, protocol_defaults={"melu": {field: value}})
+        with pytest.raises(ConfigError, match=rf"\[protocol.melu\] has unknown field\(s\) {field}"):
+            make_protocol("melu").split(dataset, 0)
+
+
+def test_melu_with_card_defaults_is_reproducible(small_dataset: Dataset) -> None:
+    dataset = with_extras(small_dataset, protocol_defaults={"melu": {"item_cutoff": 2010}})
+    protocol = make_protocol("melu", {"min_ratings": 20})
+    a, b = protocol.split(dataset, 4), protocol.split(dataset, 4)
+    assert np.array_equal(a.train, b.train) and np.array_equal(a.new_users, b.new_users)
+
+
+def test_protocol_factories_are_checked() -> None:
+    if "test-not-callable" not in PROTOCOLS:
+        PROTOCOLS.register("test-not-callable", 42)  # type: ignore[arg-type]
+        PROTOCOLS.register("test-not-a-protocol", lambda overrides: "a string")
+    with pytest.raises(RegistryError) as info:
+        make_protocol("test-not-callable")
+    assert str(info.value) == "protocol 'test-not-callable' resolves to 42, which is not callable"
+    with pytest.raises(RegistryError) as info:
+        make_protocol("test-not-a-protocol")
+    assert str(info.value) == (
+        "protocol 'test-not-a-protocol' built 'a string', which is not a Protocol"
+    )
+    with pytest.raises(ConfigError, match=r"unknown field 'bogus' in \[protocol\] for"):
+        make_protocol("temporal", {"bogus": 1})
+
+
+def with_user_attributes(dataset: Dataset, **attributes: np.ndarray) -> Dataset:
+    return replace(dataset, user_attributes=attributes, content_hash="")
+
+
+def test_user_attribute_split_and_its_errors(small_dataset: Dataset) -> None:
+    age = np.arange(small_dataset.n_users) % 60 + 15
+    dataset = with_user_attributes(small_dataset, age=age, zone=age % 3)
+    split = make_protocol(
+        "cold-random", {"user_split": "attribute:age", "user_cutoff": 50.0}
+    ).split(dataset, 0)
+    assert np.array_equal(split.new_users, age >= 50)
+    with pytest.raises(ConfigError) as info:
+        make_protocol("cold-random", {"user_split": "attribute:height"}).split(dataset, 0)
+    assert str(info.value) == (
+        "user_split 'attribute:height': the dataset has no user attribute 'height' "
+        "(it has: age, zone)"
+    )
+    with pytest.raises(ConfigError) as info:
+        make_protocol("cold-random", {"item_split": "attribute:genre"}).split(dataset, 0)
+    assert str(info.value) == (
+        "item_split 'attribute:genre': the dataset has no item attribute 'genre' "
+        "(it has: release_year)"
+    )
+
+
+def test_an_attribute_name_may_hold_a_colon() -> None:
+    values = np.array([1.0, 5.0, 9.0])
+    args = {"entity": np.zeros(1, dtype=int), "timestamp": np.zeros(1, dtype=int), "side": "item"}
+    new = split_entities(
+        "attribute:year:first",
+        3,
+        0.2,
+        5.0,
+        attributes={"year:first": values, "year": -values, "first": -values},
+        rng=np.random.default_rng(0),
+        **args,
+    )
+    assert new.tolist() == [False, True, True]
+
+
+def test_entities_without_any_rating_and_scenarios_without_tasks() -> None:
+    dataset = hand_made_folds()  # user 3 and item 6 have no rating
+    split = make_protocol(
+        "cold-random", {"support_sizes": [1], "query_size": 1, "validation_fraction": 0.0}
+    ).split(dataset, 0)
+    assert split.summary["users_outside_activity_filter"] == 0
+    big = make_protocol("cold-random", {"support_sizes": [50], "query_size": 5}).split(dataset, 0)
+    for scenario in SCENARIOS:
+        taskset = big.scenarios[scenario]
+        assert len(taskset) == 0 and taskset.entities.dtype == np.int64, scenario
+    items = make_protocol("cold-random", {"task_axis": "item", "min_ratings": 1}).split(dataset, 0)
+    assert items.summary["items_outside_activity_filter"] == 1

@@ -14,6 +14,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.learner import LEARNERS
+from bench.protocol import SCENARIOS
 from bench.runner import run_suite
 from bench.store import FIT_SCOPE, CellRecord, ResultStore
 from bench.suite import Suite, suite_from_dict
@@ -291,3 +292,70 @@ def test_a_failed_cell_is_not_finished_and_a_rerun_computes_it(tmp_path: Path) -
             }
     finally:
         failing(None)
+
+
+class NeverApplicable(GlobalMean):
+    @classmethod
+    def not_applicable(cls, dataset: Any) -> str | None:
+        return f"nothing to learn from {dataset.name}"
+
+
+if "test-never" not in LEARNERS:
+    LEARNERS.register("test-never", NeverApplicable)
+
+
+def test_what_a_run_reports_about_skipped_and_failed_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing(RuntimeError)
+    messages: list[str] = []
+    try:
+        with ResultStore(tmp_path / "s.sqlite") as store:
+            suite = tiny(learners=["test-never", "test-failing-once"])
+            outcome = run_suite(suite, store, progress=False, log=messages.append)
+            rows = store.metric_rows()
+            failures = store.failures(outcome.run_id)
+    finally:
+        failing(None)
+    protocol = "cold-random@1"
+    assert outcome.skipped == [
+        (f"synthetic / {protocol} / test-never / seed {s} / cpu", "nothing to learn from synthetic")
+        for s in (0, 1)
+    ]
+    description = f"synthetic / {protocol} / test-failing-once / seed 1 / cpu"
+    assert outcome.failed == [(description, "RuntimeError: stopped on purpose")]
+    assert messages == [f"cell failed: {description}: RuntimeError: stopped on purpose"]
+    assert len(outcome.cell_keys) == 2 and outcome.computed == 1
+    assert {r["learner"] for r in rows} == {"test-failing-once"}
+    (failure,) = failures
+    assert failure["cell_key"] == outcome.cell_keys[1] and failure["description"] == description
+    assert failure["error"] == "RuntimeError: stopped on purpose"
+    assert "Traceback" in failure["traceback"] and "stopped on purpose" in failure["traceback"]
+    assert capsys.readouterr().err == ""  # no progress bar when asked for none
+
+
+def test_the_progress_bar_names_the_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing(None)
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        run_suite(tiny(learners=["global-mean"], seeds=1), store, progress=True)
+    err = capsys.readouterr().err
+    assert "cells" in err and "global-mean seed 0 cpu" in err
+
+
+def test_a_run_records_what_it_ran(tmp_path: Path) -> None:
+    failing(None)
+    suite = tiny(learners=["global-mean"], seeds=[3])
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        outcome = run_suite(suite, store, progress=False)
+        (run,) = store.runs()
+        assert run["run_id"] == outcome.run_id and run["suite"] == "tiny"
+        assert json.loads(run["config"]) == json.loads(json.dumps(suite.resolved(), default=str))
+        provenance = json.loads(run["provenance"])
+        assert provenance["devices"].keys() == {"cpu"}
+        (row,) = {(r["seed"], r["device"], r["protocol"]) for r in store.metric_rows()}
+        assert row == (3, "cpu", "cold-random@1")
+        assert len(outcome.run_id) == 12
+        evaluations = store.finished_evaluations(outcome.cell_keys[0])
+        assert evaluations == {(s, k) for s in SCENARIOS for k in ("1", "3")}
