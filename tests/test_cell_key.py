@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bench.cards import load_dataset
-from bench.learner import LEARNERS, make_learner
+from bench.learner import LEARNERS, Budget, make_learner
 from bench.protocol import ProtocolConfig, make_protocol
 from bench.runner import cell_key, iter_cells, run_suite
 from bench.store import ResultStore
@@ -246,3 +246,12 @@ def test_a_changed_grid_is_computed_not_reused(changes: dict[str, Any], tmp_path
         assert not set(first.cell_keys) & set(second.cell_keys)
         again = run_suite(base_suite(learners=["item-mean"], **changes), store, progress=False)
         assert (again.computed, again.reused) == (0, 1)
+
+
+def test_an_unlimited_budget_is_no_budget() -> None:
+    dataset = load_dataset("synthetic", BASE_DATA)
+    protocol = make_protocol("cold-random", BASE_PROTOCOL)
+    args = (dataset, protocol, "mf", "cfg", 0, "cpu", "code")
+    assert cell_key(*args, Budget()) == cell_key(*args) == cell_key(*args, None)
+    assert cell_key(*args, Budget(max_seconds=5.0)) != cell_key(*args)
+    assert len(cell_key(*args)) == 24

@@ -5,6 +5,7 @@ different lengths, so that padding is exercised."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -216,3 +217,40 @@ def test_item_mean_folds_a_shrunk_mean_residual(axis: str) -> None:
             bias = res.sum() / (s.sum() + own_shrink)
         expected = np.clip(mean + bias + other_bias[other_query[t].numpy()[q]], 1, 5)
         assert predicted[t, q] == pytest.approx(expected, rel=1e-5, abs=1e-5), (t, entity)
+
+
+def test_mf_accumulates_the_same_normal_equations_in_any_chunk_size() -> None:
+    dataset = hand_made()
+    train = make_meta_train(dataset, split_of(dataset, "user"))
+    whole = fitted("mf", train, {**MF, "chunk": 10_000})
+    pieces = fitted("mf", train, {**MF, "chunk": 7})
+    assert torch.allclose(whole.users, pieces.users, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(whole.items, pieces.items, rtol=1e-9, atol=1e-12)
+
+
+def test_mf_starts_from_small_random_factors_and_the_shrunk_biases() -> None:
+    """With no ALS pass the parameters are the initial ones: factors drawn with init_std, biases
+    from the shrunk bias fit (the same as item-mean's with its default shrinkage)."""
+    dataset = hand_made()
+    split = split_of(dataset, "user")
+    train = make_meta_train(dataset, split)
+    mf = fitted("mf", train, {**MF, "rank": 40, "iterations": 0, "init_std": 0.3})
+    bias = fitted("item-mean", train, {"iterations": 3})
+    known = torch.as_tensor(train.known_users)
+    factors = mf.users[known, :-1]
+    assert 0.24 < float(factors.std()) < 0.36 and abs(float(factors.mean())) < 0.05
+    assert torch.allclose(mf.users[known, -1].float(), bias.user_bias[known], atol=1e-6)
+    assert torch.allclose(mf.items[:, -1].float(), bias.item_bias, atol=1e-6)
+    assert mf.mean == pytest.approx(float(train.rating.mean()))
+    again = fitted("mf", train, {**MF, "rank": 40, "iterations": 0, "init_std": 0.3})
+    assert torch.equal(again.users, mf.users)  # drawn from the learner's own seeded stream
+
+
+def test_mf_without_side_features_starts_unseen_entities_at_zero() -> None:
+    dataset = replace(hand_made(), user_features=None, item_features=None, content_hash="")
+    split = split_of(dataset, "user")
+    mf = fitted("mf", make_meta_train(dataset, split), MF)
+    unseen = torch.as_tensor(split.new_users)
+    assert unseen.any() and not mf.user_prior.any() and not mf.item_prior.any()
+    assert not mf.users[unseen].any()
+    assert mf.users.dtype == torch.float64  # CPU fits are exact enough for the algebra above

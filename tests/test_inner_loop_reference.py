@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from bench.episodes import TaskBatch, batch_from_rows
-from learners.network import RatingNetwork, adapted_predictions, masked_mse, mean_over_tasks
+from learners.network import (
+    RatingNetwork,
+    adapt_and_predict,
+    adapted_predictions,
+    check_adapt,
+    masked_mse,
+    mean_over_tasks,
+)
 
 N_USERS, N_ITEMS = 5, 7
 # Ratings by (user, item), and for each task the rows of its support and query.
@@ -199,3 +206,34 @@ def test_masked_losses() -> None:
     # The task without valid positions does not count in the mean.
     assert float(mean_over_tasks(per_task, mask)) == pytest.approx((2.5 + 8 / 3) / 2)
     assert float(mean_over_tasks(per_task, torch.zeros_like(mask))) == 0.0
+
+
+@pytest.mark.parametrize("adapt", ["decision", "all"])
+def test_evaluation_adapts_without_an_outer_graph(adapt: str) -> None:
+    net = network(hidden=(6,), features=True, seed=2)
+    batch = tasks()
+    start = {k: v.detach() for k, v in net.group(adapt).items()}
+    expected = adapted_predictions(
+        net,
+        batch,
+        lr=0.05,
+        steps=2,
+        adapt=adapt,  # type: ignore[arg-type]
+        first_order=True,
+        params=start,
+    ).detach()
+    with torch.no_grad():  # as in evaluation: adaptation still takes its gradient steps
+        got = adapt_and_predict(net, batch, lr=0.05, steps=2, adapt=adapt)  # type: ignore[arg-type]
+        unadapted = adapt_and_predict(net, batch, lr=0.05, steps=0, adapt=adapt)  # type: ignore[arg-type]
+    assert not got.requires_grad
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got, unadapted)
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_adapt_setting_is_checked() -> None:
+    check_adapt("decision")
+    check_adapt("all")
+    with pytest.raises(ValueError) as info:
+        check_adapt("embedding")
+    assert str(info.value) == "adapt must be 'decision' or 'all', got 'embedding'"

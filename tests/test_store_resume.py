@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -334,14 +335,25 @@ def test_what_a_run_reports_about_skipped_and_failed_cells(
     assert capsys.readouterr().err == ""  # no progress bar when asked for none
 
 
+class SlowFit(GlobalMean):
+    """global-mean whose fit outlasts the progress bar's redraw interval (0.1 s)."""
+
+    def fit(self, train: Any, **kwargs: Any) -> None:
+        time.sleep(0.15)
+        super().fit(train, **kwargs)
+
+
+if "test-slow-fit" not in LEARNERS:
+    LEARNERS.register("test-slow-fit", SlowFit)
+
+
 def test_the_progress_bar_names_the_cell(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    failing(None)
     with ResultStore(tmp_path / "s.sqlite") as store:
-        run_suite(tiny(learners=["global-mean"], seeds=1), store, progress=True)
+        run_suite(tiny(learners=["test-slow-fit"], seeds=2), store, progress=True)
     err = capsys.readouterr().err
-    assert "cells" in err and "global-mean seed 0 cpu" in err
+    assert "cells:" in err and "test-slow-fit seed 0 cpu" in err
 
 
 def test_a_run_records_what_it_ran(tmp_path: Path) -> None:
