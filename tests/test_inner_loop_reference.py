@@ -117,31 +117,30 @@ def per_task_autograd(
     return out
 
 
+def first_order_from_detached(
+    net: RatingNetwork, batch: TaskBatch, adapt: str, steps: int
+) -> torch.Tensor:
+    """``adapted_predictions`` with step size 0.05 from detached copies of the parameters."""
+    start = {k: v.detach() for k, v in net.group(adapt).items()}
+    return adapted_predictions(
+        net,
+        batch,
+        lr=0.05,
+        steps=steps,
+        adapt=adapt,  # type: ignore[arg-type]
+        first_order=True,
+        params=start,
+    ).detach()
+
+
 @pytest.mark.parametrize("adapt", ["decision", "all"])
 @pytest.mark.parametrize("features", [False, True])
 def test_deep_network_steps_match_a_plain_per_task_loop(adapt: str, features: bool) -> None:
     net = network(hidden=(6, 5), features=features, seed=1)
     batch = tasks()
-    start = {k: v.detach() for k, v in net.group(adapt).items()}
-    predicted = adapted_predictions(
-        net,
-        batch,
-        lr=0.05,
-        steps=2,
-        adapt=adapt,
-        first_order=True,
-        params=start,  # type: ignore[arg-type]
-    ).detach()
+    predicted = first_order_from_detached(net, batch, adapt, steps=2)
     expected = per_task_autograd(net, batch, 0.05, 2, adapt)
-    without = adapted_predictions(
-        net,
-        batch,
-        lr=0.05,
-        steps=0,
-        adapt=adapt,
-        first_order=True,
-        params=start,  # type: ignore[arg-type]
-    ).detach()
+    without = first_order_from_detached(net, batch, adapt, steps=0)
     for t in range(batch.n_tasks):
         q = batch.query_mask[t]
         assert torch.allclose(predicted[t][q], expected[t], rtol=1e-4, atol=1e-5), t
@@ -212,16 +211,7 @@ def test_masked_losses() -> None:
 def test_evaluation_adapts_without_an_outer_graph(adapt: str) -> None:
     net = network(hidden=(6,), features=True, seed=2)
     batch = tasks()
-    start = {k: v.detach() for k, v in net.group(adapt).items()}
-    expected = adapted_predictions(
-        net,
-        batch,
-        lr=0.05,
-        steps=2,
-        adapt=adapt,  # type: ignore[arg-type]
-        first_order=True,
-        params=start,
-    ).detach()
+    expected = first_order_from_detached(net, batch, adapt, steps=2)
     with torch.no_grad():  # as in evaluation: adaptation still takes its gradient steps
         got = adapt_and_predict(net, batch, lr=0.05, steps=2, adapt=adapt)  # type: ignore[arg-type]
         unadapted = adapt_and_predict(net, batch, lr=0.05, steps=0, adapt=adapt)  # type: ignore[arg-type]

@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from split_checks import check_batches, check_taskset
+from shared import check_batches, check_taskset, rmse_at
 
 from bench.cards import load_dataset
 from bench.data import Dataset
-from bench.episodes import build_tasks, make_meta_train
+from bench.episodes import make_meta_train
 from bench.learner import Learner, make_learner
-from bench.metrics import Queries, evaluate
 from bench.protocol import SCENARIOS, Split, make_protocol
 from bench.seeding import Seeds
 
@@ -42,18 +41,7 @@ def ml100k() -> Dataset:
 
 
 def rmse(learner: Learner, dataset: Dataset, split: Split, scenario: str, k: Any) -> float:
-    labelled = build_tasks(dataset, split.scenarios[scenario], k)
-    assert labelled.query_ratings is not None
-    with torch.no_grad():
-        predicted = learner.predict(labelled.without_labels())
-    queries = Queries(
-        predicted.numpy().astype(np.float64),
-        labelled.query_ratings.numpy().astype(np.float64),
-        labelled.query_mask.numpy(),
-        dataset.like_threshold,
-        dataset.rating_scale,
-    )
-    return evaluate(queries, ("rmse",))["rmse"].value
+    return rmse_at(learner, dataset, split.scenarios[scenario], k)
 
 
 def fitted(

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
-from split_checks import check_batches, check_taskset, pairs
+from shared import check_batches, check_taskset, pairs
 
 from bench.data import Dataset
 from bench.episodes import TaskBatch, make_meta_train

@@ -1,14 +1,45 @@
-"""Checks of a split's task sets shared by the split tests on synthetic and on real data."""
+"""What several test modules share: checks of a split's task sets, the error of a learner on a
+scenario's tasks, and configs that keep each built-in learner quick to fit."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import torch
 
 from bench.data import Dataset
 from bench.episodes import build_tasks
-from bench.protocol import Split, TaskSet
+from bench.learner import Learner
+from bench.metrics import Queries, evaluate
+from bench.protocol import Split, SupportSize, TaskSet
+
+SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}
+EPISODIC: dict[str, Any] = {**SMALL_NET, "meta_steps": 4, "meta_batch": 8, "eval_every": 2}
+QUICK: dict[str, dict[str, Any]] = {
+    "maml-l2l": EPISODIC,
+    "maml": EPISODIC,
+    "protonet": {**EPISODIC, "proto_dim": 8},
+    "fine-tune": {**SMALL_NET, "epochs": 1},
+    "mf": {"rank": 4, "iterations": 3},
+}
+"""Config overrides that keep each built-in learner's fit to a second or so."""
+
+
+def rmse_at(learner: Learner, dataset: Dataset, taskset: TaskSet, k: SupportSize) -> float:
+    """Pooled RMSE of ``learner`` on the tasks of ``taskset`` with ``k`` support ratings."""
+    labelled = build_tasks(dataset, taskset, k)
+    assert labelled.query_ratings is not None
+    with torch.no_grad():
+        predicted = learner.predict(labelled.without_labels())
+    queries = Queries(
+        predicted.numpy().astype(np.float64),
+        labelled.query_ratings.numpy().astype(np.float64),
+        labelled.query_mask.numpy(),
+        dataset.like_threshold,
+        dataset.rating_scale,
+    )
+    return evaluate(queries, ("rmse",))["rmse"].value
 
 
 def pairs(dataset: Dataset, rows: np.ndarray) -> set[tuple[int, int]]:
