@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared import tiny_movielens
 
 from bench.cards import load_dataset
 from bench.learner import LEARNERS, Budget, make_learner
@@ -120,36 +121,12 @@ def test_a_dataset_option_changes_the_key(option: str, value: Any) -> None:
     )
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
 def test_a_file_dataset_option_that_changes_only_its_folds_changes_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Picking other predefined folds leaves the ratings alone but changes every split."""
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "parsed"))
-    folder = tmp_path / "data" / "tiny"
-    rows = [
-        f"{u}\t{i}\t{1 + (u * i) % 5}\t{100 + u * 10 + i}" for u in (1, 2, 3) for i in (10, 20, 30)
-    ]
-    write(folder / "u.data", "\n".join(rows) + "\n")
-    write(folder / "u.user", "1|24|M|technician|85711\n2|53|F|other|T8H1N\n3|15|M|student|05201\n")
-    flags = "|".join(["0"] * 18)
-    write(
-        folder / "u.item",
-        "".join(f"{i}|Film {i} (1995)|01-Jan-1995||url|1|{flags}\n" for i in (10, 20, 30)),
-    )
-    for n, fold in enumerate(("u1", "u2")):
-        test_rows = [r for k, r in enumerate(rows) if k % 2 == n]
-        write(folder / f"{fold}.test", "\n".join(test_rows) + "\n")
-        write(folder / f"{fold}.base", "\n".join(r for r in rows if r not in test_rows) + "\n")
-    card = write(
-        tmp_path / "tiny.toml",
-        'name = "tiny"\nparser = "movielens-100k"\nfolder = "tiny"\n[files]\n',
-    )
+    card = tiny_movielens(tmp_path / "data", tmp_path / "tiny.toml")
     first = load_dataset(str(card), {"folds": ["u1"]}, data_dir=tmp_path / "data")
     second = load_dataset(str(card), {"folds": ["u2"]}, data_dir=tmp_path / "data")
     protocol = make_protocol("predefined")

@@ -227,3 +227,23 @@ def test_adapt_setting_is_checked() -> None:
     with pytest.raises(ValueError) as info:
         check_adapt("embedding")
     assert str(info.value) == "adapt must be 'decision' or 'all', got 'embedding'"
+
+
+def test_the_inner_loop_starts_from_the_parameters_it_is_given() -> None:
+    net = network(hidden=(4,), seed=3)
+    batch = tasks()
+    shifted = {k: v.detach() + 0.1 for k, v in net.group("decision").items()}
+    given = adapted_predictions(
+        net, batch, lr=0.05, steps=1, adapt="decision", first_order=True, params=shifted
+    ).detach()
+    with torch.no_grad():
+        for name, value in net.group("decision").items():
+            value.copy_(shifted[name])
+    own = adapted_predictions(net, batch, lr=0.05, steps=1, adapt="decision", first_order=True)
+    assert torch.allclose(given, own.detach(), atol=1e-6)
+
+
+def test_a_mean_over_the_one_task_with_ratings() -> None:
+    per_task = torch.tensor([0.7, 3.0, 5.0])
+    mask = torch.tensor([[False, False], [True, False], [False, False]])
+    assert float(mean_over_tasks(per_task, mask)) == pytest.approx(3.0)

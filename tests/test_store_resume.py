@@ -12,11 +12,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from shared import tiny_movielens
 
+from bench.cards import load_dataset
 from bench.errors import BenchError
-from bench.learner import LEARNERS
-from bench.protocol import SCENARIOS
-from bench.runner import run_suite
+from bench.learner import LEARNERS, make_learner
+from bench.protocol import SCENARIOS, make_protocol
+from bench.provenance import code_fingerprint
+from bench.runner import cell_key, run_suite
 from bench.store import FIT_SCOPE, CellRecord, ResultStore
 from bench.suite import Suite, suite_from_dict
 from learners.baselines import GlobalMean
@@ -131,6 +134,8 @@ def test_cells_can_be_selected_and_deleted(store: ResultStore) -> None:
     store.write_cell(record("cell-b"))
     assert len(store.metric_rows(["cell-b"])) == 2
     assert len(store.timing_rows(["cell-a"])) == 2
+    assert set(store.cell_summaries(["cell-b"])) == {"cell-b"}
+    assert set(store.cell_summaries(["cell-a", "cell-b"])) == {"cell-a", "cell-b"}
     assert store.metric_rows([]) == []
     store.delete_cell("cell-a")
     for table in ("cells", "evaluations", "metrics", "timings"):
@@ -371,3 +376,45 @@ def test_a_run_records_what_it_ran(tmp_path: Path) -> None:
         assert len(outcome.run_id) == 12
         evaluations = store.finished_evaluations(outcome.cell_keys[0])
         assert evaluations == {(s, k) for s in SCENARIOS for k in ("1", "3")}
+
+
+def test_a_run_shows_progress_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        run_suite(tiny(learners=["global-mean"], seeds=1), store)
+    assert "cells:" in capsys.readouterr().err
+
+
+def test_a_run_keys_its_cells_and_reads_files_from_the_suites_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "parsed"))
+    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "nowhere"))
+    card = tiny_movielens(tmp_path / "data", tmp_path / "tiny.toml", users=6, items=5)
+    raw: dict[str, Any] = {
+        "name": "files",
+        "datasets": [str(card)],
+        "data_dir": str(tmp_path / "data"),
+        "learners": ["global-mean", "item-mean"],
+        "seeds": [0, 1],
+        "protocol": {"name": "predefined"},
+    }
+    suite = suite_from_dict(raw, "test")
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        outcome = run_suite(suite, store, progress=False)
+        rows = store.metric_rows(outcome.cell_keys)
+        stored = store.conn.execute("SELECT DISTINCT code_fingerprint FROM cells").fetchall()
+    assert outcome.exit_code == 0 and outcome.computed == 4
+    assert {r["scenario"] for r in rows} == {"warm"}  # the protocol offers warm only
+    dataset = load_dataset(str(card), data_dir=tmp_path / "data")
+    protocol = make_protocol("predefined")
+    fingerprint = code_fingerprint()
+    expected = [
+        cell_key(dataset, protocol, name, make_learner(name).config_hash, seed, "cpu", fingerprint)
+        for seed in (0, 1)
+        for name in ("global-mean", "item-mean")
+    ]
+    assert outcome.cell_keys == expected
+    assert stored == [(fingerprint,)]
