@@ -13,13 +13,14 @@ column options come from the suite's ``[dataset."csv:PATH"]`` table.
 from __future__ import annotations
 
 import tomllib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.data import Dataset
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, DataWarning
 from bench.provenance import PROJECT_ROOT
 from bench.registry import Registry
 
@@ -125,31 +126,53 @@ def load_dataset(
     name: str, options: dict[str, Any] | None = None, *, data_dir: str | Path | None = None
 ) -> Dataset:
     """Load the dataset a card describes; ``options`` override the card's options. Files are
-    looked for in ``data_dir``, else ``$BENCH_DATA_DIR``, else the per-user cache."""
+    looked for in ``data_dir``, else ``$BENCH_DATA_DIR``, else the per-user cache.
+
+    What loading changed or doubts (``extras["load_report"]``'s warnings) is raised as a
+    :class:`DataWarning` on every load, cached or not."""
     card = get_card(name)
     parser = PARSERS.get(card.parser)
     merged = {**card.options, **(options or {})}
     try:
-        return parser(card, merged, data_dir=data_dir)
+        dataset = parser(card, merged, data_dir=data_dir)
     except DataError:
         raise
     except (ValueError, KeyError, OSError) as exc:
         raise DataError(f"dataset {card.name!r} ({card.path}): {exc}") from exc
+    for message in dataset.extras.get("load_report", {}).get("warnings", []):
+        warnings.warn(message, DataWarning, stacklevel=2)
+    return dataset
 
 
 def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
     from bench.config import build_config
     from bench.synthetic import SyntheticConfig, generate
 
+    declared = sorted({"rating_scale", "like_threshold"} & set(options))
+    if declared:
+        raise ConfigError(
+            f"dataset {card.name!r} is generated on its own rating scale; {', '.join(declared)} "
+            "(and --rating-scale) apply to datasets read from files"
+        )
     config = build_config(SyntheticConfig, options, where=f"dataset card {card.path} [options]")
-    return generate(config, name=card.name)
+    dataset = generate(config, name=card.name)
+    dataset.extras["load_report"] = {
+        "source": f"generated from seed {config.seed}",
+        "ratings": dataset.n_ratings,
+        "duplicates_dropped": 0,
+        "rating_scale": list(dataset.rating_scale),
+        "rating_scale_from": "declared",
+        "like_threshold": dataset.like_threshold,
+        "like_threshold_from": "declared",
+    }
+    return dataset
 
 
 PARSERS.register("synthetic", _synthetic)
 # File parsers load lazily: their modules import only when a card uses them.
 PARSERS.register("movielens-100k", "bench.loaders.movielens:parse_100k")
 PARSERS.register("movielens", "bench.loaders.movielens:parse_movielens")
-PARSERS.register("filmtrust", "bench.loaders.others:parse_filmtrust")
-PARSERS.register("book-crossing", "bench.loaders.others:parse_book_crossing")
+PARSERS.register("filmtrust", "bench.loaders.filmtrust:parse_filmtrust")
+PARSERS.register("book-crossing", "bench.loaders.book_crossing:parse_book_crossing")
 PARSERS.register("csv", "bench.loaders.custom:parse_csv")
 PARSERS.register("parquet", "bench.loaders.custom:parse_parquet")

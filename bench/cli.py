@@ -12,12 +12,13 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.commands import COMMANDS, positive_int
-from bench.errors import BenchError
+from bench.errors import BenchError, DataWarning
 
 DEFAULT_STORE = Path(".bench") / "results.sqlite"
 
@@ -28,6 +29,17 @@ def default_store() -> Path:
 
 def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _rating_scale(text: str) -> list[float]:
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX such as 1,5, got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected finite MIN < MAX, got {text!r}")
+    return [low, high]
 
 
 # Where each suite field given on the command line came from, for error messages.
@@ -67,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a parser option for every dataset of the run, e.g. rating=score (repeatable); "
         "values are read as TOML where they parse, else as text",
     )
+    run.add_argument(
+        "--rating-scale",
+        type=_rating_scale,
+        metavar="MIN,MAX",
+        help="the rating scale of every dataset of the run (instead of the card's or the "
+        "observed min and max), e.g. 1,5",
+    )
 
     ls = sub.add_parser("ls", help="list learners, datasets, protocols, suites and metrics")
     ls.add_argument(
@@ -100,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.metrics import GAINS
     from bench.report import render_terminal
     from bench.runner import run_suite
     from bench.store import ResultStore
@@ -116,9 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device,
         data_dir=args.data_dir,
     )
-    if args.dataset_option:
-        options = _dataset_options(args.dataset_option, suite.datasets)
-        suite = override(suite, RUN_FLAGS, dataset=options)
+    options = _dataset_options(args.dataset_option or [])
+    if args.rating_scale:
+        options["rating_scale"] = args.rating_scale
+    if options:
+        tables = {name: {**suite.dataset.get(name, {}), **options} for name in suite.datasets}
+        suite = override(suite, RUN_FLAGS, dataset=tables)
     print("resolved config:")
     print(json.dumps(suite.resolved(), indent=2, default=str))
     with ResultStore(args.store or default_store()) as store:
@@ -127,9 +150,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
     print(render_terminal(metric_rows, timing_rows, suite.shown_metrics, suite.learners))
+    print(f"\nNDCG gain: {suite.ndcg_gain} ({GAINS[suite.ndcg_gain]}; the suite's ndcg_gain)")
     _print_split_summaries(summaries)
     if summaries:
         print(SPLIT_FOOTER)
+    _print_load_reports(summaries)
     print(
         f"\nrun {outcome.run_id}: {outcome.computed} cell(s) computed, {outcome.reused} reused "
         f"from {args.store or default_store()}"
@@ -141,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def _dataset_options(pairs: list[str]) -> dict[str, Any]:
     import tomllib
 
     options: dict[str, Any] = {}
@@ -154,14 +179,15 @@ def _dataset_options(pairs: list[str], datasets: tuple[str, ...]) -> dict[str, d
         except tomllib.TOMLDecodeError:
             value = text  # plain text such as a column name needs no quotes
         options[key.strip()] = value
-    return {name: options for name in datasets}
+    return options
 
 
 SPLIT_FOOTER = (
     "split lines: one per dataset and seed (with predefined folds, the seed picks the fold); new "
     "entities are those held out of training, validation tasks are existing entities kept out of "
     "training for early stopping; a task is left out when its rating pool is smaller than the "
-    "largest finite k plus the query size."
+    "largest finite k plus the query size. A rating at or above the like threshold is a like; "
+    "the like rate is the share of training ratings that are likes."
 )
 
 
@@ -188,9 +214,47 @@ def _print_split_summaries(summaries: dict[str, Any]) -> None:
             f"split {origin}: {summary.get('existing_users')} existing / "
             f"{summary.get('new_users')} "
             f"new users, {summary.get('existing_items')} existing / {summary.get('new_items')} "
-            f"new items, {summary.get('train_ratings')} training ratings, "
-            f"{summary.get('validation_tasks')} validation tasks; {', '.join(parts)}"
+            f"new items, {summary.get('train_ratings')} training ratings"
+            f"{_training_variants(summary)}, "
+            f"{summary.get('validation_tasks')} validation tasks{_likes(summary)}; "
+            f"{', '.join(parts)}"
         )
+
+
+def _training_variants(summary: dict[str, Any]) -> str:
+    """What the other construction of the training set would hold, when an activity filter
+    leaves some entities out of the tasks."""
+    variants = summary.get("train_ratings_variants")
+    if not variants:
+        return ""
+    kept, dropped = variants["filter chooses tasks only"], variants["filtered entities dropped"]
+    if summary.get("train_ratings") == dropped and kept != dropped:
+        return f" (entities outside the activity filter dropped; keeping them: {kept})"
+    return f" (dropping the entities outside the activity filter, as MeLU's paper does: {dropped})"
+
+
+def _likes(summary: dict[str, Any]) -> str:
+    if "like_threshold" not in summary:
+        return ""
+    rate = summary.get("like_rate")
+    rate_text = f"{rate:.1%}" if isinstance(rate, int | float) else "n/a"
+    return (
+        f", like threshold {summary['like_threshold']:g} "
+        f"({summary.get('like_threshold_source', '?')}; like rate {rate_text})"
+    )
+
+
+def _print_load_reports(summaries: dict[str, Any]) -> None:
+    """One line per dataset on what loading did to its rows, its scale and its like threshold."""
+    from bench.loaders.table import describe_load_report
+
+    reports = {
+        json.dumps(s.get("load_report"), sort_keys=True): s.get("load_report")
+        for s in summaries.values()
+    }
+    for _, report in sorted(reports.items()):
+        if report:
+            print(describe_load_report(report))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -229,7 +293,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = args.store or default_store()
     if not path.exists():
         raise BenchError(f"results store {path} does not exist; run `python -m bench run` first")
-    with ResultStore(path) as store:
+    with ResultStore(path, mode="read") as store:
         metrics = store.metric_rows()
         timings = store.timing_rows()
         runs = store.runs()
@@ -276,6 +340,25 @@ BUILT_IN = {
 }
 
 
+def _warning_printer(fallback: Any) -> Any:
+    """Data warnings as one plain line on stderr, like errors; others as Python shows them."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def _run_command(args: argparse.Namespace) -> int:
     if args.command in BUILT_IN:
         return BUILT_IN[args.command](args)
@@ -293,7 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        code = _run_command(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(warnings.showwarning)
+            code = _run_command(args)
         sys.stdout.flush()
         return code
     except BrokenPipeError:

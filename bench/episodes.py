@@ -11,6 +11,7 @@ import torch
 
 from bench.data import Dataset
 from bench.protocol import Split, SupportSize, TaskSet
+from bench.protocol.base import split_like_threshold
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,7 +197,10 @@ class MetaTrain:
     """What a learner may see when it fits: training ratings, side features and validation tasks.
 
     It never holds evaluation queries. ``known_users`` / ``known_items`` mark the entities that have
-    at least one training rating.
+    at least one training rating. ``like_threshold`` is the split's (see
+    :func:`bench.protocol.base.like_threshold`). ``user_feature_names`` / ``item_feature_names``
+    name the feature columns where the dataset does (``genre=Drama``, ``age>=25``): a learner may
+    group one-hot columns into fields by the part before ``=``, ``<`` or ``>``.
     """
 
     axis: str
@@ -216,6 +220,8 @@ class MetaTrain:
     support_sizes: tuple[SupportSize, ...]
     query_size: int
     truth: Any = None
+    user_feature_names: tuple[str, ...] | None = None
+    item_feature_names: tuple[str, ...] | None = None
 
     @property
     def known_users(self) -> np.ndarray:
@@ -246,7 +252,7 @@ def make_meta_train(dataset: Dataset, split: Split) -> MetaTrain:
         user_features=dataset.user_features,
         item_features=dataset.item_features,
         rating_scale=dataset.rating_scale,
-        like_threshold=dataset.like_threshold,
+        like_threshold=split_like_threshold(dataset, split),
         rating_levels=dataset.rating_levels,
         validation=validation,
         sampler=EpisodeSampler(
@@ -255,4 +261,14 @@ def make_meta_train(dataset: Dataset, split: Split) -> MetaTrain:
         support_sizes=split.config.support_sizes,
         query_size=split.config.query_size,
         truth=dataset.truth,
+        user_feature_names=_names(dataset, "user_feature_names", dataset.user_features),
+        item_feature_names=_names(dataset, "item_feature_names", dataset.item_features),
     )
+
+
+def _names(dataset: Dataset, key: str, features: np.ndarray | None) -> tuple[str, ...] | None:
+    """The dataset's names of its feature columns, when it has one per column."""
+    names = dataset.extras.get(key)
+    if features is None or names is None or len(names) != features.shape[1]:
+        return None
+    return tuple(str(n) for n in names)

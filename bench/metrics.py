@@ -19,6 +19,17 @@ import numpy as np
 
 from bench.registry import Registry
 
+GAINS: dict[str, str] = {
+    "exponential": "2^r - 1, as in MeLU",
+    "linear": "r",
+}
+"""NDCG gains a suite may choose (``ndcg_gain``), with how each turns a rating ``r`` into gain.
+
+Either is shifted to start at zero on scales that reach below zero. The exponential gain lets the
+top-rated item dominate the ideal DCG on wide scales; the linear gain weighs ratings as they are.
+"""
+DEFAULT_GAIN = "exponential"
+
 
 @dataclass(frozen=True)
 class Queries:
@@ -29,6 +40,8 @@ class Queries:
     mask: np.ndarray
     like_threshold: float
     rating_scale: tuple[float, float]
+    gain: str = DEFAULT_GAIN
+    """The NDCG gain, a key of :data:`GAINS`."""
 
     @property
     def lengths(self) -> np.ndarray:
@@ -113,13 +126,23 @@ def accuracy_pooled(q: Queries) -> float:
     return float(_correct(q)[q.mask].mean())
 
 
-def gain(ratings: np.ndarray, scale_min: float, mask: np.ndarray | None = None) -> np.ndarray:
-    """``2^r - 1`` as in the MeLU paper; scales reaching below zero are shifted to start at zero.
+def gain(
+    ratings: np.ndarray,
+    scale_min: float,
+    mask: np.ndarray | None = None,
+    kind: str = DEFAULT_GAIN,
+) -> np.ndarray:
+    """The NDCG gain of each rating: ``2^r - 1`` (``exponential``, as in the MeLU paper) or ``r``
+    (``linear``); scales reaching below zero are shifted to start at zero.
 
-    With ``mask``, each row's gains are divided by ``2^max(r)`` of that row: NDCG is a ratio, so
-    this leaves it unchanged while keeping wide rating scales from overflowing.
+    With ``mask``, each row's exponential gains are divided by ``2^max(r)`` of that row: NDCG is a
+    ratio, so this leaves it unchanged while keeping wide rating scales from overflowing.
     """
+    if kind not in GAINS:
+        raise ValueError(f"unknown NDCG gain {kind!r}; valid: {', '.join(GAINS)}")
     exponent = ratings - min(scale_min, 0.0)
+    if kind == "linear":
+        return exponent
     if mask is None:
         return np.power(2.0, exponent) - 1.0
     top = np.where(mask, exponent, -np.inf).max(axis=1, keepdims=True)
@@ -131,7 +154,7 @@ def ndcg_per_task(q: Queries, k: int) -> np.ndarray:
     """NDCG@k ranking each task's query items by predicted rating (ties keep query order)."""
     width = q.predicted.shape[1]
     lengths = q.lengths
-    gains = np.where(q.mask, gain(q.actual, q.rating_scale[0], q.mask), 0.0)
+    gains = np.where(q.mask, gain(q.actual, q.rating_scale[0], q.mask, q.gain), 0.0)
     pred = np.where(q.mask, q.predicted, -np.inf)
     by_pred = np.argsort(-pred, axis=1, kind="stable")
     by_gain = np.argsort(-np.where(q.mask, gains, -np.inf), axis=1, kind="stable")
@@ -183,7 +206,7 @@ for _k in (1, 3, 5, 10):
             partial(ndcg_per_task, k=_k),
             True,
             description=f"NDCG of the top {_k} of a task's query items ranked by prediction "
-            "(gain 2^r - 1), mean over tasks",
+            "(gain 2^r - 1 or r: the suite's ndcg_gain), mean over tasks",
         ),
     )
 METRICS.register(

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import bench
+from bench.processes import identity
 
 KEY_PACKAGES = ("numpy", "scipy", "torch", "learn2learn", "coldstart-bench")
 PROJECT_ROOT = Path(bench.__file__).resolve().parent.parent
@@ -86,4 +87,5 @@ def collect(devices: list[str]) -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "argv": sys.argv,
+        **identity(),  # host, pid and start time: a run whose process died shows as interrupted
     }

@@ -13,6 +13,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from bench.protocol import SCENARIOS
+from bench.protocol.base import WARM_HISTORY_NOTE
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
@@ -128,11 +129,14 @@ def metric_footer(title: str, body: list[list[str]]) -> str:
     """The symbols of one metric table, explained under it."""
     protocol = title.split(" · ")[1] if title.count(" · ") >= 2 else "protocol@N"
     ranged = any("-" in row[-1] for row in body)
-    return (
+    footer = (
         f"  {protocol}: protocol name@version. k: support ratings per task ('all': its whole "
         "pool). Values: mean ±95% CI over seeds (no ± with one seed). tasks: tasks scored per "
         "seed" + ("; a-b: the range over seeds or folds." if ranged else ".")
     )
+    if title.endswith(" · warm") and any(row[1] != "all" for row in body):
+        footer += f"\n  {WARM_HISTORY_NOTE}"
+    return footer
 
 
 TIMING_FOOTER = (

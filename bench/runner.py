@@ -24,13 +24,14 @@ from bench.config import stable_hash
 from bench.data import Dataset
 from bench.devices import resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
+from bench.errors import ConfigError
 from bench.learner import Budget, learner_class, make_learner, split_budget
-from bench.metrics import Queries, evaluate
+from bench.metrics import DEFAULT_GAIN, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
 from bench.seeding import Seeds
 from bench.store import FIT_SCOPE, CellRecord, ResultStore
-from bench.suite import Suite
+from bench.suite import Suite, nothing_to_run
 from bench.timing import timed
 
 WARMUP_TASKS = 8
@@ -94,6 +95,7 @@ def cell_key(
     device: str,
     fingerprint: str,
     budget: Budget | None = None,
+    ndcg_gain: str = DEFAULT_GAIN,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -108,6 +110,8 @@ def cell_key(
     }
     if budget is not None and budget.max_seconds is not None:
         key["max_fit_seconds"] = budget.max_seconds  # a time budget can change the results
+    if ndcg_gain != DEFAULT_GAIN:
+        key["ndcg_gain"] = ndcg_gain  # the same predictions, scored otherwise
     return stable_hash(key, length=24)
 
 
@@ -177,7 +181,7 @@ def run_cell(
         seed=cell.seed,
         device=cell.device,
         code_fingerprint=fingerprint,
-        split_summary=split.summary,
+        split_summary={**split.summary, "load_report": cell.dataset.extras.get("load_report", {})},
     )
     if device.type == "cuda":
         torch.empty(1, device=device)  # create the CUDA context outside the timed region
@@ -232,8 +236,9 @@ def run_cell(
             predicted=predicted.detach().float().cpu().numpy().astype(np.float64),
             actual=labelled.query_ratings.numpy().astype(np.float64),
             mask=labelled.query_mask.numpy(),
-            like_threshold=cell.dataset.like_threshold,
+            like_threshold=train.like_threshold,
             rating_scale=cell.dataset.rating_scale,
+            gain=suite.ndcg_gain,
         )
         if not np.isfinite(queries.predicted[queries.mask]).all():
             raise ValueError(
@@ -276,6 +281,7 @@ def iter_cells(
                         device,
                         fingerprint,
                         budget,
+                        suite.ndcg_gain,
                     )
                     yield Cell(dataset, protocol, seed, learner_name, device, key, budget)
 
@@ -294,6 +300,9 @@ def run_suite(
         load_dataset(name, suite.dataset.get(name), data_dir=suite.data_dir)
         for name in suite.datasets
     ]
+    empty = nothing_to_run(suite, protocol, datasets)
+    if empty:
+        raise ConfigError(empty)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
     config = suite.resolved()

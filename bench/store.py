@@ -4,22 +4,32 @@ A *cell* is one fit of one learner on one split (dataset, protocol, seed, device
 everything that can change its results, including a fingerprint of the project's own code. Inside a
 cell, each (scenario, k) evaluation is unique too, so re-running skips what is finished and never
 writes duplicates.
+
+Opening a store for writing checks everything that could stop a run later (the path, the folder,
+write permission, that it is an intact SQLite database), so a problem is one :class:`StoreError`
+before any cell runs. A store that another process keeps busy is retried with back-off; a finished
+cell that still cannot be written is kept in a folder beside the store and written by the next run.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import sqlite3
-from collections.abc import Iterable, Iterator
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.errors import StoreError, shorten
+from bench.processes import is_gone
 
 SCHEMA_VERSION = 1
 
@@ -59,6 +69,12 @@ CREATE TABLE IF NOT EXISTS failures (
 
 FIT_SCOPE = "*"  # scenario and k of timing rows that belong to the whole cell (the fit)
 
+BUSY_WAIT_S = 600.0
+"""How long a write waits, retrying, for a store that another process keeps locked."""
+_ATTEMPT_S = 1.0  # SQLite's own wait per attempt, between the retries' back-off
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+T = TypeVar("T")
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -86,28 +102,180 @@ class CellRecord:
     timings: list[tuple[str, str, str, float, int, float, int, str]] = field(default_factory=list)
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 class ResultStore:
-    def __init__(self, path: str | Path) -> None:
+    """The SQLite results store at ``path``.
+
+    Args:
+        mode: ``"write"`` (runs) checks up front that the store can be written; ``"read"``
+            (export, reports) opens an existing store read-only, so a read-only file still works.
+        busy_wait_s: how long a write retries while another process holds the store's lock.
+        log: where notes go (a busy store, cells kept from an earlier run); stderr by default.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        mode: Literal["write", "read"] = "write",
+        busy_wait_s: float = BUSY_WAIT_S,
+        log: Callable[[str], None] = _stderr,
+    ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
+        self.busy_wait_s = busy_wait_s
+        self.log = log
+        self.conn = self._connect()
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise BenchError(f"results store {self.path} cannot be opened: {exc}") from exc
-        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            self._retrying("opening the store", self._prepare)
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise StoreError(self._explain(exc)) from exc
+        if mode == "write":
+            self._write_kept_cells()
+
+    @property
+    def kept_cells_dir(self) -> Path:
+        """Where finished cells wait when the store could not take them."""
+        return self.path.with_name(self.path.name + ".unsaved")
+
+    def _explain(self, exc: BaseException) -> str:
+        """One line on what is wrong with the store and what to do."""
+        where = f"results store {self.path}"
+        name = getattr(exc, "sqlite_errorname", "")
+        text = shorten(str(exc))  # one line, whatever SQLite reports
+        if name == "SQLITE_NOTADB" or "not a database" in text:
+            return f"{where} is not a SQLite database; point --store at another file"
+        if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
+            return f"{where} is damaged ({text}); restore it from a copy or move it away"
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return (
+                f"{where} is read-only: the file or its folder cannot be written; make them "
+                "writable or point --store elsewhere"
+            )
+        if isinstance(exc, sqlite3.Error) and _is_busy(exc):
+            return (
+                f"{where} stayed locked by another process for {self.busy_wait_s:g} s; "
+                "try again when that process has finished"
+            )
+        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+            return (
+                f"{where} cannot be opened: its folder must exist and be writable "
+                "(SQLite also creates the files -wal and -shm beside the store)"
+            )
+        if isinstance(exc, OSError):
+            return f"{where}: {exc.strerror or exc}"
+        return f"{where}: {text}"
+
+    def _connect(self) -> sqlite3.Connection:
+        where = f"results store {self.path}"
+        if self.path.is_dir():
+            raise StoreError(
+                f"{where} is a folder; give a file such as {self.path / 'results.sqlite'}"
+            )
+        if self.mode == "read":
+            if not self.path.is_file():
+                raise StoreError(f"{where} does not exist; run `python -m bench run` first")
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"{where}: its folder {self.path.parent} cannot be created "
+                    f"({exc.strerror or exc})"
+                ) from exc
+            uri = self.path.resolve().as_uri()
+        try:
+            return sqlite3.connect(uri, uri=True, timeout=_ATTEMPT_S)
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from exc
+
+    def _prepare(self) -> None:
+        """Check the store is an intact results store of a known schema, creating it if new; in
+        write mode prove that it can be written (and roll the proof back)."""
+        if self.mode == "read":
+            self._check_schema_version()
+            return
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        problem = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            raise sqlite3.DatabaseError(f"malformed: {problem}")
+        self.conn.executescript(_SCHEMA)
+        self._check_schema_version()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('write_check', ?)", (now(),))
+        finally:
+            self.conn.rollback()
+
+    def _check_schema_version(self) -> None:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            raise StoreError(
+                f"results store {self.path} is a SQLite database but not a results store"
+            ) from exc
         if row is None:
+            if self.mode == "read":
+                raise StoreError(f"results store {self.path} has no schema version")
             with self.conn:
                 self.conn.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
                 )
         elif int(row[0]) > SCHEMA_VERSION:
-            raise BenchError(
+            raise StoreError(
                 f"results store {self.path} has schema version {row[0]}, newer than this "
                 f"version of the harness understands ({SCHEMA_VERSION}); upgrade the harness"
             )
+
+    def _retrying(self, what: str, action: Callable[[], T]) -> T:
+        """``action()``, retried with growing pauses while another process holds the lock."""
+        deadline = time.monotonic() + self.busy_wait_s
+        pause = 0.05
+        noted = False
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if self.conn.in_transaction:
+                    self.conn.rollback()
+                left = deadline - time.monotonic()
+                if not _is_busy(exc) or left <= 0:
+                    raise
+                if not noted:
+                    self.log(
+                        f"results store {self.path} is busy (another process is writing to it); "
+                        f"{what} is retried for up to {self.busy_wait_s:g} s"
+                    )
+                    noted = True
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 2.0)
+
+    def _write(self, what: str, action: Callable[[sqlite3.Connection], object]) -> None:
+        """One write transaction, retried while the store is busy; a failure is a StoreError."""
+
+        def attempt() -> None:
+            with self.conn:
+                action(self.conn)
+
+        try:
+            self._retrying(what, attempt)
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from exc
 
     def close(self) -> None:
         self.conn.close()
@@ -128,7 +296,17 @@ class ResultStore:
     def start_run(
         self, run_id: str, suite: str, config: dict[str, Any], provenance: dict[str, Any]
     ) -> None:
-        with self.transaction() as c:
+        """Record a new run (its provenance names the process, see :mod:`bench.processes`), and
+        mark earlier runs whose process has died as interrupted."""
+        gone = [r["run_id"] for r in self._query(
+            "SELECT run_id, status, provenance FROM runs WHERE status='running'"
+        ) if self._died(r)]  # fmt: skip
+
+        def insert(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "UPDATE runs SET status='interrupted' WHERE run_id=? AND status='running'",
+                [(g,) for g in gone],
+            )
             c.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?, ?)",
                 (
@@ -140,87 +318,161 @@ class ResultStore:
                 ),
             )
 
+        self._write("recording the run", insert)
+
     def finish_run(self, run_id: str, status: str) -> None:
-        with self.transaction() as c:
-            c.execute(
-                "UPDATE runs SET finished_at=?, status=? WHERE run_id=?", (now(), status, run_id)
+        """Record how a run ended. Best effort: if the store cannot take it, the run is shown as
+        interrupted once its process has gone, and nothing else is lost."""
+        try:
+            self._write(
+                "recording the run's end",
+                lambda c: c.execute(
+                    "UPDATE runs SET finished_at=?, status=? WHERE run_id=?",
+                    (now(), status, run_id),
+                ),
             )
+        except StoreError as exc:
+            self.log(f"could not record the end of run {run_id}: {exc}")
 
     def record_failure(
         self, run_id: str, cell_key: str, description: str, error: str, traceback: str
     ) -> None:
-        with self.transaction() as c:
-            c.execute(
+        self._write(
+            "recording a failed cell",
+            lambda c: c.execute(
                 "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, cell_key, description, error, traceback, now()),
-            )
+            ),
+        )
+
+    @staticmethod
+    def _died(run: dict[str, Any]) -> bool:
+        """A run marked running whose process no longer exists on this host."""
+        if run["status"] != "running":
+            return False
+        try:
+            owner = json.loads(run["provenance"])
+        except (TypeError, ValueError):
+            return False
+        return isinstance(owner, dict) and is_gone(owner)
 
     # Cells ----------------------------------------------------------------------------------
 
     def finished_evaluations(self, cell_key: str) -> set[tuple[str, str]]:
-        rows = self.conn.execute(
-            "SELECT scenario, k FROM evaluations WHERE cell_key=?", (cell_key,)
-        ).fetchall()
-        return {(s, k) for s, k in rows}
+        rows = self._query("SELECT scenario, k FROM evaluations WHERE cell_key=?", (cell_key,))
+        return {(r["scenario"], r["k"]) for r in rows}
 
     def delete_cell(self, cell_key: str) -> None:
-        with self.transaction() as c:
+        def delete(c: sqlite3.Connection) -> None:
             for table in ("metrics", "timings", "evaluations", "cells"):
                 c.execute(f"DELETE FROM {table} WHERE cell_key=?", (cell_key,))
 
+        self._write("removing a cell", delete)
+
     def write_cell(self, record: CellRecord) -> None:
-        """Write a finished cell atomically; (scenario, k) pairs already present are kept."""
-        with self.transaction() as c:
-            c.execute(
-                "INSERT OR IGNORE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        """Write a finished cell atomically; (scenario, k) pairs already present are kept.
+
+        A busy store is retried for ``busy_wait_s``; if the cell still cannot be written it is
+        kept beside the store (:attr:`kept_cells_dir`) for the next run to write, and the
+        StoreError says so."""
+        try:
+            self._write("writing a finished cell", lambda c: self._insert_cell(c, record))
+        except StoreError as exc:
+            raise StoreError(f"{exc}; {self._keep(record)}") from exc
+
+    def _keep(self, record: CellRecord) -> str:
+        target = self.kept_cells_dir / f"{record.cell_key}.pickle"
+        try:
+            self.kept_cells_dir.mkdir(exist_ok=True)
+            incomplete = target.with_suffix(".partial")
+            incomplete.write_bytes(pickle.dumps(record))
+            incomplete.replace(target)
+        except OSError as exc:
+            return f"the finished cell could not be kept either ({exc.strerror or exc})"
+        return f"the finished cell was kept in {target} and the next run writes it"
+
+    def _write_kept_cells(self) -> None:
+        """Write the cells an earlier run kept beside the store, then remove them."""
+        if not self.kept_cells_dir.is_dir():
+            return
+        written = 0
+        for path in sorted(self.kept_cells_dir.glob("*.pickle")):
+            try:
+                record = pickle.loads(path.read_bytes())
+                if not isinstance(record, CellRecord):
+                    raise TypeError(f"not a cell record: {type(record).__name__}")
+                self._write("writing a kept cell", partial(self._insert_cell, record=record))
+            except (OSError, pickle.UnpicklingError, TypeError, AttributeError, EOFError) as exc:
+                self.log(f"results store {self.path}: kept cell {path} cannot be written: {exc}")
+                continue
+            path.unlink()
+            written += 1
+        if written:
+            self.log(
+                f"results store {self.path}: wrote {written} finished cell(s) kept by an earlier run"
+            )
+        if not any(self.kept_cells_dir.iterdir()):
+            self.kept_cells_dir.rmdir()
+
+    @staticmethod
+    def _insert_cell(c: sqlite3.Connection, record: CellRecord) -> None:
+        """The rows of one finished cell, inside the caller's transaction."""
+        c.execute(
+            "INSERT OR IGNORE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.cell_key,
+                record.run_id,
+                record.dataset,
+                record.dataset_hash,
+                record.protocol,
+                record.protocol_hash,
+                record.learner,
+                record.config_hash,
+                json.dumps(record.config, default=str),
+                record.seed,
+                record.device,
+                record.code_fingerprint,
+                json.dumps(record.split_summary, default=str),
+                now(),
+            ),
+        )
+        c.executemany(
+            "INSERT OR IGNORE INTO evaluations VALUES (?,?,?,?)",
+            [(record.cell_key, *e) for e in record.evaluations],
+        )
+        c.executemany(
+            "INSERT OR IGNORE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
+            [
                 (
                     record.cell_key,
-                    record.run_id,
-                    record.dataset,
-                    record.dataset_hash,
-                    record.protocol,
-                    record.protocol_hash,
-                    record.learner,
-                    record.config_hash,
-                    json.dumps(record.config, default=str),
-                    record.seed,
-                    record.device,
-                    record.code_fingerprint,
-                    json.dumps(record.split_summary, default=str),
-                    now(),
-                ),
-            )
-            c.executemany(
-                "INSERT OR IGNORE INTO evaluations VALUES (?,?,?,?)",
-                [(record.cell_key, *e) for e in record.evaluations],
-            )
-            c.executemany(
-                "INSERT OR IGNORE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        record.cell_key,
-                        s,
-                        k,
-                        m,
-                        None if np.isnan(v) else v,
-                        n,
-                        u,
-                        np.asarray(per_task, dtype=np.float32).tobytes(),
-                    )
-                    for s, k, m, v, n, u, per_task in record.metrics
-                ],
-            )
-            c.executemany(
-                "INSERT OR REPLACE INTO timings VALUES (?,?,?,?,?,?,?,?,?)",
-                [(record.cell_key, *t) for t in record.timings],
-            )
+                    s,
+                    k,
+                    m,
+                    None if np.isnan(v) else v,
+                    n,
+                    u,
+                    np.asarray(per_task, dtype=np.float32).tobytes(),
+                )
+                for s, k, m, v, n, u, per_task in record.metrics
+            ],
+        )
+        c.executemany(
+            "INSERT OR REPLACE INTO timings VALUES (?,?,?,?,?,?,?,?,?)",
+            [(record.cell_key, *t) for t in record.timings],
+        )
 
     # Reading --------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.conn.execute(sql, tuple(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        def read() -> list[dict[str, Any]]:
+            cur = self.conn.execute(sql, tuple(params))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+        try:
+            return self._retrying("reading", read)
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from exc
 
     @staticmethod
     def _where_cells(cell_keys: list[str] | None) -> tuple[str, list[str]]:
@@ -260,7 +512,12 @@ class ResultStore:
         )
 
     def runs(self) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM runs ORDER BY started_at")
+        """Every run; one still marked running whose process has died shows as interrupted."""
+        rows = self._query("SELECT * FROM runs ORDER BY started_at")
+        for row in rows:
+            if self._died(row):
+                row["status"] = "interrupted"
+        return rows
 
     def failures(self, run_id: str | None = None) -> list[dict[str, Any]]:
         if run_id is None:

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, ConfigError, RegistryError
-from bench.metrics import DEFAULT_METRICS, METRICS
+from bench.errors import BenchError, ConfigError, RegistryError, excerpt
+from bench.metrics import DEFAULT_GAIN, DEFAULT_METRICS, GAINS, METRICS
 from bench.protocol import SCENARIOS, make_protocol
 from bench.registry import Registry
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
+MAX_SEEDS = 10_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Suite:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     shown_metrics: tuple[str, ...] = ("rmse", "mae", "ndcg@3", "ndcg@10", "accuracy")
     """The metrics printed in the terminal tables (all of ``metrics`` are stored)."""
+    ndcg_gain: str = DEFAULT_GAIN
+    """NDCG's gain: ``exponential`` (2^r - 1, as in MeLU) or ``linear`` (r)."""
     data_dir: str | None = None
     """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
     source: str = "<defaults>"
@@ -50,12 +53,14 @@ for _path in sorted(SUITE_DIR.glob("*.toml")):
     SUITES.register(_path.stem, _path)
 
 
-def _as_tuple(value: Any, key: str, path: str) -> tuple[Any, ...]:
+def _as_tuple(value: Any, key: str, path: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
-    if isinstance(value, list):
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ConfigError(f"{path}: {key!r} must be a list or a comma-separated string, got {value!r}")
+    raise ConfigError(
+        f"{path}: {key!r} must be a list of names or a comma-separated string, got {excerpt(value)}"
+    )
 
 
 def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
@@ -63,12 +68,22 @@ def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: 'seeds' must be a count or a list of integers")
     if isinstance(value, int):
-        if value < 1:
-            raise ConfigError(f"{where}: 'seeds' must be at least 1, got {value}")
+        if not 1 <= value <= MAX_SEEDS:
+            raise ConfigError(
+                f"{where}: 'seeds' must be a count from 1 to {MAX_SEEDS}, got {value}"
+            )
         return tuple(range(value))
-    if isinstance(value, list) and value and all(isinstance(s, int) for s in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in value)
+    ):
+        if len(set(value)) < len(value):
+            raise ConfigError(f"{where}: 'seeds' lists a seed twice: {excerpt(value)}")
         return tuple(value)
-    raise ConfigError(f"{where}: 'seeds' must be a count or a list of integers, got {value!r}")
+    raise ConfigError(
+        f"{where}: 'seeds' must be a count or a list of integers >= 0, got {excerpt(value)}"
+    )
 
 
 def load_suite(name_or_path: str) -> Suite:
@@ -79,8 +94,10 @@ def load_suite(name_or_path: str) -> Suite:
         raise ConfigError(f"suite file {path} does not exist")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"suite file {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"suite file {path} cannot be read: {exc.strerror or exc}") from exc
     return suite_from_dict(raw, str(path))
 
 
@@ -101,7 +118,13 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
         elif key in ("protocol", "learner", "dataset"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
+            if key != "protocol":
+                for name, table in value.items():
+                    if not isinstance(table, dict):
+                        raise ConfigError(f"{where}: [{key}.{name}] must be a table")
             values[key] = value
+        elif not isinstance(value, str):
+            raise ConfigError(f"{where}: {key!r} must be a string, got {excerpt(value)}")
         else:
             values[key] = value
     suite = Suite(**values)
@@ -138,6 +161,13 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     def at(field: str) -> str:
         return (given_as or {}).get(field, where)
 
+    for what in ("datasets", "learners", "scenarios", "devices", "metrics"):
+        names = getattr(suite, what)
+        if not names:
+            raise ConfigError(f"{at(what)}: no {what}: the grid would be empty")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{at(what)}: {what} lists {', '.join(map(excerpt, twice))} twice")
     for scenario in suite.scenarios:
         if scenario not in SCENARIOS:
             raise ConfigError(
@@ -149,6 +179,11 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     for shown in suite.shown_metrics:
         if shown not in suite.metrics:
             raise ConfigError(f"{where}: shown metric {shown!r} is not among 'metrics'")
+    if suite.ndcg_gain not in GAINS:
+        raise ConfigError(
+            f"{where}: ndcg_gain must be one of {', '.join(map(repr, GAINS))}, "
+            f"got {suite.ndcg_gain!r}"
+        )
     for device in suite.devices:
         try:
             check_device_name(device)
@@ -156,13 +191,21 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
             raise ConfigError(f"{at('devices')}: {exc}") from exc
     if not isinstance(suite.protocol.get("name"), str):
         raise ConfigError(f"{where}: [protocol] needs a 'name'")
-    make_protocol(suite.protocol["name"], suite.protocol)
+    try:
+        protocol = make_protocol(suite.protocol["name"], suite.protocol)
+    except (TypeError, ValueError) as exc:  # a value of a type the protocol cannot take
+        raise ConfigError(f"{where}: [protocol]: {excerpt(str(exc), 200)}") from exc
+    offered = [s for s in suite.scenarios if s in protocol.scenarios]
+    if not offered:
+        raise ConfigError(
+            f"{where}: protocol {protocol.label} offers only {', '.join(protocol.scenarios)}; "
+            f"none of the suite's scenarios ({', '.join(suite.scenarios)}) would run"
+        )
     for name in suite.datasets:
-        if not name.partition(":")[1]:
-            try:
-                get_card(name)
-            except RegistryError as exc:
-                raise RegistryError(f"{at('datasets')}: {exc}") from exc
+        try:
+            get_card(name)
+        except RegistryError as exc:
+            raise RegistryError(f"{at('datasets')}: {exc}") from exc
     for extra in set(suite.learner) - set(suite.learners):
         raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
     for name in suite.learners:
@@ -171,4 +214,27 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
     if not suite.seeds:
-        raise ConfigError(f"{at('seeds')}: no seeds")
+        raise ConfigError(f"{at('seeds')}: no seeds: the grid would be empty")
+
+
+def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | None:
+    """Why the grid of a suite with loaded datasets is empty, or None when a cell would run."""
+    from bench.learner import learner_class
+
+    for what in ("datasets", "learners", "scenarios", "seeds", "devices"):
+        if not getattr(suite, what):
+            return f"nothing to run: the suite has no {what}"
+    if not any(s in protocol.scenarios for s in suite.scenarios):
+        return (
+            f"nothing to run: protocol {protocol.label} offers {', '.join(protocol.scenarios)}; "
+            f"the suite asks for {', '.join(suite.scenarios)}"
+        )
+    reasons = [
+        f"{name} on {d.name}: {reason}"
+        for name in suite.learners
+        for d in datasets
+        if (reason := learner_class(name).not_applicable(d))
+    ]
+    if len(reasons) < len(suite.learners) * len(datasets):
+        return None
+    return f"nothing to run: no learner applies to any dataset ({'; '.join(reasons)})"

@@ -32,8 +32,9 @@ from bench.data import Dataset
 from bench.devices import resolve_device
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
 from bench.learner import Learner, learner_class, make_learner
-from bench.metrics import Queries, evaluate
-from bench.protocol import SCENARIOS, Split, make_protocol
+from bench.metrics import DEFAULT_METRICS, Queries, evaluate
+from bench.protocol import SCENARIOS, Split, SupportSize, make_protocol
+from bench.protocol.base import split_like_threshold
 from bench.seeding import Seeds
 from bench.synthetic import SyntheticConfig, generate
 
@@ -113,6 +114,29 @@ def _check_predictions(
     return pred
 
 
+def score(
+    learner: Learner,
+    dataset: Dataset,
+    split: Split,
+    scenario: str,
+    k: SupportSize,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+) -> dict[str, float]:
+    """The metrics of a learner fitted on the CPU, on one scenario's tasks at support size ``k``
+    (for a plug-in's own tests of what its learner achieves)."""
+    batch = build_tasks(dataset, split.scenarios[scenario], k)
+    pred = _predict(learner, batch.without_labels())
+    assert batch.query_ratings is not None
+    queries = Queries(
+        pred.double().cpu().numpy(),
+        batch.query_ratings.double().numpy(),
+        batch.query_mask.numpy(),
+        split_like_threshold(dataset, split),
+        dataset.rating_scale,
+    )
+    return {name: value.value for name, value in evaluate(queries, metrics).items()}
+
+
 def check_learner(
     name: str,
     overrides: Mapping[str, Any] | None = None,
@@ -162,7 +186,7 @@ def check_learner(
                 pred.float().cpu().numpy().astype(np.float64),
                 labelled.query_ratings.numpy().astype(np.float64),
                 labelled.query_mask.numpy(),
-                dataset.like_threshold,
+                train.like_threshold,
                 dataset.rating_scale,
             )
             values = evaluate(queries)

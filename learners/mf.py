@@ -1,15 +1,22 @@
 """Biased matrix factorisation by alternating least squares, with closed-form fold-in.
 
-Model: ``r = mean + b_u + b_i + p_u . q_i``. Training alternates exact ridge solves for every user
-and every item. A task entity unseen in training is folded in by one ridge solve on its support
-ratings with the other side fixed. Where side features exist, a ridge map from features to
-(factors, bias) is fitted on the trained entities; it gives unseen entities a starting point, which
-the fold-in uses as the centre of its ridge penalty.
+Model: ``r = mean + b_u + b_i + p_u . q_i``. Training starts from the biases and the truncated SVD
+of what they leave unexplained, then alternates exact ridge solves for every user and every item,
+with the normal equations of each half-step built by sparse products (see :mod:`learners.als`).
+From that start a few sweeps suffice. A task entity unseen in training is folded in by one ridge
+solve on its support ratings with the other side fixed. Where side features exist, a ridge map
+from features to (factors, bias) is fitted on the trained entities; it gives unseen entities a
+starting point, which the fold-in uses as the centre of its ridge penalty.
+
+The arithmetic runs in the config's ``dtype`` on every device, so a CPU and a CUDA cell of the
+same config compute the same model; ``fit`` runs on the config's number of torch CPU threads and
+records it in ``fit_threads``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,7 +24,11 @@ import torch
 from bench.episodes import MetaTrain, TaskBatch
 from bench.learner import Budget, Learner, clamp_to_scale
 from bench.seeding import Seeds
+from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.baselines import BiasConfig, bias_fit
+from learners.standardise import Standardiser
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -27,44 +38,40 @@ class MFConfig:
     """Ridge penalty per rating on each entity's factors and bias in the ALS solves."""
     reg_floor: float = 1.0
     """Added to every entity's penalty, so that entities with few ratings stay shrunk."""
-    iterations: int = 12
+    iterations: int = 4
+    """ALS sweeps (one user and one item half-step each). From the SVD start more sweeps slowly
+    overfit: on MovieLens 100K u1-u5 (rank 16, reg 0.1) 2 sweeps give RMSE 0.911, 4 give 0.913
+    and 12 give 0.915."""
+    init: Literal["svd", "random"] = "svd"
+    """Starting factors: the truncated SVD of the ratings' residuals after the biases, or random
+    draws of standard deviation ``init_std``."""
     init_std: float = 0.1
+    """Standard deviation of the random starting factors (``init = "random"``)."""
     fold_in_reg: float = 8.0
     """Ridge penalty of the fold-in solve for unseen task entities."""
     feature_reg: float = 10.0
     """Ridge penalty of the map from side features to factors; used only when features exist."""
     use_features: bool = True
-    chunk: int = 8192
-    """Ratings per chunk when accumulating Gram matrices (bounds memory)."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Arithmetic precision on every device. The solves are ridge-regularised, so float32 gives
+    the same RMSE as float64 to four decimals on MovieLens 100K and the synthetic suite, in about
+    two thirds of the time."""
+    threads: int = 1
+    """torch CPU threads during ``fit`` (0: leave torch's setting). The fit is a chain of short
+    sparse and batched operations on which a second thread gains little, while threads competing
+    for shared cores cost far more: on two busy cores, two threads made the MovieLens 100K fit
+    about 25 times as expensive in CPU seconds. Raise it for large data on an otherwise idle
+    machine."""
 
-
-def _ridge_solve(
-    gram: torch.Tensor,
-    rhs: torch.Tensor,
-    reg: float | torch.Tensor,
-    prior: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Solve ``(G + reg I) x = rhs + reg prior`` for a batch of small systems (``reg`` may be a
-    per-system tensor)."""
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    reg = torch.as_tensor(reg, dtype=gram.dtype, device=gram.device).reshape(-1, 1, 1)
-    if prior is not None:
-        rhs = rhs + reg[:, :, 0] * prior
-    return torch.linalg.solve(gram + reg * eye, rhs.unsqueeze(-1)).squeeze(-1)
-
-
-def _normal_equations(
-    rows: torch.Tensor, design: torch.Tensor, target: torch.Tensor, count: int, chunk: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-entity sums of ``x x^T`` and ``x y`` over the ratings that ``rows`` assigns to them."""
-    d = design.shape[1]
-    gram = torch.zeros(count, d, d, dtype=design.dtype, device=design.device)
-    rhs = torch.zeros(count, d, dtype=design.dtype, device=design.device)
-    for start in range(0, len(rows), chunk):
-        x = design[start : start + chunk]
-        gram.index_add_(0, rows[start : start + chunk], x[:, :, None] * x[:, None, :])
-        rhs.index_add_(0, rows[start : start + chunk], x * target[start : start + chunk, None])
-    return gram, rhs
+    def __post_init__(self) -> None:
+        if self.rank < 1 or self.iterations < 1:
+            raise ValueError("rank and iterations must be at least 1")
+        if self.reg < 0 or self.reg_floor < 0 or self.fold_in_reg < 0 or self.feature_reg < 0:
+            raise ValueError("penalties must be non-negative")
+        if self.threads < 0:
+            raise ValueError("threads must be non-negative")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
 
 
 def _feature_map(
@@ -73,7 +80,7 @@ def _feature_map(
     """Ridge regression from side features (plus an intercept) to each entity's parameters."""
     x = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)
     xk = x[known]
-    weights = _ridge_solve(xk.T @ xk, (xk.T @ params[known]).T, reg).T
+    weights = ridge_solve(xk.T @ xk, (xk.T @ params[known]).T, reg).T
     return x @ weights
 
 
@@ -81,6 +88,9 @@ class MatrixFactorisation(Learner):
     """Biased matrix factorisation (ALS); unseen entities folded in by a ridge solve on the support."""
 
     config_class = MFConfig
+
+    fit_threads: int | None = None
+    """torch CPU threads the last ``fit`` ran with."""
 
     def fit(
         self,
@@ -90,8 +100,16 @@ class MatrixFactorisation(Learner):
         device: torch.device,
         budget: Budget | None = None,
     ) -> None:
+        threads = self.config.threads or torch.get_num_threads()
+        # Penalties and starting scales are sized for standardised ratings: they hold on any scale.
+        self.standardiser = Standardiser.of(train.rating)
+        with torch_threads(threads):
+            self.fit_threads = threads
+            self._fit(self.standardiser.meta_train(train), rng, device)
+
+    def _fit(self, train: MetaTrain, rng: Seeds, device: torch.device) -> None:
         cfg = self.config
-        dtype = torch.float64 if device.type == "cpu" else torch.float32
+        dtype = DTYPES[cfg.dtype]
         self.scale = train.rating_scale
         self.device = device
         mean, user_bias, item_bias = bias_fit(
@@ -99,29 +117,39 @@ class MatrixFactorisation(Learner):
         )
         self.mean = mean
         gen = rng.torch("init")
-        # Parameters per entity: [factors..., bias].
-        users = torch.randn(train.n_users, cfg.rank, generator=gen, dtype=dtype) * cfg.init_std
-        items = torch.randn(train.n_items, cfg.rank, generator=gen, dtype=dtype) * cfg.init_std
-        users = torch.cat([users, torch.as_tensor(user_bias, dtype=dtype)[:, None]], 1).to(device)
-        items = torch.cat([items, torch.as_tensor(item_bias, dtype=dtype)[:, None]], 1).to(device)
         u = torch.as_tensor(train.user, device=device)
         i = torch.as_tensor(train.item, device=device)
-        r = torch.as_tensor(train.rating, dtype=dtype, device=device) - mean
+        r = torch.as_tensor(train.rating, device=device).to(dtype) - mean
+        by_user = SideRatings.build(u, i, r, train.n_users, train.n_items)
+        by_item = SideRatings.build(i, u, r, train.n_items, train.n_users)
+        user_reg = cfg.reg_floor + cfg.reg * by_user.count
+        item_reg = cfg.reg_floor + cfg.reg * by_item.count
         known_u = torch.as_tensor(train.known_users, device=device)
         known_i = torch.as_tensor(train.known_items, device=device)
-        ones = torch.ones(len(r), 1, dtype=dtype, device=device)
-        user_count = torch.bincount(u, minlength=train.n_users).to(dtype)
-        item_count = torch.bincount(i, minlength=train.n_items).to(dtype)
+
+        # Parameters per entity: [factors..., bias].
+        b_u = torch.as_tensor(user_bias, device=device).to(dtype)
+        b_i = torch.as_tensor(item_bias, device=device).to(dtype)
+        if cfg.init == "svd":
+            residual = r - b_u[u] - b_i[i]
+            left, singular, right = truncated_svd(
+                by_user.matrix(residual), by_item.matrix(residual), cfg.rank, gen
+            )
+            p_u, q_i = left * singular.sqrt(), right * singular.sqrt()
+        else:
+            # Drawn in float64 so that the start does not depend on the precision.
+            p_u = torch.randn(train.n_users, cfg.rank, generator=gen, dtype=torch.float64)
+            q_i = torch.randn(train.n_items, cfg.rank, generator=gen, dtype=torch.float64)
+            p_u = (p_u * cfg.init_std).to(device, dtype)
+            q_i = (q_i * cfg.init_std).to(device, dtype)
+        users = torch.cat([p_u, b_u[:, None]], 1)
+        items = torch.cat([q_i, b_i[:, None]], 1)
+
         for _ in range(cfg.iterations):
-            # Solve users given items: features [q_i, 1], target r - b_i.
-            design = torch.cat([items[i, :-1], ones], 1)
-            gram, rhs = _normal_equations(u, design, r - items[i, -1], train.n_users, cfg.chunk)
-            solved = _ridge_solve(gram, rhs, cfg.reg_floor + cfg.reg * user_count)
-            users = torch.where(known_u[:, None], solved, users)
-            design = torch.cat([users[u, :-1], ones], 1)
-            gram, rhs = _normal_equations(i, design, r - users[u, -1], train.n_items, cfg.chunk)
-            solved = _ridge_solve(gram, rhs, cfg.reg_floor + cfg.reg * item_count)
-            items = torch.where(known_i[:, None], solved, items)
+            gram, rhs = by_user.normal_equations(items)
+            users = torch.where(known_u[:, None], ridge_solve(gram, rhs, user_reg), users)
+            gram, rhs = by_item.normal_equations(users)
+            items = torch.where(known_i[:, None], ridge_solve(gram, rhs, item_reg), items)
 
         # Unseen entities start from what their features predict (or zero without features).
         self.user_prior = self._prior(train.user_features, users, known_u)
@@ -139,6 +167,7 @@ class MatrixFactorisation(Learner):
         return _feature_map(feats, params, known, self.config.feature_reg)
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        tasks = self.standardiser.tasks(tasks)
         by_user = tasks.axis == "user"
         own, other = (self.users, self.items) if by_user else (self.items, self.users)
         own_prior = self.user_prior if by_user else self.item_prior
@@ -154,10 +183,10 @@ class MatrixFactorisation(Learner):
         target = tasks.support_ratings.to(design.dtype) - self.mean - other_s[..., -1]
         gram = design.transpose(1, 2) @ design
         rhs = (design * target[..., None]).sum(1)
-        folded = _ridge_solve(gram, rhs, self.config.fold_in_reg, own_prior[tasks.entities])
+        folded = ridge_solve(gram, rhs, self.config.fold_in_reg, own_prior[tasks.entities])
         entity = torch.where(known[tasks.entities][:, None], own[tasks.entities], folded)
 
         other_q = other[query_other]
         pred = self.mean + entity[:, None, -1] + other_q[..., -1]
         pred = pred + (entity[:, None, :-1] * other_q[..., :-1]).sum(-1)
-        return clamp_to_scale(pred.float(), self.scale)
+        return self.standardiser.back(clamp_to_scale(pred.float(), self.scale))

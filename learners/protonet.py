@@ -146,7 +146,7 @@ class PrototypicalNetwork(EpisodicLearner):
 
     def predict_proba_like(self, tasks: TaskBatch) -> torch.Tensor:
         """Probability that each query rating is a like (at or above the like threshold)."""
-        probs = self.logits(tasks).softmax(-1)
+        probs = self.logits(self.standardiser.tasks(tasks)).softmax(-1)
         liked = (self.model.class_values >= self.like_threshold).to(probs.dtype)
         return (probs @ liked).detach()
 

@@ -21,7 +21,7 @@ from bench.cli import main
 from bench.provenance import PROJECT_ROOT
 
 SCENARIO_TITLES = [
-    f"synthetic · cold-random@1 · {s}" for s in ("warm", "user_cold", "item_cold", "user_item_cold")
+    f"synthetic · cold-random@2 · {s}" for s in ("warm", "user_cold", "item_cold", "user_item_cold")
 ]
 
 
@@ -79,7 +79,7 @@ def test_run_prints_tables_and_a_rerun_recomputes_nothing(
     cell = f"{mean:.4f} ±{half:.4f}"
     line = next(
         ln
-        for ln in first.split("synthetic · cold-random@1 · user_cold")[1].splitlines()
+        for ln in first.split("synthetic · cold-random@2 · user_cold")[1].splitlines()
         if ln.startswith("| mf ") and "| 5 " in ln
     )
     assert cell in line
@@ -227,7 +227,7 @@ def test_tables_explain_their_symbols_and_splits_name_their_seed(
     )
     assert code == 0
     tables = sum(line.startswith("| learner ") for line in out.splitlines())
-    assert tables == 4 and out.count("cold-random@1: protocol name@version") == tables
+    assert tables == 4 and out.count("cold-random@2: protocol name@version") == tables
     assert "a-b: the range over seeds or folds" in out  # item_cold task counts differ by seed
     assert "peak memory: on CPU the peak resident memory (RSS) of the whole process" in out
     assert "auc: " in out and "(query without both a liked and a disliked rating)" in out

@@ -4,6 +4,7 @@ directory and the parse cache."""
 from __future__ import annotations
 
 import hashlib
+import math
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from bench.cli import main
 from bench.errors import DataError
 from bench.loaders import sources
 
+from real_formats import card, sha, write
+
 
 @pytest.fixture(autouse=True)
 def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -23,30 +26,6 @@ def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     yield
-
-
-def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding=encoding)
-    return path
-
-
-def card(tmp: Path, name: str, parser: str, files: dict[str, str], extra: str = "") -> Path:
-    lines = [
-        f'name = "{name}"',
-        f'parser = "{parser}"',
-        f'folder = "{name}"',
-        'licence = "test terms"',
-        'citation = "test citation"',
-        extra,
-        "[files]",
-        *(f'"{k}" = "{v}"' for k, v in files.items()),
-    ]
-    return write(tmp / f"{name}.toml", "\n".join(lines) + "\n")
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def ml100k_files(folder: Path, data: str | None = None) -> None:
@@ -167,7 +146,7 @@ def test_own_csv_with_strings_and_a_negative_continuous_scale(tmp_path: Path) ->
     tsv = write(tmp_path / "plain.tsv", "1\t2\t3.5\n2\t2\t-4\n")
     data = load_dataset(f"csv:{tsv}", {"rating_scale": [-5, 5]})
     assert data.n_ratings == 2 and data.user_ids is not None and data.user_ids.tolist() == [1, 2]
-    assert data.like_threshold == 2.5  # three quarters of the way up -5..5
+    assert math.isnan(data.like_threshold)  # unset: each split likes its training median
     with pytest.raises(DataError, match="unknown option"):
         load_dataset(f"csv:{tsv}", {"colour": "red"})
 
@@ -328,7 +307,7 @@ def test_a_card_for_own_csv_file(tmp_path: Path) -> None:
         'name = "mine"\nparser = "csv"\n[options]\npath = "data/r.tsv"\nrating_scale = [1, 5]\n',
     )
     data = load_dataset(str(path))
-    assert data.name == "mine" and data.like_threshold == 4 and data.n_users == 2
+    assert data.name == "mine" and math.isnan(data.like_threshold) and data.n_users == 2
 
 
 DAT = {

@@ -1,12 +1,19 @@
 """Parsed datasets cached as ``.npz`` files keyed by the parser, its options and the hashes of the
-files it read, so that a second load skips parsing and any change to the inputs reparses."""
+files it read, so that a second load skips parsing and any change to the inputs reparses.
+
+Each entry carries a checksum of its own arrays and metadata. An entry that fails it (edited or
+damaged after it was written) is never used: it is rebuilt from the source files, with a warning.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
+import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +23,10 @@ import numpy as np
 
 from bench.config import stable_hash
 from bench.data import Dataset
+from bench.errors import DataWarning
 from bench.loaders.sources import parsed_cache_dir
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 """Bump when a parser's output (or the content hash) changes for the same inputs, so old cache
 entries are ignored."""
 
@@ -28,7 +36,7 @@ _ARRAY_FIELDS = ("user", "item", "rating", "timestamp", "user_features", "item_f
 def _flatten(prefix: str, value: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     if isinstance(value, np.ndarray):
         arrays[prefix] = value
-    elif isinstance(value, dict):
+    elif isinstance(value, dict) and value:
         for key, sub in value.items():
             _flatten(f"{prefix}/{key}", sub, arrays, meta)
     else:
@@ -46,6 +54,20 @@ def _unflatten(items: dict[str, Any], prefix: str) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return out
+
+
+class DamagedEntry(Exception):
+    """A cache entry that cannot be trusted; it is rebuilt, never used."""
+
+
+def checksum(arrays: dict[str, np.ndarray], meta_text: str) -> str:
+    """sha256 over the metadata and every array's name, dtype, shape and bytes."""
+    digest = hashlib.sha256(meta_text.encode())
+    for key in sorted(arrays):
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"|{key}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def save(dataset: Dataset, path: Path) -> None:
@@ -71,16 +93,30 @@ def save(dataset: Dataset, path: Path) -> None:
     _flatten("extras", dataset.extras, arrays, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    meta_text = json.dumps(meta, default=float)
+    stored = {
+        **arrays,
+        "__meta__": np.asarray(meta_text),
+        "__checksum__": np.asarray(checksum(arrays, meta_text)),
+    }
     with open(tmp, "wb") as handle:
-        arrays["__meta__"] = np.asarray(json.dumps(meta, default=float))
-        np.savez(handle, **arrays)  # type: ignore[arg-type]
+        np.savez(handle, **stored)  # type: ignore[arg-type]
     os.replace(tmp, path)  # atomic, so a concurrent reader never sees half a file
 
 
 def load(path: Path) -> Dataset:
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    meta = json.loads(str(arrays.pop("__meta__")))
+    """The cached dataset; :class:`DamagedEntry` when the file is unreadable or fails its
+    checksum."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        meta_text = str(arrays.pop("__meta__"))
+        expected = str(arrays.pop("__checksum__"))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DamagedEntry(f"it cannot be read ({type(exc).__name__})") from exc
+    if checksum(arrays, meta_text) != expected:
+        raise DamagedEntry("its contents no longer match its checksum")
+    meta = json.loads(meta_text)
     everything = {**arrays, **meta}
     return Dataset(
         name=meta["name"],
@@ -104,9 +140,14 @@ def load(path: Path) -> Dataset:
 
 
 def cached(
-    key_parts: dict[str, Any], build: Callable[[], Dataset], *, use_cache: bool = True
+    key_parts: dict[str, Any],
+    build: Callable[[], Dataset],
+    *,
+    use_cache: bool = True,
+    source: str = "",
 ) -> Dataset:
-    """The cached dataset for ``key_parts``, else ``build()`` saved for next time."""
+    """The cached dataset for ``key_parts`` (which hold the source files' content hashes), else
+    ``build()`` saved for next time. ``source`` names the files in messages."""
     if not use_cache:
         return build()
     key = stable_hash({"format": CACHE_FORMAT, **key_parts}, length=24)
@@ -115,8 +156,13 @@ def cached(
     if path.is_file():
         try:
             return load(path)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged entry is rebuilt below
+        except DamagedEntry as exc:
+            warnings.warn(
+                f"parse cache entry {path} is not used: {exc}; rebuilding it from "
+                f"{source or 'the source files'}",
+                DataWarning,
+                stacklevel=2,
+            )
     dataset = build()
     with contextlib.suppress(OSError):  # a read-only cache only costs speed
         save(dataset, path)
@@ -138,6 +184,7 @@ def load_card_files(
     from bench.loaders.sources import locate, sha256_file
 
     paths = locate(card, needed, data_dir)
+    folder = next(iter(paths.values())).parent if paths else card.name
     key = {
         "card": card.name,
         "parser": card.parser,
@@ -157,4 +204,6 @@ def load_card_files(
         extras = {**dataset.extras, "protocol_defaults": card.protocol_defaults}
         return replace(dataset, extras=extras, content_hash=digest)
 
-    return cached(key, build_with_defaults, use_cache=bool(options.get("cache", True)))
+    return cached(
+        key, build_with_defaults, use_cache=bool(options.get("cache", True)), source=str(folder)
+    )

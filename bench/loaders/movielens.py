@@ -24,6 +24,7 @@ from bench.loaders.table import (
     Kind,
     RatingsTable,
     contiguous,
+    declared_scale,
     lookup,
     one_hot,
     ratings_table,
@@ -51,6 +52,7 @@ def _read_ratings(
             "timestamp": (3, "int"),
         },
     )
+    scale, like = declared_scale(options, card, str(path))
     return ratings_table(
         columns["user"],
         columns["item"],
@@ -58,8 +60,8 @@ def _read_ratings(
         columns["timestamp"],
         lines,
         duplicates=options.get("duplicates", "error"),
-        rating_scale=card.rating_scale,
-        like_threshold=card.like_threshold,
+        rating_scale=scale,
+        like_threshold=like,
         where=str(path),
     )
 

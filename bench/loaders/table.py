@@ -15,16 +15,24 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.data import Dataset
-from bench.errors import DataError
+from bench.errors import DataError, excerpt
 
 Kind = Literal["int", "float", "str"]
 DUPLICATE_POLICIES = ("last", "first", "mean", "error")
 _CHUNK = 500_000
+_INT64_LIMIT = 2.0**63
+
+
+def text_encoding(encoding: str) -> str:
+    """The codec to read a file with: UTF-8 files may start with a byte-order mark, which is not
+    part of the first field."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
 
 
 def _split_lines(
     path: Path, sep: str | None, encoding: str, quotechar: str | None
 ) -> Iterator[tuple[int, list[str]]]:
+    encoding = text_encoding(encoding)
     with open(path, encoding=encoding, newline="" if quotechar else None) as handle:
         if quotechar:
             assert sep is not None and len(sep) == 1, "quoted files need a one-character separator"
@@ -60,7 +68,7 @@ def _convert(
         if number is None or not np.isfinite(number):
             raise DataError(
                 f"{path}, line {line}: column {column!r} must be a finite "
-                f"{'integer' if kind == 'int' else 'number'}, got {value!r}"
+                f"{'integer' if kind == 'int' else 'number'}, got {excerpt(value)}"
             )
     raise DataError(f"{path}: column {column!r} could not be read as {kind}")
 
@@ -105,7 +113,8 @@ def read_columns(
             if (n_fields is not None and len(fields) != n_fields) or len(fields) < need:
                 raise DataError(
                     f"{path}, line {number}: expected {n_fields or need} fields separated by "
-                    f"{sep or 'whitespace'!r}, found {len(fields)} (truncated or malformed line)"
+                    f"{sep or 'whitespace'!r}, found {len(fields)} (truncated or malformed line "
+                    f"{excerpt((sep or ' ').join(fields))})"
                 )
             for name, (index, _) in columns.items():
                 buffers[name].append(fields[index])
@@ -113,9 +122,14 @@ def read_columns(
             if len(lines) >= _CHUNK:
                 flush()
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid {encoding} text ({exc})") from exc
+        raise DataError(
+            f"{path}: not valid {encoding} text (byte {exc.start}: {exc.reason}); "
+            "set the option 'encoding' if the file uses another one"
+        ) from exc
+    except LookupError as exc:
+        raise DataError(f"{path}: unknown text encoding {encoding!r}") from exc
     except OSError as exc:
-        raise DataError(f"{path}: {exc}") from exc
+        raise DataError(f"{path}: {exc.strerror or exc}") from exc
     flush()
     out = {name: np.concatenate(chunks) for name, chunks in parts.items()}
     return out, np.concatenate(line_parts), header_fields
@@ -126,6 +140,31 @@ def default_like_threshold(scale: tuple[float, float]) -> float:
     otherwise."""
     lo, hi = scale
     return lo + 0.75 * (hi - lo)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def declared_scale(
+    options: dict[str, Any], card: Any, where: str
+) -> tuple[tuple[float, float] | None, float | None]:
+    """The rating scale and like threshold that the options (a suite's dataset table,
+    ``--rating-scale``) or else the dataset card set; None for what neither sets."""
+    scale = options.get("rating_scale", getattr(card, "rating_scale", None))
+    like = options.get("like_threshold", getattr(card, "like_threshold", None))
+    if scale is not None:
+        if not (isinstance(scale, list | tuple) and len(scale) == 2 and all(map(_number, scale))):
+            raise DataError(f"{where}: rating_scale must be [min, max], got {excerpt(scale)}")
+        lo, hi = float(scale[0]), float(scale[1])
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise DataError(
+                f"{where}: rating_scale [{lo:g}, {hi:g}] needs finite bounds with min < max"
+            )
+        scale = (lo, hi)
+    if like is not None and not (_number(like) and np.isfinite(like)):
+        raise DataError(f"{where}: like_threshold must be a number, got {excerpt(like)}")
+    return scale, None if like is None else float(like)
 
 
 def contiguous(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +188,9 @@ def resolve_duplicates(
     duplicate rows.
     """
     if policy not in DUPLICATE_POLICIES:
-        raise DataError(f"{where}: duplicates must be one of {DUPLICATE_POLICIES}, got {policy!r}")
+        raise DataError(
+            f"{where}: duplicates must be one of {DUPLICATE_POLICIES}, got {excerpt(policy)}"
+        )
     n_items = int(item.max()) + 1 if len(item) else 1
     key = user * n_items + item
     order = np.argsort(key, kind="stable")
@@ -159,9 +200,12 @@ def resolve_duplicates(
         return np.arange(len(key)), rating, 0
     if policy == "error":
         dup = order[starts[np.flatnonzero(np.diff(np.r_[starts, len(key)]) > 1)[0]]]
-        same = np.flatnonzero(key == key[dup])
+        same = lines[np.flatnonzero(key == key[dup])]
+        shown = ", ".join(map(str, same[:5])) + (
+            f" and {len(same) - 5} more" if len(same) > 5 else ""
+        )
         raise DataError(
-            f"{where}: duplicate (user, item) pair on lines {', '.join(map(str, lines[same]))}; "
+            f"{where}: duplicate (user, item) pair on lines {shown}; "
             "set duplicates = 'last', 'first' or 'mean' to resolve it"
         )
     ends = np.r_[starts[1:], len(key)]
@@ -176,6 +220,59 @@ def resolve_duplicates(
         values = np.add.reduceat(rating[order], starts) / (ends - starts)
     by_file = np.argsort(keep, kind="stable")
     return keep[by_file], values[by_file], len(key) - len(keep)
+
+
+EXTREME_GAP = 4.0
+"""How many times the other ratings' span an extreme must lie beyond them to be doubted."""
+
+
+def lone_extremes(values: np.ndarray) -> list[tuple[float, int, float, float]]:
+    """Extreme ratings that alone stretch an inferred scale: (value, how many, low, high of the
+    others) for a top or bottom value held by at most 0.1% of the ratings (at least one) and
+    further from the next value than ``EXTREME_GAP`` times the others' span. Small files (under
+    ten ratings) are not judged."""
+    levels, counts = np.unique(values, return_counts=True)
+    if len(levels) < 3 or len(values) < 10:
+        return []
+    rare = max(1, len(values) // 1000)
+    found = []
+    if counts[-1] <= rare and levels[-1] - levels[-2] > EXTREME_GAP * (levels[-2] - levels[0]):
+        found.append((float(levels[-1]), int(counts[-1]), float(levels[0]), float(levels[-2])))
+    if counts[0] <= rare and levels[1] - levels[0] > EXTREME_GAP * (levels[-1] - levels[1]):
+        found.append((float(levels[0]), int(counts[0]), float(levels[1]), float(levels[-1])))
+    return found
+
+
+def scale_warnings(
+    values: np.ndarray,
+    lines: np.ndarray,
+    scale: tuple[float, float],
+    like: float,
+    where: str,
+    inferred: bool,
+) -> list[str]:
+    """What is doubtful about the rating scale and the like threshold, one message each."""
+    out = []
+    for value, count, lo, hi in lone_extremes(values) if inferred else []:
+        line = int(lines[np.flatnonzero(values == value)[0]])
+        whom = "a single rating" if count == 1 else f"{count} ratings"
+        out.append(
+            f"{where}, line {line}: the inferred rating scale {scale[0]:g}-{scale[1]:g} rests on "
+            f"{whom} of {value:g}; every other rating lies in {lo:g}-{hi:g}. If that is a "
+            f"mistake, fix the file; else set the scale: --rating-scale {lo:g},{hi:g} or "
+            f"rating_scale = [{lo:g}, {hi:g}] in the dataset's options or card"
+        )
+    if scale[0] == scale[1]:
+        out.append(
+            f"{where}: every rating is {scale[0]:g}, so the inferred scale has no span; "
+            "set rating_scale = [min, max] in the dataset's options or card"
+        )
+    elif np.isfinite(like) and not scale[0] <= like <= scale[1]:  # NaN: unset
+        out.append(
+            f"{where}: the like threshold {like:g} lies outside the rating scale "
+            f"{scale[0]:g}-{scale[1]:g}, so {'no' if like > scale[1] else 'every'} rating is a like"
+        )
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,12 +293,40 @@ class RatingsTable:
     rows: np.ndarray
     duplicates_dropped: int
     duplicate_policy: str
+    source: str = ""
+    scale_declared: bool = False
+    threshold_declared: bool = False
+    warnings: tuple[str, ...] = ()
 
-    def to_dataset(self, name: str, **fields: Any) -> Dataset:
+    def load_report(self, dropped: dict[str, int] | None = None) -> dict[str, Any]:
+        """What loading did to the source rows, kept with the dataset and every split of it.
+
+        ``dropped`` counts rows the parser left out before this table, by reason (a name without
+        slashes, such as ``implicit_ratings``).
+        """
+        return {
+            "source": self.source,
+            "rows_read": len(self.user) + self.duplicates_dropped,
+            "ratings": len(self.user),
+            "duplicates_dropped": self.duplicates_dropped,
+            "duplicate_policy": self.duplicate_policy,
+            "rows_dropped": {k: int(v) for k, v in (dropped or {}).items()},
+            "rating_scale": list(self.rating_scale),
+            "rating_scale_from": "declared" if self.scale_declared else "inferred",
+            "like_threshold": self.like_threshold,
+            "like_threshold_from": "declared" if self.threshold_declared else "default",
+            # NaN: left unset, so each split likes its median training rating and above.
+            "warnings": list(self.warnings),
+        }
+
+    def to_dataset(
+        self, name: str, *, dropped: dict[str, int] | None = None, **fields: Any
+    ) -> Dataset:
         """The Dataset, with side features, attributes and extras given as keyword fields."""
         extras = {
             "duplicates_dropped": self.duplicates_dropped,
             "duplicate_policy": self.duplicate_policy,
+            "load_report": self.load_report(dropped),
             **fields.pop("extras", {}),
         }
         return Dataset(
@@ -219,6 +344,27 @@ class RatingsTable:
             extras=extras,
             **fields,
         )
+
+
+def describe_load_report(report: dict[str, Any]) -> str:
+    """One line on what loading did: ratings kept, rows left out and why, the scale and the like
+    threshold with where they came from."""
+    changes = [f"{report.get('duplicates_dropped', 0)} duplicate (user, item) rows dropped"]
+    if report.get("duplicates_dropped"):
+        changes[0] += f" (kept: {report.get('duplicate_policy')})"
+    for why, count in report.get("rows_dropped", {}).items():
+        changes.append(f"{count} {why.replace('_', ' ')} left out")
+    lo, hi = report.get("rating_scale", (float("nan"), float("nan")))
+    notes = len(report.get("warnings", []))
+    like = report.get("like_threshold")
+    set_ = isinstance(like, int | float) and bool(np.isfinite(like))
+    like_text = f"{like:g}" if set_ else "each split's median training rating"
+    return (
+        f"data {report.get('source')}: {report.get('ratings')} ratings; {', '.join(changes)}; "
+        f"rating scale {lo:g}-{hi:g} ({report.get('rating_scale_from')}), like threshold "
+        f"{like_text} ({report.get('like_threshold_from')})"
+        + (f"; {notes} warning(s), shown when it was loaded" if notes else "")
+    )
 
 
 def ratings_table(
@@ -241,6 +387,12 @@ def ratings_table(
     item_ids, item = contiguous(raw_item)
     ts = np.zeros(len(rating), dtype=np.int64) if timestamp is None else timestamp
     rows, values, dropped = resolve_duplicates(user, item, rating, ts, lines, duplicates, where)
+    too_big = np.flatnonzero(np.abs(values) > np.finfo(np.float32).max)
+    if len(too_big):
+        raise DataError(
+            f"{where}, line {lines[rows[too_big[0]]]}: rating {values[too_big[0]]:g} is too large "
+            "to store (ratings are 32-bit floats)"
+        )
     if rating_scale is None:
         scale = (float(values.min()), float(values.max()))
     else:
@@ -252,6 +404,7 @@ def ratings_table(
                 f"lies outside the declared scale {scale[0]:g}-{scale[1]:g}"
             )
     threshold = default_like_threshold(scale) if like_threshold is None else float(like_threshold)
+    notes = scale_warnings(values, lines[rows], scale, threshold, where, rating_scale is None)
     return RatingsTable(
         user=user[rows],
         item=item[rows],
@@ -264,6 +417,10 @@ def ratings_table(
         rows=rows,
         duplicates_dropped=dropped,
         duplicate_policy=duplicates,
+        source=where,
+        scale_declared=rating_scale is not None,
+        threshold_declared=like_threshold is not None and bool(np.isfinite(like_threshold)),
+        warnings=tuple(notes),
     )
 
 

@@ -3,6 +3,7 @@ and the base class every protocol implements."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +23,13 @@ SCENARIO_NEWNESS: dict[str, tuple[bool, bool]] = {
 }
 
 SupportSize = int | str
+
+WARM_HISTORY_NOTE = (
+    "warm at a finite k: training held each task entity's ratings outside its query, not only "
+    "its k support ratings, so learners that keep per-entity parameters (mf, item-mean) used its "
+    "whole history whatever k is; only the support given when predicting changes with k."
+)
+"""Why warm k-shot rows are not like with like; printed under warm tables with a finite k."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,8 @@ class ProtocolConfig:
     min_ratings: int = 0
     max_ratings: int | None = None
     drop_filtered: bool = False
-    """Remove entities outside the activity filter from training too, not only from the tasks."""
+    """Remove entities outside the activity filter from training too, not only from the tasks
+    (MeLU's own construction); by default the filter chooses task entities only."""
     support_sizes: tuple[SupportSize, ...] = (1, 5, 10)
     query_size: int = 10
     validation_fraction: float = 0.1
@@ -116,7 +125,12 @@ class TaskSet:
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """The outcome of a protocol on a dataset for one seed."""
+    """The outcome of a protocol on a dataset for one seed.
+
+    ``like_threshold`` is the one in force for this split: the dataset's own, or where the dataset
+    sets none, the median of the training ratings (see :func:`like_threshold`). None means not
+    resolved yet; :func:`split_like_threshold` resolves it for protocols that leave it so.
+    """
 
     config: ProtocolConfig
     train: np.ndarray
@@ -125,6 +139,41 @@ class Split:
     validation: TaskSet
     scenarios: dict[str, TaskSet]
     summary: dict[str, Any] = field(default_factory=dict)
+    like_threshold: float | None = None
+
+
+LIKE_FROM_DATASET = "set by the dataset"
+LIKE_FROM_MEDIAN = "median of the training ratings"
+
+
+def like_threshold(dataset: Dataset, train: np.ndarray) -> tuple[float, str]:
+    """The like threshold for a split and where it came from.
+
+    A dataset's card or options set it; a dataset that leaves it unset (NaN, as files read
+    without a card do) likes a rating at or above the median training rating, so that about
+    half of the ratings are likes whatever the scale.
+    """
+    if math.isfinite(dataset.like_threshold):
+        return float(dataset.like_threshold), LIKE_FROM_DATASET
+    ratings = dataset.rating[train] if len(train) else dataset.rating
+    return float(np.median(ratings)), LIKE_FROM_MEDIAN
+
+
+def describe_likes(dataset: Dataset, train: np.ndarray, summary: dict[str, Any]) -> float:
+    """Resolve the like threshold and record it, its source and the training like rate."""
+    threshold, source = like_threshold(dataset, train)
+    ratings = dataset.rating[train]
+    summary["like_threshold"] = threshold
+    summary["like_threshold_source"] = source
+    summary["like_rate"] = float((ratings >= threshold).mean()) if len(ratings) else float("nan")
+    return threshold
+
+
+def split_like_threshold(dataset: Dataset, split: Split) -> float:
+    """The split's like threshold, resolved from the dataset when the protocol left it unset."""
+    if split.like_threshold is not None:
+        return split.like_threshold
+    return like_threshold(dataset, split.train)[0]
 
 
 class Protocol:

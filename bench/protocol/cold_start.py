@@ -10,7 +10,13 @@ For ``task_axis = "user"`` each task is one user; its support and query ratings 
 | ``user_item_cold`` | new        | new items                                    |
 
 With ``task_axis = "item"`` the roles swap: tasks are items and pools hold their raters. Training sees
-existing users' ratings of existing items, minus warm queries and minus the validation tasks' entities.
+every existing user's ratings of existing items, minus warm queries and minus the validation tasks'
+entities. The activity filter chooses task entities only; ``drop_filtered`` also removes the entities
+outside it from training (MeLU's own construction).
+
+Validation entities are drawn among the existing task entities that can form a task (enough ratings
+of existing items for the largest k plus the query), so none is removed from training without being
+scored.
 
 A task's pool is put in order once (random, or by time); the query is the last ``query_size`` ratings
 and the support for size k is the first k of the rest, so support sets are nested across k and the
@@ -25,7 +31,7 @@ import numpy as np
 
 from bench.data import Dataset
 from bench.errors import ConfigError
-from bench.protocol.base import SCENARIO_NEWNESS, Protocol, Split, TaskSet
+from bench.protocol.base import SCENARIO_NEWNESS, Protocol, Split, TaskSet, describe_likes
 from bench.seeding import Seeds
 
 
@@ -114,10 +120,17 @@ class ColdStartProtocol(Protocol):
         if cfg.max_ratings is not None:
             active &= activity <= cfg.max_ratings
 
-        # Validation tasks: a fraction of the existing, active task entities, removed from training.
-        existing_active = np.flatnonzero(~task_new & active)
-        n_val = round(cfg.validation_fraction * len(existing_active))
-        validation_entities = np.sort(rng.permutation(existing_active)[:n_val])
+        min_pool = cfg.query_size + (
+            cfg.max_finite_support if any(isinstance(k, int) for k in cfg.support_sizes) else 1
+        )
+        # Validation tasks: a fraction of the existing, active task entities that have enough
+        # ratings of existing items to form a task; they are removed from training.
+        existing_pool = np.bincount(task_of[~other_new[other_of]], minlength=n_task)
+        eligible = np.flatnonzero(~task_new & active & (existing_pool >= min_pool))
+        n_val = round(cfg.validation_fraction * len(eligible))
+        if cfg.max_tasks is not None:
+            n_val = min(n_val, cfg.max_tasks)  # any more would leave training unscored
+        validation_entities = np.sort(rng.permutation(eligible)[:n_val])
         is_validation = np.zeros(n_task, dtype=bool)
         is_validation[validation_entities] = True
 
@@ -128,12 +141,7 @@ class ColdStartProtocol(Protocol):
             order = np.lexsort((task_rng.random(len(task_of)), task_of))
         starts = np.searchsorted(task_of[order], np.arange(n_task + 1))
         in_training = ~task_new[task_of] & ~other_new[other_of] & ~is_validation[task_of]
-        if cfg.drop_filtered:
-            in_training &= active[task_of]
-
-        min_pool = cfg.query_size + (
-            cfg.max_finite_support if any(isinstance(k, int) for k in cfg.support_sizes) else 1
-        )
+        filtered_out = ~active[task_of]
         summary: dict[str, Any] = {
             "new_users": int(new_users.sum()),
             "existing_users": int((~new_users).sum()),
@@ -177,15 +185,22 @@ class ColdStartProtocol(Protocol):
             scenarios[scenario] = taskset(scenario, candidates, pool_is_new)
 
         validation = taskset("validation", validation_entities, False)
-        # Validation entities that did not become tasks (too small a pool, or beyond max_tasks)
-        # keep their ratings of existing items in training instead of vanishing from the split.
-        left_out = np.setdiff1d(validation_entities, validation.entities)
-        in_training |= np.isin(task_of, left_out) & ~other_new[other_of]
         summary["validation_tasks"] = len(validation)
         del summary["scenarios"]["validation"]
 
         if len(scenarios["warm"]):
             in_training[np.concatenate(scenarios["warm"].queries)] = False
+        # Both constructions are counted, so the summary shows what the activity filter costs.
+        with_filtered = int(in_training.sum())
+        without_filtered = int((in_training & ~filtered_out).sum())
+        if cfg.drop_filtered:
+            in_training &= ~filtered_out
         train = np.flatnonzero(in_training)
         summary["train_ratings"] = len(train)
-        return Split(cfg, train, new_users, new_items, validation, scenarios, summary)
+        if (~active).any():
+            summary["train_ratings_variants"] = {
+                "filter chooses tasks only": with_filtered,
+                "filtered entities dropped": without_filtered,
+            }
+        threshold = describe_likes(dataset, train, summary)
+        return Split(cfg, train, new_users, new_items, validation, scenarios, summary, threshold)

@@ -14,7 +14,7 @@ import numpy as np
 from bench.config import build_config
 from bench.data import Dataset
 from bench.errors import ConfigError, DataError
-from bench.protocol.base import Protocol, ProtocolConfig, Split, TaskSet
+from bench.protocol.base import Protocol, ProtocolConfig, Split, TaskSet, describe_likes
 from bench.seeding import Seeds
 
 
@@ -82,9 +82,12 @@ class PredefinedProtocol(Protocol):
             },
             "scenarios": {"warm": {"tasks": len(entities), "ineligible": 0}},
         }
+        threshold = describe_likes(dataset, train, summary)
         no_new_users = np.zeros(dataset.n_users, dtype=bool)
         no_new_items = np.zeros(dataset.n_items, dtype=bool)
-        return Split(cfg, train, no_new_users, no_new_items, empty, {"warm": warm}, summary)
+        return Split(
+            cfg, train, no_new_users, no_new_items, empty, {"warm": warm}, summary, threshold
+        )
 
 
 def predefined(overrides: dict[str, Any] | None = None) -> Protocol:

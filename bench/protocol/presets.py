@@ -1,4 +1,5 @@
-"""The named presets of the generic cold-start protocol: ``cold-random``, ``temporal`` and ``melu``.
+"""The named presets of the generic cold-start protocol: ``cold-random``, ``temporal``, ``melu``
+and ``melu-paper``.
 
 A preset is a factory that takes a suite's ``[protocol]`` parameters and returns a configured
 protocol; each is declared as a ``bench.protocols`` entry point.
@@ -15,17 +16,27 @@ from bench.errors import ConfigError
 from bench.protocol.base import Protocol, ProtocolConfig, Split
 from bench.protocol.cold_start import ColdStartProtocol
 
+COLD_START_VERSION = 2
+"""Version 2: validation entities are drawn among the entities that can form a task."""
+
 MELU_DEFAULTS: dict[str, Any] = {
     "name": "melu",
+    "version": COLD_START_VERSION,
     "user_split": "random",
     "new_user_fraction": 0.2,
     "item_split": "attribute:release_year",
     "new_item_fraction": 0.2,
     "min_ratings": 13,
     "max_ratings": 100,
-    "drop_filtered": True,
+    "drop_filtered": False,
     "support_sizes": ("all",),
     "query_size": 10,
+}
+MELU_PAPER_DEFAULTS: dict[str, Any] = {
+    **MELU_DEFAULTS,
+    "name": "melu-paper",
+    "version": 1,
+    "drop_filtered": True,
 }
 
 
@@ -41,30 +52,39 @@ def preset_config(
 
 def cold_random(overrides: dict[str, Any] | None = None) -> Protocol:
     """Random fractions of users and items are new; random support and query order."""
-    return ColdStartProtocol(preset_config({"name": "cold-random"}, overrides, "[protocol]"))
+    defaults = {"name": "cold-random", "version": COLD_START_VERSION}
+    return ColdStartProtocol(preset_config(defaults, overrides, "[protocol]"))
 
 
 def temporal(overrides: dict[str, Any] | None = None) -> Protocol:
     """The users and items whose first rating is latest are new; each query follows its support."""
-    defaults = {"name": "temporal", "user_split": "temporal", "item_split": "temporal"}
-    return ColdStartProtocol(preset_config({**defaults, "order": "time"}, overrides, "[protocol]"))
+    defaults = {
+        "name": "temporal",
+        "version": COLD_START_VERSION,
+        "user_split": "temporal",
+        "item_split": "temporal",
+        "order": "time",
+    }
+    return ColdStartProtocol(preset_config(defaults, overrides, "[protocol]"))
 
 
 class DatasetDefaultsProtocol(ColdStartProtocol):
     """A cold-start protocol that takes per-dataset defaults from the dataset card's
-    ``[protocol.NAME]`` table for the parameters the suite left unset."""
+    ``[protocol.TABLE]`` table (``TABLE``: the protocol's name unless given) for the parameters
+    the suite left unset."""
 
-    def __init__(self, config: ProtocolConfig, explicit: set[str]) -> None:
+    def __init__(self, config: ProtocolConfig, explicit: set[str], table: str = "") -> None:
         super().__init__(config)
         self.explicit = explicit
+        self.table = table or config.name
 
     def split(self, dataset: Dataset, seed: int) -> Split:
-        defaults = dataset.extras.get("protocol_defaults", {}).get(self.config.name, {})
+        defaults = dataset.extras.get("protocol_defaults", {}).get(self.table, {})
         known = {f.name for f in fields(ProtocolConfig)} - {"name", "version"}
         unknown = sorted(set(defaults) - known)
         if unknown:
             raise ConfigError(
-                f"dataset {dataset.name!r}: [protocol.{self.config.name}] has unknown field(s) "
+                f"dataset {dataset.name!r}: [protocol.{self.table}] has unknown field(s) "
                 f"{', '.join(unknown)}"
             )
         chosen = {k: v for k, v in defaults.items() if k not in self.explicit}
@@ -77,11 +97,22 @@ class DatasetDefaultsProtocol(ColdStartProtocol):
 
 
 def melu(overrides: dict[str, Any] | None = None) -> Protocol:
-    """MeLU (Lee et al., KDD 2019): items new by release year, users 80/20, 13-100 ratings each.
+    """MeLU's split (Lee et al., KDD 2019): new items by release year, all warm data in training.
 
-    The release-year cut-off may come from the dataset card's ``[protocol.melu]`` table; a
-    suite's value wins. Users outside the activity filter are dropped from training too; each
-    task's query is 10 ratings and its support the rest; all four scenarios.
+    Users are new 80/20 at random; task users have 13-100 ratings. The activity filter chooses task users only: training keeps every existing user's ratings of
+    existing items, minus validation users and warm queries. The release-year cut-off may come
+    from the dataset card's ``[protocol.melu]`` table; a suite's value wins. Each task's query is
+    10 ratings and its support the rest; all four scenarios.
     """
     config = preset_config(MELU_DEFAULTS, overrides, "[protocol] (melu)")
     return DatasetDefaultsProtocol(config, set(overrides or {}))
+
+
+def melu_paper(overrides: dict[str, Any] | None = None) -> Protocol:
+    """MeLU's own construction: as melu, but users outside 13-100 ratings leave training too.
+
+    As the paper's code does; it leaves far fewer training ratings. Reads the same
+    ``[protocol.melu]`` card table as ``melu``.
+    """
+    config = preset_config(MELU_PAPER_DEFAULTS, overrides, "[protocol] (melu-paper)")
+    return DatasetDefaultsProtocol(config, set(overrides or {}), table="melu")

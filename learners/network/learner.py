@@ -1,6 +1,11 @@
 """The base of every network learner: it builds the model from the learner's own seed stream,
 moves what training needs to the device once, runs the shared training loop under the budget,
-and predicts clamped ratings."""
+and predicts clamped ratings.
+
+Models train and adapt on standardised ratings (:mod:`learners.standardise`): ``fit`` hands
+:meth:`NetworkLearner.setup` a standardised training view, ``predict`` standardises each task's
+support and maps the predictions back, so learning rates hold on any rating scale.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from bench.seeding import Seeds
 from learners.network.losses import masked_mse, mean_over_tasks
 from learners.network.model import NetworkConfig
 from learners.network.trainer import Schedule, TrainingLog, train_model
+from learners.standardise import Standardiser
 
 
 class NetworkLearner(Learner):
@@ -32,6 +38,8 @@ class NetworkLearner(Learner):
     model: torch.nn.Module
     device: torch.device
     log: TrainingLog
+    standardiser: Standardiser = Standardiser()
+    """Ratings as the model sees them; the identity until ``fit`` sets it."""
 
     @abc.abstractmethod
     def build(self, train: MetaTrain, generator: torch.Generator) -> torch.nn.Module:
@@ -76,17 +84,20 @@ class NetworkLearner(Learner):
         budget: Budget | None = None,
     ) -> None:
         started = time.perf_counter()
-        self.setup(train, rng=rng, device=device)
-        validation = train.validation
+        self.standardiser = Standardiser.of(train.rating)
+        standardised = self.standardiser.meta_train(train)
+        self.setup(standardised, rng=rng, device=device)
+        self.scale = train.rating_scale  # predictions are clamped after mapping back
+        validation = train.validation  # in ratings: validation_rmse predicts like predict does
         validate = None
         if validation is not None and validation.n_tasks:
             validate = partial(self.validation_rmse, validation.to(device))
-        schedule = self.schedule(train)
+        schedule = self.schedule(standardised)
         if budget is not None and budget.max_seconds is not None:
             schedule = replace(schedule, deadline=started + budget.max_seconds)
         sampling = rng.numpy("sampling")
         self.log = train_model(
-            self.model, lambda i: self.train_step(train, i, sampling), validate, schedule
+            self.model, lambda i: self.train_step(standardised, i, sampling), validate, schedule
         )
         self.release()
 
@@ -103,4 +114,5 @@ class NetworkLearner(Learner):
         return float(mean_over_tasks(per_task, validation.query_mask).sqrt())
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
-        return clamp_to_scale(self.adapt_predict(tasks).detach(), self.scale)
+        standardised = self.adapt_predict(self.standardiser.tasks(tasks)).detach()
+        return clamp_to_scale(self.standardiser.back(standardised), self.scale)

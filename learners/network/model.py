@@ -8,7 +8,9 @@ A rating of (user, item) is predicted from three embeddings, concatenated:
 - the task entity's side features, through a linear map (when the dataset has them).
 
 The task entity's own id is not embedded: a new task entity has none worth learning, and
-personalisation is what adaptation on the support set is for. The embeddings feed the *decision*
+personalisation is what adaptation on the support set is for. MeLU's variant (``embed_ids=False``,
+``by_field=True``) embeds content alone, one embedding per feature field (``fields``). The
+embeddings feed the *decision*
 layers (hidden layers with ReLU, then the rating output). Parameter names start with
 ``embedding.`` or ``decision.``, so a learner can adapt only the decision layers (MeLU's local
 update) or every parameter.
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from bench.episodes import MetaTrain
+from learners.network.fields import FieldEmbedding, feature_fields
 
 Params = dict[str, torch.Tensor]
 
@@ -48,8 +51,9 @@ class NetworkConfig:
 def initialise_linear(layer: nn.Linear, generator: torch.Generator) -> None:
     """PyTorch's default initialisation of a linear layer, drawn from ``generator``."""
     nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-    bound = 1 / math.sqrt(layer.in_features) if layer.in_features else 0.0
-    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    if layer.bias is not None:
+        bound = 1 / math.sqrt(layer.in_features) if layer.in_features else 0.0
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
 class RatingNetwork(nn.Module):
@@ -72,6 +76,11 @@ class RatingNetwork(nn.Module):
         hidden: Sequence[int] = (64, 64),
         out_dim: int = 1,
         output_bias: float = 0.0,
+        *,
+        embed_ids: bool = True,
+        by_field: bool = False,
+        user_feature_names: Sequence[str] | None = None,
+        item_feature_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if axis not in ("user", "item"):
@@ -81,28 +90,39 @@ class RatingNetwork(nn.Module):
         n_other = n_items if by_user else n_users
         other_features = item_features if by_user else user_features
         task_features = user_features if by_user else item_features
+        other_names = item_feature_names if by_user else user_feature_names
+        task_names = user_feature_names if by_user else item_feature_names
         known_other = known_items if by_user else known_users
+        if not embed_ids and other_features is None and task_features is None:
+            raise ValueError("a network without id embeddings needs side features")
+
+        def features_embedding(features: np.ndarray, names: Sequence[str] | None) -> nn.Module:
+            if by_field:
+                return FieldEmbedding(feature_fields(features, names), embedding_dim)
+            return nn.Linear(features.shape[1], embedding_dim)
 
         self.embedding = nn.ModuleDict()
-        self.embedding["other_id"] = nn.Embedding(n_other, embedding_dim)
+        self.embed_ids = embed_ids
+        width = 0
+        if embed_ids:
+            self.embedding["other_id"] = nn.Embedding(n_other, embedding_dim)
+            width += embedding_dim
         self.register_buffer(
             "other_known", torch.tensor(np.asarray(known_other), dtype=torch.float32)
         )
-        width = embedding_dim
         self.has_other_features = other_features is not None
         self.has_task_features = task_features is not None
-        if other_features is not None:
-            self.register_buffer(
-                "other_table", torch.tensor(np.asarray(other_features), dtype=torch.float32)
-            )
-            self.embedding["other_features"] = nn.Linear(other_features.shape[1], embedding_dim)
-            width += embedding_dim
-        if task_features is not None:
-            self.register_buffer(
-                "task_table", torch.tensor(np.asarray(task_features), dtype=torch.float32)
-            )
-            self.embedding["task_features"] = nn.Linear(task_features.shape[1], embedding_dim)
-            width += embedding_dim
+        for side, features, names in (
+            ("other", other_features, other_names),
+            ("task", task_features, task_names),
+        ):
+            if features is None:
+                continue
+            table = torch.tensor(np.asarray(features), dtype=torch.float32)
+            self.register_buffer(f"{side}_table", table)
+            module = features_embedding(np.asarray(features), names)
+            self.embedding[f"{side}_features"] = module
+            width += module.width if isinstance(module, FieldEmbedding) else embedding_dim
         self.input_width = width
 
         layers: list[nn.Module] = []
@@ -117,9 +137,10 @@ class RatingNetwork(nn.Module):
     def initialise(self, generator: torch.Generator) -> RatingNetwork:
         """Draw every parameter from ``generator`` (the module's own defaults are discarded)."""
         with torch.no_grad():
-            ids = self.embedding["other_id"]
-            assert isinstance(ids, nn.Embedding)
-            nn.init.normal_(ids.weight, std=0.1, generator=generator)
+            if self.embed_ids:
+                ids = self.embedding["other_id"]
+                assert isinstance(ids, nn.Embedding)
+                nn.init.normal_(ids.weight, std=0.1, generator=generator)
             for module in self.modules():
                 if isinstance(module, nn.Linear):
                     initialise_linear(module, generator)
@@ -138,6 +159,9 @@ class RatingNetwork(nn.Module):
         generator: torch.Generator,
         out_dim: int = 1,
         output_bias: float | None = None,
+        *,
+        embed_ids: bool = True,
+        by_field: bool = False,
     ) -> RatingNetwork:
         net = cls(
             train.axis,
@@ -151,13 +175,19 @@ class RatingNetwork(nn.Module):
             hidden,
             out_dim,
             float(train.rating.mean()) if output_bias is None else output_bias,
+            embed_ids=embed_ids,
+            by_field=by_field,
+            user_feature_names=train.user_feature_names,
+            item_feature_names=train.item_feature_names,
         )
         return net.initialise(generator)
 
     def embed(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Input features ``[..., input_width]`` of each (user, item) pair."""
         other, task = (items, users) if self.axis == "user" else (users, items)
-        parts = [self.embedding["other_id"](other) * self.other_known[other].unsqueeze(-1)]
+        parts = []
+        if self.embed_ids:
+            parts.append(self.embedding["other_id"](other) * self.other_known[other].unsqueeze(-1))
         if self.has_other_features:
             parts.append(self.embedding["other_features"](self.other_table[other]))
         if self.has_task_features:

@@ -1,5 +1,5 @@
-"""FilmTrust (ratings plus a directed trust graph) and Book-Crossing (``;``-separated, quoted,
-Latin-1)."""
+"""Book-Crossing (Ziegler et al., WWW 2005): ``;``-separated, quoted, Latin-1 CSV files of ratings,
+users and books."""
 
 from __future__ import annotations
 
@@ -11,53 +11,7 @@ import numpy as np
 from bench.data import Dataset
 from bench.loaders.cache import load_card_files
 from bench.loaders.movielens import AGE_BRACKETS
-from bench.loaders.table import lookup, one_hot, ratings_table, read_columns
-
-
-def parse_filmtrust(
-    card: Any, options: dict[str, Any], data_dir: str | Path | None = None
-) -> Dataset:
-    """``ratings.txt`` (user item rating) and, with ``trust = true``, ``trust.txt`` (trustor
-    trustee 1) as ``extras["trust_edges"]``: an ``[E, 2]`` array of contiguous user ids. Trust links
-    to users without ratings have no contiguous id and are counted in ``trust_edges_dropped``."""
-    with_trust = bool(options.get("trust", True))
-    needed = ["ratings.txt"] + (["trust.txt"] if with_trust else [])
-
-    def build(paths: dict[str, Path]) -> Dataset:
-        cols, lines, _ = read_columns(
-            paths["ratings.txt"],
-            sep=None,
-            n_fields=3,
-            columns={"user": (0, "int"), "item": (1, "int"), "rating": (2, "float")},
-        )
-        table = ratings_table(
-            cols["user"],
-            cols["item"],
-            cols["rating"],
-            None,
-            lines,
-            duplicates=options.get("duplicates", "last"),
-            rating_scale=card.rating_scale,
-            like_threshold=card.like_threshold,
-            where=str(paths["ratings.txt"]),
-        )
-        extras: dict[str, Any] = {}
-        if with_trust:
-            trust, _, _ = read_columns(
-                paths["trust.txt"],
-                sep=None,
-                n_fields=3,
-                columns={"from": (0, "int"), "to": (1, "int"), "value": (2, "float")},
-            )
-            source = lookup(trust["from"], table.user_ids)
-            target = lookup(trust["to"], table.user_ids)
-            keep = (source >= 0) & (target >= 0)
-            extras["trust_edges"] = np.stack([source[keep], target[keep]], axis=1)
-            extras["trust_values"] = trust["value"][keep].astype(np.float32)
-            extras["trust_edges_dropped"] = int((~keep).sum())
-        return table.to_dataset(card.name, extras=extras)
-
-    return load_card_files(card, options, needed, data_dir, build)
+from bench.loaders.table import declared_scale, lookup, one_hot, ratings_table, read_columns
 
 
 def parse_book_crossing(
@@ -72,13 +26,17 @@ def parse_book_crossing(
     read = {"sep": ";", "quotechar": '"', "encoding": "latin-1", "header": True}
 
     def build(paths: dict[str, Path]) -> Dataset:
+        where = str(paths["BX-Book-Ratings.csv"])
+        scale, like = declared_scale(options, card, where)
         cols, lines, _ = read_columns(
             paths["BX-Book-Ratings.csv"],
             n_fields=3,
             columns={"user": (0, "int"), "item": (1, "str"), "rating": (2, "float")},
             **read,  # type: ignore[arg-type]
         )
-        keep = cols["rating"] > 0 if options.get("explicit_only", True) else slice(None)
+        explicit_only = bool(options.get("explicit_only", True))
+        keep = cols["rating"] > 0 if explicit_only else np.ones(len(lines), dtype=bool)
+        dropped = {"implicit_ratings": int((~keep).sum())} if explicit_only else {}
         table = ratings_table(
             cols["user"][keep],
             np.char.upper(cols["item"][keep]),
@@ -86,12 +44,12 @@ def parse_book_crossing(
             None,
             lines[keep],
             duplicates=options.get("duplicates", "last"),
-            rating_scale=card.rating_scale,
-            like_threshold=card.like_threshold,
-            where=str(paths["BX-Book-Ratings.csv"]),
+            rating_scale=scale,
+            like_threshold=like,
+            where=where,
         )
         if not with_features:
-            return table.to_dataset(card.name)
+            return table.to_dataset(card.name, dropped=dropped)
         users, _, _ = read_columns(
             paths["BX-Users.csv"],
             n_fields=3,
@@ -128,6 +86,7 @@ def parse_book_crossing(
         item_features = np.stack([scaled, ~known], axis=1).astype(np.float32)
         return table.to_dataset(
             card.name,
+            dropped=dropped,
             user_features=user_features,
             item_features=item_features,
             user_attributes={"age": age},

@@ -1,0 +1,261 @@
+"""The results store under hostile conditions: bad paths, read-only files and folders, files that
+are not (intact) databases, another process holding the write lock, and runs that were killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cli import main
+from bench.episodes import MetaTrain
+from bench.errors import StoreError
+from bench.learner import LEARNERS, Budget
+from bench.processes import identity, is_gone
+from bench.provenance import PROJECT_ROOT
+from bench.runner import run_suite
+from bench.seeding import Seeds
+from bench.store import ResultStore
+from bench.suite import Suite, load_suite
+from learners.baselines import BiasBaseline
+
+FAST = ("--suite", "ci", "--learners", "global-mean", "--seeds", "1", "--no-progress")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: results store"), err
+    return lines[0]
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make a file or folder unwritable for this process: permission bits for a normal user, the
+    immutable attribute for root (whom permission bits do not stop)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: cannot make a file read-only")
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"running as root and chattr +i failed here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "notes.sqlite"
+    junk.write_bytes(b"my notes, not a database\n" * 200)
+    before = junk.read_bytes()
+    code, out, err = run_cli(capsys, "run", *FAST, "--store", str(junk))
+    assert code == 2
+    assert "is not a SQLite database" in one_line_error(err)
+    assert junk.read_bytes() == before and "cell(s) computed" not in out
+
+
+def test_a_damaged_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultStore(path) as store, store.transaction() as c:
+        c.executemany(
+            "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?)",
+            [("r", f"k{i}", "d" * 50, "e", "t" * 100, "now") for i in range(2000)],
+        )
+    with open(path, "r+b") as handle:  # overwrite pages in the middle of the tables
+        handle.seek(4096 * 3)
+        handle.write(np.random.default_rng(0).bytes(4096 * 5))
+    code, _, err = run_cli(capsys, "run", *FAST, "--store", str(path))
+    assert code == 2 and "is damaged" in one_line_error(err)
+
+
+def test_a_folder_given_as_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "run", *FAST, "--store", str(tmp_path))
+    assert code == 2 and "is a folder" in one_line_error(err)
+
+
+def test_a_folder_that_cannot_be_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("a file where a folder should be")
+    store = tmp_path / "file" / "results" / "s.sqlite"
+    code, _, err = run_cli(capsys, "run", *FAST, "--store", str(store))
+    line = one_line_error(err)
+    assert code == 2 and "cannot be created" in line and str(tmp_path / "file" / "results") in line
+
+
+def test_a_read_only_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.sqlite"
+    assert run_cli(capsys, "run", *FAST, "--store", str(path))[0] == 0
+    before = path.read_bytes()
+    with read_only(path):
+        code, out, err = run_cli(capsys, "run", *FAST, "--fresh", "--store", str(path))
+        assert code == 2 and "is read-only" in one_line_error(err)
+        assert "cell(s) computed" not in out
+        # Reading needs no write access: export still works.
+        code, exported, _ = run_cli(capsys, "export", "--store", str(path))
+        assert code == 0 and "global-mean" in exported
+    assert path.read_bytes() == before
+
+
+def test_a_new_store_in_a_read_only_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    with read_only(folder):
+        code, _, err = run_cli(capsys, "run", *FAST, "--store", str(folder / "s.sqlite"))
+    assert code == 2 and "cannot be opened" in one_line_error(err)
+
+
+def test_the_store_is_checked_before_any_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"\x00garbage" * 500)
+    args = ["run", *FAST, "--datasets", f"csv:{tmp_path / 'absent.csv'}", "--store", str(junk)]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "not a SQLite database" in one_line_error(err)  # not the missing file
+
+
+# A busy store -------------------------------------------------------------------------------
+
+
+class LockingLearner(BiasBaseline):
+    """item-mean, whose fit makes another connection take the store's write lock for
+    ``hold_s`` seconds, so the cell finishes while the store is busy."""
+
+    store: ClassVar[Path | None] = None
+    hold_s: ClassVar[float] = 0.0
+    holders: ClassVar[list[threading.Event]] = []
+
+    def fit(
+        self,
+        train: MetaTrain,
+        *,
+        rng: Seeds,
+        device: torch.device,
+        budget: Budget | None = None,
+    ) -> None:
+        super().fit(train, rng=rng, device=device, budget=budget)
+        assert self.store is not None
+        other = sqlite3.connect(self.store, check_same_thread=False, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT OR REPLACE INTO meta VALUES ('held by', 'another process')")
+        release = threading.Event()
+        LockingLearner.holders.append(release)
+
+        def hold() -> None:
+            release.wait(self.hold_s)
+            other.execute("ROLLBACK")
+            other.close()
+
+        threading.Thread(target=hold, daemon=True).start()
+
+
+if "test-locking" not in LEARNERS:
+    LEARNERS.register("test-locking", LockingLearner)
+
+
+def locking_suite() -> Suite:
+    return replace(load_suite("ci"), learners=("test-locking",), seeds=(0,))
+
+
+def test_a_finished_cell_waits_for_a_busy_store(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    LockingLearner.store, LockingLearner.hold_s = path, 3.0  # longer than one SQLite attempt
+    notes: list[str] = []
+    with ResultStore(path, busy_wait_s=60, log=notes.append) as store:
+        outcome = run_suite(locking_suite(), store, progress=False)
+        rows = store.metric_rows(outcome.cell_keys)
+    assert outcome.exit_code == 0 and outcome.computed == 1
+    assert {r["learner"] for r in rows} == {"test-locking"} and len(rows) > 0
+    assert any("is busy" in n and "writing a finished cell" in n for n in notes), notes
+
+
+def test_a_cell_the_busy_store_never_takes_is_kept_for_the_next_run(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    LockingLearner.store, LockingLearner.hold_s = path, 120.0
+    LockingLearner.holders.clear()
+    notes: list[str] = []
+    with (
+        ResultStore(path, busy_wait_s=1.5, log=notes.append) as store,
+        pytest.raises(StoreError, match=r"stayed locked .* was kept in .*\.unsaved"),
+    ):
+        run_suite(locking_suite(), store, progress=False)
+    kept = list((tmp_path / "s.sqlite.unsaved").glob("*.pickle"))
+    assert len(kept) == 1
+    for release in LockingLearner.holders:
+        release.set()  # the other process lets go
+    LockingLearner.holders.clear()
+    with ResultStore(path, log=notes.append) as store:
+        rows = store.metric_rows()
+    assert {r["learner"] for r in rows} == {"test-locking"}
+    assert any("wrote 1 finished cell(s) kept by an earlier run" in n for n in notes), notes
+    assert not (tmp_path / "s.sqlite.unsaved").exists()
+    LockingLearner.hold_s = 0.0
+    with ResultStore(path) as store:  # the kept cell counts as finished: nothing is recomputed
+        outcome = run_suite(locking_suite(), store, progress=False)
+    assert outcome.computed == 0 and outcome.reused == 1
+
+
+# Runs that died -----------------------------------------------------------------------------
+
+KILLED_RUN = """
+import os, signal, sys
+from bench.provenance import collect
+from bench.store import ResultStore
+store = ResultStore(sys.argv[1])
+store.start_run("killed-run", "ci", {}, collect(["cpu"]))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_run_shows_as_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-c", KILLED_RUN, str(path)], env=env)
+    assert done.returncode == -9
+    with ResultStore(path) as store:
+        (run,) = store.runs()
+        provenance = json.loads(run["provenance"])
+        assert {"host", "pid", "process_started"} <= set(provenance)
+        assert run["status"] == "interrupted"
+        stored = store.conn.execute("SELECT status FROM runs").fetchone()[0]
+        assert stored == "running"  # shown as interrupted; the next run marks it so
+        run_suite(replace(load_suite("ci"), learners=("global-mean",), seeds=(0,)), store)
+        statuses = dict(store.conn.execute("SELECT run_id, status FROM runs").fetchall())
+    assert statuses.pop("killed-run") == "interrupted"
+    assert list(statuses.values()) == ["finished"]
+
+
+def test_liveness_of_a_run_process() -> None:
+    me = identity()
+    assert not is_gone(me)
+    assert is_gone({**me, "process_started": "1"})  # the pid now names another process
+    assert not is_gone({**me, "host": "another-host", "process_started": "1"})  # cannot tell
