@@ -103,9 +103,9 @@ def tiny_movielens(data_dir: Path, card_path: Path, users: int = 3, items: int =
     folder.mkdir(parents=True, exist_ok=True)
     item_ids = [10 * (i + 1) for i in range(items)]
     rows = [
-        f"{u}\t{i}\t{1 + (u * i) % 5}\t{100 + u * 10 + i}"
+        f"{u}\t{i}\t{1 + (3 * u + k) % 5}\t{100 + u * 10 + k}"
         for u in range(1, users + 1)
-        for i in item_ids
+        for k, i in enumerate(item_ids)
     ]
     (folder / "u.data").write_text("\n".join(rows) + "\n")
     jobs = ("technician", "other", "student")
@@ -122,7 +122,7 @@ def tiny_movielens(data_dir: Path, card_path: Path, users: int = 3, items: int =
         base = [r for r in rows if r not in test_rows]
         (folder / f"{fold}.base").write_text("\n".join(base) + "\n")
     card_path.write_text(
-        'name = "tiny"\nparser = "movielens-100k"\nfolder = "tiny"\n'
+        'name = "tiny"\nparser = "movielens-100k"\nfolder = "tiny"\nrating_scale = [1, 5]\n'
         '[options]\nfolds = ["u1", "u2"]\n[files]\n'
     )
     return card_path

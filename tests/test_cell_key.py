@@ -56,7 +56,7 @@ def assert_all_keys_change(before: Suite, after: Suite) -> None:
 # Every protocol parameter --------------------------------------------------------------------
 
 PROTOCOL_CHANGES: dict[str, Any] = {
-    "version": 2,
+    "version": 7,
     "task_axis": "item",
     "user_split": "temporal",
     "item_split": "attribute:release_year",

@@ -45,7 +45,6 @@ def reconstruct(dataset: Dataset, split: Split) -> dict[str, Any]:
     active = activity >= cfg.min_ratings
     if cfg.max_ratings is not None:
         active &= activity <= cfg.max_ratings
-    # Validation entities that became validation tasks; any other stays in training.
     validation = np.zeros(n_task, dtype=bool)
     validation[split.validation.entities] = True
     finite = [k for k in cfg.support_sizes if isinstance(k, int)]
@@ -64,22 +63,33 @@ def reconstruct(dataset: Dataset, split: Split) -> dict[str, Any]:
         }
         ineligible[scenario] = sum(n < min_pool for n in sizes)
 
+    # Validation is drawn from the existing, active entities that can form a task.
+    existing_pool = np.array(
+        [int(((task_of == e) & ~other_new[other_of]).sum()) for e in range(n_task)]
+    )
+    can_validate = ~task_new & active & (existing_pool >= min_pool)
+    n_validation = round(cfg.validation_fraction * int(can_validate.sum()))
+    if cfg.max_tasks is not None:
+        n_validation = min(n_validation, cfg.max_tasks)
+
     keep = ~task_new[task_of] & ~other_new[other_of] & ~validation[task_of]
-    if cfg.drop_filtered:
-        keep &= active[task_of]
     train = set(np.flatnonzero(keep).tolist())
     train -= {int(r) for q in split.scenarios["warm"].queries for r in q}
-    # Entities drawn for validation that did not become validation tasks are not told apart from
-    # the others: they are neither scenario tasks nor counted as ineligible.
-    n_drawn = round(cfg.validation_fraction * int((~task_new & active).sum()))
+    of_active = {r for r in train if active[task_of[r]]}
+    ratings = dataset.rating[sorted(of_active if cfg.drop_filtered else train)]
     return {
-        "left_out": n_drawn - len(split.validation),
         "active": active,
         "eligible": eligible,
         "ineligible": ineligible,
-        "train": train,
+        "train": of_active if cfg.drop_filtered else train,
+        "train_variants": {
+            "filter chooses tasks only": len(train),
+            "filtered entities dropped": len(of_active),
+        },
+        "like_rate": float((ratings >= dataset.like_threshold).mean()),
         "min_pool": min_pool,
-        "validation_pool": ~task_new & active,
+        "can_validate": can_validate,
+        "n_validation": n_validation,
     }
 
 
@@ -100,39 +110,30 @@ def test_split_matches_its_reconstruction(params: dict[str, Any], small_dataset:
     expected = reconstruct(small_dataset, split)
     assert set(split.train.tolist()) == expected["train"]
     assert (np.diff(split.train) > 0).all()  # sorted, no duplicates
-    # Validation: the requested share of the existing, active task entities, less those whose
-    # pool is too small or that max_tasks leaves out.
-    left_out = expected["left_out"]
-    assert left_out >= 0 and (cfg.max_tasks is not None or left_out <= 3)
-    if cfg.max_tasks is not None:
-        assert len(split.validation) == min(cfg.max_tasks, len(split.validation) + left_out)
-    assert expected["validation_pool"][split.validation.entities].all()
+    # Validation: the requested share of the entities that can form a task, at most max_tasks.
+    assert len(split.validation) == expected["n_validation"]
+    assert expected["can_validate"][split.validation.entities].all()
     assert (np.diff(split.validation.entities) > 0).all()
     for scenario in SCENARIOS:
         taskset = split.scenarios[scenario]
         assert taskset.scenario == scenario and taskset.axis == cfg.task_axis
         chosen = set(taskset.entities.tolist())
         eligible = expected["eligible"][scenario]
-        assert chosen <= eligible, scenario
-        # Only entities drawn for validation are missing (none of them is a new entity).
-        task_is_new = NEWNESS[scenario][0 if cfg.task_axis == "user" else 1]
-        slack = 0 if task_is_new else left_out
         if cfg.max_tasks is None:
-            assert len(eligible) - slack <= len(chosen), scenario
+            assert chosen == eligible, scenario
         else:
-            assert min(cfg.max_tasks, len(eligible) - slack) <= len(chosen) <= cfg.max_tasks
+            assert chosen <= eligible and len(chosen) == min(cfg.max_tasks, len(eligible))
         assert (np.diff(taskset.entities) > 0).all()
         assert taskset.entities.dtype == np.int64
         for pool, query in zip(taskset.pools, taskset.queries, strict=True):
             assert len(query) == cfg.query_size and len(pool) + len(query) >= expected["min_pool"]
     summary = split.summary
     axis = cfg.task_axis
-    for scenario in SCENARIOS:
-        computed = expected["ineligible"][scenario]
-        reported = summary["scenarios"][scenario]["ineligible"]
-        assert computed - left_out <= reported <= computed, scenario
-        expected["ineligible"][scenario] = reported
+    variants = {}
+    if not expected["active"].all():
+        variants = {"train_ratings_variants": expected["train_variants"]}
     assert summary == {
+        **variants,
         "new_users": int(split.new_users.sum()),
         "existing_users": int((~split.new_users).sum()),
         "new_items": int(split.new_items.sum()),
@@ -145,7 +146,15 @@ def test_split_matches_its_reconstruction(params: dict[str, Any], small_dataset:
             for s in SCENARIOS
         },
         "train_ratings": len(split.train),
+        "like_threshold": dataset_threshold(small_dataset),
+        "like_threshold_source": "set by the dataset",
+        "like_rate": pytest.approx(expected["like_rate"]),
     }
+
+
+def dataset_threshold(dataset: Dataset) -> float:
+    assert dataset.like_threshold == 4.0  # the synthetic data declare theirs
+    return 4.0
 
 
 def test_the_random_order_is_a_seeded_shuffle_of_each_pool(small_dataset: Dataset) -> None:
@@ -293,9 +302,9 @@ def test_presets_and_make_protocol() -> None:
         "temporal",
         "time",
     )
-    assert cfg.query_size == 3 and temporal.label == "temporal@1"
-    assert make_protocol("cold-random").config == ProtocolConfig()
-    assert make_protocol("cold-random", None).config == ProtocolConfig()
+    assert cfg.query_size == 3 and temporal.label == "temporal@2"
+    assert make_protocol("cold-random").config == ProtocolConfig(version=2)
+    assert make_protocol("cold-random", None).config == ProtocolConfig(version=2)
     assert temporal.scenarios == SCENARIOS
 
 
@@ -361,7 +370,10 @@ def test_melu_defaults() -> None:
         "attribute:release_year",
     )
     assert (config.new_user_fraction, config.new_item_fraction) == (0.2, 0.2)
-    assert (config.min_ratings, config.max_ratings, config.drop_filtered) == (13, 100, True)
+    assert (config.min_ratings, config.max_ratings, config.drop_filtered) == (13, 100, False)
+    assert config.version == 2
+    paper = make_protocol("melu-paper").config
+    assert (paper.name, paper.version, paper.drop_filtered) == ("melu-paper", 1, True)
     assert (config.support_sizes, config.query_size) == (("all",), 10)
     with pytest.raises(ConfigError, match=r"in \[protocol\] \(melu\)"):
         make_protocol("melu", {"bogus": 1})
@@ -407,6 +419,9 @@ def test_predefined_folds_against_their_files(small_dataset: Dataset, axis: str)
             "single_rating_tasks": sum(n == 1 for n in lengths),
         },
         "scenarios": {"warm": {"tasks": len(warm), "ineligible": 0}},
+        "like_threshold": 4.0,
+        "like_threshold_source": "set by the dataset",
+        "like_rate": pytest.approx(float((dataset.rating[fold["train"]] >= 4.0).mean())),
     }
     assert not split.new_users.any() and not split.new_items.any()
     assert split.new_users.shape == (dataset.n_users,) and split.new_items.shape == (

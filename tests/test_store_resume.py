@@ -174,7 +174,7 @@ def test_a_store_reopens_with_its_rows_and_refuses_what_it_cannot_read(
         ResultStore(path)
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(BenchError, match=r"garbage\.sqlite cannot be opened"):
+    with pytest.raises(BenchError, match=r"garbage\.sqlite is not a SQLite database"):
         ResultStore(garbage)
 
 
@@ -301,6 +301,8 @@ def test_a_failed_cell_is_not_finished_and_a_rerun_computes_it(tmp_path: Path) -
 
 
 class NeverApplicable(GlobalMean):
+    """global-mean that declares itself unable to run on any dataset."""
+
     @classmethod
     def not_applicable(cls, dataset: Any) -> str | None:
         return f"nothing to learn from {dataset.name}"
@@ -323,7 +325,7 @@ def test_what_a_run_reports_about_skipped_and_failed_cells(
             failures = store.failures(outcome.run_id)
     finally:
         failing(None)
-    protocol = "cold-random@1"
+    protocol = "cold-random@2"
     assert outcome.skipped == [
         (f"synthetic / {protocol} / test-never / seed {s} / cpu", "nothing to learn from synthetic")
         for s in (0, 1)
@@ -372,7 +374,7 @@ def test_a_run_records_what_it_ran(tmp_path: Path) -> None:
         provenance = json.loads(run["provenance"])
         assert provenance["devices"].keys() == {"cpu"}
         (row,) = {(r["seed"], r["device"], r["protocol"]) for r in store.metric_rows()}
-        assert row == (3, "cpu", "cold-random@1")
+        assert row == (3, "cpu", "cold-random@2")
         assert len(outcome.run_id) == 12
         evaluations = store.finished_evaluations(outcome.cell_keys[0])
         assert evaluations == {(s, k) for s in SCENARIOS for k in ("1", "3")}
