@@ -39,7 +39,7 @@ MUTANTS_protocol := 'bench.protocol.*'
 MUTANTS_episodes := 'bench.episodes.*'
 MUTANTS_runner := 'bench.runner.x_cell_key__mutmut_*' 'bench.runner.x_run_suite__mutmut_*'
 MUTANTS_store := 'bench.store.*'
-MUTANTS_mf := 'learners.mf.*'
+MUTANTS_mf := 'learners.mf.*' 'learners.als.*'
 MUTANTS_maml := 'learners.network.adaptation.*' 'learners.network.losses.*'
 MUTATE_MODULES := metrics protocol episodes runner store mf maml
 

@@ -28,7 +28,7 @@ SCOPE: dict[str, tuple[tuple[str, ...], tuple[str, ...], float]] = {
     "episodes": (("bench/episodes.py",), ("*",), 0.0),
     "runner": (("bench/runner.py",), ("x_cell_key", "x_run_suite"), 0.0),
     "store": (("bench/store.py",), ("*",), 0.0),
-    "mf": (("learners/mf.py",), ("*",), 0.0),
+    "mf": (("learners/mf.py", "learners/als.py"), ("*",), 0.0),
     "maml": (("learners/network/adaptation.py", "learners/network/losses.py"), ("*",), 0.0),
 }
 LABELS = {"runner": "runner (cell key, resume)", "maml": "maml (inner loop)"}
