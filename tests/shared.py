@@ -3,7 +3,6 @@ scenario's tasks, and configs that keep each built-in learner quick to fit."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,36 +92,3 @@ def check_batches(dataset: Dataset, taskset: TaskSet, sizes: list[Any]) -> None:
             assert batch.query_ratings[t][q].tolist() == dataset.rating[taskset.queries[t]].tolist()
             # Padding is masked out and zeroed.
             assert not batch.support_ratings[t][~s].any() and not batch.query_ratings[t][~q].any()
-
-
-def tiny_movielens(data_dir: Path, card_path: Path, users: int = 3, items: int = 3) -> Path:
-    """MovieLens 100K's layout in miniature (every user rates every item; folds u1 and u2 split
-    the ratings in two) and a card for it; returns the card's path. The dataset's folder is
-    ``data_dir / "tiny"``."""
-    folder = data_dir / "tiny"
-    folder.mkdir(parents=True, exist_ok=True)
-    item_ids = [10 * (i + 1) for i in range(items)]
-    rows = [
-        f"{u}\t{i}\t{1 + (3 * u + k) % 5}\t{100 + u * 10 + k}"
-        for u in range(1, users + 1)
-        for k, i in enumerate(item_ids)
-    ]
-    (folder / "u.data").write_text("\n".join(rows) + "\n")
-    jobs = ("technician", "other", "student")
-    (folder / "u.user").write_text(
-        "".join(f"{u}|{20 + u}|M|{jobs[u % 3]}|8571{u % 10}\n" for u in range(1, users + 1))
-    )
-    flags = "|".join(["0"] * 18)
-    (folder / "u.item").write_text(
-        "".join(f"{i}|Film {i} (1995)|01-Jan-1995||url|1|{flags}\n" for i in item_ids)
-    )
-    for n, fold in enumerate(("u1", "u2")):
-        test_rows = [r for k, r in enumerate(rows) if k % 2 == n]
-        (folder / f"{fold}.test").write_text("\n".join(test_rows) + "\n")
-        base = [r for r in rows if r not in test_rows]
-        (folder / f"{fold}.base").write_text("\n".join(base) + "\n")
-    card_path.write_text(
-        'name = "tiny"\nparser = "movielens-100k"\nfolder = "tiny"\nrating_scale = [1, 5]\n'
-        '[options]\nfolds = ["u1", "u2"]\n[files]\n'
-    )
-    return card_path

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shared import tiny_movielens
 
 from bench.cards import load_dataset
 from bench.learner import LEARNERS, Budget, make_learner
@@ -20,6 +19,8 @@ from bench.runner import cell_key, iter_cells, run_suite
 from bench.store import ResultStore
 from bench.suite import Suite, suite_from_dict
 from bench.synthetic import SyntheticConfig
+
+from real_formats import shipped_card, write_ml100k
 
 BASE_DATA: dict[str, Any] = {"n_users": 60, "n_items": 40, "min_ratings_per_user": 10}
 BASE_PROTOCOL: dict[str, Any] = {"name": "cold-random", "support_sizes": [1, 3], "query_size": 4}
@@ -126,7 +127,8 @@ def test_a_file_dataset_option_that_changes_only_its_folds_changes_the_key(
 ) -> None:
     """Picking other predefined folds leaves the ratings alone but changes every split."""
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "parsed"))
-    card = tiny_movielens(tmp_path / "data", tmp_path / "tiny.toml")
+    write_ml100k(tmp_path / "data" / "ml-100k", n_users=12, n_items=10)
+    card = shipped_card("ml-100k", tmp_path / "cards")
     first = load_dataset(str(card), {"folds": ["u1"]}, data_dir=tmp_path / "data")
     second = load_dataset(str(card), {"folds": ["u2"]}, data_dir=tmp_path / "data")
     protocol = make_protocol("predefined")

@@ -7,13 +7,14 @@ from typing import ClassVar
 
 import pytest
 import torch
-from shared import QUICK
 
 from bench.episodes import MetaTrain, TaskBatch
 from bench.learner import LEARNERS, Budget
 from bench.seeding import Seeds
 from bench.testing import ContractError, check_learner
 from learners.baselines import BiasBaseline
+
+from shared import QUICK
 
 BUILT_IN = sorted(n for n in LEARNERS.names() if "built in" in LEARNERS.origin(n))
 

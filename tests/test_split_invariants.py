@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
-from shared import check_batches, check_taskset, pairs
 
 from bench.data import Dataset
 from bench.episodes import TaskBatch, make_meta_train
@@ -20,6 +19,8 @@ from bench.runner import run_suite
 from bench.store import ResultStore
 from bench.suite import suite_from_dict
 from learners.baselines import BiasBaseline
+
+from shared import check_batches, check_taskset, pairs
 
 SIZES: list[Any] = [0, 1, 4, "all"]
 CASES = [

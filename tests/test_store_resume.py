@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from shared import tiny_movielens
 
 from bench.cards import load_dataset
 from bench.errors import BenchError
@@ -23,6 +22,8 @@ from bench.runner import cell_key, run_suite
 from bench.store import FIT_SCOPE, CellRecord, ResultStore
 from bench.suite import Suite, suite_from_dict
 from learners.baselines import GlobalMean
+
+from real_formats import shipped_card, write_ml100k
 
 
 def record(key: str = "cell-a", run_id: str = "run-1", value: float = 0.5) -> CellRecord:
@@ -394,7 +395,8 @@ def test_a_run_keys_its_cells_and_reads_files_from_the_suites_data_dir(
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "parsed"))
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "nowhere"))
-    card = tiny_movielens(tmp_path / "data", tmp_path / "tiny.toml", users=6, items=5)
+    write_ml100k(tmp_path / "data" / "ml-100k", n_users=12, n_items=10)
+    card = shipped_card("ml-100k", tmp_path / "cards")
     raw: dict[str, Any] = {
         "name": "files",
         "datasets": [str(card)],

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import torch
-from shared import QUICK, SMALL_NET, rmse_at
 
 from bench.data import Dataset
 from bench.episodes import MetaTrain, TaskBatch, batch_from_rows, build_tasks, make_meta_train
@@ -15,6 +14,8 @@ from bench.learner import LEARNERS, Learner, make_learner
 from bench.protocol import Split, make_protocol
 from bench.seeding import Seeds
 from bench.synthetic import SyntheticConfig, generate
+
+from shared import QUICK, SMALL_NET, rmse_at
 
 CPU = torch.device("cpu")
 
