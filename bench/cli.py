@@ -1,4 +1,4 @@
-"""Run, list, validate and export cold-start benchmark suites (plus commands packages add: perf).
+"""Run, list, validate, export and report cold-start benchmark suites (plus added commands: perf).
 
 Exit codes: 0 success; 1 a cell failed (the others still finish and are stored); 2 bad input or usage.
 A reader that stops early (``bench export | head``) ends the command quietly with status 0.
@@ -7,7 +7,6 @@ A reader that stops early (``bench export | head``) ends the command quietly wit
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from bench.commands import COMMANDS, positive_int
 from bench.errors import BenchError, DataWarning
 
 DEFAULT_STORE = Path(".bench") / "results.sqlite"
+DEFAULT_REPORT_DIR = Path(".bench") / "report"
 
 
 def default_store() -> Path:
@@ -103,14 +103,52 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a suite without running it")
     validate.add_argument("suite", help="a shipped suite name or a TOML path")
 
-    export = sub.add_parser("export", help="write the stored result rows as CSV or JSON")
-    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export = sub.add_parser("export", help="write the stored result rows as CSV, JSON or Parquet")
+    export.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     export.add_argument("--store", type=Path, default=None)
-    export.add_argument("--run", help="only cells computed by this run id")
     export.add_argument(
-        "--timings", action="store_true", help="CSV: timing rows instead of metrics"
+        "--run", type=_csv_list, help="only the cells these run ids computed or reused"
     )
+    rows = export.add_mutually_exclusive_group()
+    rows.add_argument("--timings", action="store_true", help="timing rows instead of metrics")
+    rows.add_argument(
+        "--per-task", action="store_true", help="per-task values, keyed by task entity"
+    )
+    rows.add_argument(
+        "--predictions",
+        action="store_true",
+        help="every query rating with its prediction (suites with keep_predictions = true)",
+    )
+    rows.add_argument("--summary", action="store_true", help="means over seeds with 95%% intervals")
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+
+    report = sub.add_parser(
+        "report", help="write Markdown, HTML, CSV and JSON reports from the store alone"
+    )
+    report.add_argument("--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]")
+    report.add_argument(
+        "--run", type=_csv_list, help="only the cells these run ids computed or reused"
+    )
+    report.add_argument("--out", type=Path, default=DEFAULT_REPORT_DIR, help="output folder")
+    report.add_argument("--name", default="report", help="base name of the files [report]")
+    report.add_argument(
+        "--format", type=_csv_list, default=("md", "html", "csv", "json"), help="md,html,csv,json"
+    )
+    report.add_argument(
+        "--reference", default="mf", help="the learner every other is tested against [mf]"
+    )
+    report.add_argument(
+        "--baselines",
+        type=_csv_list,
+        help="learners that are not meta-learners [oracle,global-mean,item-mean,mf,fine-tune]",
+    )
+    report.add_argument("--alpha", type=float, default=0.05, help="significance level [0.05]")
+    report.add_argument("--title", default="coldstart-bench results", help="page title")
+    report.add_argument(
+        "--command",
+        dest="made_by",
+        help="the command to name at the top as the report's origin",
+    )
 
     for name in COMMANDS.names():
         if name in BUILT_IN:
@@ -301,55 +339,45 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clean(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
+def _export_kind(args: argparse.Namespace) -> str:
+    for flag, kind in (
+        ("timings", "timings"),
+        ("per_task", "per-task"),
+        ("predictions", "predictions"),
+        ("summary", "summary"),
+    ):
+        if getattr(args, flag):
+            return kind
+    return "metrics"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench.store import ResultStore
+    from bench.analysis import load_results
+    from bench.export import write_export
 
-    path = args.store or default_store()
-    if not path.exists():
-        raise BenchError(f"results store {path} does not exist; run `python -m bench run` first")
-    with ResultStore(path, mode="read") as store:
-        metrics = store.metric_rows()
-        timings = store.timing_rows()
-        tunings = store.tuning_rows()
-        runs = store.runs()
-    if args.run:
-        known = [run["run_id"] for run in runs]
-        if args.run not in known:
-            latest = ", ".join(known[-3:]) or "none"
-            raise BenchError(
-                f"--run: no run {args.run!r} in {path} (latest run ids: {latest}; "
-                "`bench export --format json` lists them all)"
-            )
-        metrics = [r for r in metrics if r["run_id"] == args.run]
-        timings = [r for r in timings if r["run_id"] == args.run]
-        tunings = [r for r in tunings if r["run_id"] == args.run]
-    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
-    try:
-        if args.format == "json":
-            for run in runs:
-                run["config"] = json.loads(run["config"])
-                run["provenance"] = json.loads(run["provenance"])
-            payload = {
-                "metrics": [{k: _clean(v) for k, v in r.items()} for r in metrics],
-                "timings": [{k: _clean(v) for k, v in r.items()} for r in timings],
-                "tunings": tunings,
-                "runs": runs,
-            }
-            json.dump(payload, out, indent=1, default=str)
-            out.write("\n")
-        else:
-            rows = timings if args.timings else metrics
-            if rows:
-                writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    results = load_results(args.store or default_store(), run_ids=args.run)
+    write_export(results, _export_kind(args), args.format, args.output)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.analysis import load_results
+    from bench.leaderboard import ReportOptions, write_report
+
+    if not 0 < args.alpha < 1:
+        raise BenchError(f"--alpha must lie between 0 and 1, got {args.alpha}")
+    options = ReportOptions(
+        reference=args.reference,
+        alpha=args.alpha,
+        title=args.title,
+        command=args.made_by or "",
+        invocation="python -m bench " + " ".join(args.argv),
+        **({"baselines": args.baselines} if args.baselines else {}),
+    )
+    results = load_results(args.store or default_store(), run_ids=args.run)
+    written = write_report(results, args.out, name=args.name, formats=args.format, options=options)
+    for path in written:
+        print(path)
     return 0
 
 
@@ -358,6 +386,7 @@ BUILT_IN = {
     "ls": cmd_ls,
     "validate": cmd_validate,
     "export": cmd_export,
+    "report": cmd_report,
 }
 
 
@@ -397,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(warnings.showwarning)
             code = _run_command(args)

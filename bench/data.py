@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from bench.errors import DataError
+
+
+def _hash_nested(digest: Any, value: Any) -> None:
+    """Feed arrays, mappings and plain values into ``digest`` in a key-order-free way."""
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        digest.update(f"array{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            digest.update(f"key:{key}".encode())
+            _hash_nested(digest, value[key])
+    else:
+        digest.update(json.dumps(value, sort_keys=True, default=str).encode())
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -107,7 +122,15 @@ class Dataset:
             for key in sorted(attrs):
                 digest.update(key.encode())
                 digest.update(np.ascontiguousarray(attrs[key]).tobytes())
+        # Extras such as predefined folds change splits without touching the ratings.
+        _hash_nested(digest, self.extras)
         return digest.hexdigest()[:16]
+
+    def raw_ids(self, side: str, ids: np.ndarray) -> list[str]:
+        """The source's ids (as text) of contiguous ``user`` or ``item`` ids ``ids``."""
+        table = self.user_ids if side == "user" else self.item_ids
+        picked = np.asarray(ids, dtype=np.int64) if table is None else table[ids]
+        return [str(v) for v in picked.tolist()]
 
     @property
     def n_ratings(self) -> int:

@@ -9,22 +9,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from tabulate import tabulate
 
+from bench.analysis.stats import t_interval
 from bench.protocol import SCENARIOS
 from bench.protocol.base import WARM_HISTORY_NOTE
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% t-interval (NaN with fewer than two values)."""
-    arr = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
-    if len(arr) == 0:
-        return float("nan"), float("nan")
-    if len(arr) < 2:
-        return float(arr.mean()), float("nan")
-    half = stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr))
-    return float(arr.mean()), float(half)
+    interval = t_interval(values)
+    return interval.mean, interval.half_width
 
 
 def format_mean_ci(values: Sequence[float], digits: int = 4) -> str:

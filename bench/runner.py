@@ -29,12 +29,12 @@ from bench.devices import resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
 from bench.errors import ConfigError
 from bench.learner import Budget, learner_class, make_learner, split_budget
-from bench.metrics import DEFAULT_GAIN
+from bench.metrics import DEFAULT_GAIN, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
-from bench.scoring import score
+from bench.scoring import scored_queries
 from bench.seeding import Seeds
-from bench.store import FIT_SCOPE, CellRecord, ResultStore
+from bench.store import FIT_SCOPE, CellRecord, Evaluation, Predictions, ResultStore
 from bench.suite import Suite, nothing_to_run, tuning_specs
 from bench.timing import timed
 from bench.tuning import Tuned, TuneSpec, search, validation_objective
@@ -251,6 +251,12 @@ def run_cell(
         device=cell.device,
         code_fingerprint=fingerprint,
         split_summary={**split.summary, "load_report": cell.dataset.extras.get("load_report", {})},
+        dataset_info={
+            "rating_scale": list(cell.dataset.rating_scale),
+            "like_threshold": train.like_threshold,
+            "ndcg_gain": suite.ndcg_gain,
+            "task_axis": split.config.task_axis,
+        },
         tuning=tuned.record if tuned else None,
         trials=tuned.trials if tuned else [],
     )
@@ -259,23 +265,14 @@ def run_cell(
     seeds = learner_seeds(cell.seed, cell.learner)
     with timed("fit", device) as fit_time:
         learner.fit(train, rng=seeds, device=device, budget=cell.budget)
-    record.timings.append(
-        (
-            FIT_SCOPE,
-            FIT_SCOPE,
-            "fit",
-            fit_time.seconds,
-            0,
-            float("nan"),
-            fit_time.peak_memory_bytes,
-            fit_time.memory_kind,
-        )
-    )
+    record.timings.append(fit_time.row(FIT_SCOPE, FIT_SCOPE))
 
     for scenario, k in needed:
         labelled = cache.tasks(cell.dataset, cell.seed, scenario, k)
         k_label = str(k)
-        record.evaluations.append((scenario, k_label, labelled.n_tasks))
+        entities = cell.dataset.raw_ids(labelled.axis, labelled.entities.numpy())
+        lengths = labelled.query_mask.sum(1).tolist()
+        record.evaluations.append(Evaluation(scenario, k_label, entities, lengths))
         if labelled.n_tasks == 0:
             continue
         tasks = cache.unlabelled(cell.dataset, cell.seed, scenario, k, device)
@@ -284,29 +281,17 @@ def run_cell(
             predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), chunk)
         with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
             predicted = predict_in_chunks(learner.predict, tasks, chunk)
-        record.timings.append(
-            (
-                scenario,
-                k_label,
-                "adapt+predict",
-                t.seconds,
-                t.tasks,
-                t.tasks_per_second,
-                t.peak_memory_bytes,
-                t.memory_kind,
-            )
-        )
-        values = score(
+        record.timings.append(t.row(scenario, k_label))
+        queries = scored_queries(
             labelled,
             predicted,
-            suite.metrics,
             dataset=cell.dataset,
             like_threshold=train.like_threshold,
             gain=suite.ndcg_gain,
             learner=cell.learner,
             where=f"{scenario}, k={k_label}",
         )
-        for name, value in values.items():
+        for name, value in evaluate(queries, suite.metrics).items():
             record.metrics.append(
                 (
                     scenario,
@@ -318,7 +303,21 @@ def run_cell(
                     value.per_task,
                 )
             )
+        if suite.keep_predictions:
+            record.predictions.append(
+                kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
+            )
     return record
+
+
+def kept_predictions(
+    dataset: Dataset, scenario: str, k: str, tasks: TaskBatch, queries: Queries
+) -> Predictions:
+    """The query ratings and predictions of one evaluation, in the dataset's own ids."""
+    mask = queries.mask
+    users = dataset.raw_ids("user", tasks.query_users.numpy()[mask])
+    items = dataset.raw_ids("item", tasks.query_items.numpy()[mask])
+    return Predictions(scenario, k, users, items, queries.actual[mask], queries.predicted[mask])
 
 
 def iter_cells(
@@ -406,7 +405,7 @@ def run_suite(
             outcome.cell_keys.append(cell.key)
             if fresh:
                 store.delete_cell(cell.key)
-            done = store.finished_evaluations(cell.key)
+            done = store.finished_evaluations(cell.key, suite.keep_predictions)
             needed = [(s, k) for s, k in wanted if (s, str(k)) not in done]
             if not needed:
                 outcome.reused += 1
@@ -433,5 +432,5 @@ def run_suite(
             outcome.computed += 1
         status = "failed" if outcome.failed else "finished"
     finally:
-        store.finish_run(outcome.run_id, status)
+        store.finish_run(outcome.run_id, status, outcome.cell_keys)
     return outcome

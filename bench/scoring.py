@@ -23,7 +23,30 @@ def score(
     learner: str,
     where: str,
 ) -> dict[str, MetricValue]:
-    """The ``metrics`` of ``predicted`` against the query ratings of ``labelled``'s tasks.
+    """The ``metrics`` of ``predicted`` against the query ratings of ``labelled``'s tasks."""
+    queries = scored_queries(
+        labelled,
+        predicted,
+        dataset=dataset,
+        like_threshold=like_threshold,
+        gain=gain,
+        learner=learner,
+        where=where,
+    )
+    return evaluate(queries, metrics)
+
+
+def scored_queries(
+    labelled: TaskBatch,
+    predicted: torch.Tensor,
+    *,
+    dataset: Dataset,
+    like_threshold: float,
+    gain: str,
+    learner: str,
+    where: str,
+) -> Queries:
+    """``predicted`` beside the query ratings of ``labelled``'s tasks, ready to score.
 
     Predictions of the wrong shape or non-finite ratings are an error naming the learner and
     ``where`` (the tasks' scenario and k)."""
@@ -44,4 +67,4 @@ def score(
     )
     if not np.isfinite(queries.predicted[queries.mask]).all():
         raise ValueError(f"learner {learner!r} predicted non-finite ratings ({where})")
-    return evaluate(queries, metrics)
+    return queries

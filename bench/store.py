@@ -5,15 +5,32 @@ everything that can change its results, including a fingerprint of the project's
 cell, each (scenario, k) evaluation is unique too, so re-running skips what is finished and never
 writes duplicates.
 
-A tuned cell also writes its search: one ``trials`` row per finished trial (keyed by cell and trial
-number, each in its own transaction as it finishes, so an interrupted search resumes), and with the
-cell one ``tunings`` row (the search space and budget, the chosen config, the best trial and its
-validation value).
-
 Opening a store for writing checks everything that could stop a run later (the path, the folder,
 write permission, that it is an intact SQLite database), so a problem is one :class:`StoreError`
 before any cell runs. A store that another process keeps busy is retried with back-off; a finished
 cell that still cannot be written is kept in a folder beside the store and written by the next run.
+
+Schema version 2 (the tables, one row each per):
+
+- ``runs``: run (suite, resolved config, provenance); ``run_cells``: cell a run computed or reused;
+- ``cells``: cell, with ``dataset_info`` (rating scale, like threshold, task axis) as JSON;
+- ``evaluations``: (cell, scenario, k), with the task entities in the dataset's own ids (a JSON
+  list of strings, in task order) and each task's number of query ratings (a JSON list);
+- ``metrics``: (cell, scenario, k, metric): the aggregate value and ``per_task``, float64 values
+  (NaN where a task cannot be scored) in the order of the evaluation's entities, so every per-task
+  value is keyed by its task entity;
+- ``predictions`` (only when the suite sets ``keep_predictions``): (cell, scenario, k): the rated
+  users and items (JSON lists of raw ids), true ratings and predictions (float64), flattened in
+  task order and, within a task, in query order;
+- ``timings``: (cell, scenario, k, phase): wall and process CPU seconds, tasks, peak memory, torch
+  threads, the 1-minute load average at the start, the machine's CPU count and host name;
+- ``trials``: (cell, trial number) of a tuned cell's search: the values tried, the validation
+  score, seconds, and an error where it failed; each written in its own transaction as it
+  finishes, so an interrupted search resumes;
+- ``tunings``: tuned cell, written with it: the search (space, budget, objective), the chosen
+  config, the best trial and its validation value. (Both tables are created when a store is
+  opened for writing; a store without them reads as one whose cells were not tuned.)
+- ``failures``: failed cell, with its traceback.
 """
 
 from __future__ import annotations
@@ -29,14 +46,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
 from bench.errors import StoreError, shorten
 from bench.processes import is_gone
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,26 +61,36 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
     status TEXT NOT NULL, config TEXT NOT NULL, provenance TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_cells (
+    run_id TEXT NOT NULL, cell_key TEXT NOT NULL, PRIMARY KEY (run_id, cell_key)
+);
 CREATE TABLE IF NOT EXISTS cells (
     cell_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, dataset TEXT NOT NULL,
     dataset_hash TEXT NOT NULL, protocol TEXT NOT NULL, protocol_hash TEXT NOT NULL,
     learner TEXT NOT NULL, config_hash TEXT NOT NULL, config TEXT NOT NULL, seed INTEGER NOT NULL,
     device TEXT NOT NULL, code_fingerprint TEXT NOT NULL, split_summary TEXT NOT NULL,
-    finished_at TEXT NOT NULL
+    dataset_info TEXT NOT NULL, finished_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS evaluations (
     cell_key TEXT NOT NULL REFERENCES cells(cell_key), scenario TEXT NOT NULL, k TEXT NOT NULL,
-    n_tasks INTEGER NOT NULL, PRIMARY KEY (cell_key, scenario, k)
+    n_tasks INTEGER NOT NULL, entities TEXT NOT NULL, query_lengths TEXT NOT NULL,
+    PRIMARY KEY (cell_key, scenario, k)
 );
 CREATE TABLE IF NOT EXISTS metrics (
     cell_key TEXT NOT NULL REFERENCES cells(cell_key), scenario TEXT NOT NULL, k TEXT NOT NULL,
     metric TEXT NOT NULL, value REAL, n_tasks INTEGER NOT NULL, n_unscored INTEGER NOT NULL,
     per_task BLOB NOT NULL, PRIMARY KEY (cell_key, scenario, k, metric)
 );
+CREATE TABLE IF NOT EXISTS predictions (
+    cell_key TEXT NOT NULL REFERENCES cells(cell_key), scenario TEXT NOT NULL, k TEXT NOT NULL,
+    users TEXT NOT NULL, items TEXT NOT NULL, ratings BLOB NOT NULL, predicted BLOB NOT NULL,
+    PRIMARY KEY (cell_key, scenario, k)
+);
 CREATE TABLE IF NOT EXISTS timings (
     cell_key TEXT NOT NULL REFERENCES cells(cell_key), scenario TEXT NOT NULL, k TEXT NOT NULL,
-    phase TEXT NOT NULL, seconds REAL NOT NULL, tasks INTEGER NOT NULL, tasks_per_s REAL,
-    peak_memory_bytes INTEGER NOT NULL, memory_kind TEXT NOT NULL,
+    phase TEXT NOT NULL, seconds REAL NOT NULL, cpu_seconds REAL NOT NULL, tasks INTEGER NOT NULL,
+    tasks_per_s REAL, peak_memory_bytes INTEGER NOT NULL, memory_kind TEXT NOT NULL,
+    torch_threads INTEGER NOT NULL, load_1m REAL, cpus INTEGER NOT NULL, host TEXT NOT NULL,
     PRIMARY KEY (cell_key, scenario, k, phase)
 );
 CREATE TABLE IF NOT EXISTS trials (
@@ -121,6 +148,50 @@ class TuningRecord:
     validation_tasks: int
 
 
+class TimingRow(NamedTuple):
+    """One timed phase of a cell, as stored."""
+
+    scenario: str
+    k: str
+    phase: str
+    seconds: float
+    cpu_seconds: float
+    tasks: int
+    tasks_per_s: float
+    peak_memory_bytes: int
+    memory_kind: str
+    torch_threads: int
+    load_1m: float
+    cpus: int
+    host: str
+
+
+@dataclass
+class Evaluation:
+    """The tasks of one (scenario, k): entities in the dataset's own ids, and query lengths."""
+
+    scenario: str
+    k: str
+    entities: list[str]
+    query_lengths: list[int]
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.entities)
+
+
+@dataclass
+class Predictions:
+    """Query ratings and predictions of one (scenario, k), flattened in task, then query, order."""
+
+    scenario: str
+    k: str
+    users: list[str]
+    items: list[str]
+    ratings: np.ndarray
+    predicted: np.ndarray
+
+
 @dataclass
 class CellRecord:
     """Everything one finished cell writes, in one transaction."""
@@ -138,11 +209,21 @@ class CellRecord:
     device: str
     code_fingerprint: str
     split_summary: dict[str, Any]
-    evaluations: list[tuple[str, str, int]] = field(default_factory=list)
+    dataset_info: dict[str, Any] = field(default_factory=dict)
+    evaluations: list[Evaluation] = field(default_factory=list)
     metrics: list[tuple[str, str, str, float, int, int, np.ndarray]] = field(default_factory=list)
-    timings: list[tuple[str, str, str, float, int, float, int, str]] = field(default_factory=list)
+    timings: list[TimingRow] = field(default_factory=list)
+    predictions: list[Predictions] = field(default_factory=list)
     tuning: TuningRecord | None = None
     trials: list[TrialRecord] = field(default_factory=list)
+
+
+def _floats(values: np.ndarray) -> bytes:
+    return np.asarray(values, dtype="<f8").tobytes()
+
+
+def _from_floats(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f8")
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -247,6 +328,7 @@ class ResultStore:
     def _prepare(self) -> None:
         """Check the store is an intact results store of a known schema, creating it if new; in
         write mode prove that it can be written (and roll the proof back)."""
+        self._refuse_older_schema()  # before anything writes to a store it must refuse
         if self.mode == "read":
             self._check_schema_version()
             return
@@ -262,6 +344,27 @@ class ResultStore:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('write_check', ?)", (now(),))
         finally:
             self.conn.rollback()
+
+    def _refuse_older_schema(self) -> None:
+        """A store of an earlier schema version cannot be migrated: its per-task values carry no
+        task ids. Say so, naming the file, and leave it untouched."""
+        tables = {
+            r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        found = None
+        if "meta" in tables:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            found = None if row is None else int(row[0])
+        elif "cells" in tables:
+            found = 1
+        if found is not None and found < SCHEMA_VERSION:
+            raise StoreError(
+                f"results store {self.path} has schema version {found}; this harness reads and "
+                f"writes version {SCHEMA_VERSION}, which keys every per-task value by its task "
+                "entity (version 1 kept them unkeyed, so they cannot be migrated). Its cells "
+                "would be recomputed anyway, because the code changed: move the file aside and "
+                "re-run the suite, or pass --store with a new path"
+            )
 
     def _check_schema_version(self) -> None:
         try:
@@ -363,17 +466,21 @@ class ResultStore:
 
         self._write("recording the run", insert)
 
-    def finish_run(self, run_id: str, status: str) -> None:
-        """Record how a run ended. Best effort: if the store cannot take it, the run is shown as
-        interrupted once its process has gone, and nothing else is lost."""
-        try:
-            self._write(
-                "recording the run's end",
-                lambda c: c.execute(
-                    "UPDATE runs SET finished_at=?, status=? WHERE run_id=?",
-                    (now(), status, run_id),
-                ),
+    def finish_run(self, run_id: str, status: str, cell_keys: Iterable[str] = ()) -> None:
+        """Record how a run ended and the cells it computed or reused (``bench report --run``).
+        Best effort: if the store cannot take it, the run is shown as interrupted once its
+        process has gone, and nothing else is lost."""
+
+        def finish(c: sqlite3.Connection) -> None:
+            c.execute(
+                "UPDATE runs SET finished_at=?, status=? WHERE run_id=?", (now(), status, run_id)
             )
+            c.executemany(
+                "INSERT OR IGNORE INTO run_cells VALUES (?, ?)", [(run_id, k) for k in cell_keys]
+            )
+
+        try:
+            self._write("recording the run's end", finish)
         except StoreError as exc:
             self.log(f"could not record the end of run {run_id}: {exc}")
 
@@ -401,19 +508,26 @@ class ResultStore:
 
     # Cells ----------------------------------------------------------------------------------
 
-    def finished_evaluations(self, cell_key: str) -> set[tuple[str, str]]:
-        rows = self._query("SELECT scenario, k FROM evaluations WHERE cell_key=?", (cell_key,))
+    def finished_evaluations(
+        self, cell_key: str, with_predictions: bool = False
+    ) -> set[tuple[str, str]]:
+        """The (scenario, k) pairs stored for a cell; with ``with_predictions``, only those whose
+        predictions are stored too."""
+        table = "predictions" if with_predictions else "evaluations"
+        rows = self._query(f"SELECT scenario, k FROM {table} WHERE cell_key=?", (cell_key,))
         return {(r["scenario"], r["k"]) for r in rows}
 
     def delete_cell(self, cell_key: str) -> None:
         def delete(c: sqlite3.Connection) -> None:
-            for table in ("metrics", "timings", "evaluations", "tunings", "trials", "cells"):
+            tables = ("metrics", "predictions", "timings", "evaluations", "tunings", "trials")
+            for table in (*tables, "cells"):
                 c.execute(f"DELETE FROM {table} WHERE cell_key=?", (cell_key,))
 
         self._write("removing a cell", delete)
 
     def write_cell(self, record: CellRecord) -> None:
-        """Write a finished cell atomically; (scenario, k) pairs already present are kept.
+        """Write a finished cell atomically. The (scenario, k) pairs it carries replace stored
+        ones (a cell recomputed to keep its predictions); the others are kept.
 
         A busy store is retried for ``busy_wait_s``; if the cell still cannot be written it is
         kept beside the store (:attr:`kept_cells_dir`) for the next run to write, and the
@@ -508,7 +622,7 @@ class ResultStore:
     def _insert_cell(c: sqlite3.Connection, record: CellRecord) -> None:
         """The rows of one finished cell, inside the caller's transaction."""
         c.execute(
-            "INSERT OR IGNORE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 record.cell_key,
                 record.run_id,
@@ -523,31 +637,48 @@ class ResultStore:
                 record.device,
                 record.code_fingerprint,
                 json.dumps(record.split_summary, default=str),
+                json.dumps(record.dataset_info, default=str),
                 now(),
             ),
         )
         c.executemany(
-            "INSERT OR IGNORE INTO evaluations VALUES (?,?,?,?)",
-            [(record.cell_key, *e) for e in record.evaluations],
-        )
-        c.executemany(
-            "INSERT OR IGNORE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?)",
             [
                 (
                     record.cell_key,
-                    s,
-                    k,
-                    m,
-                    None if np.isnan(v) else v,
-                    n,
-                    u,
-                    np.asarray(per_task, dtype=np.float32).tobytes(),
+                    e.scenario,
+                    e.k,
+                    e.n_tasks,
+                    json.dumps(e.entities),
+                    json.dumps(e.query_lengths),
                 )
+                for e in record.evaluations
+            ],
+        )
+        c.executemany(
+            "INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (record.cell_key, s, k, m, None if np.isnan(v) else v, n, u, _floats(per_task))
                 for s, k, m, v, n, u, per_task in record.metrics
             ],
         )
         c.executemany(
-            "INSERT OR REPLACE INTO timings VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?)",
+            [
+                (
+                    record.cell_key,
+                    p.scenario,
+                    p.k,
+                    json.dumps(p.users),
+                    json.dumps(p.items),
+                    _floats(p.ratings),
+                    _floats(p.predicted),
+                )
+                for p in record.predictions
+            ],
+        )
+        c.executemany(
+            "INSERT OR REPLACE INTO timings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(record.cell_key, *t) for t in record.timings],
         )
         # The trials were stored one by one as they finished; writing them again here (kept
@@ -593,12 +724,14 @@ class ResultStore:
     def metric_rows(
         self, cell_keys: list[str] | None = None, with_per_task: bool = False
     ) -> list[dict[str, Any]]:
+        """Aggregate metric rows; ``per_task`` (float64, in the evaluation's entity order) on
+        request."""
         where, params = self._where_cells(cell_keys)
         extra = ", m.per_task" if with_per_task else ""
         rows = self._query(
             "SELECT c.run_id, r.suite, c.dataset, c.protocol, m.scenario, m.k, c.learner, "
-            "c.config_hash, c.seed, c.device, m.metric, m.value, m.n_tasks, m.n_unscored"
-            f"{extra} FROM metrics m JOIN cells c USING (cell_key) "
+            "c.config_hash, c.seed, c.device, m.metric, m.value, m.n_tasks, m.n_unscored, "
+            f"c.cell_key{extra} FROM metrics m JOIN cells c USING (cell_key) "
             f"JOIN runs r ON r.run_id = c.run_id{where} "
             "ORDER BY c.dataset, c.protocol, m.scenario, c.learner, m.k, c.seed, c.device, m.metric",
             params,
@@ -607,19 +740,79 @@ class ResultStore:
             if row["value"] is None:
                 row["value"] = float("nan")
             if with_per_task:
-                row["per_task"] = np.frombuffer(row["per_task"], dtype=np.float32)
+                row["per_task"] = _from_floats(row["per_task"])
         return rows
 
     def timing_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         where, params = self._where_cells(cell_keys)
         return self._query(
             "SELECT c.run_id, r.suite, c.dataset, c.protocol, t.scenario, t.k, c.learner, "
-            "c.config_hash, c.seed, c.device, t.phase, t.seconds, t.tasks, t.tasks_per_s, "
-            "t.peak_memory_bytes, t.memory_kind FROM timings t JOIN cells c USING (cell_key) "
+            "c.config_hash, c.seed, c.device, t.phase, t.seconds, t.cpu_seconds, t.tasks, "
+            "t.tasks_per_s, t.peak_memory_bytes, t.memory_kind, t.torch_threads, t.load_1m, "
+            "t.cpus, t.host, c.cell_key FROM timings t JOIN cells c USING (cell_key) "
             f"JOIN runs r ON r.run_id = c.run_id{where} "
             "ORDER BY c.dataset, c.protocol, c.learner, c.device, c.seed, t.phase, t.scenario, t.k",
             params,
         )
+
+    def _decoded(
+        self,
+        sql: str,
+        params: Iterable[Any],
+        json_columns: tuple[str, ...] = (),
+        float_columns: tuple[str, ...] = (),
+    ) -> list[dict[str, Any]]:
+        rows = self._query(sql, params)
+        for row in rows:
+            for column in json_columns:
+                row[column] = json.loads(row[column])
+            for column in float_columns:
+                row[column] = _from_floats(row[column])
+        return rows
+
+    def cell_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
+        """One row per cell with its run's suite; JSON columns decoded."""
+        where, params = self._where_cells(cell_keys)
+        return self._decoded(
+            "SELECT c.*, r.suite FROM cells c JOIN runs r ON r.run_id = c.run_id"
+            f"{where} ORDER BY c.dataset, c.protocol, c.learner, c.seed, c.device, c.cell_key",
+            params,
+            json_columns=("config", "split_summary", "dataset_info"),
+        )
+
+    def evaluation_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
+        """One row per (cell, scenario, k) with its task entities and query lengths decoded."""
+        where, params = self._where_cells(cell_keys)
+        return self._decoded(
+            "SELECT e.cell_key, e.scenario, e.k, e.n_tasks, e.entities, e.query_lengths "
+            f"FROM evaluations e JOIN cells c USING (cell_key){where} "
+            "ORDER BY e.cell_key, e.scenario, e.k",
+            params,
+            json_columns=("entities", "query_lengths"),
+        )
+
+    def prediction_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
+        """One row per (cell, scenario, k) that kept its predictions, arrays decoded."""
+        where, params = self._where_cells(cell_keys)
+        return self._decoded(
+            "SELECT p.cell_key, p.scenario, p.k, p.users, p.items, p.ratings, p.predicted "
+            f"FROM predictions p JOIN cells c USING (cell_key){where} "
+            "ORDER BY p.cell_key, p.scenario, p.k",
+            params,
+            json_columns=("users", "items"),
+            float_columns=("ratings", "predicted"),
+        )
+
+    def run_cell_keys(self, run_ids: Iterable[str]) -> list[str]:
+        """The cells the given runs computed or reused."""
+        ids = list(run_ids)
+        marks = ",".join("?" * len(ids))
+        rows = self._query(
+            f"SELECT DISTINCT cell_key FROM run_cells WHERE run_id IN ({marks}) "
+            f"UNION SELECT cell_key FROM cells WHERE run_id IN ({marks}) ORDER BY cell_key",
+            ids + ids,
+        )
+        return [r["cell_key"] for r in rows]
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run; one still marked running whose process has died shows as interrupted."""
@@ -634,36 +827,35 @@ class ResultStore:
             return self._query("SELECT * FROM failures ORDER BY at")
         return self._query("SELECT * FROM failures WHERE run_id=? ORDER BY at", [run_id])
 
+    def _has_table(self, name: str) -> bool:
+        rows = self._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", [name])
+        return bool(rows)
+
     def tuning_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """One row per tuned cell: its learner, seed and device, the search's spec and outcome."""
+        if not self._has_table("tunings"):  # a store no tuned run has written to
+            return []
         where, params = self._where_cells(cell_keys)
-        rows = self._query(
+        return self._decoded(
             "SELECT c.cell_key, c.run_id, c.dataset, c.protocol, c.learner, c.config_hash, "
             "c.seed, c.device, t.spec, t.chosen, t.trials, t.best_trial, t.best_value, "
             "t.seconds, t.validation_tasks FROM tunings t JOIN cells c USING (cell_key)"
             f"{where} ORDER BY c.dataset, c.protocol, c.learner, c.seed, c.device",
             params,
+            json_columns=("spec", "chosen"),
         )
-        for row in rows:
-            row["spec"] = json.loads(row["spec"])
-            row["chosen"] = json.loads(row["chosen"])
-        return rows
 
     def trial_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """Every stored trial (of finished cells and of searches still under way)."""
-        if cell_keys is None:
-            where, params = "", []
-        else:
-            where = f" WHERE cell_key IN ({','.join('?' * len(cell_keys))})"
-            params = list(cell_keys)
-        rows = self._query(
+        if not self._has_table("trials"):
+            return []
+        where, params = ("", []) if cell_keys is None else self._where_cells(cell_keys)
+        return self._decoded(
             "SELECT cell_key, number, run_id, params, value, seconds, state, error, finished_at "
-            f"FROM trials{where} ORDER BY cell_key, number",
+            f"FROM trials c{where} ORDER BY cell_key, number",
             params,
+            json_columns=("params",),
         )
-        for row in rows:
-            row["params"] = json.loads(row["params"])
-        return rows
 
     def cell_summaries(self, cell_keys: list[str]) -> dict[str, dict[str, Any]]:
         where, params = self._where_cells(cell_keys)

@@ -43,6 +43,8 @@ class Suite:
     """The metrics printed in the terminal tables (all of ``metrics`` are stored)."""
     ndcg_gain: str = DEFAULT_GAIN
     """NDCG's gain: ``exponential`` (2^r - 1, as in MeLU) or ``linear`` (r)."""
+    keep_predictions: bool = False
+    """Store every query rating with its prediction, for ``bench export --predictions``."""
     data_dir: str | None = None
     """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
     source: str = "<defaults>"
@@ -125,6 +127,12 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
                 for name, table in value.items():
                     if not isinstance(table, dict):
                         raise ConfigError(f"{where}: [{key}.{name}] must be a table")
+            values[key] = value
+        elif key == "keep_predictions":
+            if not isinstance(value, bool):
+                raise ConfigError(
+                    f"{where}: 'keep_predictions' must be true or false, got {excerpt(value)}"
+                )
             values[key] = value
         elif not isinstance(value, str):
             raise ConfigError(f"{where}: {key!r} must be a string, got {excerpt(value)}")
@@ -222,6 +230,10 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
     tuning_specs(suite, protocol)
+    if not isinstance(suite.keep_predictions, bool):
+        raise ConfigError(
+            f"{at('keep_predictions')}: must be true or false, got {suite.keep_predictions!r}"
+        )
     if not suite.seeds:
         raise ConfigError(f"{at('seeds')}: no seeds: the grid would be empty")
 

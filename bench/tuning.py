@@ -524,6 +524,17 @@ def config_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={_value_text(v)}" for k, v in params.items())
 
 
+def space_text(space: Mapping[str, Mapping[str, Any]]) -> str:
+    """A stored search space (:meth:`TuneSpec.as_dict`'s ``space``) in words."""
+    dimensions = [
+        Dimension(name, choices=tuple(d["choices"]))
+        if "choices" in d
+        else Dimension(name, low=d["low"], high=d["high"], log=d["log"], integer=d["type"] == "int")
+        for name, d in space.items()
+    ]
+    return "; ".join(d.describe() for d in dimensions)
+
+
 def tuning_lines(
     rows: Sequence[Mapping[str, Any]],
     learner_order: Sequence[str] = (),

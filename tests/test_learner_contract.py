@@ -3,7 +3,7 @@ helper itself catches learners that break a rule."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 import torch
@@ -14,15 +14,8 @@ from bench.seeding import Seeds
 from bench.testing import ContractError, check_learner
 from learners.baselines import BiasBaseline
 
-SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}
-EPISODIC: dict[str, Any] = {**SMALL_NET, "meta_steps": 4, "meta_batch": 8, "eval_every": 2}
-QUICK: dict[str, dict[str, Any]] = {
-    "maml-l2l": EPISODIC,
-    "maml": EPISODIC,
-    "protonet": {**EPISODIC, "proto_dim": 8},
-    "fine-tune": {**SMALL_NET, "epochs": 1},
-    "mf": {"rank": 4, "iterations": 3},
-}
+from shared import QUICK
+
 BUILT_IN = sorted(n for n in LEARNERS.names() if "built in" in LEARNERS.origin(n))
 
 

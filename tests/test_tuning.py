@@ -352,7 +352,27 @@ trials = 3
     assert main(["export", "--format", "json", "--store", store]) == 0
     exported = json.loads(capsys.readouterr().out)
     assert {t["learner"] for t in exported["tunings"]} == {"item-mean", "mf"}
-    assert all(t["spec"]["objective"] == "ndcg@3" for t in exported["tunings"])
+    assert all(t["objective"] == "ndcg@3" and t["k"] == "5" for t in exported["tunings"])
+    budgets = {t["learner"]: (t["budget_trials"], t["budget_seconds"]) for t in exported["tunings"]}
+    assert budgets == {"item-mean": (3, None), "mf": (2, None)}
+
+    # The report shows each learner's budget and chosen config, in Markdown, HTML and JSON.
+    reports = tmp_path / "report"
+    assert main(["report", "--store", store, "--out", str(reports), "--reference", "mf"]) == 0
+    capsys.readouterr()
+    chosen = {t["learner"]: t["chosen"] for t in exported["tunings"]}
+    markdown = (reports / "report.md").read_text(encoding="utf-8")
+    tuning = markdown.split("## Tuning", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split(" | ")[1]: line for line in tuning.splitlines() if line.startswith("| ")}
+    assert "untuned (config as set)" in rows["global-mean"]
+    assert "| 3 trials | ndcg@3 at k=5 on " in rows["item-mean"]
+    assert "user_shrinkage in [1, 20]" in rows["item-mean"]
+    assert f"rank={chosen['mf']['rank']}" in rows["mf"] and "| 2 trials |" in rows["mf"]
+    assert "rank in [2, 4]" in rows["mf"]
+    html = (reports / "report.html").read_text(encoding="utf-8")
+    assert 'id="tuning"' in html and f"rank={chosen['mf']['rank']}" in html
+    report_json = json.loads((reports / "report.json").read_text(encoding="utf-8"))
+    assert {t["learner"]: t["chosen"] for t in report_json["tunings"]} == chosen
 
     code = main(["run", "--suite", str(path), "--store", store, "--no-progress", "--no-tune"])
     out = capsys.readouterr().out

@@ -26,8 +26,9 @@ from bench.data import Dataset
 from bench.errors import DataWarning
 from bench.loaders.sources import parsed_cache_dir
 
-CACHE_FORMAT = 2
-"""Bump when a parser's output changes for the same inputs, so old cache entries are ignored."""
+CACHE_FORMAT = 3
+"""Bump when a parser's output (or the content hash) changes for the same inputs, so old cache
+entries are ignored."""
 
 _ARRAY_FIELDS = ("user", "item", "rating", "timestamp", "user_features", "item_features")
 

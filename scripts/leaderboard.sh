@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Rebuild the committed leaderboard (`make leaderboard`): run the synthetic `meta` suite and
+# `ml100k-cold` on CPU into a fresh store, then write reports/leaderboard.{md,html,csv} and
+# the k-shot figures in reports/leaderboard_figures/. ML-100K is looked for in $BENCH_DATA_DIR
+# (default ../shared/datasets).
+#
+# Usage: scripts/leaderboard.sh [PYTHON]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${1:-.venv/bin/python}
+STORE=${LEADERBOARD_STORE:-.bench/leaderboard.sqlite}
+export BENCH_DATA_DIR=${BENCH_DATA_DIR:-../shared/datasets}
+
+# A fresh store: cells of earlier code or configs must not mix into the page.
+rm -f "$STORE" "$STORE-wal" "$STORE-shm"
+"$PYTHON" -m bench run --suite meta --device cpu --store "$STORE" --no-progress
+"$PYTHON" -m bench run --suite ml100k-cold --device cpu --store "$STORE" --no-progress
+"$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
+    --format md,html,csv --title "coldstart-bench leaderboard" --command "make leaderboard"

@@ -1,0 +1,151 @@
+"""``bench export --predictions`` and ``--per-task``: every stored metric is recomputed from the
+exported predictions by implementations independent of ``bench.metrics`` (scikit-learn, and an
+NDCG written here from its formula) and agrees to 1e-9; Parquet round-trips."""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import mean_absolute_error, mean_squared_error, roc_auc_score
+
+from bench.analysis import compare_to_reference, load_results
+from bench.cli import main
+from bench.errors import BenchError
+from bench.export import rows_of, write_parquet
+
+TOLERANCE = 1e-9
+KEYS = ["cell_key", "scenario", "k"]
+
+
+def export(capsys: pytest.CaptureFixture[str], store: Path, *flags: str) -> pd.DataFrame:
+    assert main(["export", "--store", str(store), *flags]) == 0
+    text = capsys.readouterr().out
+    return pd.read_csv(io.StringIO(text), dtype={"k": str, "entity": str, "user": str, "item": str})
+
+
+def ndcg_at(ratings: np.ndarray, predictions: np.ndarray, k: int) -> float:
+    """NDCG@k with gains 2^r - 1 and discounts 1 / log2(rank + 1); the query is ranked by
+    prediction, equal predictions keeping query order."""
+    order = sorted(range(len(ratings)), key=lambda i: (-predictions[i], i))
+    ideal = sorted(ratings, reverse=True)
+    dcg = sum((2.0 ** ratings[i] - 1) / math.log2(rank + 2) for rank, i in enumerate(order[:k]))
+    idcg = sum((2.0**r - 1) / math.log2(rank + 2) for rank, r in enumerate(ideal[:k]))
+    return dcg / idcg if idcg > 0 else 1.0
+
+
+def recompute(group: pd.DataFrame) -> dict[str, float]:
+    """Every metric of one evaluation from its exported predictions."""
+    group = group.sort_values(["entity", "position"], kind="stable")
+    rating = group["rating"].to_numpy()
+    prediction = group["prediction"].to_numpy()
+    threshold = group["like_threshold"].iat[0]
+    margin = (group["rating_max"].iat[0] - group["rating_min"].iat[0]) / 8
+    liked, predicted_like = rating >= threshold, prediction >= threshold - margin
+    out = {
+        "rmse": math.sqrt(mean_squared_error(rating, prediction)),
+        "mae": mean_absolute_error(rating, prediction),
+        "accuracy": float(np.mean(liked == predicted_like)),
+    }
+    tasks = [t for _, t in group.groupby("entity", sort=False)]
+    for k in (1, 3, 5, 10):
+        scores = [
+            ndcg_at(t["rating"].to_numpy(), t["prediction"].to_numpy(), k)
+            for t in tasks
+            if len(t) >= 2
+        ]
+        out[f"ndcg@{k}"] = float(np.mean(scores)) if scores else math.nan
+    aucs = []
+    for t in tasks:
+        like = t["rating"].to_numpy() >= threshold
+        if like.any() and not like.all():
+            aucs.append(roc_auc_score(like, t["prediction"].to_numpy()))
+    out["auc"] = float(np.mean(aucs)) if aucs else math.nan
+    return out
+
+
+def test_every_metric_is_recomputed_from_the_exported_predictions(
+    run_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    predictions = export(capsys, run_store, "--predictions")
+    assert {"entity", "position", "user", "item", "rating", "prediction"} <= set(predictions)
+    metrics = export(capsys, run_store)
+    stored = metrics.set_index([*KEYS, "metric"])["value"]
+    compared = 0
+    for key, group in predictions.groupby(KEYS, sort=False):
+        for metric, value in recompute(group).items():
+            expected = stored.loc[(*key, metric)]
+            if math.isnan(value):
+                assert math.isnan(expected), (key, metric)
+            else:
+                assert abs(value - expected) <= TOLERANCE, (key, metric, value, expected)
+            compared += 1
+    # 7 learners x 2 seeds x 4 scenarios x 2 support sizes, 8 metrics each.
+    assert compared == 7 * 2 * 4 * 2 * 8
+
+
+def test_per_task_values_are_keyed_by_the_users_own_ids_and_match_the_predictions(
+    run_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    per_task = export(capsys, run_store, "--per-task")
+    predictions = export(capsys, run_store, "--predictions")
+    # A user-as-task protocol: each task's entity is the user of every query rating.
+    assert (predictions["entity"] == predictions["user"]).all()
+    mae = per_task[per_task["metric"] == "mae"].set_index([*KEYS, "entity"])
+    errors = (predictions["rating"] - predictions["prediction"]).abs()
+    by_task = errors.groupby([predictions[c] for c in [*KEYS, "entity"]]).agg(["mean", "size"])
+    joined = mae.join(by_task, how="inner")
+    assert len(joined) == len(mae) == len(by_task)
+    assert np.allclose(joined["value"], joined["mean"], rtol=0, atol=TOLERANCE)
+    assert (joined["n_ratings"] == joined["size"]).all()
+    # Two learners on the same split pair up on (seed, scenario, k, entity).
+    rmse = per_task[per_task["metric"] == "rmse"]
+    one, twin = rmse[rmse["learner"] == "item-mean"], rmse[rmse["learner"] == "item-mean-twin"]
+    paired = one.merge(twin, on=["seed", "scenario", "k", "entity"], suffixes=("", "_twin"))
+    assert len(paired) == len(one) and (paired["value"] == paired["value_twin"]).all()
+    # ... and two learners that predict alike are never marked different.
+    versus = compare_to_reference(load_results(run_store), "item-mean")
+    twins = versus[versus["learner"] == "item-mean-twin"]
+    assert len(twins) == 4 * 2 * 8 and set(twins["verdict"]) == {"same"}
+    assert (twins["p_holm"] == 1.0).all()
+
+
+def test_parquet_export_round_trips(
+    run_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "per-task.parquet"
+    code = main(
+        ["export", "--per-task", "--format", "parquet", "-o", str(path), "--store", str(run_store)]
+    )
+    assert code == 0
+    from_parquet = pd.read_parquet(path)
+    from_csv = export(capsys, run_store, "--per-task")
+    assert len(from_parquet) == len(from_csv)
+    assert np.allclose(from_parquet["value"], from_csv["value"], equal_nan=True, rtol=0, atol=0)
+    assert list(from_parquet["entity"][:5]) == list(from_csv["entity"][:5])
+
+
+def test_export_errors_are_clear(
+    run_store: Path,
+    planted_store: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code = main(["export", "--predictions", "--store", str(planted_store)])
+    assert code == 2 and "keep_predictions = true" in capsys.readouterr().err
+    code = main(["export", "--per-task", "--format", "parquet", "--store", str(run_store)])
+    assert code == 2 and "--output PATH" in capsys.readouterr().err
+    code = main(["export", "--run", "nope", "--store", str(run_store)])
+    assert code == 2 and "--run: no run 'nope'" in capsys.readouterr().err
+    frame = rows_of(load_results(run_store), "metrics")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
+    target = tmp_path / "x.parquet"
+    with pytest.raises(BenchError, match=r"needs pyarrow.*coldstart-bench\[parquet\]"):
+        write_parquet(frame, target)
+    assert not target.exists()

@@ -1,0 +1,94 @@
+"""What several test modules share: checks of a split's task sets, the error of a learner on a
+scenario's tasks, and configs that keep each built-in learner quick to fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.data import Dataset
+from bench.episodes import build_tasks
+from bench.learner import Learner
+from bench.metrics import Queries, evaluate
+from bench.protocol import Split, SupportSize, TaskSet
+
+SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}
+EPISODIC: dict[str, Any] = {**SMALL_NET, "meta_steps": 4, "meta_batch": 8, "eval_every": 2}
+QUICK: dict[str, dict[str, Any]] = {
+    "maml-l2l": EPISODIC,
+    "maml": EPISODIC,
+    "protonet": {**EPISODIC, "proto_dim": 8},
+    "fine-tune": {**SMALL_NET, "epochs": 1},
+    "mf": {"rank": 4, "iterations": 3},
+}
+"""Config overrides that keep each built-in learner's fit to a second or so."""
+
+
+def rmse_at(learner: Learner, dataset: Dataset, taskset: TaskSet, k: SupportSize) -> float:
+    """Pooled RMSE of ``learner`` on the tasks of ``taskset`` with ``k`` support ratings."""
+    labelled = build_tasks(dataset, taskset, k)
+    assert labelled.query_ratings is not None
+    with torch.no_grad():
+        predicted = learner.predict(labelled.without_labels())
+    queries = Queries(
+        predicted.numpy().astype(np.float64),
+        labelled.query_ratings.numpy().astype(np.float64),
+        labelled.query_mask.numpy(),
+        dataset.like_threshold,
+        dataset.rating_scale,
+    )
+    return evaluate(queries, ("rmse",))["rmse"].value
+
+
+def pairs(dataset: Dataset, rows: np.ndarray) -> set[tuple[int, int]]:
+    return set(zip(dataset.user[rows].tolist(), dataset.item[rows].tolist(), strict=True))
+
+
+def check_taskset(dataset: Dataset, split: Split, taskset: TaskSet, sizes: list[Any]) -> None:
+    axis = taskset.axis
+    task_of = dataset.user if axis == "user" else dataset.item
+    train = set(split.train.tolist())
+    assert len(taskset.pools) == len(taskset.queries) == len(taskset.entities)
+    assert len(set(taskset.entities.tolist())) == len(taskset)  # one task per entity
+    for t, entity in enumerate(taskset.entities):
+        pool, query = taskset.pools[t], taskset.queries[t]
+        assert len(query) > 0
+        assert not set(pool.tolist()) & set(query.tolist()), (taskset.scenario, t)
+        assert not pairs(dataset, pool) & pairs(dataset, query), (taskset.scenario, t)
+        assert (task_of[pool] == entity).all() and (task_of[query] == entity).all()
+        assert not train & set(query.tolist()), (taskset.scenario, t)
+        for k in sizes:
+            support = taskset.support(t, k)
+            assert set(support.tolist()) <= set(pool.tolist())
+            assert not set(support.tolist()) & set(query.tolist())
+            if k == "all":
+                assert len(support) == len(pool)
+            else:
+                assert len(support) == min(int(k), len(pool))
+
+
+def check_batches(dataset: Dataset, taskset: TaskSet, sizes: list[Any]) -> None:
+    """The padded tensors hold exactly the rows of the task set, nothing more."""
+    for k in sizes:
+        batch = build_tasks(dataset, taskset, k)
+        assert batch.query_ratings is not None
+        for t in range(batch.n_tasks):
+            s, q = batch.support_mask[t], batch.query_mask[t]
+            support_pairs = set(
+                zip(
+                    batch.support_users[t][s].tolist(),
+                    batch.support_items[t][s].tolist(),
+                    strict=True,
+                )
+            )
+            query_pairs = set(
+                zip(batch.query_users[t][q].tolist(), batch.query_items[t][q].tolist(), strict=True)
+            )
+            assert not support_pairs & query_pairs, (taskset.scenario, k, t)
+            assert support_pairs == pairs(dataset, taskset.support(t, k))
+            assert query_pairs == pairs(dataset, taskset.queries[t])
+            assert batch.query_ratings[t][q].tolist() == dataset.rating[taskset.queries[t]].tolist()
+            # Padding is masked out and zeroed.
+            assert not batch.support_ratings[t][~s].any() and not batch.query_ratings[t][~q].any()
