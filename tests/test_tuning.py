@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.analysis import load_results
 from bench.cli import main
 from bench.episodes import MetaTrain
 from bench.errors import ConfigError
@@ -19,7 +22,7 @@ from bench.learner import LEARNERS, Budget
 from bench.protocol import make_protocol
 from bench.runner import run_suite
 from bench.seeding import Seeds
-from bench.store import ResultStore
+from bench.store import ResultStore, TrialRecord
 from bench.suite import Suite, suite_from_dict
 from bench.synthetic import SyntheticConfig, generate
 from bench.tuning import TuneSpec, parse_tuning, search
@@ -482,3 +485,56 @@ def test_shipped_suites_default_and_ci_stay_untuned_and_ml100k_cold_tunes_every_
     assert sorted(specs) == sorted(tunable)
     assert len({(s.trials, s.seconds, s.objective, s.k) for s in specs.values()}) == 1
     assert specs["mf"].uses_grid and {d.name for d in specs["mf"].space} == {"rank", "reg"}
+
+
+def test_every_learner_gets_the_tables_budget_unless_it_sets_its_own() -> None:
+    tune = {
+        "trials": 5,
+        "seconds": 60,
+        "mf": {"rank": [2, 4]},
+        "item-mean": {"user_shrinkage": [1.0, 5.0]},
+        "maml": {"inner_lr": [0.1, 0.3], "trials": 2},
+    }
+    specs = parse_tuning(tune, ["mf", "item-mean", "maml"], {}, (5,), "<test>")
+    budgets = {name: (spec.trials, spec.seconds) for name, spec in specs.items()}
+    assert budgets == {"mf": (5, 60), "item-mean": (5, 60), "maml": (2, 60)}
+    assert len({(s.objective, s.k) for s in specs.values()}) == 1
+
+
+# The store ---------------------------------------------------------------------------------
+
+
+def test_a_trial_that_finishes_while_the_store_is_busy_waits_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    notes: list[str] = []
+    with ResultStore(path, busy_wait_s=60, log=notes.append) as store:
+        other = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock for 2 s
+        threading.Timer(2.0, lambda: (other.execute("ROLLBACK"), other.close())).start()
+        trial = TrialRecord(0, {"rank": 4}, 0.93, 1.5, "complete")
+        store.write_trial("cell-a", "run-1", trial)
+        assert store.finished_trials("cell-a") == [trial]
+    assert any("is busy" in n and "writing a finished trial" in n for n in notes), notes
+
+
+def test_a_store_without_the_tuning_tables_reads_as_untuned_and_gains_them_on_writing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultStore(path) as store:
+        assert run_suite(tuned_suite({}), store, progress=False).exit_code == 0
+    with sqlite3.connect(path) as conn:  # as a store written before searches were stored
+        conn.execute("DROP TABLE trials")
+        conn.execute("DROP TABLE tunings")
+    with ResultStore(path, mode="read") as store:
+        assert store.tuning_rows() == [] and store.trial_rows() == []
+    results = load_results(path)
+    assert results.tunings.empty and len(results.cells) == 1
+    with ResultStore(path) as store:
+        assert (
+            run_suite(
+                tuned_suite({"trials": 2, "mf": {"rank": [2, 4]}}), store, progress=False
+            ).exit_code
+            == 0
+        )
+        assert len(store.tuning_rows()) == 1 and len(store.trial_rows()) == 2
