@@ -559,10 +559,11 @@ def tuning_lines(
             for r in sorted(group, key=lambda r: (r["seed"], r["device"]))
         )
         budget = budget_text(spec["trials"], spec["seconds"])
+        counts = sorted({r["validation_tasks"] for r in group})
+        tasks = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         lines.append(
             f"tuned {learner} on {dataset} · {protocol} (budget {budget}; "
-            f"{spec['objective']} at k={spec['k']} on {group[0]['validation_tasks']} validation "
-            f"tasks): {per_seed}"
+            f"{spec['objective']} at k={spec['k']} on {tasks} validation tasks): {per_seed}"
         )
     if untuned and rows:
         lines.append(f"untuned (their configs as set): {', '.join(untuned)}")

@@ -25,7 +25,7 @@ from bench.seeding import Seeds
 from bench.store import ResultStore, TrialRecord
 from bench.suite import Suite, suite_from_dict
 from bench.synthetic import SyntheticConfig, generate
-from bench.tuning import TuneSpec, parse_tuning, search
+from bench.tuning import TuneSpec, parse_tuning, search, tuning_lines
 from learners.baselines import BiasBaseline
 
 PLANTED_RANK = 3
@@ -538,3 +538,26 @@ def test_a_store_without_the_tuning_tables_reads_as_untuned_and_gains_them_on_wr
             == 0
         )
         assert len(store.tuning_rows()) == 1 and len(store.trial_rows()) == 2
+
+
+def test_the_summary_line_gives_the_range_of_validation_tasks_over_seeds() -> None:
+    spec = {"objective": "rmse", "k": "all", "trials": 6, "seconds": None}
+    rows = [
+        {
+            "dataset": "d",
+            "protocol": "p",
+            "learner": "mf",
+            "seed": seed,
+            "device": "cpu",
+            "spec": spec,
+            "chosen": {"rank": 16},
+            "trials": 6,
+            "seconds": 1.0,
+            "best_value": 0.9,
+            "validation_tasks": tasks,
+        }
+        for seed, tasks in ((0, 106), (1, 100), (2, 98))
+    ]
+    (line,) = tuning_lines(rows)
+    assert "rmse at k=all on 98-106 validation tasks" in line
+    assert "seed 2: rank=16 (6 trials" in line
