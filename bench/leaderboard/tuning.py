@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from bench.analysis import Results
 from bench.leaderboard.document import Cell, Paragraph, Section, Table
+from bench.leaderboard.formatting import fmt_count_range
 from bench.tuning import budget_text, config_text, space_text
 
 
@@ -40,12 +41,17 @@ def tuning_section(results: Results, learners: Sequence[str]) -> Section | None:
         caption="Tuning: budget, search space and chosen config per learner",
     )
     order = {name: i for i, name in enumerate(learners)}
+    searched = set(zip(tunings["dataset"], tunings["protocol"], strict=True))
+    untuned_tables: dict[str, None] = {}  # tables where no learner was tuned, in order
     tuned = tunings.set_index("cell_key")
     cells = results.cells.sort_values(["dataset", "protocol", "device", "seed"])
     groups = cells.groupby(["dataset", "protocol", "learner", "device"], sort=False)
     for (dataset, protocol, learner, device), group in sorted(
         groups, key=lambda g: (g[0][0], g[0][1], order.get(g[0][2], len(order)), g[0][2], g[0][3])
     ):
+        if (dataset, protocol) not in searched:
+            untuned_tables.setdefault(f"{dataset} · {protocol}", None)
+            continue
         where = [Cell(f"{dataset} · {protocol}"), Cell(learner)]
         if show_device:
             where.append(Cell(device))
@@ -62,8 +68,7 @@ def tuning_section(results: Results, learners: Sequence[str]) -> Section | None:
                 Cell(budget_text(first["budget_trials"], first["budget_seconds"])),
                 Cell(
                     f"{first['objective']} at k={first['k']} on "
-                    f"{_seeds_text([str(n) for n in rows['validation_tasks']], seeds)} "
-                    "validation tasks"
+                    f"{fmt_count_range(list(rows['validation_tasks']))} validation tasks"
                 ),
                 Cell(space_text(first["space"])),
                 Cell(_seeds_text([config_text(c) for c in rows["chosen"]], seeds)),
@@ -77,4 +82,9 @@ def tuning_section(results: Results, learners: Sequence[str]) -> Section | None:
         "entities held out of training, built and scored like the test tasks), so test tasks "
         "never influence a choice. The chosen config is then fitted and evaluated as usual."
     )
-    return Section("Tuning", [intro, table], anchor="tuning")
+    blocks: list[Paragraph | Table] = [intro, table]
+    if untuned_tables:
+        blocks.append(
+            Paragraph(f"No learner was tuned on {', '.join(untuned_tables)}: configs as set.")
+        )
+    return Section("Tuning", list(blocks), anchor="tuning")
