@@ -5,6 +5,8 @@ and the README's example runs as printed."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from operator import attrgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +51,13 @@ GRID: dict[str, Any] = {
     "scenarios": ["warm", "user_cold"],
     "seeds": 2,
 }
-EXPORTS = {
-    "metrics": [],
-    "timings": ["--timings"],
-    "per-task": ["--per-task"],
-    "predictions": ["--predictions"],
-    "summary": ["--summary"],
+# What each export flag writes, and where the API's Results hold the same rows.
+EXPORTS: dict[str, tuple[list[str], Callable[[api.Results], pd.DataFrame]]] = {
+    "metrics": ([], attrgetter("metrics")),
+    "timings": (["--timings"], attrgetter("timings")),
+    "per-task": (["--per-task"], attrgetter("per_task")),
+    "predictions": (["--predictions"], attrgetter("predictions")),
+    "summary": (["--summary"], methodcaller("summary")),
 }
 
 
@@ -78,18 +81,6 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, api.Results
     return store, results
 
 
-def frame_of(results: api.Results, kind: str) -> pd.DataFrame:
-    if kind == "metrics":
-        return results.metrics
-    if kind == "timings":
-        return results.timings
-    if kind == "per-task":
-        return results.per_task
-    if kind == "predictions":
-        return results.predictions
-    return results.summary()
-
-
 def exported(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> str:
     assert main(["export", "--format", "csv", "--store", str(store), *args]) == 0
     return capsys.readouterr().out
@@ -102,12 +93,13 @@ def test_run_returns_the_rows_bench_export_writes_for_the_run(
     store, results = shipped
     assert results.outcome is not None
     run_id = results.outcome.run_id
-    frame = frame_of(results, kind)
+    flags, rows = EXPORTS[kind]
+    frame = rows(results)
     assert len(frame) > 0
-    text = exported(capsys, store, *EXPORTS[kind], "--run", run_id)
+    text = exported(capsys, store, *flags, "--run", run_id)
     assert frame.to_csv(index=False).splitlines() == text.splitlines()
     # The store holds a second run: without --run, export writes more rows than the API returned.
-    everything = exported(capsys, store, *EXPORTS[kind])
+    everything = exported(capsys, store, *flags)
     assert len(everything.splitlines()) > len(text.splitlines())
 
 
