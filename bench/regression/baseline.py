@@ -259,10 +259,12 @@ def read_baseline(path: Path) -> Snapshot:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        truncated = " (the file ends early: truncated?)" if exc.pos >= len(text.rstrip()) else ""
+        body = text.strip()
+        truncated = body.startswith("{") and not body.endswith("}")
+        hint = " (the file ends early: truncated?)" if truncated else ""
         raise BenchError(
             f"baseline {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column "
-            f"{exc.colno}{truncated}; {REFRESH_HINT}"
+            f"{exc.colno}{hint}; {REFRESH_HINT}"
         ) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise BenchError(
