@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bench.cli import main
+from bench.provenance import PROJECT_ROOT
 from bench.regression.baseline import FORMAT_VERSION, read_baseline
 
 SUITE = """
@@ -404,3 +405,30 @@ def test_a_bad_check_table_is_refused_by_validate(
     assert code == 2 and "ndcg@7" in err
     code, _, err = bench(capsys, "check", "--baseline", str(setup.baseline), "--tolerance", "x=1")
     assert code == 2 and "--tolerance 'x=1'" in err
+
+
+def test_the_committed_ci_baseline_passes_and_catches_a_worse_mf(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline = PROJECT_ROOT / "reports" / "baselines" / "ci.json"
+    store = str(tmp_path / "ci.sqlite")
+    args = ("check", "--baseline", str(baseline), "--store", store, "--no-timing")
+    code, out, _ = bench(capsys, *args, "--suite", "ci", "--changes-only")
+    assert code == 0, f"{out}\nrefresh the baseline on purpose: make refresh-baseline"
+    assert "0 worse, 0 better, 256 same" in out
+    suite_text = (PROJECT_ROOT / "bench" / "suites" / "ci.toml").read_text(encoding="utf-8")
+    worse = tmp_path / "ci-rank-1.toml"
+    worse.write_text(suite_text + RANK_1, encoding="utf-8")
+    code, out, _ = bench(capsys, *args, "--suite", str(worse))
+    assert code == 1
+    assert "REGRESSED synthetic cold-random@2 warm k=1 mf cpu rmse:" in out
+
+
+def test_ci_runs_the_tests_then_the_regression_check() -> None:
+    script = (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line.strip() for line in script.splitlines() if line.strip().startswith("make ")]
+    assert commands == ["make test", "make regression-check"]
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    target = makefile.split("\nregression-check:", 1)[1].split("\n\n", 1)[0]
+    assert "bench check --suite ci --baseline $(CI_BASELINE) --no-timing" in target
+    assert "CI_BASELINE := reports/baselines/ci.json" in makefile
