@@ -1,7 +1,7 @@
-"""Run, list, validate, export, report and check cold-start benchmark suites (plus added commands:
-perf).
+"""Run, list, validate, export, report and check cold-start benchmark suites (added: perf).
 
-Exit codes: 0 success; 1 a cell failed (the others still finish and are stored); 2 bad input or usage.
+Exit codes: 0 success; 1 a cell failed (the others still finish and are stored) or ``check`` found
+a regression; 2 bad input or usage, or results that ``check`` could not compare with its baseline.
 A reader that stops early (``bench export | head``) ends the command quietly with status 0.
 """
 

@@ -140,35 +140,15 @@ def test_the_baseline_file_holds_every_cell_with_its_provenance(setup: Setup) ->
 
 
 def test_an_unchanged_project_exits_0(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    check = ("check", "--baseline", str(setup.baseline), "--suite", setup.suite("small"))
     # Reusing the stored cells, with timings compared (they are the same cells).
-    code, out, _ = bench(
-        capsys,
-        "check",
-        "--baseline",
-        str(setup.baseline),
-        "--suite",
-        setup.suite("small"),
-        "--store",
-        str(setup.store),
-    )
+    code, out, _ = bench(capsys, *check, "--store", str(setup.store))
     assert code == 0, out
     assert "0 worse, 0 better, 68 same, 0 new, 0 missing, 0 not comparable" in out
     assert "nothing regressed (exit 0)" in out
     # Recomputed in a fresh store: CPU results repeat exactly.
-    fresh = setup.folder / "fresh.sqlite"
-    code, out, _ = bench(
-        capsys,
-        "check",
-        "--baseline",
-        str(setup.baseline),
-        "--suite",
-        setup.suite("small"),
-        "--store",
-        str(fresh),
-        "--no-timing",
-        "--format",
-        "json",
-    )
+    fresh = str(setup.folder / "fresh.sqlite")
+    code, out, _ = bench(capsys, *check, "--store", fresh, "--no-timing", "--format", "json")
     document = json.loads(out)
     assert code == 0
     assert document["counts"]["same"] == 64 and not document["timing_compared"]

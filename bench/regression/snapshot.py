@@ -128,9 +128,7 @@ def _cell_origins(results: Results) -> pd.DataFrame:
     counts = cells.groupby(identity)["cell_key"].transform("count")
     if (counts > 1).any():
         row = cells[counts > 1].iloc[0]
-        twins = cells[
-            (cells[identity] == row[identity]).all(axis=1)
-        ]  # the cells that share its name
+        twins = cells[(cells[identity] == row[identity]).all(axis=1)]  # sharing its name
         variants = "; ".join(
             f"{r.protocol_name}, dataset {r.dataset_hash[:8]}, config {r.config_hash[:8]}, "
             f"run {r.run_id}"
@@ -142,6 +140,16 @@ def _cell_origins(results: Results) -> pd.DataFrame:
             "choose one run with --run ID"
         )
     return cells.set_index("cell_key")
+
+
+def _origin(cell: pd.Series) -> Origin:
+    return Origin(
+        protocol_version=int(cell["protocol_version"]),
+        dataset_hash=str(cell["dataset_hash"]),
+        protocol_hash=str(cell["protocol_hash"]),
+        ndcg_gain=str(cell["ndcg_gain"]),
+        config_hash=str(cell["config_hash"]),
+    )
 
 
 def snapshot_of(
@@ -173,13 +181,7 @@ def snapshot_of(
         entry = values.setdefault(
             name,
             {
-                "origin": Origin(
-                    protocol_version=int(cell.protocol_version),
-                    dataset_hash=str(cell.dataset_hash),
-                    protocol_hash=str(cell.protocol_hash),
-                    ndcg_gain=str(cell.ndcg_gain),
-                    config_hash=str(cell.config_hash),
-                ),
+                "origin": _origin(cell),
                 "seeds": {},
                 "n_tasks": 0,
                 "per_task": {},
@@ -220,13 +222,7 @@ def _timings(results: Results, origins: pd.DataFrame) -> dict[TimingName, Timing
     for row in summary.itertuples(index=False):
         key = (row.dataset, row.protocol, row.learner, row.device)
         cell = origins.loc[cells.loc[[key], "cell_key"].iloc[0]]
-        origin = Origin(
-            protocol_version=int(cell.protocol_version),
-            dataset_hash=str(cell.dataset_hash),
-            protocol_hash=str(cell.protocol_hash),
-            ndcg_gain=str(cell.ndcg_gain),
-            config_hash=str(cell.config_hash),
-        )
+        origin = _origin(cell)
         per_phase = {
             "fit": float(row.fit_s_median),
             "predict": float(row.predict_s) / row.n_fits if row.n_fits else float("nan"),
