@@ -1,0 +1,61 @@
+"""The process executor against the local one, and the executor options as the CLI takes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.executors import LocalExecutor, make_executor
+from bench.executors.process import ProcessExecutor, threads_per_worker
+
+from executor_grid import assert_same_rows, grid, run_on
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("local") / "s.sqlite"
+    outcome = run_on(path, grid())
+    assert (outcome.computed, outcome.exit_code) == (6, 0)
+    return path
+
+
+def test_a_process_pool_stores_the_local_executors_rows_cell_for_cell(
+    local_store: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "pool.sqlite"
+    outcome = run_on(path, grid(), ProcessExecutor(workers=2))
+    assert (outcome.computed, outcome.reused, outcome.exit_code) == (6, 0, 0)
+    assert_same_rows(local_store, path)
+    again = run_on(path, grid(), ProcessExecutor(workers=2))  # resumes like the local executor
+    assert (again.computed, again.reused) == (0, 6)
+
+
+def test_threads_are_shared_out_between_workers() -> None:
+    assert threads_per_worker(1, cpus=8) == 8
+    assert threads_per_worker(3, cpus=8) == 2
+    assert threads_per_worker(4, cpus=2) == 1
+
+
+def test_executor_choices() -> None:
+    assert isinstance(make_executor("local"), LocalExecutor)
+    pool = make_executor("process", workers=3)
+    assert isinstance(pool, ProcessExecutor) and pool.slots == 3
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--executor", "local", "--workers", "2"], "--workers needs --executor process or ray"),
+        (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+        (["--claim-wait", "-1"], "--claim-wait must be a number of seconds >= 0"),
+    ],
+)
+def test_inconsistent_executor_flags_are_usage_errors(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--suite", "ci", "--store", str(tmp_path / "s.sqlite"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert not (tmp_path / "s.sqlite").exists()  # refused before anything was opened
