@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,20 @@ def test_inconsistent_executor_flags_are_usage_errors(
     err = capsys.readouterr().err
     assert code == 2 and message in err
     assert not (tmp_path / "s.sqlite").exists()  # refused before anything was opened
+
+
+def test_the_ray_executor_without_ray_is_a_usage_error(tmp_path: Path) -> None:
+    # A Python where `import ray` fails, as on an install without the [ray] extra.
+    script = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from bench.cli import main\n"
+        f"raise SystemExit(main(['run', '--suite', 'ci', '--executor', 'ray', "
+        f"'--store', {str(tmp_path / 's.sqlite')!r}]))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --executor ray needs Ray, which is not installed: "
+        "pip install 'coldstart-bench[ray]' (or pip install ray)"
+    ]
