@@ -30,9 +30,6 @@ from tqdm import tqdm
 
 from bench.cards import load_dataset
 from bench.claims import LEASE_S, Claim, LeaseKeeper
-
-if TYPE_CHECKING:
-    from bench.executors import Executor
 from bench.config import stable_hash
 from bench.data import Dataset
 from bench.devices import check_device_name, resolve_devices
@@ -46,6 +43,9 @@ from bench.seeding import Seeds
 from bench.store import FIT_SCOPE, CellRecord, Evaluation, Predictions, ResultStore
 from bench.suite import Suite, nothing_to_run
 from bench.timing import timed
+
+if TYPE_CHECKING:
+    from bench.executors import Executor
 
 WARMUP_TASKS = 8
 
@@ -94,6 +94,17 @@ class RunContext:
     protocol: Protocol
     run_id: str
     fingerprint: str
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What an executor is given when a run starts: the run's context, its datasets by content
+    hash, the driver's split cache and the run's devices."""
+
+    context: RunContext
+    datasets: dict[str, Dataset]
+    cache: SplitCache
+    devices: dict[str, torch.device]
 
 
 @dataclass(frozen=True)
@@ -315,7 +326,10 @@ def compute_cell(
 ) -> CellRecord | CellFailure:
     """One cell, computed where the executor runs it; every executor calls this. An exception
     becomes a :class:`CellFailure` (one failed cell must not stop the others); an interrupt is
-    not caught."""
+    not caught.
+
+    This may run in another process or on another machine: it must not touch the store. Whatever
+    a cell produces (a tuning search's trials included) travels back inside its record."""
     try:
         return run_cell(
             cell,
@@ -415,7 +429,7 @@ def run_suite(
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
     context = RunContext(suite, protocol, outcome.run_id, fingerprint)
     # Workers start before the run is recorded: an executor that cannot start is bad input.
-    executor.start(context, {d.content_hash: d for d in datasets}, cache, devices)
+    executor.start(Workload(context, {d.content_hash: d for d in datasets}, cache, devices))
     status = "interrupted"
     try:
         store.start_run(outcome.run_id, suite.name, suite.resolved(), collect(list(suite.devices)))

@@ -51,7 +51,7 @@ def write_ratings(path: Path, n_ratings: int, seed: int = 0) -> int:
     popular items and active users, written as CSV; returns the number of rows."""
     rng = np.random.default_rng(seed)
     n_users = max(n_ratings // RATINGS_PER_USER, 20)
-    n_items = max(n_ratings // RATINGS_PER_ITEM, 20)
+    n_items = max(n_ratings // RATINGS_PER_ITEM, 100)
     activity = rng.lognormal(0.0, 0.8, size=n_users)
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
     draws = int(n_ratings * 2.5)

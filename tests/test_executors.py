@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from bench.cli import main
 from bench.executors import LocalExecutor, make_executor
 from bench.executors.process import ProcessExecutor, threads_per_worker
+from bench.store import ResultStore
 
 from executor_grid import assert_same_rows, grid, run_on
 
@@ -79,3 +83,49 @@ def test_the_ray_executor_without_ray_is_a_usage_error(tmp_path: Path) -> None:
         "error: --executor ray needs Ray, which is not installed: "
         "pip install 'coldstart-bench[ray]' (or pip install ray)"
     ]
+
+
+def test_ctrl_c_stops_the_pool_keeps_finished_cells_and_a_rerun_resumes(tmp_path: Path) -> None:
+    suite_file = tmp_path / "slow.toml"
+    suite_file.write_text(
+        'name = "slow"\nlearners = ["item-mean", "maml"]\nseeds = 2\n'
+        '[protocol]\nname = "cold-random"\nsupport_sizes = [1, 3]\nquery_size = 4\n'
+        "[dataset.synthetic]\nn_users = 80\nn_items = 50\nmin_ratings_per_user = 10\n"
+        "[learner.maml]\nmeta_steps = 100000\neval_every = 0\n"  # far longer than the test
+    )
+    store = tmp_path / "s.sqlite"
+    command = [
+        sys.executable, "-m", "bench", "run", "--suite", str(suite_file), "--store", str(store),
+        "--executor", "process", "--workers", "2", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 300
+    while finished_cells(store) < 2:  # the item-mean cells; the maml ones are still running
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "interrupted; finished cells are in the store" in err
+    with ResultStore(store) as s:
+        assert s.runs()[-1]["status"] == "interrupted"
+        assert s.claims() == []  # released on the way out
+        assert {r["learner"] for r in s.cell_rows()} == {"item-mean"}
+
+
+def finished_cells(store: Path) -> int:
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(store) as conn:
+            return int(conn.execute("SELECT count(*) FROM cells").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0

@@ -15,10 +15,7 @@ from typing import TYPE_CHECKING
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:
-    import torch
-
-    from bench.data import Dataset
-    from bench.runner import CellFailure, CellJob, RunContext, SplitCache
+    from bench.runner import CellFailure, CellJob, Workload
     from bench.store import CellRecord
 
 EXECUTORS = ("local", "process", "ray")
@@ -33,15 +30,8 @@ class Executor(ABC):
     not)."""
 
     @abstractmethod
-    def start(
-        self,
-        context: RunContext,
-        datasets: dict[str, Dataset],
-        cache: SplitCache,
-        devices: dict[str, torch.device],
-    ) -> None:
-        """Prepare the workers: the run's context and datasets (by content hash), the driver's
-        split cache and devices."""
+    def start(self, work: Workload) -> None:
+        """Prepare the workers for the run's cells."""
 
     @abstractmethod
     def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
@@ -55,30 +45,20 @@ class Executor(ABC):
 class LocalExecutor(Executor):
     """Each cell computed in the driver's process, one after another, when it is submitted."""
 
-    def start(
-        self,
-        context: RunContext,
-        datasets: dict[str, Dataset],
-        cache: SplitCache,
-        devices: dict[str, torch.device],
-    ) -> None:
+    def start(self, work: Workload) -> None:
         from bench.runner import warm_up
 
-        self._context, self._datasets, self._cache, self._devices = (
-            context,
-            datasets,
-            cache,
-            devices,
-        )
-        for device in devices.values():
+        self._work = work
+        for device in work.devices.values():
             warm_up(device)
 
     def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
         from bench.runner import compute_cell
 
         future: Future[CellRecord | CellFailure] = Future()
-        cell = job.cell(self._datasets)
-        future.set_result(compute_cell(cell, job.needed, self._context, self._cache, self._devices))
+        work = self._work
+        cell = job.cell(work.datasets)
+        future.set_result(compute_cell(cell, job.needed, work.context, work.cache, work.devices))
         return future
 
     def close(self, cancel: bool) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from bench.data import Dataset
-    from bench.runner import CellFailure, CellJob, RunContext, SplitCache
+    from bench.runner import CellFailure, CellJob, RunContext, SplitCache, Workload
     from bench.store import CellRecord
 
 
@@ -82,14 +82,8 @@ class ProcessExecutor(Executor):
         self._pool: ProcessPoolExecutor | None = None
         self._start_args: tuple[RunContext, dict[str, Dataset], int] | None = None
 
-    def start(
-        self,
-        context: RunContext,
-        datasets: dict[str, Dataset],
-        cache: SplitCache,
-        devices: dict[str, torch.device],
-    ) -> None:
-        self._start_args = (context, datasets, threads_per_worker(self.workers))
+    def start(self, work: Workload) -> None:
+        self._start_args = (work.context, work.datasets, threads_per_worker(self.workers))
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:

@@ -20,12 +20,10 @@ from bench.executors import Executor
 from bench.executors.process import available_cpus
 
 if TYPE_CHECKING:
-    import torch
-
     from bench.data import Dataset
     from bench.episodes import MetaTrain
     from bench.protocol import Split
-    from bench.runner import CellFailure, CellJob, RunContext, SplitCache
+    from bench.runner import CellFailure, CellJob, RunContext, Workload
     from bench.store import CellRecord
 
 TASK_THREADS = 1
@@ -90,13 +88,7 @@ class RayExecutor(Executor):
         self._started_here = False
         self._refs: list[Any] = []
 
-    def start(
-        self,
-        context: RunContext,
-        datasets: dict[str, Dataset],
-        cache: SplitCache,
-        devices: dict[str, torch.device],
-    ) -> None:
+    def start(self, work: Workload) -> None:
         ray = self.ray
         if not ray.is_initialized():
             options: dict[str, Any] = {
@@ -113,16 +105,16 @@ class RayExecutor(Executor):
                 raise ConfigError(f"could not start or reach Ray at {where}: {exc}") from exc
             self._started_here = True
         resources = ray.cluster_resources()
-        if any(d.type == "cuda" for d in devices.values()) and resources.get("GPU", 0) < 1:
+        if any(d.type == "cuda" for d in work.devices.values()) and resources.get("GPU", 0) < 1:
             raise ConfigError(
                 "the suite asks for a CUDA device but the Ray cluster has no GPU "
                 f"(resources: {', '.join(sorted(resources))})"
             )
         self.slots = self.workers or max(1, int(resources.get("CPU", 1)))
-        self._cache = cache
-        self._datasets = datasets
-        self._context_ref = ray.put(context)
-        self._dataset_refs = {key: ray.put(d) for key, d in datasets.items()}
+        self._cache = work.cache
+        self._datasets = work.datasets
+        self._context_ref = ray.put(work.context)
+        self._dataset_refs = {key: ray.put(d) for key, d in work.datasets.items()}
         self._split_refs: dict[tuple[str, int], Any] = {}
         self._remote = ray.remote(_ray_task)
 
