@@ -42,6 +42,8 @@ class Suite:
     """NDCG's gain: ``exponential`` (2^r - 1, as in MeLU) or ``linear`` (r)."""
     keep_predictions: bool = False
     """Store every query rating with its prediction, for ``bench export --predictions``."""
+    check: dict[str, Any] = field(default_factory=dict)
+    """Tolerances of ``bench check``, the ``[check]`` table (see :mod:`bench.regression.tolerance`)."""
     data_dir: str | None = None
     """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
     source: str = "<defaults>"
@@ -117,10 +119,10 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
             values[key] = _as_tuple(value, key, where)
         elif key == "seeds":
             values[key] = parse_seeds(value, where)
-        elif key in ("protocol", "learner", "dataset"):
+        elif key in ("protocol", "learner", "dataset", "check"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
-            if key != "protocol":
+            if key in ("learner", "dataset"):
                 for name, table in value.items():
                     if not isinstance(table, dict):
                         raise ConfigError(f"{where}: [{key}.{name}] must be a table")
@@ -227,6 +229,9 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         )
     if not suite.seeds:
         raise ConfigError(f"{at('seeds')}: no seeds: the grid would be empty")
+    from bench.regression.tolerance import Tolerances, apply_table
+
+    apply_table(Tolerances(), suite.check, f"{where}: [check]")
 
 
 def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | None:
