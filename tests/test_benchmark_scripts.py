@@ -3,6 +3,7 @@ checked here)."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -26,7 +27,9 @@ def test_mf_scaling_prints_a_row_per_size_with_the_slope_between_them() -> None:
     ratings = [int(row[0].replace(",", "")) for row in rows]
     assert 10_000 < ratings[0] < ratings[1] <= 40_000
     assert all(row[3] == "1" for row in rows)  # the thread count the fit ran with
-    assert float(rows[1][8]) > 0  # the log-log slope from the first size to the second
+    # The log-log slope from the first size to the second: a timing, so only its presence is
+    # checked here (its value is a figure for a quiet machine, not a test).
+    assert math.isfinite(float(rows[1][8]))
 
 
 def test_scale_prints_every_phase_per_size() -> None:
