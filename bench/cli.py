@@ -81,6 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
         "values are read as TOML where they parse, else as text",
     )
     run.add_argument(
+        "--executor",
+        choices=["local", "process", "ray"],
+        default="local",
+        help="where cells are computed: in this process, a process pool, or Ray [local]",
+    )
+    run.add_argument(
+        "--workers",
+        type=positive_int,
+        help="process pool size, or the most cells Ray runs at once [one per core]",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="a running Ray cluster, e.g. ray://head:10001 or auto [start a local one]",
+    )
+    run.add_argument(
+        "--claim-wait",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for cells another run is computing [until it finishes them]",
+    )
+    run.add_argument(
         "--rating-scale",
         type=_rating_scale,
         metavar="MIN,MAX",
@@ -159,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.executors import make_executor
     from bench.metrics import GAINS
     from bench.report import render_terminal
     from bench.runner import run_suite
@@ -182,10 +205,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if options:
         tables = {name: {**suite.dataset.get(name, {}), **options} for name in suite.datasets}
         suite = override(suite, RUN_FLAGS, dataset=tables)
+    if args.claim_wait is not None and not (
+        math.isfinite(args.claim_wait) and args.claim_wait >= 0
+    ):
+        raise BenchError(f"--claim-wait must be a number of seconds >= 0, got {args.claim_wait}")
+    executor = make_executor(args.executor, args.workers, args.ray_address)
     print("resolved config:")
     print(json.dumps(suite.resolved(), indent=2, default=str))
     with ResultStore(args.store or default_store()) as store:
-        outcome = run_suite(suite, store, fresh=args.fresh, progress=not args.no_progress)
+        outcome = run_suite(
+            suite,
+            store,
+            fresh=args.fresh,
+            progress=not args.no_progress,
+            executor=executor,
+            claim_wait_s=args.claim_wait,
+        )
         metric_rows = store.metric_rows(outcome.cell_keys)
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
@@ -201,6 +236,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for description, reason in outcome.skipped:
         print(f"skipped {description}: {reason}")
+    for description, holder in outcome.waited:
+        print(f"waited for {holder} to compute {description}")
+    for description, holder in outcome.held:
+        print(
+            f"not computed: {description} is still being computed by {holder}; "
+            "a re-run reuses it once that run stores it",
+            file=sys.stderr,
+        )
     for description, message in outcome.failed:
         print(f"FAILED {description}: {message}", file=sys.stderr)
     return outcome.exit_code

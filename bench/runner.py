@@ -6,25 +6,35 @@ Devices are resolved once per run; each (scenario, k) task batch is built once p
 to each device once; predictions are chunked here, by the learner's ``predict_chunk``, and
 nowhere else. A cell's randomness comes from its seed's tree (:mod:`bench.seeding`): the protocol
 draws from the ``split`` and ``tasks`` streams, a learner from ``learner/NAME``.
+
+The driver (:func:`run_suite`) decides what each cell needs, claims it in the store
+(:mod:`bench.claims`), hands it to an executor (:mod:`bench.executors`: in this process, a process
+pool or Ray) and writes what comes back. Every executor computes a cell with the same function,
+:func:`compute_cell`, from a :class:`CellJob`; only the driver writes to the store.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from bench.cards import load_dataset
+from bench.claims import LEASE_S, Claim, LeaseKeeper
 from bench.config import stable_hash
 from bench.data import Dataset
-from bench.devices import resolve_devices
+from bench.devices import check_device_name, resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
-from bench.errors import ConfigError
+from bench.errors import ConfigError, StoreError
 from bench.learner import Budget, learner_class, make_learner, split_budget
 from bench.metrics import DEFAULT_GAIN, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
@@ -33,6 +43,9 @@ from bench.seeding import Seeds
 from bench.store import FIT_SCOPE, CellRecord, Evaluation, Predictions, ResultStore
 from bench.suite import Suite, nothing_to_run
 from bench.timing import timed
+
+if TYPE_CHECKING:
+    from bench.executors import Executor
 
 WARMUP_TASKS = 8
 
@@ -55,6 +68,53 @@ class Cell:
         )
 
 
+@dataclass(frozen=True)
+class CellJob:
+    """A cell as an executor receives it: every field of its :class:`Cell` but the dataset, which
+    workers hold already (found by its content hash), and the (scenario, k) pairs to compute."""
+
+    fields: dict[str, Any]
+    dataset_hash: str
+    needed: tuple[tuple[str, SupportSize], ...]
+
+    @classmethod
+    def of(cls, cell: Cell, needed: list[tuple[str, SupportSize]]) -> CellJob:
+        rest = {f.name: getattr(cell, f.name) for f in fields(Cell) if f.name != "dataset"}
+        return cls(rest, cell.dataset.content_hash, tuple(needed))
+
+    def cell(self, datasets: Mapping[str, Dataset]) -> Cell:
+        return Cell(dataset=datasets[self.dataset_hash], **self.fields)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every cell of a run shares, sent once to each worker."""
+
+    suite: Suite
+    protocol: Protocol
+    run_id: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What an executor is given when a run starts: the run's context, its datasets by content
+    hash, the driver's split cache and the run's devices."""
+
+    context: RunContext
+    datasets: dict[str, Dataset]
+    cache: SplitCache
+    devices: dict[str, torch.device]
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """A cell whose computation raised: the error in one line, and its traceback."""
+
+    message: str
+    traceback: str
+
+
 @dataclass
 class RunOutcome:
     run_id: str
@@ -63,6 +123,10 @@ class RunOutcome:
     reused: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    held: list[tuple[str, str]] = field(default_factory=list)
+    """Cells left to another run's live claim (description, holder) when waiting was capped."""
+    waited: list[tuple[str, str]] = field(default_factory=list)
+    """Cells another run was computing when this one reached them (description, holder)."""
 
     @property
     def exit_code(self) -> int:
@@ -148,6 +212,10 @@ class SplitCache:
             labelled = self.tasks(dataset, seed, scenario, k)
             self._on_device[key] = labelled.without_labels().to(device)
         return self._on_device[key]
+
+    def adopt(self, dataset: Dataset, seed: int, split: Split, train: MetaTrain) -> None:
+        """Use a split built elsewhere (a Ray task receives the driver's)."""
+        self._splits[(dataset.content_hash, seed)] = (split, train)
 
     def drop(self, dataset: Dataset, seed: int) -> None:
         self._splits.pop((dataset.content_hash, seed), None)
@@ -249,6 +317,33 @@ def run_cell(
     return record
 
 
+def compute_cell(
+    cell: Cell,
+    needed: tuple[tuple[str, SupportSize], ...],
+    context: RunContext,
+    cache: SplitCache,
+    devices: Mapping[str, torch.device],
+) -> CellRecord | CellFailure:
+    """One cell, computed where the executor runs it; every executor calls this. An exception
+    becomes a :class:`CellFailure` (one failed cell must not stop the others); an interrupt is
+    not caught.
+
+    This may run in another process or on another machine: it must not touch the store. Whatever
+    a cell produces (a tuning search's trials included) travels back inside its record."""
+    try:
+        return run_cell(
+            cell,
+            context.suite,
+            cache,
+            context.run_id,
+            context.fingerprint,
+            list(needed),
+            devices[cell.device],
+        )
+    except Exception as exc:
+        return CellFailure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
 def kept_predictions(
     dataset: Dataset, scenario: str, k: str, tasks: TaskBatch, queries: Queries
 ) -> Predictions:
@@ -286,6 +381,10 @@ def iter_cells(
                     yield Cell(dataset, protocol, seed, learner_name, device, key, budget)
 
 
+CLAIM_POLL_S = 2.0
+"""How often a run looks again at cells that another run has claimed."""
+
+
 def run_suite(
     suite: Suite,
     store: ResultStore,
@@ -293,8 +392,26 @@ def run_suite(
     fresh: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    executor: Executor | None = None,
+    lease_s: float = LEASE_S,
+    claim_wait_s: float | None = None,
 ) -> RunOutcome:
-    devices = resolve_devices(suite.devices)
+    """Run ``suite``'s grid on ``executor`` (in this process by default), writing each finished
+    cell to ``store``.
+
+    Cells another run has claimed are left to it: this run waits for them (at most
+    ``claim_wait_s`` seconds, without limit when None), reuses what the other run stores, and
+    takes over a cell whose claim dies. Cells still held when the wait ends are listed in
+    :attr:`RunOutcome.held`."""
+    from bench.executors import LocalExecutor
+
+    executor = executor or LocalExecutor()
+    if executor.resolves_devices_here:
+        devices = resolve_devices(suite.devices)
+    else:  # resolved where the cells run; the names are checked here
+        for name in suite.devices:
+            check_device_name(name)
+        devices = {name: torch.device(name) for name in suite.devices}
     protocol = make_protocol(suite.protocol["name"], suite.protocol)
     datasets = [
         load_dataset(name, suite.dataset.get(name), data_dir=suite.data_dir)
@@ -305,47 +422,182 @@ def run_suite(
         raise ConfigError(empty)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
-    config = suite.resolved()
-    store.start_run(outcome.run_id, suite.name, config, collect(list(suite.devices)))
     cache = SplitCache(protocol)
     # A protocol may offer fewer scenarios (predefined folds are warm only); skip the others.
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
-    for device in devices.values():
-        warm_up(device)
+    context = RunContext(suite, protocol, outcome.run_id, fingerprint)
+    # Workers start before the run is recorded: an executor that cannot start is bad input.
+    executor.start(Workload(context, {d.content_hash: d for d in datasets}, cache, devices))
     status = "interrupted"
     try:
-        bar = tqdm(cells, desc="cells", unit="cell", disable=not progress, leave=False)
-        for cell in bar:
-            bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}", refresh=False)
-            reason = learner_class(cell.learner).not_applicable(cell.dataset)
-            if reason:
-                outcome.skipped.append((cell.description, reason))
-                continue
-            outcome.cell_keys.append(cell.key)
-            if fresh:
-                store.delete_cell(cell.key)
-            done = store.finished_evaluations(cell.key, suite.keep_predictions)
-            needed = [(s, k) for s, k in wanted if (s, str(k)) not in done]
-            if not needed:
-                outcome.reused += 1
-                continue
-            try:
-                record = run_cell(
-                    cell, suite, cache, outcome.run_id, fingerprint, needed, devices[cell.device]
-                )
-            except Exception as exc:  # one failed cell must not stop the others
-                message = f"{type(exc).__name__}: {exc}"
-                outcome.failed.append((cell.description, message))
-                store.record_failure(
-                    outcome.run_id, cell.key, cell.description, message, traceback.format_exc()
-                )
-                log(f"cell failed: {cell.description}: {message}")
-                continue
-            store.write_cell(record)
-            outcome.computed += 1
+        store.start_run(outcome.run_id, suite.name, suite.resolved(), collect(list(suite.devices)))
+    except BaseException:
+        executor.close(cancel=True)
+        raise
+    leases = LeaseKeeper(store, outcome.run_id, lease_s, log)
+    try:
+        _drive(
+            cells,
+            wanted,
+            executor,
+            store,
+            leases,
+            outcome,
+            fresh,
+            progress,
+            log,
+            claim_wait_s,
+            suite.keep_predictions,
+        )
         status = "failed" if outcome.failed else "finished"
     finally:
+        executor.close(cancel=status == "interrupted")
+        leases.stop()
+        _release(store, None, outcome.run_id, None, log)
         store.finish_run(outcome.run_id, status, outcome.cell_keys)
     return outcome
+
+
+def _drive(
+    cells: list[Cell],
+    wanted: list[tuple[str, SupportSize]],
+    executor: Executor,
+    store: ResultStore,
+    leases: LeaseKeeper,
+    outcome: RunOutcome,
+    fresh: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    claim_wait_s: float | None,
+    keep_predictions: bool,
+) -> None:
+    """The driver's loop: settle each cell (skip, reuse, wait for another run, or compute), keep
+    the executor's slots busy, and write each result as it arrives, one transaction per cell."""
+    bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=not progress, leave=False)
+    queue: deque[Cell] = deque(cells)
+    waiting: dict[str, tuple[Cell, Claim]] = {}  # claimed by another run, by cell key
+    running: dict[Future[CellRecord | CellFailure], Cell] = {}
+    deadline = None if claim_wait_s is None else time.monotonic() + claim_wait_s
+    listed: set[str] = set()
+
+    def settled(cell: Cell) -> None:
+        bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}", refresh=False)
+        bar.update()
+
+    try:
+        while queue or running or waiting:
+            while queue and len(running) < executor.slots:
+                cell = queue.popleft()
+                if cell.key not in listed:
+                    listed.add(cell.key)
+                    reason = learner_class(cell.learner).not_applicable(cell.dataset)
+                    if reason:
+                        outcome.skipped.append((cell.description, reason))
+                        settled(cell)
+                        continue
+                    outcome.cell_keys.append(cell.key)
+                # A cell that waited for another run is reused from it, even with ``fresh``.
+                recompute = fresh and cell.key not in waiting
+                needed = _needed(cell, wanted, store, recompute, keep_predictions)
+                if not needed:  # finished, by an earlier run or by the one waited for
+                    waiting.pop(cell.key, None)
+                    outcome.reused += 1
+                    settled(cell)
+                    continue
+                holder = store.claim(cell.key, outcome.run_id, leases.lease_s)
+                if holder is not None:
+                    if cell.key not in waiting:
+                        outcome.waited.append((cell.description, holder.holder))
+                        log(f"waiting for {holder.holder}, which is computing {cell.description}")
+                    waiting[cell.key] = (cell, holder)
+                    continue
+                waiting.pop(cell.key, None)
+                leases.hold(cell.key)
+                if recompute:
+                    store.delete_cell(cell.key)
+                else:  # another run may have finished the cell between the check and the claim
+                    needed = _needed(cell, wanted, store, False, keep_predictions)
+                    if not needed:
+                        _release(store, leases, outcome.run_id, cell.key, log)
+                        outcome.reused += 1
+                        settled(cell)
+                        continue
+                bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}")
+                running[executor.submit(CellJob.of(cell, needed))] = cell
+            if running:
+                done, _ = wait(list(running), timeout=CLAIM_POLL_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    cell = running.pop(future)
+                    _store_result(cell, future, store, outcome, log)
+                    _release(store, leases, outcome.run_id, cell.key, log)
+                    settled(cell)
+            elif waiting:
+                if deadline is not None and time.monotonic() >= deadline:
+                    for cell, holder in waiting.values():
+                        outcome.held.append((cell.description, holder.holder))
+                        settled(cell)
+                    waiting.clear()
+                    break
+                time.sleep(
+                    CLAIM_POLL_S if claim_wait_s is None else min(CLAIM_POLL_S, claim_wait_s)
+                )
+            if not queue and waiting:
+                queue.extend(cell for cell, _ in waiting.values())  # look at them again
+    finally:
+        bar.close()
+
+
+def _needed(
+    cell: Cell,
+    wanted: list[tuple[str, SupportSize]],
+    store: ResultStore,
+    fresh: bool,
+    keep_predictions: bool,
+) -> list[tuple[str, SupportSize]]:
+    """The (scenario, k) pairs of ``cell`` not yet in the store (all of them with ``fresh``)."""
+    if fresh:
+        return list(wanted)
+    done = store.finished_evaluations(cell.key, keep_predictions)
+    return [(s, k) for s, k in wanted if (s, str(k)) not in done]
+
+
+def _store_result(
+    cell: Cell,
+    future: Future[CellRecord | CellFailure],
+    store: ResultStore,
+    outcome: RunOutcome,
+    log: Callable[[str], None],
+) -> None:
+    """Write a finished cell in one transaction, or record its failure."""
+    try:
+        result = future.result()
+    except Exception as exc:  # the worker itself died (a killed process, a lost Ray node)
+        result = CellFailure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    if isinstance(result, CellFailure):
+        outcome.failed.append((cell.description, result.message))
+        store.record_failure(
+            outcome.run_id, cell.key, cell.description, result.message, result.traceback
+        )
+        log(f"cell failed: {cell.description}: {result.message}")
+        return
+    store.write_cell(result)
+    outcome.computed += 1
+
+
+def _release(
+    store: ResultStore,
+    leases: LeaseKeeper | None,
+    owner: str,
+    cell_key: str | None,
+    log: Callable[[str], None],
+) -> None:
+    """Release ``owner``'s claim on ``cell_key`` (on every cell when None). Best effort: a claim
+    the store cannot drop now expires with its lease, and the cell's rows are safe either way."""
+    if leases is not None and cell_key is not None:
+        leases.drop(cell_key)
+    try:
+        store.release_claims(owner, None if cell_key is None else [cell_key])
+    except StoreError as exc:
+        log(f"could not release the run's claims (they expire with their lease): {exc}")
