@@ -28,6 +28,7 @@ import pandas as pd
 
 from bench import analysis
 from bench.errors import BenchError, ConfigError, excerpt
+from bench.executors import Executor, make_executor
 from bench.runner import RunOutcome, run_suite
 from bench.store import ResultStore
 from bench.suite import Suite, load_suite, override, parse_seeds, suite_from_dict
@@ -76,6 +77,9 @@ def run(
     data_dir: str | Path | None = None,
     fresh: bool = False,
     progress: bool = True,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> Results:
     """Run a suite, like ``bench run``, and return the cells it computed or reused.
 
@@ -95,6 +99,11 @@ def run(
         data_dir: the folder holding the dataset folders [``$BENCH_DATA_DIR``, else a cache].
         fresh: recompute cells already in the store.
         progress: show a progress bar over the cells.
+        executor: where cells are computed: ``"local"`` (this process), ``"process"`` (a pool
+            of ``workers`` processes) or ``"ray"`` (a Ray cluster at ``ray_address``, else a
+            local one); the stored rows are the same whichever computes them.
+        workers: the pool's size, or the most cells Ray computes at once.
+        ray_address: a running Ray cluster's address (``executor="ray"`` only).
 
     Returns:
         The run's cells as :class:`Results`; a failed cell does not stop the others: it is
@@ -125,7 +134,8 @@ def run(
         )
     given_as = {name: _arg("run", ARGUMENT.get(name, name)) for name in changes}
     resolved = override(base, given_as, **changes)
-    return _run(resolved, store, fresh=fresh, progress=progress)
+    chosen = _executor("run", executor, workers, ray_address)
+    return _run(resolved, store, fresh=fresh, progress=progress, executor=chosen)
 
 
 def run_grid(
@@ -144,6 +154,9 @@ def run_grid(
     store: str | Path | None = None,
     fresh: bool = False,
     progress: bool = True,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> Results:
     """Run an ad-hoc grid, built and checked as if it were a suite file with these keys.
 
@@ -161,7 +174,7 @@ def run_grid(
         keep_predictions: store every query rating's prediction.
         data_dir: the folder holding the dataset folders.
         name: the suite name the run is stored under.
-        store, fresh, progress: as for :func:`run`.
+        store, fresh, progress, executor, workers, ray_address: as for :func:`run`.
 
     The cells, and so the reuse of stored ones, are exactly those of the equivalent suite file.
 
@@ -192,7 +205,8 @@ def run_grid(
     if dataset_tables:
         raw["dataset"] = dataset_tables
     suite = suite_from_dict(raw, where)
-    return _run(suite, store, fresh=fresh, progress=progress)
+    chosen = _executor("run_grid", executor, workers, ray_address)
+    return _run(suite, store, fresh=fresh, progress=progress, executor=chosen)
 
 
 def load(
@@ -286,10 +300,23 @@ def _store_path(store: str | Path | None) -> Path:
     return Path(store) if store is not None else default_store()
 
 
-def _run(suite: Suite, store: str | Path | None, *, fresh: bool, progress: bool) -> Results:
+def _executor(function: str, name: str, workers: int | None, address: str | None) -> Executor:
+    """The executor asked for, with errors that name the API's arguments, not the CLI's flags."""
+    try:
+        return make_executor(name, workers, address)
+    except ConfigError as exc:
+        message = str(exc).replace("--ray-address", "ray_address").replace("--", "")
+        raise ConfigError(f"api.{function}(executor={name!r}): {message}") from None
+
+
+def _run(
+    suite: Suite, store: str | Path | None, *, fresh: bool, progress: bool, executor: Executor
+) -> Results:
     path = _store_path(store)
     with ResultStore(path) as opened:
-        outcome = run_suite(suite, opened, fresh=fresh, progress=progress, log=_stderr)
+        outcome = run_suite(
+            suite, opened, fresh=fresh, progress=progress, log=_stderr, executor=executor
+        )
     return _extend(analysis.load_results(path, run_ids=[outcome.run_id]), outcome)
 
 

@@ -269,3 +269,28 @@ def test_the_readme_example_runs(
     assert results.outcome.computed == 8
     assert set(grid.cells["learner"]) == {"item-mean", "mf"}
     pd.testing.assert_frame_equal(again.metrics, grid.metrics)
+
+
+def test_a_process_pool_stores_the_rows_the_local_executor_stores(tmp_path: Path) -> None:
+    local = api.run("ci", store=tmp_path / "local.sqlite", seeds=1, progress=False)
+    pooled = api.run(
+        "ci",
+        store=tmp_path / "pool.sqlite",
+        seeds=1,
+        progress=False,
+        executor="process",
+        workers=2,
+    )
+    columns = ["dataset", "scenario", "k", "learner", "seed", "metric", "value"]
+    ordered = [local.metrics[columns], pooled.metrics[columns]]
+    left, right = (f.sort_values(columns[:6]).reset_index(drop=True) for f in ordered)
+    pd.testing.assert_frame_equal(left, right)
+    assert sorted(local.cell_keys) == sorted(pooled.cell_keys)
+
+
+def test_executor_arguments_are_checked_with_the_apis_names(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"api\.run\(executor='local'\): workers needs"):
+        api.run("ci", store=tmp_path / "s.sqlite", workers=2)
+    with pytest.raises(BenchError, match=r"api\.run_grid\(executor='nope'\): executor must be"):
+        api.run_grid(**GRID, store=tmp_path / "s.sqlite", executor="nope")
+    assert not (tmp_path / "s.sqlite").exists()
