@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint benchmark perf leaderboard mutate clean
+.PHONY: setup run test lint benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,34 @@ test: lint
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
 	$(BIN)/bench perf
+
+# Timing micro-benchmarks against a saved reference run (pytest-benchmark, kept in .benchmarks/):
+# `make benchmark-save` once on a quiet machine, then `make benchmark-check` fails when a
+# benchmark's median is slower than the reference by more than BENCHMARK_FAIL.
+BENCHMARK_FAIL ?= median:25%
+BENCHMARK_ARGS := -q tests/benchmarks --benchmark-only --benchmark-storage=.benchmarks
+
+benchmark-save: $(STAMP)
+	$(BIN)/python -m pytest $(BENCHMARK_ARGS) --benchmark-save=reference
+
+benchmark-check: $(STAMP)
+	@ls .benchmarks/*/*_reference.json >/dev/null 2>&1 || \
+		{ echo "no saved reference run in .benchmarks/: run 'make benchmark-save' first" >&2; exit 2; }
+	$(BIN)/python -m pytest $(BENCHMARK_ARGS) --benchmark-compare \
+		--benchmark-compare-fail=$(BENCHMARK_FAIL)
+
+# The metric regression check of CI: the ci suite, run into a fresh store, against the committed
+# baseline (timings are not gated: CI machines are shared). `make refresh-baseline` rewrites the
+# baseline on purpose, after a change that is meant to move the numbers.
+CI_BASELINE := reports/baselines/ci.json
+
+regression-check: $(STAMP)
+	$(BIN)/python -m bench check --suite ci --baseline $(CI_BASELINE) --no-timing \
+		--changes-only --no-progress --store "$$(mktemp -d)/ci.sqlite"
+
+refresh-baseline: $(STAMP)
+	$(BIN)/python -m bench baseline --suite ci --out $(CI_BASELINE) --no-progress \
+		--store "$$(mktemp -d)/ci.sqlite"
 
 # The committed leaderboard: the meta and ml100k-cold suites on CPU, then `bench report`.
 leaderboard: $(STAMP)

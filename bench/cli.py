@@ -1,6 +1,7 @@
-"""Run, list, validate, export and report cold-start benchmark suites (plus added commands: perf).
+"""Run, list, validate, export, report and check cold-start benchmark suites (added: perf).
 
-Exit codes: 0 success; 1 a cell failed (the others still finish and are stored); 2 bad input or usage.
+Exit codes: 0 success; 1 a cell failed (the others still finish and are stored) or ``check`` found
+a regression; 2 bad input or usage, or results that ``check`` could not compare with its baseline.
 A reader that stops early (``bench export | head``) ends the command quietly with status 0.
 """
 
@@ -85,6 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
         "values are read as TOML where they parse, else as text",
     )
     run.add_argument(
+        "--executor",
+        choices=["local", "process", "ray"],
+        default="local",
+        help="where cells are computed: in this process, a process pool, or Ray [local]",
+    )
+    run.add_argument(
+        "--workers",
+        type=positive_int,
+        help="process pool size, or the most cells Ray runs at once [one per core]",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="a running Ray cluster, e.g. ray://head:10001 or auto [start a local one]",
+    )
+    run.add_argument(
+        "--claim-wait",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for cells another run is computing [until it finishes them]",
+    )
+    run.add_argument(
         "--rating-scale",
         type=_rating_scale,
         metavar="MIN,MAX",
@@ -150,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the command to name at the top as the report's origin",
     )
 
+    _add_check_parsers(sub)
     for name in COMMANDS.names():
         if name in BUILT_IN:
             raise BenchError(
@@ -162,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.executors import make_executor
     from bench.metrics import GAINS
     from bench.report import render_terminal
     from bench.runner import run_suite
@@ -187,10 +212,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if options:
         tables = {name: {**suite.dataset.get(name, {}), **options} for name in suite.datasets}
         suite = override(suite, RUN_FLAGS, dataset=tables)
+    if args.claim_wait is not None and not (
+        math.isfinite(args.claim_wait) and args.claim_wait >= 0
+    ):
+        raise BenchError(f"--claim-wait must be a number of seconds >= 0, got {args.claim_wait}")
+    executor = make_executor(args.executor, args.workers, args.ray_address)
     print("resolved config:")
     print(json.dumps(suite.resolved(), indent=2, default=str))
     with ResultStore(args.store or default_store()) as store:
-        outcome = run_suite(suite, store, fresh=args.fresh, progress=not args.no_progress)
+        outcome = run_suite(
+            suite,
+            store,
+            fresh=args.fresh,
+            progress=not args.no_progress,
+            executor=executor,
+            claim_wait_s=args.claim_wait,
+        )
         metric_rows = store.metric_rows(outcome.cell_keys)
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
@@ -213,6 +250,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for description, reason in outcome.skipped:
         print(f"skipped {description}: {reason}")
+    for description, holder in outcome.waited:
+        print(f"waited for {holder} to compute {description}")
+    for description, holder in outcome.held:
+        print(
+            f"not computed: {description} is still being computed by {holder}; "
+            "a re-run reuses it once that run stores it",
+            file=sys.stderr,
+        )
     for description, message in outcome.failed:
         print(f"FAILED {description}: {message}", file=sys.stderr)
     return outcome.exit_code
@@ -381,12 +426,97 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_check_parsers(sub: Any) -> None:
+    baseline = sub.add_parser(
+        "baseline", help="run a suite and write its results as a baseline for `bench check`"
+    )
+    baseline.add_argument("--suite", required=True, help="a shipped suite name or a TOML path")
+    baseline.add_argument(
+        "--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]"
+    )
+    baseline.add_argument("--out", type=Path, help="baseline file [reports/baselines/SUITE.json]")
+    baseline.add_argument("--data-dir", help="folder holding the dataset folders")
+    baseline.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    check = sub.add_parser(
+        "check", help="compare results with a baseline; exit 1 on a regression, 2 if incomparable"
+    )
+    check.add_argument("--baseline", type=Path, required=True, help="baseline file to compare with")
+    source = check.add_mutually_exclusive_group()
+    source.add_argument("--suite", help="run this suite (reusing stored cells), then compare")
+    source.add_argument(
+        "--run", type=_csv_list, help="compare only the cells these stored runs computed or reused"
+    )
+    check.add_argument("--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]")
+    check.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="[METRIC=]VALUE[%]",
+        help="allowed change: absolute, or relative with %%; for one metric or all (repeatable)",
+    )
+    check.add_argument("--alpha", type=float, help="significance level of the paired test [0.05]")
+    check.add_argument(
+        "--timing-tolerance", type=float, metavar="RATIO", help="allowed slow-down ratio [1.5]"
+    )
+    check.add_argument("--no-timing", action="store_true", help="do not compare timings")
+    check.add_argument(
+        "--allow-missing", action="store_true", help="baseline cells absent now are not an error"
+    )
+    check.add_argument("--format", choices=["text", "json"], default="text")
+    check.add_argument("--changes-only", action="store_true", help="hide the cells marked same")
+    check.add_argument("--data-dir", help="folder holding the dataset folders (with --suite)")
+    check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _check_suite(name: str, data_dir: str | None) -> Any:
+    from bench.suite import load_suite, override
+
+    return override(load_suite(name), RUN_FLAGS, data_dir=data_dir)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from bench.regression.workflow import make_baseline
+
+    suite = _check_suite(args.suite, args.data_dir)
+    out = args.out or Path("reports") / "baselines" / f"{suite.name}.json"
+    command = "python -m bench " + " ".join(args.argv)
+    store = args.store or default_store()
+    return make_baseline(suite, store, out, progress=not args.no_progress, command=command)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bench.regression.render import render_json, render_text
+    from bench.regression.workflow import CheckRequest, check
+
+    request = CheckRequest(
+        baseline=args.baseline,
+        store=args.store or default_store(),
+        suite=_check_suite(args.suite, args.data_dir) if args.suite else None,
+        run_ids=args.run,
+        tolerance_flags=tuple(args.tolerance),
+        alpha=args.alpha,
+        timing_ratio=args.timing_tolerance,
+        timing=not args.no_timing,
+        allow_missing=args.allow_missing,
+        progress=not args.no_progress,
+    )
+    comparison, failed = check(request)
+    if args.format == "json":
+        print(render_json(comparison))
+    else:
+        print(render_text(comparison, changes_only=args.changes_only))
+    return 1 if failed else comparison.exit_code
+
+
 BUILT_IN = {
     "run": cmd_run,
     "ls": cmd_ls,
     "validate": cmd_validate,
     "export": cmd_export,
     "report": cmd_report,
+    "baseline": cmd_baseline,
+    "check": cmd_check,
 }
 
 

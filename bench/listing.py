@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from collections.abc import Callable
+from typing import Any
 
 from bench.registry import Registry, first_doc_line
 
 Entries = list[tuple[str, str]]
 
 
-def _described(registry: Registry[object], describe: Callable[[object], str]) -> Entries:
+def _described(registry: Registry[Any], describe: Callable[[Any], str]) -> Entries:
     entries = []
     for name in registry.names():
         try:
-            text = describe(registry.get(name))
+            text = registry.describe(name, describe)
         except Exception as exc:  # a broken plug-in must not hide the rest of the listing
             text = f"(unavailable: {type(exc).__name__}: {exc})"
         origin = registry.origin(name)
@@ -24,16 +26,24 @@ def _described(registry: Registry[object], describe: Callable[[object], str]) ->
     return entries
 
 
-def learners() -> Entries:
-    from bench.learner import LEARNERS
+LEARNER_GROUP = "bench.learners"  # bench.learner.LEARNER_GROUP, without importing torch
 
-    return _described(LEARNERS, first_doc_line)  # type: ignore[arg-type]
+
+def learners() -> Entries:
+    """Learners are described from their sources: importing them would load torch. Learners
+    registered in code exist only once :mod:`bench.learner` is imported; then its registry,
+    which has them, is listed."""
+    module = sys.modules.get("bench.learner")
+    registry: Registry[Any] = (
+        module.LEARNERS if module is not None else Registry("learner", None, LEARNER_GROUP)
+    )
+    return _described(registry, first_doc_line)
 
 
 def protocols() -> Entries:
     from bench.protocol import PROTOCOLS
 
-    return _described(PROTOCOLS, first_doc_line)  # type: ignore[arg-type]
+    return _described(PROTOCOLS, first_doc_line)
 
 
 def datasets() -> Entries:

@@ -11,8 +11,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import bench
 from bench.processes import identity
 
@@ -69,6 +67,8 @@ def cpu_name() -> str:
 
 
 def device_names(devices: list[str]) -> dict[str, str]:
+    import torch  # here, not at the top: dataset cards read PROJECT_ROOT without needing torch
+
     names: dict[str, str] = {}
     for dev in devices:
         if dev == "cpu":

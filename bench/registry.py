@@ -8,8 +8,10 @@ name declared twice, by two packages or by a package and code, is an error that 
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
+import importlib.util
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
@@ -73,6 +75,29 @@ def first_doc_line(obj: Any) -> str:
     """The first line of an object's docstring ("" without one)."""
     doc = getattr(obj, "__doc__", None) or ""
     return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+
+
+def static_doc_line(target: str) -> str | None:
+    """The first docstring line of a lazy ``"module:attr"`` target's class or function, read from
+    its source without importing the module (so listing names does not load torch); None where
+    the source cannot be read that way."""
+    module_name, _, attr = target.partition(":")
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    try:
+        with open(spec.origin, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == attr:
+            doc = ast.get_docstring(node) or ""
+            return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+    return None
 
 
 class Registry(Generic[T]):
@@ -173,6 +198,17 @@ class Registry(Generic[T]):
             self._check(name, obj)
         self._resolved[name] = obj
         return obj
+
+    def describe(self, name: str, describe: Callable[[T], str] = first_doc_line) -> str:
+        """A one-line description of ``name``: a lazy entry not yet imported is described from its
+        source's docstring; anything else by ``describe`` of the object."""
+        self._load_plugins()
+        target = self._entries.get(name)
+        if isinstance(target, str) and name not in self._resolved:
+            found = static_doc_line(target)
+            if found is not None:
+                return found
+        return describe(self.get(name))
 
     def unknown_message(self, name: str) -> str:
         known = self.names()

@@ -7,37 +7,53 @@ to each device once; predictions are chunked here, by the learner's ``predict_ch
 nowhere else. A cell's randomness comes from its seed's tree (:mod:`bench.seeding`): the protocol
 draws from the ``split`` and ``tasks`` streams, a learner from ``learner/NAME``.
 
-A learner the suite tunes first searches its config on the split's validation tasks
-(:mod:`bench.tuning`; each finished trial is stored at once), then fits the chosen config like any
-other cell.
+The driver (:func:`run_suite`) decides what each cell needs, claims it in the store
+(:mod:`bench.claims`), hands it to an executor (:mod:`bench.executors`: in this process, a process
+pool or Ray) and writes what comes back. Every executor computes a cell with the same function,
+:func:`compute_cell`, from a :class:`CellJob`; only the driver writes to the store.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
 
 from bench.cards import load_dataset
+from bench.claims import LEASE_S, Claim, LeaseKeeper
 from bench.config import stable_hash
 from bench.data import Dataset
-from bench.devices import resolve_devices
+from bench.devices import check_device_name, resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
-from bench.errors import ConfigError
+from bench.errors import ConfigError, StoreError
 from bench.learner import Budget, learner_class, make_learner, split_budget
 from bench.metrics import DEFAULT_GAIN, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
 from bench.scoring import scored_queries
 from bench.seeding import Seeds
-from bench.store import FIT_SCOPE, CellRecord, Evaluation, Predictions, ResultStore
+from bench.store import (
+    FIT_SCOPE,
+    CellRecord,
+    Evaluation,
+    Predictions,
+    ResultStore,
+    TrialRecord,
+)
 from bench.suite import Suite, nothing_to_run, tuning_specs
 from bench.timing import timed
 from bench.tuning import Tuned, TuneSpec, search, validation_objective
+
+if TYPE_CHECKING:
+    from bench.executors import Executor
 
 WARMUP_TASKS = 8
 
@@ -54,6 +70,8 @@ class Cell:
     config_hash: str = ""
     """The learner's config as set, and with a search its spec: the same for every seed."""
     tuning: TuneSpec | None = None
+    done_trials: tuple[TrialRecord, ...] = ()
+    """The trials of its search already stored, which a resumed search does not repeat."""
 
     @property
     def description(self) -> str:
@@ -61,6 +79,63 @@ class Cell:
             f"{self.dataset.name} / {self.protocol.label} / {self.learner} / seed {self.seed} "
             f"/ {self.device}"
         )
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """A cell as an executor receives it: every field of its :class:`Cell` but the dataset, which
+    workers hold already (found by its content hash), and the (scenario, k) pairs to compute."""
+
+    fields: dict[str, Any]
+    dataset_hash: str
+    needed: tuple[tuple[str, SupportSize], ...]
+
+    @classmethod
+    def of(cls, cell: Cell, needed: list[tuple[str, SupportSize]]) -> CellJob:
+        rest = {f.name: getattr(cell, f.name) for f in fields(Cell) if f.name != "dataset"}
+        return cls(rest, cell.dataset.content_hash, tuple(needed))
+
+    def cell(self, datasets: Mapping[str, Dataset]) -> Cell:
+        return Cell(dataset=datasets[self.dataset_hash], **self.fields)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every cell of a run shares, sent once to each worker."""
+
+    suite: Suite
+    protocol: Protocol
+    run_id: str
+    fingerprint: str
+    progress: bool = False
+    """Show each tuning search's progress (in the driver's process only)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What an executor is given when a run starts: the run's context, its datasets by content
+    hash, the driver's split cache and the run's devices."""
+
+    context: RunContext
+    datasets: dict[str, Dataset]
+    cache: SplitCache
+    devices: dict[str, torch.device]
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """A cell whose computation raised: the error in one line, its traceback, and the trials of
+    its search that finished before it failed (stored, so a new run does not repeat them)."""
+
+    message: str
+    traceback: str
+    trials: tuple[TrialRecord, ...] = ()
+
+
+TRIAL_SINKS: dict[str, Callable[[str, TrialRecord], None]] = {}
+"""Per run id, where a search in the driver's own process stores each trial as it finishes, so
+that even a killed run resumes its search. Workers elsewhere have none: their trials travel back
+with the cell (or its failure) and the driver stores them then."""
 
 
 @dataclass
@@ -71,6 +146,10 @@ class RunOutcome:
     reused: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    held: list[tuple[str, str]] = field(default_factory=list)
+    """Cells left to another run's live claim (description, holder) when waiting was capped."""
+    waited: list[tuple[str, str]] = field(default_factory=list)
+    """Cells another run was computing when this one reached them (description, holder)."""
 
     @property
     def exit_code(self) -> int:
@@ -168,6 +247,10 @@ class SplitCache:
             self._on_device[key] = labelled.without_labels().to(device)
         return self._on_device[key]
 
+    def adopt(self, dataset: Dataset, seed: int, split: Split, train: MetaTrain) -> None:
+        """Use a split built elsewhere (a Ray task receives the driver's)."""
+        self._splits[(dataset.content_hash, seed)] = (split, train)
+
     def drop(self, dataset: Dataset, seed: int) -> None:
         self._splits.pop((dataset.content_hash, seed), None)
         for key in [k for k in self._tasks if k[:2] == (dataset.content_hash, seed)]:
@@ -181,13 +264,13 @@ def tune_cell(
     spec: TuneSpec,
     suite: Suite,
     cache: SplitCache,
-    store: ResultStore,
-    run_id: str,
     device: torch.device,
     progress: bool,
+    on_trial: Callable[[TrialRecord], None],
 ) -> Tuned:
     """Search the cell's learner config on its split's validation tasks, resuming from the
-    trials already stored under the cell's key."""
+    trials already stored under the cell's key (``cell.done_trials``); ``on_trial`` receives
+    each new trial as it finishes."""
     split, train = cache.split(cell.dataset, cell.seed)
     validation = cache.validation(cell.dataset, cell.seed, spec.k)
     if validation.n_tasks == 0:
@@ -214,8 +297,8 @@ def tune_cell(
         spec,
         objective,
         seeds=seeds.child("tune"),
-        done=store.finished_trials(cell.key),
-        on_trial=lambda trial: store.write_trial(cell.key, run_id, trial),
+        done=list(cell.done_trials),
+        on_trial=on_trial,
         validation_tasks=validation.n_tasks,
         progress=progress,
         label=f"tuning {cell.learner} seed {cell.seed}",
@@ -310,6 +393,50 @@ def run_cell(
     return record
 
 
+def compute_cell(
+    cell: Cell,
+    needed: tuple[tuple[str, SupportSize], ...],
+    context: RunContext,
+    cache: SplitCache,
+    devices: Mapping[str, torch.device],
+) -> CellRecord | CellFailure:
+    """One cell, computed where the executor runs it; every executor calls this. An exception
+    becomes a :class:`CellFailure` (one failed cell must not stop the others); an interrupt is
+    not caught.
+
+    This may run in another process or on another machine: it must not touch the store. Whatever
+    a cell produces (a tuning search's trials included) travels back inside its record; in the
+    driver's process a search also hands each trial to the run's :data:`TRIAL_SINKS` entry."""
+    finished: list[TrialRecord] = []
+    sink = TRIAL_SINKS.get(context.run_id)
+
+    def keep(trial: TrialRecord) -> None:
+        finished.append(trial)
+        if sink is not None:
+            sink(cell.key, trial)
+
+    try:
+        device = devices[cell.device]
+        tuned = None
+        if cell.tuning is not None:
+            tuned = tune_cell(
+                cell, cell.tuning, context.suite, cache, device, context.progress, keep
+            )
+        return run_cell(
+            cell,
+            context.suite,
+            cache,
+            context.run_id,
+            context.fingerprint,
+            list(needed),
+            device,
+            tuned,
+        )
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        return CellFailure(message, traceback.format_exc(), tuple(finished))
+
+
 def kept_predictions(
     dataset: Dataset, scenario: str, k: str, tasks: TaskBatch, queries: Queries
 ) -> Predictions:
@@ -365,6 +492,10 @@ def iter_cells(
                     )
 
 
+CLAIM_POLL_S = 2.0
+"""How often a run looks again at cells that another run has claimed."""
+
+
 def run_suite(
     suite: Suite,
     store: ResultStore,
@@ -372,8 +503,26 @@ def run_suite(
     fresh: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    executor: Executor | None = None,
+    lease_s: float = LEASE_S,
+    claim_wait_s: float | None = None,
 ) -> RunOutcome:
-    devices = resolve_devices(suite.devices)
+    """Run ``suite``'s grid on ``executor`` (in this process by default), writing each finished
+    cell to ``store``.
+
+    Cells another run has claimed are left to it: this run waits for them (at most
+    ``claim_wait_s`` seconds, without limit when None), reuses what the other run stores, and
+    takes over a cell whose claim dies. Cells still held when the wait ends are listed in
+    :attr:`RunOutcome.held`."""
+    from bench.executors import LocalExecutor
+
+    executor = executor or LocalExecutor()
+    if executor.resolves_devices_here:
+        devices = resolve_devices(suite.devices)
+    else:  # resolved where the cells run; the names are checked here
+        for name in suite.devices:
+            check_device_name(name)
+        devices = {name: torch.device(name) for name in suite.devices}
     protocol = make_protocol(suite.protocol["name"], suite.protocol)
     datasets = [
         load_dataset(name, suite.dataset.get(name), data_dir=suite.data_dir)
@@ -384,53 +533,191 @@ def run_suite(
         raise ConfigError(empty)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
-    config = suite.resolved()
-    store.start_run(outcome.run_id, suite.name, config, collect(list(suite.devices)))
     cache = SplitCache(protocol)
     # A protocol may offer fewer scenarios (predefined folds are warm only); skip the others.
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
-    for device in devices.values():
-        warm_up(device)
+    in_process = isinstance(executor, LocalExecutor)
+    context = RunContext(suite, protocol, outcome.run_id, fingerprint, progress and in_process)
+    # Workers start before the run is recorded: an executor that cannot start is bad input.
+    executor.start(Workload(context, {d.content_hash: d for d in datasets}, cache, devices))
     status = "interrupted"
     try:
-        bar = tqdm(cells, desc="cells", unit="cell", disable=not progress, leave=False)
-        for cell in bar:
-            bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}", refresh=False)
-            reason = learner_class(cell.learner).not_applicable(cell.dataset)
-            if reason:
-                outcome.skipped.append((cell.description, reason))
-                continue
-            outcome.cell_keys.append(cell.key)
-            if fresh:
-                store.delete_cell(cell.key)
-            done = store.finished_evaluations(cell.key, suite.keep_predictions)
-            needed = [(s, k) for s, k in wanted if (s, str(k)) not in done]
-            if not needed:
-                outcome.reused += 1
-                continue
-            try:
-                device = devices[cell.device]
-                tuned = None
-                if cell.tuning is not None:
-                    tuned = tune_cell(
-                        cell, cell.tuning, suite, cache, store, outcome.run_id, device, progress
-                    )
-                record = run_cell(
-                    cell, suite, cache, outcome.run_id, fingerprint, needed, device, tuned
-                )
-            except Exception as exc:  # one failed cell must not stop the others
-                message = f"{type(exc).__name__}: {exc}"
-                outcome.failed.append((cell.description, message))
-                store.record_failure(
-                    outcome.run_id, cell.key, cell.description, message, traceback.format_exc()
-                )
-                log(f"cell failed: {cell.description}: {message}")
-                continue
-            store.write_cell(record)
-            outcome.computed += 1
+        store.start_run(outcome.run_id, suite.name, suite.resolved(), collect(list(suite.devices)))
+    except BaseException:
+        executor.close(cancel=True)
+        raise
+    leases = LeaseKeeper(store, outcome.run_id, lease_s, log)
+    if in_process:  # a search here stores each trial at once, so even a killed run resumes it
+        run_id = outcome.run_id
+        TRIAL_SINKS[run_id] = lambda key, trial: store.write_trial(key, run_id, trial)
+    try:
+        _drive(
+            cells,
+            wanted,
+            executor,
+            store,
+            leases,
+            outcome,
+            fresh,
+            progress,
+            log,
+            claim_wait_s,
+            suite.keep_predictions,
+        )
         status = "failed" if outcome.failed else "finished"
     finally:
+        TRIAL_SINKS.pop(outcome.run_id, None)
+        executor.close(cancel=status == "interrupted")
+        leases.stop()
+        _release(store, None, outcome.run_id, None, log)
         store.finish_run(outcome.run_id, status, outcome.cell_keys)
     return outcome
+
+
+def _drive(
+    cells: list[Cell],
+    wanted: list[tuple[str, SupportSize]],
+    executor: Executor,
+    store: ResultStore,
+    leases: LeaseKeeper,
+    outcome: RunOutcome,
+    fresh: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    claim_wait_s: float | None,
+    keep_predictions: bool,
+) -> None:
+    """The driver's loop: settle each cell (skip, reuse, wait for another run, or compute), keep
+    the executor's slots busy, and write each result as it arrives, one transaction per cell."""
+    bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=not progress, leave=False)
+    queue: deque[Cell] = deque(cells)
+    waiting: dict[str, tuple[Cell, Claim]] = {}  # claimed by another run, by cell key
+    running: dict[Future[CellRecord | CellFailure], Cell] = {}
+    deadline = None if claim_wait_s is None else time.monotonic() + claim_wait_s
+    listed: set[str] = set()
+
+    def settled(cell: Cell) -> None:
+        bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}", refresh=False)
+        bar.update()
+
+    try:
+        while queue or running or waiting:
+            while queue and len(running) < executor.slots:
+                cell = queue.popleft()
+                if cell.key not in listed:
+                    listed.add(cell.key)
+                    reason = learner_class(cell.learner).not_applicable(cell.dataset)
+                    if reason:
+                        outcome.skipped.append((cell.description, reason))
+                        settled(cell)
+                        continue
+                    outcome.cell_keys.append(cell.key)
+                # A cell that waited for another run is reused from it, even with ``fresh``.
+                recompute = fresh and cell.key not in waiting
+                needed = _needed(cell, wanted, store, recompute, keep_predictions)
+                if not needed:  # finished, by an earlier run or by the one waited for
+                    waiting.pop(cell.key, None)
+                    outcome.reused += 1
+                    settled(cell)
+                    continue
+                holder = store.claim(cell.key, outcome.run_id, leases.lease_s)
+                if holder is not None:
+                    if cell.key not in waiting:
+                        outcome.waited.append((cell.description, holder.holder))
+                        log(f"waiting for {holder.holder}, which is computing {cell.description}")
+                    waiting[cell.key] = (cell, holder)
+                    continue
+                waiting.pop(cell.key, None)
+                leases.hold(cell.key)
+                if recompute:
+                    store.delete_cell(cell.key)
+                else:  # another run may have finished the cell between the check and the claim
+                    needed = _needed(cell, wanted, store, False, keep_predictions)
+                    if not needed:
+                        _release(store, leases, outcome.run_id, cell.key, log)
+                        outcome.reused += 1
+                        settled(cell)
+                        continue
+                if cell.tuning is not None:  # resume its search from the trials stored
+                    cell = replace(cell, done_trials=tuple(store.finished_trials(cell.key)))
+                bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}")
+                running[executor.submit(CellJob.of(cell, needed))] = cell
+            if running:
+                done, _ = wait(list(running), timeout=CLAIM_POLL_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    cell = running.pop(future)
+                    _store_result(cell, future, store, outcome, log)
+                    _release(store, leases, outcome.run_id, cell.key, log)
+                    settled(cell)
+            elif waiting:
+                if deadline is not None and time.monotonic() >= deadline:
+                    for cell, holder in waiting.values():
+                        outcome.held.append((cell.description, holder.holder))
+                        settled(cell)
+                    waiting.clear()
+                    break
+                time.sleep(
+                    CLAIM_POLL_S if claim_wait_s is None else min(CLAIM_POLL_S, claim_wait_s)
+                )
+            if not queue and waiting:
+                queue.extend(cell for cell, _ in waiting.values())  # look at them again
+    finally:
+        bar.close()
+
+
+def _needed(
+    cell: Cell,
+    wanted: list[tuple[str, SupportSize]],
+    store: ResultStore,
+    fresh: bool,
+    keep_predictions: bool,
+) -> list[tuple[str, SupportSize]]:
+    """The (scenario, k) pairs of ``cell`` not yet in the store (all of them with ``fresh``)."""
+    if fresh:
+        return list(wanted)
+    done = store.finished_evaluations(cell.key, keep_predictions)
+    return [(s, k) for s, k in wanted if (s, str(k)) not in done]
+
+
+def _store_result(
+    cell: Cell,
+    future: Future[CellRecord | CellFailure],
+    store: ResultStore,
+    outcome: RunOutcome,
+    log: Callable[[str], None],
+) -> None:
+    """Write a finished cell in one transaction, or record its failure."""
+    try:
+        result = future.result()
+    except Exception as exc:  # the worker itself died (a killed process, a lost Ray node)
+        result = CellFailure(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    if isinstance(result, CellFailure):
+        for trial in result.trials:  # a new run resumes the search from these
+            store.write_trial(cell.key, outcome.run_id, trial)
+        outcome.failed.append((cell.description, result.message))
+        store.record_failure(
+            outcome.run_id, cell.key, cell.description, result.message, result.traceback
+        )
+        log(f"cell failed: {cell.description}: {result.message}")
+        return
+    store.write_cell(result)
+    outcome.computed += 1
+
+
+def _release(
+    store: ResultStore,
+    leases: LeaseKeeper | None,
+    owner: str,
+    cell_key: str | None,
+    log: Callable[[str], None],
+) -> None:
+    """Release ``owner``'s claim on ``cell_key`` (on every cell when None). Best effort: a claim
+    the store cannot drop now expires with its lease, and the cell's rows are safe either way."""
+    if leases is not None and cell_key is not None:
+        leases.drop(cell_key)
+    try:
+        store.release_claims(owner, None if cell_key is None else [cell_key])
+    except StoreError as exc:
+        log(f"could not release the run's claims (they expire with their lease): {exc}")

@@ -10,7 +10,7 @@ write permission, that it is an intact SQLite database), so a problem is one :cl
 before any cell runs. A store that another process keeps busy is retried with back-off; a finished
 cell that still cannot be written is kept in a folder beside the store and written by the next run.
 
-Schema version 2 (the tables, one row each per):
+Schema version 3 (the tables, one row each per):
 
 - ``runs``: run (suite, resolved config, provenance); ``run_cells``: cell a run computed or reused;
 - ``cells``: cell, with ``dataset_info`` (rating scale, like threshold, task axis) as JSON;
@@ -25,12 +25,15 @@ Schema version 2 (the tables, one row each per):
 - ``timings``: (cell, scenario, k, phase): wall and process CPU seconds, tasks, peak memory, torch
   threads, the 1-minute load average at the start, the machine's CPU count and host name;
 - ``trials``: (cell, trial number) of a tuned cell's search: the values tried, the validation
-  score, seconds, and an error where it failed; each written in its own transaction as it
-  finishes, so an interrupted search resumes;
+  score, seconds, and an error where it failed; written with the cell (and, by the local
+  executor, each as it finishes, so an interrupted search resumes);
 - ``tunings``: tuned cell, written with it: the search (space, budget, objective), the chosen
   config, the best trial and its validation value. (Both tables are created when a store is
   opened for writing; a store without them reads as one whose cells were not tuned.)
-- ``failures``: failed cell, with its traceback.
+- ``failures``: failed cell, with its traceback;
+- ``claims``: cell a run is computing now: the owning run, its host, pid and process start time,
+  and when its lease expires (see :mod:`bench.claims`). Version 3 added this table; a version-2
+  store is migrated by creating it when opened for writing, and is read as it is.
 """
 
 from __future__ import annotations
@@ -50,10 +53,13 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
+from bench.claims import Claim
 from bench.errors import StoreError, shorten
-from bench.processes import is_gone
+from bench.processes import identity, is_gone
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+MIGRATABLE_FROM = 2
+"""The oldest schema version this harness upgrades in place (by adding tables)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -106,6 +112,10 @@ CREATE TABLE IF NOT EXISTS tunings (
 CREATE TABLE IF NOT EXISTS failures (
     run_id TEXT NOT NULL, cell_key TEXT NOT NULL, description TEXT NOT NULL, error TEXT NOT NULL,
     traceback TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    cell_key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    process_started TEXT, claimed_at TEXT NOT NULL, expires_at REAL NOT NULL
 );
 """
 
@@ -346,8 +356,8 @@ class ResultStore:
             self.conn.rollback()
 
     def _refuse_older_schema(self) -> None:
-        """A store of an earlier schema version cannot be migrated: its per-task values carry no
-        task ids. Say so, naming the file, and leave it untouched."""
+        """A store older than :data:`MIGRATABLE_FROM` cannot be migrated: its per-task values
+        carry no task ids. Say so, naming the file, and leave it untouched."""
         tables = {
             r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
@@ -357,10 +367,10 @@ class ResultStore:
             found = None if row is None else int(row[0])
         elif "cells" in tables:
             found = 1
-        if found is not None and found < SCHEMA_VERSION:
+        if found is not None and found < MIGRATABLE_FROM:
             raise StoreError(
-                f"results store {self.path} has schema version {found}; this harness reads and "
-                f"writes version {SCHEMA_VERSION}, which keys every per-task value by its task "
+                f"results store {self.path} has schema version {found}; this harness reads "
+                f"versions {MIGRATABLE_FROM} to {SCHEMA_VERSION}, which key every per-task value by its task "
                 "entity (version 1 kept them unkeyed, so they cannot be migrated). Its cells "
                 "would be recomputed anyway, because the code changed: move the file aside and "
                 "re-run the suite, or pass --store with a new path"
@@ -387,6 +397,13 @@ class ResultStore:
                 f"results store {self.path} has schema version {row[0]}, newer than this "
                 f"version of the harness understands ({SCHEMA_VERSION}); upgrade the harness"
             )
+        elif int(row[0]) < SCHEMA_VERSION and self.mode == "write":
+            # Versions from MIGRATABLE_FROM on differ only by tables that _SCHEMA has just
+            # created; a store opened for reading is left as it is.
+            with self.conn:
+                self.conn.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version'", (SCHEMA_VERSION,)
+                )
 
     def _retrying(self, what: str, action: Callable[[], T]) -> T:
         """``action()``, retried with growing pauses while another process holds the lock."""
@@ -422,6 +439,15 @@ class ResultStore:
             self._retrying(what, attempt)
         except sqlite3.Error as exc:
             raise StoreError(self._explain(exc)) from exc
+
+    def sibling(self, busy_wait_s: float | None = None) -> ResultStore:
+        """Another connection to this store, for another thread; the store was checked when this
+        one was opened, so the sibling skips the checks."""
+        other = object.__new__(ResultStore)
+        other.path, other.mode, other.log = self.path, self.mode, self.log
+        other.busy_wait_s = self.busy_wait_s if busy_wait_s is None else busy_wait_s
+        other.conn = other._connect()
+        return other
 
     def close(self) -> None:
         self.conn.close()
@@ -701,6 +727,71 @@ class ResultStore:
                     tuning.validation_tasks,
                 ),
             )
+
+    # Claims ---------------------------------------------------------------------------------
+
+    def claim(self, cell_key: str, owner: str, lease_s: float) -> Claim | None:
+        """Claim a cell for run ``owner`` for ``lease_s`` seconds. Returns None when the claim is
+        now ``owner``'s (new, its own already, or taken over from a dead one), else the live claim
+        of another run. The check and the claim are one transaction, so two runs cannot both win."""
+        me = identity()
+        held: list[Claim] = []
+
+        def take(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")  # take the write lock before reading the claim
+            row = c.execute("SELECT * FROM claims WHERE cell_key=?", (cell_key,)).fetchone()
+            if row is not None:
+                found = Claim(*row)
+                if found.owner != owner and found.is_live():
+                    held.append(found)
+                    return
+            c.execute(
+                "INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?,?,?)",
+                (
+                    cell_key,
+                    owner,
+                    me["host"],
+                    me["pid"],
+                    me["process_started"],
+                    now(),
+                    time.time() + lease_s,
+                ),
+            )
+
+        self._write("claiming a cell", take)
+        return held[0] if held else None
+
+    def renew_claims(self, owner: str, cell_keys: list[str], lease_s: float) -> None:
+        """Extend ``owner``'s claims on ``cell_keys`` to ``lease_s`` seconds from now."""
+        if not cell_keys:
+            return
+        expires = time.time() + lease_s
+        self._write(
+            "renewing claims",
+            lambda c: c.executemany(
+                "UPDATE claims SET expires_at=? WHERE cell_key=? AND owner=?",
+                [(expires, key, owner) for key in cell_keys],
+            ),
+        )
+
+    def release_claims(self, owner: str, cell_keys: Iterable[str] | None = None) -> None:
+        """Drop ``owner``'s claims on ``cell_keys`` (all of them when None)."""
+        keys = None if cell_keys is None else list(cell_keys)
+
+        def release(c: sqlite3.Connection) -> None:
+            if keys is None:
+                c.execute("DELETE FROM claims WHERE owner=?", (owner,))
+            else:
+                c.executemany(
+                    "DELETE FROM claims WHERE cell_key=? AND owner=?", [(k, owner) for k in keys]
+                )
+
+        self._write("releasing claims", release)
+
+    def claims(self) -> list[Claim]:
+        """Every claim in the store, live or not."""
+        rows = self._query("SELECT * FROM claims ORDER BY cell_key")
+        return [Claim(**row) for row in rows]
 
     # Reading --------------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ class Suite:
     """NDCG's gain: ``exponential`` (2^r - 1, as in MeLU) or ``linear`` (r)."""
     keep_predictions: bool = False
     """Store every query rating with its prediction, for ``bench export --predictions``."""
+    check: dict[str, Any] = field(default_factory=dict)
+    """Tolerances of ``bench check``, the ``[check]`` table (see :mod:`bench.regression.tolerance`)."""
     data_dir: str | None = None
     """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
     source: str = "<defaults>"
@@ -120,7 +122,7 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
             values[key] = _as_tuple(value, key, where)
         elif key == "seeds":
             values[key] = parse_seeds(value, where)
-        elif key in ("protocol", "learner", "dataset", "tune"):
+        elif key in ("protocol", "learner", "dataset", "tune", "check"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
             if key in ("learner", "dataset"):
@@ -236,6 +238,9 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         )
     if not suite.seeds:
         raise ConfigError(f"{at('seeds')}: no seeds: the grid would be empty")
+    from bench.regression.tolerance import Tolerances, apply_table
+
+    apply_table(Tolerances(), suite.check, f"{where}: [check]")
 
 
 def tuning_specs(suite: Suite, protocol: Any) -> dict[str, Any]:

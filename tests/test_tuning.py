@@ -18,6 +18,7 @@ from bench.analysis import load_results
 from bench.cli import main
 from bench.episodes import MetaTrain
 from bench.errors import ConfigError
+from bench.executors.process import ProcessExecutor
 from bench.learner import LEARNERS, Budget
 from bench.protocol import make_protocol
 from bench.runner import run_suite
@@ -239,6 +240,19 @@ def test_an_interrupted_search_resumes_without_duplicates_and_chooses_the_same(
         numbers = [(t["cell_key"], t["number"]) for t in store.trial_rows()]
     assert len(numbers) == len(set(numbers)) == 12
     assert resumed == reference
+
+
+def test_a_process_pool_returns_each_search_with_its_cell(tmp_path: Path) -> None:
+    """Workers cannot write the store: their trials come back with the cell, and the driver
+    stores the same searches and choices as a run in its own process."""
+    suite = tuned_suite({"trials": 3, "mf": {"rank": [1, PLANTED_RANK, 8]}}, seeds=[0, 1])
+    found = []
+    for name, executor in (("local", None), ("pool", ProcessExecutor(2))):
+        with ResultStore(tmp_path / f"{name}.sqlite") as store:
+            assert run_suite(suite, store, progress=False, executor=executor).exit_code == 0
+            found.append((trials_of(store), chosen_of(store)))
+    assert len(found[0][0]) == 6
+    assert found[0] == found[1]
 
 
 def test_a_time_budget_stops_starting_trials_once_spent(tmp_path: Path) -> None:

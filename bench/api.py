@@ -1,0 +1,329 @@
+"""The Python API: run a suite or an ad-hoc grid and read the results as pandas DataFrames.
+
+::
+
+    from bench import api
+
+    results = api.run("default", seeds=1)  # a shipped suite or a TOML path
+    results.summary()                      # mean over seeds with its 95% interval
+    grid = api.run_grid(datasets=["synthetic"], learners={"mf": {"rank": 8}}, seeds=2)
+    again = api.load(".bench/results.sqlite", run_id=grid.outcome.run_id)
+
+A run resolves, validates, stores and resumes exactly as ``bench run`` does (same suites, same
+store, same cell keys), and its frames are the rows ``bench export --run ID`` writes. Bad input
+raises :class:`bench.errors.BenchError` naming the argument or field that was wrong.
+
+Stability: stable.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import analysis
+from bench.errors import BenchError, ConfigError, excerpt
+from bench.executors import Executor, make_executor
+from bench.runner import RunOutcome, run_suite
+from bench.store import ResultStore
+from bench.suite import Suite, load_suite, override, parse_seeds, suite_from_dict
+
+__all__ = ["Results", "load", "run", "run_grid"]
+
+Named = Sequence[str] | Mapping[str, Mapping[str, Any] | None]
+"""Names (``["mf", "maml"]``), or names with their config overrides (``{"mf": {"rank": 8}}``)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Results(analysis.Results):
+    """The cells of a run (or of a store) as DataFrames: :class:`bench.analysis.Results` plus the
+    run's outcome and a summary.
+
+    ``metrics``, ``timings``, ``cells``, ``runs`` and ``failures`` are frames; ``per_task`` and
+    ``predictions`` are frames read from the store on first use (``predictions`` is empty unless
+    the suite keeps them). Their columns are those of ``bench export``.
+
+    Attributes:
+        outcome: for :func:`run` and :func:`run_grid`, the run's id and how many cells it
+            computed, reused, skipped (with the reason) and lost to an error (with the message;
+            ``failures`` has the tracebacks); None for :func:`load`.
+
+    Stability: stable.
+    """
+
+    outcome: RunOutcome | None = None
+
+    def summary(self) -> pd.DataFrame:
+        """Mean over seeds and 95% t-interval of every metric, one row per (dataset, protocol,
+        scenario, k, learner, device, metric): the rows of ``bench export --summary``."""
+        return analysis.summarise(self)
+
+
+def run(
+    suite: str | Path | Suite = "default",
+    *,
+    store: str | Path | None = None,
+    learners: Named | None = None,
+    datasets: Named | None = None,
+    scenarios: Sequence[str] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    devices: Sequence[str] | None = None,
+    keep_predictions: bool | None = None,
+    data_dir: str | Path | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+) -> Results:
+    """Run a suite, like ``bench run``, and return the cells it computed or reused.
+
+    Args:
+        suite: a shipped suite's name (``bench ls suites``), the path of a TOML file, or a
+            :class:`bench.suite.Suite`.
+        store: the results store [``$BENCH_STORE``, else ``.bench/results.sqlite``]; cells
+            already in it are reused unless ``fresh``.
+        learners: run only these learners; a mapping also overrides their config fields (on top
+            of the suite's ``[learner.NAME]`` tables).
+        datasets: run only these datasets; a mapping also sets parser options (on top of the
+            suite's ``[dataset.NAME]`` tables).
+        scenarios: run only these scenarios.
+        seeds: a count (seeds 0..N-1) or a list of seeds.
+        devices: ``["cpu"]``, ``["cuda"]`` or both.
+        keep_predictions: store every query rating's prediction (for ``Results.predictions``).
+        data_dir: the folder holding the dataset folders [``$BENCH_DATA_DIR``, else a cache].
+        fresh: recompute cells already in the store.
+        progress: show a progress bar over the cells.
+        executor: where cells are computed: ``"local"`` (this process), ``"process"`` (a pool
+            of ``workers`` processes) or ``"ray"`` (a Ray cluster at ``ray_address``, else a
+            local one); the stored rows are the same whichever computes them.
+        workers: the pool's size, or the most cells Ray computes at once.
+        ray_address: a running Ray cluster's address (``executor="ray"`` only).
+
+    Returns:
+        The run's cells as :class:`Results`; a failed cell does not stop the others: it is
+        listed in ``outcome.failed`` and ``failures``.
+
+    Raises:
+        BenchError: an unknown suite, learner, dataset, scenario or device, a bad config field
+            or seed, a store that cannot be written, or an empty grid; the message names the
+            argument or suite field.
+
+    Stability: stable.
+    """
+    base = suite if isinstance(suite, Suite) else load_suite(str(suite))
+    changes: dict[str, Any] = {
+        "scenarios": _names(scenarios, "run", "scenarios"),
+        "devices": _names(devices, "run", "devices"),
+        "seeds": None if seeds is None else parse_seeds(_plain(seeds), _arg("run", "seeds")),
+        "keep_predictions": keep_predictions,
+        "data_dir": None if data_dir is None else str(data_dir),
+    }
+    if learners is not None:
+        changes["learners"], changes["learner"] = _with_tables(
+            learners, base.learner, "run", "learners"
+        )
+    if datasets is not None:
+        changes["datasets"], changes["dataset"] = _with_tables(
+            datasets, base.dataset, "run", "datasets"
+        )
+    given_as = {name: _arg("run", ARGUMENT.get(name, name)) for name in changes}
+    resolved = override(base, given_as, **changes)
+    chosen = _executor("run", executor, workers, ray_address)
+    return _run(resolved, store, fresh=fresh, progress=progress, executor=chosen)
+
+
+def run_grid(
+    *,
+    datasets: Named = ("synthetic",),
+    learners: Named,
+    protocol: str | Mapping[str, Any] = "cold-random",
+    scenarios: Sequence[str] | None = None,
+    seeds: int | Sequence[int] = 3,
+    devices: Sequence[str] = ("cpu",),
+    metrics: Sequence[str] | None = None,
+    ndcg_gain: str | None = None,
+    keep_predictions: bool = False,
+    data_dir: str | Path | None = None,
+    name: str = "grid",
+    store: str | Path | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+) -> Results:
+    """Run an ad-hoc grid, built and checked as if it were a suite file with these keys.
+
+    Args:
+        datasets: dataset names, or a mapping of names to parser options (``[dataset.NAME]``).
+        learners: learner names, or a mapping of names to config overrides (``[learner.NAME]``,
+            ``max_fit_seconds`` included; None keeps the defaults).
+        protocol: a protocol's name, or its ``[protocol]`` table: ``{"name": "cold-random",
+            "support_sizes": [1, 5], ...}``.
+        scenarios: the scenarios to evaluate [all four].
+        seeds: a count (seeds 0..N-1) or a list of seeds.
+        devices: ``["cpu"]``, ``["cuda"]`` or both.
+        metrics: the metrics to compute [every default metric].
+        ndcg_gain: ``"exponential"`` or ``"linear"`` [exponential].
+        keep_predictions: store every query rating's prediction.
+        data_dir: the folder holding the dataset folders.
+        name: the suite name the run is stored under.
+        store, fresh, progress, executor, workers, ray_address: as for :func:`run`.
+
+    The cells, and so the reuse of stored ones, are exactly those of the equivalent suite file.
+
+    Raises:
+        BenchError: as for :func:`run`; messages start with ``api.run_grid()`` and name the field.
+
+    Stability: stable.
+    """
+    where = "api.run_grid()"
+    learner_names, learner_tables = _with_tables(learners, {}, "run_grid", "learners")
+    dataset_names, dataset_tables = _with_tables(datasets, {}, "run_grid", "datasets")
+    table = {"name": protocol} if isinstance(protocol, str) else _plain(protocol)
+    raw: dict[str, Any] = {
+        "name": name,
+        "datasets": list(dataset_names),
+        "learners": list(learner_names),
+        "protocol": table,
+        "seeds": _plain(seeds),
+        "devices": _plain(devices),
+        "keep_predictions": keep_predictions,
+    }
+    optional = {"scenarios": scenarios, "metrics": metrics, "ndcg_gain": ndcg_gain}
+    raw.update({key: _plain(value) for key, value in optional.items() if value is not None})
+    if data_dir is not None:
+        raw["data_dir"] = str(data_dir)
+    if learner_tables:
+        raw["learner"] = learner_tables
+    if dataset_tables:
+        raw["dataset"] = dataset_tables
+    suite = suite_from_dict(raw, where)
+    chosen = _executor("run_grid", executor, workers, ray_address)
+    return _run(suite, store, fresh=fresh, progress=progress, executor=chosen)
+
+
+def load(
+    store: str | Path | None = None,
+    run_id: str | Iterable[str] | None = None,
+    *,
+    latest_only: bool = True,
+) -> Results:
+    """The cells of an existing store, all of them or those one or more runs computed or reused.
+
+    Args:
+        store: the results store [``$BENCH_STORE``, else ``.bench/results.sqlite``].
+        run_id: a run id (``Results.outcome.run_id``, or the ``runs`` frame), or several.
+        latest_only: where the store holds cells of older code for the same split, learner
+            config, seed and device, keep the latest one.
+
+    Raises:
+        BenchError: the store does not exist or cannot be read, or a run id is not in it.
+
+    Stability: stable.
+    """
+    path = _store_path(store)
+    wanted = None if run_id is None else ([run_id] if isinstance(run_id, str) else list(run_id))
+    if wanted is not None:
+        with ResultStore(path, mode="read") as opened:
+            known = [r["run_id"] for r in opened.runs()]
+        unknown = [r for r in wanted if r not in known]
+        if unknown:
+            raise BenchError(
+                f"api.load(run_id=...): no run {', '.join(map(repr, unknown))} in {path} "
+                f"(latest run ids: {', '.join(known[-3:]) or 'none'}; api.load(store).runs "
+                "lists them all)"
+            )
+    found = analysis.load_results(path, run_ids=wanted, latest_only=latest_only)
+    return _extend(found, None)
+
+
+ARGUMENT = {"learner": "learners", "dataset": "datasets"}
+"""The argument a suite field's value comes from, where their names differ."""
+
+
+def _arg(function: str, argument: str) -> str:
+    return f"api.{function}({argument}=...)"
+
+
+def _plain(value: Any) -> Any:
+    """Tuples, ranges and mappings as the lists and dicts a parsed TOML file holds."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | range):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _names(value: Named | str | None, function: str, argument: str) -> tuple[str, ...] | None:
+    """The names of a list, of a mapping's keys, or of one name."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Sequence | Mapping) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{_arg(function, argument)}: expected a list of names, got {excerpt(value)}"
+        )
+    return tuple(value)
+
+
+def _with_tables(
+    value: Named, tables: Mapping[str, dict[str, Any]], function: str, argument: str
+) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """Names and their tables: the given tables on top of ``tables`` (the suite's)."""
+    names = _names(value, function, argument) or ()
+    given = value if isinstance(value, Mapping) else {}
+    merged: dict[str, dict[str, Any]] = {}
+    for name in names:
+        overrides = given.get(name) or {}
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(
+                f"{_arg(function, argument)}: the config of {name!r} must be a mapping of "
+                f"field names to values, or None, got {excerpt(overrides)}"
+            )
+        table = {**tables.get(name, {}), **_plain(overrides)}
+        if table:
+            merged[name] = table
+    return names, merged
+
+
+def _store_path(store: str | Path | None) -> Path:
+    from bench.cli import default_store
+
+    return Path(store) if store is not None else default_store()
+
+
+def _executor(function: str, name: str, workers: int | None, address: str | None) -> Executor:
+    """The executor asked for, with errors that name the API's arguments, not the CLI's flags."""
+    try:
+        return make_executor(name, workers, address)
+    except ConfigError as exc:
+        message = str(exc).replace("--ray-address", "ray_address").replace("--", "")
+        raise ConfigError(f"api.{function}(executor={name!r}): {message}") from None
+
+
+def _run(
+    suite: Suite, store: str | Path | None, *, fresh: bool, progress: bool, executor: Executor
+) -> Results:
+    path = _store_path(store)
+    with ResultStore(path) as opened:
+        outcome = run_suite(
+            suite, opened, fresh=fresh, progress=progress, log=_stderr, executor=executor
+        )
+    return _extend(analysis.load_results(path, run_ids=[outcome.run_id]), outcome)
+
+
+def _extend(found: analysis.Results, outcome: RunOutcome | None) -> Results:
+    values = {f.name: getattr(found, f.name) for f in fields(found)}
+    return Results(**values, outcome=outcome)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,0 +1,98 @@
+"""How a grid's wall time changes with the number of workers, on the process and Ray executors.
+
+Runs one grid (the ``ci`` suite's synthetic data with ``item-mean``, ``mf`` and a ``maml`` capped
+at ``--maml-steps`` meta-steps, over ``--seeds`` seeds) into a fresh store for the local executor
+and for each (executor, workers) pair, and prints the run's wall time (pool or cluster start-up
+included) and its speed-up over the local executor. Every run's rows are checked equal to the
+local run's, so a figure never comes from a run that computed something else.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/workers.py
+    PYTHONPATH=. .venv/bin/python benchmarks/workers.py --workers 1,2,4,8 --seeds 8
+
+With more workers than cores the workers share them; the machine's core count and load average
+are printed, and figures are only comparable on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from bench.analysis import load_results
+from bench.executors import Executor, make_executor
+from bench.executors.process import available_cpus
+from bench.runner import run_suite
+from bench.store import ResultStore
+from bench.suite import Suite, load_suite
+
+
+def grid(seeds: int, maml_steps: int) -> Suite:
+    suite = load_suite("ci")
+    return replace(
+        suite,
+        learners=("item-mean", "mf", "maml"),
+        seeds=tuple(range(seeds)),
+        learner={"maml": {"meta_steps": maml_steps}},
+    )
+
+
+def timed_run(suite: Suite, path: Path, executor: Executor) -> float:
+    start = time.perf_counter()
+    with ResultStore(path) as store:
+        outcome = run_suite(suite, store, progress=False, executor=executor, log=lambda _: None)
+    seconds = time.perf_counter() - start
+    if outcome.exit_code != 0 or outcome.computed != len(outcome.cell_keys):
+        raise SystemExit(f"the run into {path} did not compute every cell: {outcome}")
+    return seconds
+
+
+def rows(path: Path) -> pd.DataFrame:
+    metrics = load_results(path).metrics
+    kept = metrics.drop(columns=[c for c in ("run_id",) if c in metrics.columns])
+    return kept.sort_values(["cell_key", "scenario", "k", "metric"]).reset_index(drop=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
+    parser.add_argument("--executors", default="process,ray", help="comma-separated")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--maml-steps", type=int, default=40)
+    args = parser.parse_args(argv)
+    counts = [int(w) for w in args.workers.split(",")]
+    suite = grid(args.seeds, args.maml_steps)
+    cells = len(suite.learners) * len(suite.seeds)
+    print(
+        f"{cells} cells ({', '.join(suite.learners)}; maml at {args.maml_steps} meta-steps; "
+        f"{len(suite.seeds)} seeds) on {available_cpus()} available cores; load average "
+        f"{os.getloadavg()[0]:.2f} at the start"
+    )
+    print(f"{'executor':>8} {'workers':>7} {'wall s':>8} {'speed-up':>8} {'load':>5}")
+    with tempfile.TemporaryDirectory() as scratch:
+        reference = Path(scratch) / "local.sqlite"
+        local = timed_run(suite, reference, make_executor("local"))
+        print(f"{'local':>8} {1:>7} {local:>8.1f} {1.0:>8.2f} {os.getloadavg()[0]:>5.1f}")
+        expected = rows(reference)
+        for name in args.executors.split(","):
+            for workers in counts:
+                path = Path(scratch) / f"{name}-{workers}.sqlite"
+                seconds = timed_run(suite, path, make_executor(name, workers))
+                pd.testing.assert_frame_equal(rows(path), expected, check_exact=True)
+                print(
+                    f"{name:>8} {workers:>7} {seconds:>8.1f} {local / seconds:>8.2f} "
+                    f"{os.getloadavg()[0]:>5.1f}",
+                    flush=True,
+                )
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

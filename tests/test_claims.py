@@ -1,0 +1,287 @@
+"""Claims on cells: a run never computes a cell that another live run holds, takes over a claim
+whose owner died or whose lease ran out, renews its own leases while it works, and releases them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from bench.learner import LEARNERS
+from bench.processes import start_time
+from bench.runner import iter_cells, run_suite
+from bench.store import SCHEMA_VERSION, ResultStore
+from learners.baselines import GlobalMean
+
+from executor_grid import grid
+
+OTHER = "other-run"
+
+
+def plant_claim(
+    path: Path, cell_key: str, *, pid: int, started: str | None, expires_in: float
+) -> None:
+    """A claim of run ``OTHER``, written as another process would."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?,?,?)",
+            (cell_key, OTHER, socket.gethostname(), pid, started, "then", time.time() + expires_in),
+        )
+
+
+def dead_pid() -> tuple[int, str | None]:
+    """The pid and start time of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    started = start_time(child.pid)
+    child.wait()
+    return child.pid, started
+
+
+def alive() -> tuple[int, str | None]:
+    return os.getpid(), start_time(os.getpid())
+
+
+def one_learner() -> Any:
+    return grid(learners=["global-mean"], seeds=1)
+
+
+def the_cell_key(suite: Any) -> str:
+    from bench.cards import load_dataset
+    from bench.protocol import make_protocol
+    from bench.provenance import code_fingerprint
+
+    protocol = make_protocol(suite.protocol["name"], suite.protocol)
+    datasets = [load_dataset(n, suite.dataset.get(n)) for n in suite.datasets]
+    (cell,) = list(iter_cells(datasets, protocol, suite, code_fingerprint()))
+    return cell.key
+
+
+# The store's claim operations -----------------------------------------------------------------
+
+
+def test_a_claim_is_granted_once_and_refused_to_others_while_live(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        assert store.claim("cell", "run-a", lease_s=60) is None
+        assert store.claim("cell", "run-a", lease_s=60) is None  # its own claim, renewed
+        holder = store.claim("cell", "run-b", lease_s=60)
+        assert holder is not None and holder.owner == "run-a" and holder.pid == os.getpid()
+        assert "run run-a" in holder.holder and f"pid {os.getpid()}" in holder.holder
+        store.release_claims("run-a", ["cell"])
+        assert store.claim("cell", "run-b", lease_s=60) is None
+        (claim,) = store.claims()
+        assert claim.owner == "run-b" and claim.expires_at > time.time() + 50
+
+
+@pytest.mark.parametrize(
+    ("owner", "expires_in"),
+    [("dead", 60.0), ("alive", -1.0)],
+    ids=["its process died", "its lease expired"],
+)
+def test_a_dead_claim_is_taken_over(tmp_path: Path, owner: str, expires_in: float) -> None:
+    path = tmp_path / "s.sqlite"
+    pid, started = dead_pid() if owner == "dead" else alive()
+    with ResultStore(path) as store:
+        plant_claim(path, "cell", pid=pid, started=started, expires_in=expires_in)
+        assert store.claim("cell", "run-b", lease_s=60) is None
+        assert [c.owner for c in store.claims()] == ["run-b"]
+
+
+def test_renewal_moves_only_the_owners_claims(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.claim("a", "run-a", lease_s=1)
+        store.claim("b", "run-b", lease_s=1)
+        store.renew_claims("run-a", ["a", "b"], lease_s=100)
+        expiry = {c.cell_key: c.expires_at for c in store.claims()}
+        assert expiry["a"] > time.time() + 90 and expiry["b"] < time.time() + 2
+        store.release_claims("run-a")
+        assert [c.cell_key for c in store.claims()] == ["b"]
+
+
+# The runner and claims ----------------------------------------------------------------------
+
+
+def test_a_cell_another_live_run_holds_is_not_computed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    suite = grid(learners=["global-mean", "item-mean"], seeds=1)
+    held_key = the_cell_key(grid(learners=["item-mean"], seeds=1))
+    messages: list[str] = []
+    with ResultStore(path) as store:
+        plant_claim(
+            path, held_key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600
+        )
+        outcome = run_suite(suite, store, progress=False, claim_wait_s=0, log=messages.append)
+        learners = {r["learner"] for r in store.metric_rows()}
+        claims = store.claims()
+    assert (outcome.computed, outcome.exit_code) == (1, 0)
+    assert learners == {"global-mean"}
+    ((description, holder),) = outcome.held
+    assert "item-mean" in description and f"run {OTHER}" in holder
+    assert outcome.waited == outcome.held
+    assert any("waiting for run other-run" in m for m in messages)
+    assert [(c.cell_key, c.owner) for c in claims] == [(held_key, OTHER)]  # ours released
+
+
+def test_a_run_waits_for_a_held_cell_and_computes_it_when_released(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    key = the_cell_key(one_learner())
+    with ResultStore(path) as store:
+        plant_claim(path, key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+
+        def release_later() -> None:
+            time.sleep(1.0)
+            with sqlite3.connect(path) as conn:
+                conn.execute("DELETE FROM claims WHERE owner=?", (OTHER,))
+
+        releaser = threading.Thread(target=release_later)
+        releaser.start()
+        outcome = run_suite(one_learner(), store, progress=False, log=lambda _: None)
+        releaser.join()
+        assert store.claims() == []
+    assert (outcome.computed, len(outcome.waited), outcome.held) == (1, 1, [])
+
+
+def test_a_run_reuses_what_the_run_it_waited_for_stored(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    suite = one_learner()
+    with ResultStore(tmp_path / "elsewhere.sqlite") as other:
+        run_suite(suite, other, progress=False)
+    key = the_cell_key(suite)
+    with ResultStore(path) as store:
+        plant_claim(path, key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+
+        def finish_later() -> None:  # the other run stores the cell, then drops its claim
+            time.sleep(1.0)
+            with ResultStore(tmp_path / "elsewhere.sqlite", mode="read") as source:
+                rows = source.cell_rows()
+            with ResultStore(path) as target:
+                target.start_run(rows[0]["run_id"], "other", {}, {})
+                target.conn.execute(
+                    "ATTACH DATABASE ? AS src", (str(tmp_path / "elsewhere.sqlite"),)
+                )
+                with target.conn:
+                    for table in ("cells", "evaluations", "metrics", "timings"):
+                        target.conn.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")
+                target.release_claims(OTHER)
+
+        finisher = threading.Thread(target=finish_later)
+        finisher.start()
+        outcome = run_suite(suite, store, progress=False, log=lambda _: None, fresh=True)
+        finisher.join()
+    assert (outcome.computed, outcome.reused, len(outcome.waited)) == (0, 1, 1)
+
+
+def test_a_claim_whose_owner_died_is_taken_over_by_a_run(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    key = the_cell_key(one_learner())
+    pid, started = dead_pid()
+    with ResultStore(path) as store:
+        plant_claim(path, key, pid=pid, started=started, expires_in=600)
+        outcome = run_suite(one_learner(), store, progress=False)
+        assert store.claims() == []
+    assert (outcome.computed, outcome.waited) == (1, [])
+
+
+class LeaseProbe(GlobalMean):
+    """global-mean whose fit outlasts several leases, then reads its own claim's expiry."""
+
+    seen: ClassVar[list[float]] = []
+    store: ClassVar[Path | None] = None
+
+    def fit(self, train: Any, **kwargs: Any) -> None:
+        time.sleep(1.2)
+        assert self.store is not None
+        with sqlite3.connect(self.store) as conn:
+            LeaseProbe.seen.extend(
+                r[0] - time.time() for r in conn.execute("SELECT expires_at FROM claims")
+            )
+        super().fit(train, **kwargs)
+
+
+if "test-lease-probe" not in LEARNERS:
+    LEARNERS.register("test-lease-probe", LeaseProbe)
+
+
+def test_a_run_renews_its_lease_while_a_cell_is_computed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    LeaseProbe.store, LeaseProbe.seen = path, []
+    with ResultStore(path) as store:
+        outcome = run_suite(
+            grid(learners=["test-lease-probe"], seeds=1), store, progress=False, lease_s=0.4
+        )
+        assert store.claims() == []
+    assert outcome.computed == 1
+    (left,) = LeaseProbe.seen  # three leases later, the claim is still live
+    assert 0 < left <= 0.4
+
+
+def test_two_runs_at_once_compute_each_cell_once(tmp_path: Path) -> None:
+    suite_file = tmp_path / "two.toml"
+    suite_file.write_text(
+        textwrap.dedent(
+            """
+            name = "two"
+            learners = ["global-mean", "item-mean", "mf"]
+            seeds = 3
+            [protocol]
+            name = "cold-random"
+            support_sizes = [1, 3]
+            query_size = 4
+            [dataset.synthetic]
+            n_users = 80
+            n_items = 50
+            min_ratings_per_user = 10
+            """
+        )
+    )
+    store = tmp_path / "shared.sqlite"
+    command = [
+        sys.executable, "-m", "bench", "run", "--suite", str(suite_file), "--store", str(store),
+        "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in "ab"]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    computed = 0
+    for output in outputs:
+        (line,) = [x for x in output.splitlines() if x.startswith("run ")]
+        computed += int(line.split(": ")[1].split(" cell")[0])
+    assert computed == 9, outputs
+    with ResultStore(store) as s:
+        assert len(s.cell_rows()) == 9 and s.claims() == []
+
+
+# The schema ----------------------------------------------------------------------------------
+
+
+def as_version_2(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE claims")
+        conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+
+
+def test_a_version_2_store_is_read_as_it_is_and_migrated_when_written(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    run_suite(one_learner(), ResultStore(path), progress=False)
+    as_version_2(path)
+    with ResultStore(path, mode="read") as old:
+        assert len(old.metric_rows()) > 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+            "2",
+        )
+    with ResultStore(path) as store:
+        outcome = run_suite(one_learner(), store, progress=False)
+        assert outcome.reused == 1 and store.claims() == []
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    assert version == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 3

@@ -1,0 +1,131 @@
+"""The process executor against the local one, and the executor options as the CLI takes them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.executors import LocalExecutor, make_executor
+from bench.executors.process import ProcessExecutor, threads_per_worker
+from bench.store import ResultStore
+
+from executor_grid import assert_same_rows, grid, run_on
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("local") / "s.sqlite"
+    outcome = run_on(path, grid())
+    assert (outcome.computed, outcome.exit_code) == (6, 0)
+    return path
+
+
+def test_a_process_pool_stores_the_local_executors_rows_cell_for_cell(
+    local_store: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "pool.sqlite"
+    outcome = run_on(path, grid(), ProcessExecutor(workers=2))
+    assert (outcome.computed, outcome.reused, outcome.exit_code) == (6, 0, 0)
+    assert_same_rows(local_store, path)
+    again = run_on(path, grid(), ProcessExecutor(workers=2))  # resumes like the local executor
+    assert (again.computed, again.reused) == (0, 6)
+
+
+def test_threads_are_shared_out_between_workers() -> None:
+    assert threads_per_worker(1, cpus=8) == 8
+    assert threads_per_worker(3, cpus=8) == 2
+    assert threads_per_worker(4, cpus=2) == 1
+
+
+def test_executor_choices() -> None:
+    assert isinstance(make_executor("local"), LocalExecutor)
+    pool = make_executor("process", workers=3)
+    assert isinstance(pool, ProcessExecutor) and pool.slots == 3
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--executor", "local", "--workers", "2"], "--workers needs --executor process or ray"),
+        (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+        (["--claim-wait", "-1"], "--claim-wait must be a number of seconds >= 0"),
+    ],
+)
+def test_inconsistent_executor_flags_are_usage_errors(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--suite", "ci", "--store", str(tmp_path / "s.sqlite"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert not (tmp_path / "s.sqlite").exists()  # refused before anything was opened
+
+
+def test_the_ray_executor_without_ray_is_a_usage_error(tmp_path: Path) -> None:
+    # A Python where `import ray` fails, as on an install without the [ray] extra.
+    script = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from bench.cli import main\n"
+        f"raise SystemExit(main(['run', '--suite', 'ci', '--executor', 'ray', "
+        f"'--store', {str(tmp_path / 's.sqlite')!r}]))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --executor ray needs Ray, which is not installed: "
+        "pip install 'coldstart-bench[ray]' (or pip install ray)"
+    ]
+
+
+def test_ctrl_c_stops_the_pool_keeps_finished_cells_and_a_rerun_resumes(tmp_path: Path) -> None:
+    suite_file = tmp_path / "slow.toml"
+    suite_file.write_text(
+        'name = "slow"\nlearners = ["item-mean", "maml"]\nseeds = 2\n'
+        '[protocol]\nname = "cold-random"\nsupport_sizes = [1, 3]\nquery_size = 4\n'
+        "[dataset.synthetic]\nn_users = 80\nn_items = 50\nmin_ratings_per_user = 10\n"
+        "[learner.maml]\nmeta_steps = 100000\neval_every = 0\n"  # far longer than the test
+    )
+    store = tmp_path / "s.sqlite"
+    command = [
+        sys.executable, "-m", "bench", "run", "--suite", str(suite_file), "--store", str(store),
+        "--executor", "process", "--workers", "2", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 300
+    while finished_cells(store) < 2:  # the item-mean cells; the maml ones are still running
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "interrupted; finished cells are in the store" in err
+    with ResultStore(store) as s:
+        assert s.runs()[-1]["status"] == "interrupted"
+        assert s.claims() == []  # released on the way out
+        assert {r["learner"] for r in s.cell_rows()} == {"item-mean"}
+
+
+def finished_cells(store: Path) -> int:
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(store) as conn:
+            return int(conn.execute("SELECT count(*) FROM cells").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
