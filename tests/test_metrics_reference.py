@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -115,6 +116,19 @@ def test_ndcg_on_a_wide_negative_scale() -> None:
     dcg = 1 / 1 + 0 / LOG2_3 + 1048575 / 2
     ideal = 1048575 / 1 + 1 / LOG2_3 + 0
     assert out["ndcg@3"].value == pytest.approx(dcg / ideal, rel=1e-9)
+
+
+def test_ndcg_with_the_linear_gain() -> None:
+    # Gain r: predicted order item 1 (r=1), item 2 (r=2), item 0 (r=3); ideal 3, 2, 1.
+    q = replace(one_task([0.1, 0.3, 0.2], [3.0, 1.0, 2.0]), gain="linear")
+    out = evaluate(q)
+    assert out["ndcg@3"].value == pytest.approx((1 + 2 / LOG2_3 + 3 / 2) / (3 + 2 / LOG2_3 + 1 / 2))
+    assert out["ndcg@1"].value == pytest.approx(1 / 3)
+    # On a scale reaching below zero the linear gain is shifted too: r + 2 on -2..2.
+    shifted = replace(
+        one_task([2.0, 1.0], [-2.0, 2.0], scale=(-2.0, 2.0), threshold=1.0), gain="linear"
+    )
+    assert evaluate(shifted)["ndcg@3"].value == pytest.approx((0 + 4 / LOG2_3) / 4)
 
 
 def test_gain_values() -> None:
