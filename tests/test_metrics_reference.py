@@ -146,6 +146,12 @@ def test_gain_values() -> None:
     # A row without any valid rating is left as it is (nothing to divide by).
     all_masked = gain(ratings, 1.0, np.zeros_like(mask))
     assert all_masked.tolist() == [[1.0, 7.0, 3.0], [31.0, 15.0, 0.0]]
+    # The linear gain is the rating itself, shifted the same way; an unknown gain is named.
+    assert gain(np.array([1.0, 4.0]), 1.0, kind="linear").tolist() == [1.0, 4.0]
+    assert gain(np.array([-1.0, 2.0]), -3.0, kind="linear").tolist() == [2.0, 5.0]
+    with pytest.raises(ValueError) as info:
+        gain(np.array([1.0]), 1.0, kind="cubic")
+    assert str(info.value) == "unknown NDCG gain 'cubic'; valid: exponential, linear"
 
 
 def test_padding_never_enters_a_ranking() -> None:
