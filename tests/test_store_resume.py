@@ -7,6 +7,7 @@ import json
 import math
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -384,6 +385,16 @@ def test_the_progress_bar_names_the_cell(
         run_suite(tiny(learners=["test-slow-fit"], seeds=2), store, progress=True)
     err = capsys.readouterr().err
     assert "cells:" in err and "test-slow-fit seed 0 cpu" in err
+    assert "cell/s" in err or "s/cell" in err  # the bar counts cells
+    assert err.endswith("\r") and err.rsplit("\r", 2)[1].strip() == ""  # wiped when done
+
+
+def test_a_suite_with_nothing_to_run_says_why(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        with pytest.raises(BenchError) as info:
+            run_suite(replace(tiny(), learners=()), store, progress=False)
+        assert str(info.value) == "nothing to run: the suite has no learners"
+        assert store.metric_rows() == []
 
 
 def test_a_run_records_what_it_ran(tmp_path: Path) -> None:
