@@ -324,6 +324,36 @@ def test_a_failed_cell_is_not_finished_and_a_rerun_computes_it(tmp_path: Path) -
         failing(None)
 
 
+def test_the_cells_after_a_failed_one_still_run(tmp_path: Path) -> None:
+    failing(RuntimeError)  # the failing learner's seed-1 cell comes before global-mean's cells
+    try:
+        with ResultStore(tmp_path / "s.sqlite") as store:
+            suite = tiny(learners=["test-failing-once", "global-mean"])
+            outcome = run_suite(suite, store, progress=False, log=lambda _: None)
+            assert (outcome.computed, len(outcome.failed)) == (3, 1)
+            assert {(r[0], r[1]) for r in rows_of(store)} == {
+                ("test-failing-once", 0),
+                ("global-mean", 0),
+                ("global-mean", 1),
+            }
+    finally:
+        failing(None)
+
+
+def test_a_rerun_that_keeps_predictions_recomputes_cells_stored_without_them(
+    tmp_path: Path,
+) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        plain = run_suite(tiny(learners=["global-mean"], seeds=1), store, progress=False)
+        assert plain.computed == 1 and store.prediction_rows() == []
+        suite = tiny(learners=["global-mean"], seeds=1, keep_predictions=True)
+        kept = run_suite(suite, store, progress=False)
+        assert (kept.computed, kept.reused) == (1, 0)
+        assert len(store.prediction_rows()) > 0
+        again = run_suite(suite, store, progress=False)
+        assert (again.computed, again.reused) == (0, 1)
+
+
 class NeverApplicable(GlobalMean):
     """global-mean that declares itself unable to run on any dataset."""
 
