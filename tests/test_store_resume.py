@@ -354,6 +354,15 @@ def test_a_rerun_that_keeps_predictions_recomputes_cells_stored_without_them(
         assert (again.computed, again.reused) == (0, 1)
 
 
+def test_a_run_lists_the_cells_it_computed_or_reused(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        first = run_suite(tiny(learners=["global-mean"]), store, progress=False)
+        second = run_suite(tiny(learners=["global-mean"]), store, progress=False)
+        assert (first.computed, second.reused) == (2, 2)
+        for outcome in (first, second):
+            assert store.run_cell_keys([outcome.run_id]) == sorted(first.cell_keys)
+
+
 class NeverApplicable(GlobalMean):
     """global-mean that declares itself unable to run on any dataset."""
 
