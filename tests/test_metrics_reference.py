@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -117,6 +118,19 @@ def test_ndcg_on_a_wide_negative_scale() -> None:
     assert out["ndcg@3"].value == pytest.approx(dcg / ideal, rel=1e-9)
 
 
+def test_ndcg_with_the_linear_gain() -> None:
+    # Gain r: predicted order item 1 (r=1), item 2 (r=2), item 0 (r=3); ideal 3, 2, 1.
+    q = replace(one_task([0.1, 0.3, 0.2], [3.0, 1.0, 2.0]), gain="linear")
+    out = evaluate(q)
+    assert out["ndcg@3"].value == pytest.approx((1 + 2 / LOG2_3 + 3 / 2) / (3 + 2 / LOG2_3 + 1 / 2))
+    assert out["ndcg@1"].value == pytest.approx(1 / 3)
+    # On a scale reaching below zero the linear gain is shifted too: r + 2 on -2..2.
+    shifted = replace(
+        one_task([2.0, 1.0], [-2.0, 2.0], scale=(-2.0, 2.0), threshold=1.0), gain="linear"
+    )
+    assert evaluate(shifted)["ndcg@3"].value == pytest.approx((0 + 4 / LOG2_3) / 4)
+
+
 def test_gain_values() -> None:
     assert gain(np.array([1.0, 3.0, 5.0]), 1.0).tolist() == [1.0, 7.0, 31.0]
     assert gain(np.array([0.5, 4.0]), 0.5).tolist() == pytest.approx([2**0.5 - 1, 15.0])
@@ -132,6 +146,12 @@ def test_gain_values() -> None:
     # A row without any valid rating is left as it is (nothing to divide by).
     all_masked = gain(ratings, 1.0, np.zeros_like(mask))
     assert all_masked.tolist() == [[1.0, 7.0, 3.0], [31.0, 15.0, 0.0]]
+    # The linear gain is the rating itself, shifted the same way; an unknown gain is named.
+    assert gain(np.array([1.0, 4.0]), 1.0, kind="linear").tolist() == [1.0, 4.0]
+    assert gain(np.array([-1.0, 2.0]), -3.0, kind="linear").tolist() == [2.0, 5.0]
+    with pytest.raises(ValueError) as info:
+        gain(np.array([1.0]), 1.0, kind="cubic")
+    assert str(info.value) == "unknown NDCG gain 'cubic'; valid: exponential, linear"
 
 
 def test_padding_never_enters_a_ranking() -> None:

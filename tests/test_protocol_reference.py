@@ -339,24 +339,29 @@ def with_extras(dataset: Dataset, **extras: Any) -> Dataset:
     return replace(dataset, extras={**dataset.extras, **extras}, content_hash="")
 
 
-def test_melu_takes_the_cards_defaults_unless_the_suite_sets_them(small_dataset: Dataset) -> None:
+# melu-paper reads the same [protocol.melu] card table as melu.
+@pytest.mark.parametrize("name", ["melu", "melu-paper"])
+def test_melu_takes_the_cards_defaults_unless_the_suite_sets_them(
+    small_dataset: Dataset, name: str
+) -> None:
     card = {"melu": {"item_cutoff": 2012, "support_sizes": [2, "all"]}, "other": {"x": 1}}
     dataset = with_extras(small_dataset, protocol_defaults=card)
-    split = make_protocol("melu", {"min_ratings": 20}).split(dataset, 0)
+    split = make_protocol(name, {"min_ratings": 20}).split(dataset, 0)
     assert split.config.item_cutoff == 2012 and split.config.support_sizes == (2, "all")
     assert split.config.min_ratings == 20 and split.config.max_ratings == 100
     years = small_dataset.item_attributes["release_year"]
     assert np.array_equal(split.new_items, years >= 2012)
     assert split.summary["dataset_defaults"] == {"item_cutoff": 2012, "support_sizes": (2, "all")}
-    explicit = make_protocol("melu", {"item_cutoff": 2005, "min_ratings": 20}).split(dataset, 0)
+    explicit = make_protocol(name, {"item_cutoff": 2005, "min_ratings": 20}).split(dataset, 0)
     assert explicit.config.item_cutoff == 2005 and explicit.config.support_sizes == (2, "all")
     assert explicit.summary["dataset_defaults"] == {"support_sizes": (2, "all")}
-    plain = make_protocol("melu", {"min_ratings": 20}).split(small_dataset, 0)
+    plain = make_protocol(name, {"min_ratings": 20}).split(small_dataset, 0)
     assert plain.summary["dataset_defaults"] == {} and plain.config.item_cutoff is None
-    assert plain.config == make_protocol("melu", {"min_ratings": 20}).config
+    assert plain.config == make_protocol(name, {"min_ratings": 20}).config
+    assert plain.config.name == name
     bad = with_extras(small_dataset, protocol_defaults={"melu": {"cutof": 1, "zz": 2}})
     with pytest.raises(ConfigError) as info:
-        make_protocol("melu").split(bad, 0)
+        make_protocol(name).split(bad, 0)
     assert str(info.value) == (
         "dataset 'synthetic-small': [protocol.melu] has unknown field(s) cutof, zz"
     )
@@ -377,6 +382,8 @@ def test_melu_defaults() -> None:
     assert (config.support_sizes, config.query_size) == (("all",), 10)
     with pytest.raises(ConfigError, match=r"in \[protocol\] \(melu\)"):
         make_protocol("melu", {"bogus": 1})
+    with pytest.raises(ConfigError, match=r"in \[protocol\] \(melu-paper\)"):
+        make_protocol("melu-paper", {"bogus": 1})
 
 
 def folds_of(dataset: Dataset, n: int = 3) -> dict[str, dict[str, np.ndarray]]:
@@ -423,6 +430,7 @@ def test_predefined_folds_against_their_files(small_dataset: Dataset, axis: str)
         "like_threshold_source": "set by the dataset",
         "like_rate": pytest.approx(float((dataset.rating[fold["train"]] >= 4.0).mean())),
     }
+    assert split.like_threshold == 4.0  # the split carries the threshold it was described with
     assert not split.new_users.any() and not split.new_items.any()
     assert split.new_users.shape == (dataset.n_users,) and split.new_items.shape == (
         dataset.n_items,

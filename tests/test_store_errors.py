@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import sqlite3
 import subprocess
@@ -222,6 +223,22 @@ def test_a_cell_the_busy_store_never_takes_is_kept_for_the_next_run(tmp_path: Pa
     with ResultStore(path) as store:  # the kept cell counts as finished: nothing is recomputed
         outcome = run_suite(locking_suite(), store, progress=False)
     assert outcome.computed == 0 and outcome.reused == 1
+
+
+def test_a_kept_file_that_is_no_cell_is_reported_on_stderr_and_left_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.sqlite"
+    kept = tmp_path / "s.sqlite.unsaved" / "odd.pickle"
+    kept.parent.mkdir()
+    kept.write_bytes(pickle.dumps({"not": "a cell"}))
+    with ResultStore(path) as store:  # notes go to stderr unless a log is given
+        assert store.metric_rows() == []
+    err = capsys.readouterr().err
+    assert err == (
+        f"results store {path}: kept cell {kept} cannot be written: not a cell record: dict\n"
+    )
+    assert kept.read_bytes() == pickle.dumps({"not": "a cell"})  # nothing is lost
 
 
 # Runs that died -----------------------------------------------------------------------------

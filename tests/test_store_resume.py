@@ -7,6 +7,7 @@ import json
 import math
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -323,6 +324,45 @@ def test_a_failed_cell_is_not_finished_and_a_rerun_computes_it(tmp_path: Path) -
         failing(None)
 
 
+def test_the_cells_after_a_failed_one_still_run(tmp_path: Path) -> None:
+    failing(RuntimeError)  # the failing learner's seed-1 cell comes before global-mean's cells
+    try:
+        with ResultStore(tmp_path / "s.sqlite") as store:
+            suite = tiny(learners=["test-failing-once", "global-mean"])
+            outcome = run_suite(suite, store, progress=False, log=lambda _: None)
+            assert (outcome.computed, len(outcome.failed)) == (3, 1)
+            assert {(r[0], r[1]) for r in rows_of(store)} == {
+                ("test-failing-once", 0),
+                ("global-mean", 0),
+                ("global-mean", 1),
+            }
+    finally:
+        failing(None)
+
+
+def test_a_rerun_that_keeps_predictions_recomputes_cells_stored_without_them(
+    tmp_path: Path,
+) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        plain = run_suite(tiny(learners=["global-mean"], seeds=1), store, progress=False)
+        assert plain.computed == 1 and store.prediction_rows() == []
+        suite = tiny(learners=["global-mean"], seeds=1, keep_predictions=True)
+        kept = run_suite(suite, store, progress=False)
+        assert (kept.computed, kept.reused) == (1, 0)
+        assert len(store.prediction_rows()) > 0
+        again = run_suite(suite, store, progress=False)
+        assert (again.computed, again.reused) == (0, 1)
+
+
+def test_a_run_lists_the_cells_it_computed_or_reused(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        first = run_suite(tiny(learners=["global-mean"]), store, progress=False)
+        second = run_suite(tiny(learners=["global-mean"]), store, progress=False)
+        assert (first.computed, second.reused) == (2, 2)
+        for outcome in (first, second):
+            assert store.run_cell_keys([outcome.run_id]) == sorted(first.cell_keys)
+
+
 class NeverApplicable(GlobalMean):
     """global-mean that declares itself unable to run on any dataset."""
 
@@ -384,6 +424,16 @@ def test_the_progress_bar_names_the_cell(
         run_suite(tiny(learners=["test-slow-fit"], seeds=2), store, progress=True)
     err = capsys.readouterr().err
     assert "cells:" in err and "test-slow-fit seed 0 cpu" in err
+    assert "cell/s" in err or "s/cell" in err  # the bar counts cells
+    assert err.endswith("\r") and err.rsplit("\r", 2)[1].strip() == ""  # wiped when done
+
+
+def test_a_suite_with_nothing_to_run_says_why(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        with pytest.raises(BenchError) as info:
+            run_suite(replace(tiny(), learners=()), store, progress=False)
+        assert str(info.value) == "nothing to run: the suite has no learners"
+        assert store.metric_rows() == []
 
 
 def test_a_run_records_what_it_ran(tmp_path: Path) -> None:
