@@ -302,11 +302,11 @@ def _store_path(store: str | Path | None) -> Path:
 
 def _executor(function: str, name: str, workers: int | None, address: str | None) -> Executor:
     """The executor asked for, with errors that name the API's arguments, not the CLI's flags."""
+    names = {"executor": "executor", "workers": "workers", "address": "ray_address"}
     try:
-        return make_executor(name, workers, address)
+        return make_executor(name, workers, address, names)
     except ConfigError as exc:
-        message = str(exc).replace("--ray-address", "ray_address").replace("--", "")
-        raise ConfigError(f"api.{function}(executor={name!r}): {message}") from None
+        raise ConfigError(f"api.{function}(executor={name!r}): {exc}") from None
 
 
 def _run(

@@ -65,18 +65,30 @@ class LocalExecutor(Executor):
         """Nothing to release: the cells ran in this process."""
 
 
-def make_executor(name: str, workers: int | None = None, address: str | None = None) -> Executor:
+CLI_NAMES = {"executor": "--executor", "workers": "--workers", "address": "--ray-address"}
+"""How ``bench run`` names :func:`make_executor`'s arguments in its messages."""
+
+
+def make_executor(
+    name: str,
+    workers: int | None = None,
+    address: str | None = None,
+    names: dict[str, str] = CLI_NAMES,
+) -> Executor:
     """The executor called ``name``; ``workers`` sizes a process pool or caps Ray's concurrency,
-    ``address`` names a running Ray cluster."""
+    ``address`` names a running Ray cluster. Errors call the arguments by ``names`` (the CLI's
+    flags by default)."""
     if name not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+        raise ConfigError(
+            f"{names['executor']} must be one of {', '.join(EXECUTORS)}, got {name!r}"
+        )
     if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+        raise ConfigError(f"{names['workers']} must be at least 1, got {workers}")
     if address is not None and name != "ray":
-        raise ConfigError("--ray-address needs --executor ray")
+        raise ConfigError(f"{names['address']} needs {names['executor']} ray")
     if name == "local":
         if workers not in (None, 1):
-            raise ConfigError("--workers needs --executor process or ray")
+            raise ConfigError(f"{names['workers']} needs {names['executor']} process or ray")
         return LocalExecutor()
     if name == "process":
         from bench.executors.process import ProcessExecutor
