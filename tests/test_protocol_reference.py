@@ -4,6 +4,7 @@ its parameter checks and the presets' factories."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +22,7 @@ from bench.protocol import (
     TaskSet,
     make_protocol,
 )
+from bench.protocol.base import split_like_threshold
 from bench.protocol.cold_start import ColdStartProtocol, split_entities
 from bench.protocol.presets import preset_config
 
@@ -644,3 +646,63 @@ def test_entities_without_any_rating_and_scenarios_without_tasks() -> None:
         assert len(taskset) == 0 and taskset.entities.dtype == np.int64, scenario
     items = make_protocol("cold-random", {"task_axis": "item", "min_ratings": 1}).split(dataset, 0)
     assert items.summary["items_outside_activity_filter"] == 1
+
+
+def test_a_dataset_without_a_threshold_likes_at_its_training_median(
+    small_dataset: Dataset,
+) -> None:
+    protocol = make_protocol("cold-random", {"query_size": 3})
+    outside = np.ones(len(small_dataset.rating), dtype=bool)
+    outside[protocol.split(small_dataset, 1).train] = False
+    # Every rating outside training made 5, so the median of all ratings is not the training one
+    # (the split does not depend on the rating values).
+    rating = np.where(outside, np.float32(5.0), small_dataset.rating)
+    unset = replace(small_dataset, rating=rating, like_threshold=float("nan"))
+    split = protocol.split(unset, 1)
+    assert not outside[split.train].any()
+    training = sorted(float(r) for r in unset.rating[split.train])
+    half = len(training) // 2
+    median = training[half] if len(training) % 2 else (training[half - 1] + training[half]) / 2
+    assert median != statistics.median(float(r) for r in unset.rating)  # training, not all
+    assert split.like_threshold == median
+    assert split.summary["like_threshold"] == median
+    assert split.summary["like_threshold_source"] == "median of the training ratings"
+    assert split.summary["like_rate"] == pytest.approx(
+        sum(r >= median for r in training) / len(training)
+    )
+    # A split that left its threshold unresolved gets the same one; a resolved one is kept.
+    assert split_like_threshold(unset, replace(split, like_threshold=None)) == median
+    assert split_like_threshold(unset, replace(split, like_threshold=2.5)) == 2.5
+    assert split_like_threshold(small_dataset, replace(split, like_threshold=None)) == 4.0
+    # With no training rating at all, the median of every rating stands in.
+    nothing = replace(split, train=np.zeros(0, dtype=np.int64), like_threshold=None)
+    assert split_like_threshold(unset, nothing) == statistics.median(
+        float(r) for r in unset.rating
+    )
+
+
+def test_an_entity_with_exactly_the_minimum_pool_can_validate() -> None:
+    # query 1 + support 1: a task needs 2 ratings; user 0 has exactly 2, user 1 three, user 2 one.
+    dataset = Dataset(
+        name="pools",
+        user=np.asarray([0, 0, 1, 1, 1, 2]),
+        item=np.asarray([0, 1, 0, 1, 2, 2]),
+        rating=np.asarray([1, 2, 3, 4, 5, 3], dtype=np.float32),
+        timestamp=np.arange(6),
+        n_users=3,
+        n_items=3,
+        rating_scale=(1.0, 5.0),
+        like_threshold=4.0,
+    )
+    params = {
+        "new_user_fraction": 0.0,
+        "new_item_fraction": 0.0,
+        "validation_fraction": 0.9,
+        "support_sizes": [1],
+        "query_size": 1,
+        "min_ratings": 1,
+    }
+    split = make_protocol("cold-random", params).split(dataset, 0)
+    assert split.summary["min_pool"] == 2
+    assert split.validation.entities.tolist() == [0, 1]
+    assert split.summary["validation_tasks"] == 2
