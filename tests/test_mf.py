@@ -4,6 +4,7 @@ ALS sweeps as exact block minimisation, the fold-in, the precision and the threa
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from bench.learner import make_learner
 from bench.protocol import Split, make_protocol
 from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
-from learners.mf import MatrixFactorisation
+from learners.mf import MatrixFactorisation, MFConfig
 
 CPU = torch.device("cpu")
 
@@ -230,16 +231,113 @@ def test_fit_runs_on_the_configured_threads_and_restores_the_setting(train: Meta
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize(("field", "value"), [("dtype", "float16"), ("init", "zeros")])
+def test_a_value_outside_a_fields_choices_is_named(field: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"field '{field}' in \\[learner.mf\\] expects"):
+        make_learner("mf", {field: value})
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"dtype": "float16"}, "dtype"),
-        ({"init": "zeros"}, "init"),
-        ({"threads": -1}, "threads"),
-        ({"rank": 0}, "rank"),
-        ({"reg": -0.1}, "penalties"),
+        ({"threads": -1}, "threads must be non-negative"),
+        ({"rank": 0}, "rank and iterations must be at least 1"),
+        ({"iterations": 0}, "rank and iterations must be at least 1"),
+        ({"reg": -0.1}, "penalties must be non-negative"),
+        ({"reg_floor": -0.1}, "penalties must be non-negative"),
+        ({"fold_in_reg": -0.1}, "penalties must be non-negative"),
+        ({"feature_reg": -0.1}, "penalties must be non-negative"),
     ],
 )
 def test_bad_config_is_a_clear_error(overrides: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError) as info:
         make_learner("mf", overrides)
+    assert str(info.value) == f"invalid MFConfig in [learner.mf]: {message}"
+
+
+def test_the_smallest_valid_config_is_accepted() -> None:
+    edge = {"rank": 1, "iterations": 1, "reg": 0.0, "reg_floor": 0.0, "threads": 0}
+    learner = make_learner("mf", {**edge, "fold_in_reg": 0.0, "feature_reg": 0.0})
+    assert isinstance(learner, MatrixFactorisation) and learner.config.rank == 1
+    # The config checks its precision itself too, for code that builds it directly.
+    with pytest.raises(ValueError, match=re.escape("one of ['float32', 'float64'], got 'half'")):
+        MFConfig(dtype="half")  # type: ignore[arg-type]
+
+
+def started(train: MetaTrain, seed: int = 0, **overrides: object) -> MatrixFactorisation:
+    """The model as it starts, before any ALS sweep (the config refuses 0 sweeps, so the test
+    sets them on a built learner)."""
+    learner = make_learner("mf", {"rank": 4, **overrides})
+    assert isinstance(learner, MatrixFactorisation)
+    object.__setattr__(learner.config, "iterations", 0)
+    learner.fit(train, rng=Seeds(seed).child("learner", "mf"), device=CPU)
+    return learner
+
+
+def test_the_svd_start_is_the_best_rank_r_fit_of_the_residuals(train: MetaTrain) -> None:
+    learner = started(train, init="svd", dtype="float64")
+    users, items = learner.users.numpy(), learner.items.numpy()
+    ratings = learner.standardiser.forward(train.rating).astype(np.float64)
+    # With no sweep the biases are the bias model's; the factors must be the truncated SVD of
+    # what the biases leave, computed here densely with NumPy.
+    residual = np.zeros((train.n_users, train.n_items))
+    np.add.at(
+        residual,
+        (train.user, train.item),
+        ratings - learner.mean - users[train.user, -1] - items[train.item, -1],
+    )
+    left, singular, right = np.linalg.svd(residual, full_matrices=False)
+    rank = learner.config.rank
+    best = (left[:, :rank] * singular[:rank]) @ right[:rank]
+    known = np.ix_(train.known_users, train.known_items)
+    product = users[:, :-1] @ items[:, :-1].T
+    gap = np.linalg.norm(product[known] - best[known]) / np.linalg.norm(best[known])
+    assert gap < 1e-2  # a randomised SVD: close, not exact, where singular values crowd
+    # Both sides carry the square root of the singular values.
+    norms = np.sort(np.linalg.norm(users[train.known_users, :-1], axis=0))[::-1]
+    np.testing.assert_allclose(norms, np.sqrt(singular[:rank]), rtol=1e-2)
+
+
+def test_the_random_start_is_seeded_scaled_and_in_the_configured_precision(
+    train: MetaTrain,
+) -> None:
+    start = started(train, seed=5, init="random")
+    again = started(train, seed=5, init="random")
+    other = started(train, seed=6, init="random")
+    assert start.users.dtype == torch.float32 and start.items.dtype == torch.float32
+    assert torch.equal(start.users, again.users) and torch.equal(start.items, again.items)
+    assert not torch.equal(start.users, other.users)
+    for std in (0.1, 0.5):
+        wide = started(train, init="random", init_std=std)
+        factors = torch.cat([wide.users[wide.known_users, :-1], wide.items[wide.known_items, :-1]])
+        assert abs(float(factors.std()) / std - 1.0) < 0.1
+    assert started(train, init="random", dtype="float64").users.dtype == torch.float64
+
+
+def test_side_ratings_are_the_same_from_sorted_and_shuffled_input() -> None:
+    rng = np.random.default_rng(4)
+    user, item, rating = random_ratings(rng, 9, 7, 40)
+    order = np.lexsort((item.numpy(), user.numpy()))  # grouped by user: the fast path
+    grouped = SideRatings.build(user[order], item[order], rating[order], 9, 7)
+    shuffled = SideRatings.build(user, item, rating, 9, 7)
+    assert grouped.crow.dtype == torch.int64  # float indices would be inexact past 2**24
+    assert grouped.count.dtype == rating.dtype
+    torch.testing.assert_close(grouped.count, shuffled.count)
+    dense = np.zeros((9, 7))
+    dense[user.numpy(), item.numpy()] = rating.numpy()
+    for side, values in ((grouped, rating[order]), (shuffled, rating)):
+        np.testing.assert_allclose(side.matrix(values).to_dense().numpy(), dense)
+
+
+def test_truncated_svd_pads_a_matrix_one_direction_short_of_the_rank() -> None:
+    rng = np.random.default_rng(3)
+    dense = rng.normal(size=(6, 4))
+    rows, cols = np.nonzero(np.ones_like(dense))
+    values = torch.as_tensor(dense[rows, cols])
+    by_row = SideRatings.build(torch.as_tensor(rows), torch.as_tensor(cols), values, 6, 4)
+    by_col = SideRatings.build(torch.as_tensor(cols), torch.as_tensor(rows), values, 4, 6)
+    gen = torch.Generator().manual_seed(0)
+    left, singular, right = truncated_svd(by_row.matrix(values), by_col.matrix(values), 5, gen)
+    assert left.shape == (6, 5) and right.shape == (4, 5) and singular.shape == (5,)
+    np.testing.assert_allclose(singular[:4].numpy(), np.linalg.svd(dense, compute_uv=False))
+    assert singular[4] == 0 and not left[:, 4].any() and not right[:, 4].any()

@@ -676,9 +676,7 @@ def test_a_dataset_without_a_threshold_likes_at_its_training_median(
     assert split_like_threshold(small_dataset, replace(split, like_threshold=None)) == 4.0
     # With no training rating at all, the median of every rating stands in.
     nothing = replace(split, train=np.zeros(0, dtype=np.int64), like_threshold=None)
-    assert split_like_threshold(unset, nothing) == statistics.median(
-        float(r) for r in unset.rating
-    )
+    assert split_like_threshold(unset, nothing) == statistics.median(float(r) for r in unset.rating)
 
 
 def test_an_entity_with_exactly_the_minimum_pool_can_validate() -> None:
