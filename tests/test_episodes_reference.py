@@ -4,6 +4,7 @@ the ratings they are built from."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -213,6 +214,35 @@ def test_meta_train_holds_training_ratings_and_validation_tasks(
     assert torch.equal(meta.validation.support_mask, expected.support_mask)
     assert meta.validation.query_ratings is not None
     assert meta.sampler.axis == "user"
+    # The sampler draws training tasks from exactly the training ratings.
+    for name in ("user", "item", "rating"):
+        assert np.array_equal(getattr(meta.sampler, name), getattr(meta, name)), name
+
+
+def test_meta_train_names_feature_columns_only_where_the_dataset_names_each(
+    small_dataset: Dataset,
+) -> None:
+    named = replace(
+        small_dataset,
+        user_features=np.zeros((small_dataset.n_users, 2), dtype=np.float32),
+        item_features=np.zeros((small_dataset.n_items, 3), dtype=np.float32),
+        extras={
+            "user_feature_names": np.array([7, "age<25"], dtype=object),
+            "item_feature_names": ["genre=Drama", "genre=Crime"],
+        },
+    )
+    split = make_protocol("cold-random", {"query_size": 3}).split(named, 0)
+    meta = make_meta_train(named, split)
+    assert meta.user_feature_names == ("7", "age<25")  # one name per column, as strings
+    assert meta.item_feature_names is None  # two names for three columns: not trusted
+    swapped = replace(
+        named, extras={"item_feature_names": ["a", "b", "c"], "user_feature_names": ["x"]}
+    )
+    meta = make_meta_train(swapped, split)
+    assert meta.item_feature_names == ("a", "b", "c") and meta.user_feature_names is None
+    without = replace(named, user_features=None, item_features=None)
+    meta = make_meta_train(without, split)
+    assert meta.user_feature_names is None and meta.item_feature_names is None
 
 
 def test_meta_train_without_validation_tasks(small_dataset: Dataset) -> None:
