@@ -25,8 +25,10 @@ from bench.store import (
     SCHEMA_VERSION,
     CellRecord,
     Evaluation,
+    Predictions,
     ResultStore,
     TimingRow,
+    TrialRecord,
 )
 from bench.suite import Suite, suite_from_dict
 from learners.baselines import GlobalMean
@@ -163,6 +165,26 @@ def test_cells_can_be_selected_and_deleted(store: ResultStore) -> None:
         keys = {k for (k,) in store.conn.execute(f"SELECT cell_key FROM {table}")}
         assert keys == {"cell-b"}, table
     assert store.finished_evaluations("cell-a") == set()
+
+
+def test_every_reader_returns_the_cells_asked_for_and_no_other(store: ResultStore) -> None:
+    store.start_run("run-2", "toy-suite", {"seeds": [4]}, {"host": "here"})
+    for key, run_id in (("cell-a", "run-1"), ("cell-b", "run-1"), ("cell-c", "run-2")):
+        rec = record(key, run_id)
+        rec.predictions.append(
+            Predictions("warm", "1", ["u1"], ["i1"], np.array([4.0]), np.array([3.5]))
+        )
+        store.write_cell(rec)
+        store.write_trial(key, run_id, TrialRecord(0, {"rank": 2}, 0.9, 0.1, "complete"))
+    readers = (store.cell_rows, store.evaluation_rows, store.prediction_rows, store.trial_rows)
+    for reader in readers:
+        assert {r["cell_key"] for r in reader(["cell-b"])} == {"cell-b"}, reader.__name__
+        assert {r["cell_key"] for r in reader(["cell-a", "cell-c"])} == {"cell-a", "cell-c"}
+        assert {r["cell_key"] for r in reader()} == {"cell-a", "cell-b", "cell-c"}
+    assert store.run_cell_keys(["run-1", "run-2"]) == ["cell-a", "cell-b", "cell-c"]
+    assert store.run_cell_keys(["run-2"]) == ["cell-c"]
+    kept = store.prediction_rows(["cell-c"])[0]
+    assert kept["ratings"].tolist() == [4.0] and kept["predicted"].tolist() == [3.5]
 
 
 def test_runs_and_failures_are_kept(store: ResultStore) -> None:
