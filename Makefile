@@ -77,12 +77,15 @@ MUTATE_MODULES := metrics protocol episodes runner store mf maml
 
 mutate: $(STAMP)
 	rm -rf mutants
-	OMP_NUM_THREADS=1 $(BIN)/mutmut run $(foreach m,$(MUTATE_MODULES),$(MUTANTS_$(m)))
+	tests/mutation/watchdog.sh & w=$$!; \
+		OMP_NUM_THREADS=1 $(BIN)/mutmut run $(foreach m,$(MUTATE_MODULES),$(MUTANTS_$(m))); \
+		status=$$?; kill $$w; exit $$status
 	$(BIN)/python tests/mutation/report.py
 
 mutate-%: $(STAMP)
 	rm -rf mutants
-	OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTANTS_$*)
+	tests/mutation/watchdog.sh & w=$$!; \
+		OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTANTS_$*); status=$$?; kill $$w; exit $$status
 	$(BIN)/python tests/mutation/report.py $*
 
 clean:
