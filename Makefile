@@ -74,18 +74,19 @@ MUTANTS_store := 'bench.store.*'
 MUTANTS_mf := 'learners.mf.*' 'learners.als.*'
 MUTANTS_maml := 'learners.network.adaptation.*' 'learners.network.losses.*'
 MUTATE_MODULES := metrics protocol episodes runner store mf maml
+# mutmut on the given mutants, with the watchdog that ends a test run hung past 180 s of wall
+# time (mutmut's own limit counts CPU time, which a hang does not use).
+run_mutmut = tests/mutation/watchdog.sh & w=$$!; \
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run $(1); status=$$?; kill $$w; exit $$status
 
 mutate: $(STAMP)
 	rm -rf mutants
-	tests/mutation/watchdog.sh & w=$$!; \
-		OMP_NUM_THREADS=1 $(BIN)/mutmut run $(foreach m,$(MUTATE_MODULES),$(MUTANTS_$(m))); \
-		status=$$?; kill $$w; exit $$status
+	$(call run_mutmut,$(foreach m,$(MUTATE_MODULES),$(MUTANTS_$(m))))
 	$(BIN)/python tests/mutation/report.py
 
 mutate-%: $(STAMP)
 	rm -rf mutants
-	tests/mutation/watchdog.sh & w=$$!; \
-		OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTANTS_$*); status=$$?; kill $$w; exit $$status
+	$(call run_mutmut,$(MUTANTS_$*))
 	$(BIN)/python tests/mutation/report.py $*
 
 clean:

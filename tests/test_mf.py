@@ -33,9 +33,15 @@ def train(small_dataset: Dataset, split: Split) -> MetaTrain:
     return make_meta_train(small_dataset, split)
 
 
-def fitted(train: MetaTrain, seed: int = 0, **overrides: object) -> MatrixFactorisation:
+def fitted(
+    train: MetaTrain, seed: int = 0, *, sweeps: int | None = None, **overrides: object
+) -> MatrixFactorisation:
+    """An mf fitted on ``train``. ``sweeps=0`` gives the model as it starts: the config refuses
+    0 sweeps, so the test sets them on the built learner."""
     learner = make_learner("mf", {"rank": 4, **overrides})
     assert isinstance(learner, MatrixFactorisation)
+    if sweeps is not None:
+        object.__setattr__(learner.config, "iterations", sweeps)
     learner.fit(train, rng=Seeds(seed).child("learner", "mf"), device=CPU)
     return learner
 
@@ -100,21 +106,30 @@ def test_ridge_solve_reads_the_lower_triangle_and_falls_back_to_least_squares() 
     torch.testing.assert_close(solved[1], torch.zeros(3, dtype=torch.float64))
 
 
+def svd_of_dense(
+    dense: np.ndarray, rank: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``truncated_svd`` of a dense matrix, given as mf gives it: both sides' sparse views."""
+    n_rows, n_cols = dense.shape
+    row_ids, col_ids = np.nonzero(np.ones_like(dense))
+    values = torch.as_tensor(dense[row_ids, col_ids])
+    rows, cols = torch.as_tensor(row_ids), torch.as_tensor(col_ids)
+    by_row = SideRatings.build(rows, cols, values, n_rows, n_cols)
+    by_col = SideRatings.build(cols, rows, values, n_cols, n_rows)
+    return truncated_svd(by_row.matrix(values), by_col.matrix(values), rank, gen)
+
+
 def test_truncated_svd_finds_the_leading_singular_values_and_pads_a_small_matrix() -> None:
     rng = np.random.default_rng(2)
     dense = rng.normal(size=(30, 3)) @ np.diag([9.0, 5.0, 2.0]) @ rng.normal(size=(3, 20))
     dense += 0.01 * rng.normal(size=dense.shape)
-    rows, cols = np.nonzero(np.ones_like(dense))
-    values = torch.as_tensor(dense[rows, cols])
-    by_row = SideRatings.build(torch.as_tensor(rows), torch.as_tensor(cols), values, 30, 20)
-    by_col = SideRatings.build(torch.as_tensor(cols), torch.as_tensor(rows), values, 20, 30)
     gen = torch.Generator().manual_seed(0)
-    left, singular, right = truncated_svd(by_row.matrix(values), by_col.matrix(values), 3, gen)
+    left, singular, right = svd_of_dense(dense, 3, gen)
     expected = torch.linalg.svdvals(torch.as_tensor(dense))[:3]
     torch.testing.assert_close(singular, expected, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(left * singular @ right.T, torch.as_tensor(dense), atol=0.1, rtol=0)
 
-    left, singular, right = truncated_svd(by_row.matrix(values), by_col.matrix(values), 25, gen)
+    left, singular, right = svd_of_dense(dense, 25, gen)
     assert left.shape == (30, 25) and right.shape == (20, 25) and singular.shape == (25,)
     assert not singular[20:].any() and not left[:, 20:].any() and not right[:, 20:].any()
 
@@ -264,18 +279,8 @@ def test_the_smallest_valid_config_is_accepted() -> None:
         MFConfig(dtype="half")  # type: ignore[arg-type]
 
 
-def started(train: MetaTrain, seed: int = 0, **overrides: object) -> MatrixFactorisation:
-    """The model as it starts, before any ALS sweep (the config refuses 0 sweeps, so the test
-    sets them on a built learner)."""
-    learner = make_learner("mf", {"rank": 4, **overrides})
-    assert isinstance(learner, MatrixFactorisation)
-    object.__setattr__(learner.config, "iterations", 0)
-    learner.fit(train, rng=Seeds(seed).child("learner", "mf"), device=CPU)
-    return learner
-
-
 def test_the_svd_start_is_the_best_rank_r_fit_of_the_residuals(train: MetaTrain) -> None:
-    learner = started(train, init="svd", dtype="float64")
+    learner = fitted(train, sweeps=0, init="svd", dtype="float64")
     users, items = learner.users.numpy(), learner.items.numpy()
     ratings = learner.standardiser.forward(train.rating).astype(np.float64)
     # With no sweep the biases are the bias model's; the factors must be the truncated SVD of
@@ -301,17 +306,17 @@ def test_the_svd_start_is_the_best_rank_r_fit_of_the_residuals(train: MetaTrain)
 def test_the_random_start_is_seeded_scaled_and_in_the_configured_precision(
     train: MetaTrain,
 ) -> None:
-    start = started(train, seed=5, init="random")
-    again = started(train, seed=5, init="random")
-    other = started(train, seed=6, init="random")
+    start = fitted(train, seed=5, sweeps=0, init="random")
+    again = fitted(train, seed=5, sweeps=0, init="random")
+    other = fitted(train, seed=6, sweeps=0, init="random")
     assert start.users.dtype == torch.float32 and start.items.dtype == torch.float32
     assert torch.equal(start.users, again.users) and torch.equal(start.items, again.items)
     assert not torch.equal(start.users, other.users)
     for std in (0.1, 0.5):
-        wide = started(train, init="random", init_std=std)
+        wide = fitted(train, sweeps=0, init="random", init_std=std)
         factors = torch.cat([wide.users[wide.known_users, :-1], wide.items[wide.known_items, :-1]])
         assert abs(float(factors.std()) / std - 1.0) < 0.1
-    assert started(train, init="random", dtype="float64").users.dtype == torch.float64
+    assert fitted(train, sweeps=0, init="random", dtype="float64").users.dtype == torch.float64
 
 
 def test_side_ratings_are_the_same_from_sorted_and_shuffled_input() -> None:
@@ -332,12 +337,7 @@ def test_side_ratings_are_the_same_from_sorted_and_shuffled_input() -> None:
 def test_truncated_svd_pads_a_matrix_one_direction_short_of_the_rank() -> None:
     rng = np.random.default_rng(3)
     dense = rng.normal(size=(6, 4))
-    rows, cols = np.nonzero(np.ones_like(dense))
-    values = torch.as_tensor(dense[rows, cols])
-    by_row = SideRatings.build(torch.as_tensor(rows), torch.as_tensor(cols), values, 6, 4)
-    by_col = SideRatings.build(torch.as_tensor(cols), torch.as_tensor(rows), values, 4, 6)
-    gen = torch.Generator().manual_seed(0)
-    left, singular, right = truncated_svd(by_row.matrix(values), by_col.matrix(values), 5, gen)
+    left, singular, right = svd_of_dense(dense, 5, torch.Generator().manual_seed(0))
     assert left.shape == (6, 5) and right.shape == (4, 5) and singular.shape == (5,)
     np.testing.assert_allclose(singular[:4].numpy(), np.linalg.svd(dense, compute_uv=False))
     assert singular[4] == 0 and not left[:, 4].any() and not right[:, 4].any()
