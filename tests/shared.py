@@ -1,5 +1,6 @@
 """What several test modules share: checks of a split's task sets, the error of a learner on a
-scenario's tasks, and configs that keep each built-in learner quick to fit."""
+scenario's tasks, configs that keep each built-in learner quick to fit, and a finished cell to
+write to the results store."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bench.episodes import build_tasks
 from bench.learner import Learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import Split, SupportSize, TaskSet
+from bench.store import FIT_SCOPE, CellRecord, Evaluation, TimingRow
 
 SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}
 EPISODIC: dict[str, Any] = {**SMALL_NET, "meta_steps": 4, "meta_batch": 8, "eval_every": 2}
@@ -92,3 +94,42 @@ def check_batches(dataset: Dataset, taskset: TaskSet, sizes: list[Any]) -> None:
             assert batch.query_ratings[t][q].tolist() == dataset.rating[taskset.queries[t]].tolist()
             # Padding is masked out and zeroed.
             assert not batch.support_ratings[t][~s].any() and not batch.query_ratings[t][~q].any()
+
+
+def timing(
+    scenario: str, k: str, phase: str, seconds: float, tasks: int, rate: float, memory: int
+) -> TimingRow:
+    return TimingRow(
+        scenario, k, phase, seconds, seconds, tasks, rate, memory, "rss", 1, 0.5, 2, "box"
+    )
+
+
+def record(key: str = "cell-a", run_id: str = "run-1", value: float = 0.5) -> CellRecord:
+    rec = CellRecord(
+        cell_key=key,
+        run_id=run_id,
+        dataset="toy",
+        dataset_hash="d" * 16,
+        protocol="cold-random@1",
+        protocol_hash="p" * 16,
+        learner="item-mean",
+        config_hash="c" * 16,
+        config={"user_shrinkage": 5.0},
+        seed=3,
+        device="cpu",
+        code_fingerprint="f" * 16,
+        split_summary={"new_users": 4, "scenarios": {"warm": {"tasks": 2, "ineligible": 1}}},
+    )
+    rec.evaluations += [
+        Evaluation("warm", "1", ["u1", "u2"], [1, 1]),
+        Evaluation("user_cold", "all", ["u3", "u4", "u5"], [2, 2, 2]),
+    ]
+    rec.metrics += [
+        ("warm", "1", "rmse", value, 2, 0, np.array([0.25, 0.75])),
+        ("user_cold", "all", "ndcg@3", float("nan"), 0, 3, np.array([np.nan] * 3)),
+    ]
+    rec.timings += [
+        timing(FIT_SCOPE, FIT_SCOPE, "fit", 1.5, 0, float("nan"), 1024),
+        timing("warm", "1", "adapt+predict", 0.25, 2, 8.0, 2048),
+    ]
+    return rec

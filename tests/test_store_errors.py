@@ -3,6 +3,7 @@ are not (intact) databases, another process holding the write lock, and runs tha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -11,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+import bench.store
 from bench.cli import main
 from bench.episodes import MetaTrain
 from bench.errors import StoreError
@@ -29,9 +31,11 @@ from bench.processes import identity, is_gone
 from bench.provenance import PROJECT_ROOT
 from bench.runner import run_suite
 from bench.seeding import Seeds
-from bench.store import ResultStore
+from bench.store import ResultStore, TrialRecord
 from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
+
+from shared import record
 
 FAST = ("--suite", "ci", "--learners", "global-mean", "--seeds", "1", "--no-progress")
 
@@ -116,7 +120,10 @@ def test_a_read_only_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     before = path.read_bytes()
     with read_only(path):
         code, out, err = run_cli(capsys, "run", *FAST, "--fresh", "--store", str(path))
-        assert code == 2 and "is read-only" in one_line_error(err)
+        assert code == 2 and one_line_error(err) == (
+            f"error: results store {path} is read-only: the file or its folder cannot be "
+            "written; make them writable or point --store elsewhere"
+        )
         assert "cell(s) computed" not in out
         # Reading needs no write access: export still works.
         code, exported, _ = run_cli(capsys, "export", "--store", str(path))
@@ -131,7 +138,10 @@ def test_a_new_store_in_a_read_only_folder(
     folder.mkdir()
     with read_only(folder):
         code, _, err = run_cli(capsys, "run", *FAST, "--store", str(folder / "s.sqlite"))
-    assert code == 2 and "cannot be opened" in one_line_error(err)
+    assert code == 2 and one_line_error(err) == (
+        f"error: results store {folder / 's.sqlite'} cannot be opened: its folder must exist and "
+        "be writable (SQLite also creates the files -wal and -shm beside the store)"
+    )
 
 
 def test_the_store_is_checked_before_any_data_is_read(
@@ -206,11 +216,15 @@ def test_a_cell_the_busy_store_never_takes_is_kept_for_the_next_run(tmp_path: Pa
     notes: list[str] = []
     with (
         ResultStore(path, busy_wait_s=1.5, log=notes.append) as store,
-        pytest.raises(StoreError, match=r"stayed locked .* was kept in .*\.unsaved"),
+        pytest.raises(StoreError) as raised,
     ):
         run_suite(locking_suite(), store, progress=False)
     kept = list((tmp_path / "s.sqlite.unsaved").glob("*.pickle"))
     assert len(kept) == 1
+    assert str(raised.value) == (
+        f"results store {path} stayed locked by another process for 1.5 s; try again when that "
+        f"process has finished; the finished cell was kept in {kept[0]} and the next run writes it"
+    )
     for release in LockingLearner.holders:
         release.set()  # the other process lets go
     LockingLearner.holders.clear()
@@ -239,6 +253,115 @@ def test_a_kept_file_that_is_no_cell_is_reported_on_stderr_and_left_in_place(
         f"results store {path}: kept cell {kept} cannot be written: not a cell record: dict\n"
     )
     assert kept.read_bytes() == pickle.dumps({"not": "a cell"})  # nothing is lost
+
+
+@contextmanager
+def held_lock(path: Path) -> Iterator[None]:
+    """Another connection holds the store's write lock for the duration."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+WRITES: dict[str, Callable[[ResultStore], object]] = {
+    "recording the run": lambda s: s.start_run("run-2", "toy", {}, {}),
+    "recording the run's end": lambda s: s.finish_run("run-1", "finished", ["cell-a"]),
+    "recording a failed cell": lambda s: s.record_failure("run-1", "c", "d", "e", "t"),
+    "removing a cell": lambda s: s.delete_cell("cell-a"),
+    "writing a finished cell": lambda s: s.write_cell(record()),
+    "writing a finished trial": lambda s: s.write_trial(
+        "cell-a", "run-1", TrialRecord(0, {}, 1.0, 0.1, "complete")
+    ),
+    "claiming a cell": lambda s: s.claim("cell-a", "run-1", lease_s=60),
+    "renewing claims": lambda s: s.renew_claims("run-1", ["cell-a"], lease_s=60),
+    "releasing claims": lambda s: s.release_claims("run-1", ["cell-a"]),
+}
+
+
+@pytest.fixture()
+def short_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's own wait per attempt cut to 50 ms, so a busy store is retried within a second."""
+    monkeypatch.setattr(bench.store, "_ATTEMPT_S", 0.05)
+
+
+@pytest.mark.parametrize("what", list(WRITES))
+@pytest.mark.usefixtures("short_attempts")
+def test_a_busy_store_note_names_the_write_that_waits(tmp_path: Path, what: str) -> None:
+    path = tmp_path / "s.sqlite"
+    notes: list[str] = []
+    with ResultStore(path, busy_wait_s=0.2, log=notes.append) as store:
+        store.start_run("run-1", "toy", {}, {})
+        with held_lock(path), contextlib.suppress(StoreError):
+            WRITES[what](store)
+    assert notes[0] == (
+        f"results store {path} is busy (another process is writing to it); "
+        f"{what} is retried for up to 0.2 s"
+    )
+
+
+@pytest.mark.usefixtures("short_attempts")
+def test_cells_kept_one_after_another_share_the_folder(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultStore(path, busy_wait_s=0.1) as store:
+        store.start_run("run-1", "toy", {}, {})
+        with held_lock(path):
+            for key in ("cell-a", "cell-b"):
+                with pytest.raises(StoreError, match="the finished cell was kept in"):
+                    store.write_cell(record(key))
+    kept = sorted(p.name for p in (tmp_path / "s.sqlite.unsaved").iterdir())
+    assert kept == ["cell-a.pickle", "cell-b.pickle"]  # no partial file is left behind
+    notes: list[str] = []
+    with ResultStore(path, log=notes.append) as store:
+        assert {r["cell_key"] for r in store.cell_rows()} == {"cell-a", "cell-b"}
+    assert notes == [f"results store {path}: wrote 2 finished cell(s) kept by an earlier run"]
+
+
+@pytest.mark.usefixtures("short_attempts")
+def test_a_cell_that_cannot_be_kept_either_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    (tmp_path / "s.sqlite.unsaved").write_text("a file where the folder for kept cells goes")
+    with (
+        ResultStore(path, busy_wait_s=0.1, log=lambda _: None) as store,
+        held_lock(path),
+        pytest.raises(StoreError) as raised,
+    ):
+        store.write_cell(record())
+    assert str(raised.value).endswith("; the finished cell could not be kept either (File exists)")
+
+
+def test_a_sibling_connection_waits_as_long_as_asked(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "s.sqlite", busy_wait_s=7.5) as store:
+        same, shorter = store.sibling(), store.sibling(busy_wait_s=0.5)
+        assert (same.busy_wait_s, shorter.busy_wait_s) == (7.5, 0.5)
+        assert same.path == store.path and same.conn is not store.conn
+        same.close()
+        shorter.close()
+
+
+class Raised(sqlite3.DatabaseError):
+    """An SQLite error as the sqlite3 module raises it, with the error name it carries."""
+
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self.sqlite_errorname = name
+
+
+def test_the_explanation_follows_the_error_name_and_keeps_other_errors_as_they_are(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite"
+    where = f"results store {path}"
+    with ResultStore(path) as store:
+        by_name = store._explain(Raised("unknown error", "SQLITE_NOTADB"))  # the text says nothing
+        assert by_name == f"{where} is not a SQLite database; point --store at another file"
+        io = sqlite3.OperationalError("disk I/O error")
+        assert store._explain(io) == f"{where}: disk I/O error"
+        denied = PermissionError(13, "Permission denied", str(path))
+        assert store._explain(denied) == f"{where}: Permission denied"
 
 
 # Runs that died -----------------------------------------------------------------------------
@@ -276,3 +399,10 @@ def test_liveness_of_a_run_process() -> None:
     assert not is_gone(me)
     assert is_gone({**me, "process_started": "1"})  # the pid now names another process
     assert not is_gone({**me, "host": "another-host", "process_started": "1"})  # cannot tell
+
+
+def test_a_running_run_whose_owner_cannot_be_read_is_not_called_dead(tmp_path: Path) -> None:
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.start_run("run-1", "ci", {}, {"host": "here"})
+        store.conn.execute("UPDATE runs SET provenance='not json'")
+        assert [r["status"] for r in store.runs()] == ["running"]

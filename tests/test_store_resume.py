@@ -23,56 +23,16 @@ from bench.runner import cell_key, run_suite
 from bench.store import (
     FIT_SCOPE,
     SCHEMA_VERSION,
-    CellRecord,
     Evaluation,
     Predictions,
     ResultStore,
-    TimingRow,
     TrialRecord,
 )
 from bench.suite import Suite, suite_from_dict
 from learners.baselines import GlobalMean
 
 from real_formats import shipped_card, write_ml100k
-
-
-def timing(
-    scenario: str, k: str, phase: str, seconds: float, tasks: int, rate: float, memory: int
-) -> TimingRow:
-    return TimingRow(
-        scenario, k, phase, seconds, seconds, tasks, rate, memory, "rss", 1, 0.5, 2, "box"
-    )
-
-
-def record(key: str = "cell-a", run_id: str = "run-1", value: float = 0.5) -> CellRecord:
-    rec = CellRecord(
-        cell_key=key,
-        run_id=run_id,
-        dataset="toy",
-        dataset_hash="d" * 16,
-        protocol="cold-random@1",
-        protocol_hash="p" * 16,
-        learner="item-mean",
-        config_hash="c" * 16,
-        config={"user_shrinkage": 5.0},
-        seed=3,
-        device="cpu",
-        code_fingerprint="f" * 16,
-        split_summary={"new_users": 4, "scenarios": {"warm": {"tasks": 2, "ineligible": 1}}},
-    )
-    rec.evaluations += [
-        Evaluation("warm", "1", ["u1", "u2"], [1, 1]),
-        Evaluation("user_cold", "all", ["u3", "u4", "u5"], [2, 2, 2]),
-    ]
-    rec.metrics += [
-        ("warm", "1", "rmse", value, 2, 0, np.array([0.25, 0.75])),
-        ("user_cold", "all", "ndcg@3", float("nan"), 0, 3, np.array([np.nan] * 3)),
-    ]
-    rec.timings += [
-        timing(FIT_SCOPE, FIT_SCOPE, "fit", 1.5, 0, float("nan"), 1024),
-        timing("warm", "1", "adapt+predict", 0.25, 2, 8.0, 2048),
-    ]
-    return rec
+from shared import record
 
 
 @pytest.fixture()
@@ -184,7 +144,42 @@ def test_every_reader_returns_the_cells_asked_for_and_no_other(store: ResultStor
     assert store.run_cell_keys(["run-1", "run-2"]) == ["cell-a", "cell-b", "cell-c"]
     assert store.run_cell_keys(["run-2"]) == ["cell-c"]
     kept = store.prediction_rows(["cell-c"])[0]
+    assert kept["users"] == ["u1"] and kept["items"] == ["i1"]
     assert kept["ratings"].tolist() == [4.0] and kept["predicted"].tolist() == [3.5]
+
+
+def test_a_config_value_json_cannot_hold_is_stored_as_its_text(store: ResultStore) -> None:
+    rec = record()
+    rec.config = {"ratings": Path("data") / "ratings.csv", "rank": 4}
+    store.write_cell(rec)
+    (row,) = store.cell_rows()
+    assert row["config"] == {"ratings": str(Path("data") / "ratings.csv"), "rank": 4}
+
+
+def test_a_failed_trial_reads_back_with_its_error(store: ResultStore) -> None:
+    failed = TrialRecord(1, {"rank": 64}, None, 0.25, "failed", "MemoryError: out of memory")
+    store.write_trial("cell-a", "run-1", TrialRecord(0, {"rank": 2}, 0.9, 0.1, "complete"))
+    store.write_trial("cell-a", "run-1", failed)
+    complete, again = store.finished_trials("cell-a")
+    assert again == failed
+    assert complete.error is None and complete.value == 0.9
+    assert store.finished_trials("cell-b") == []
+
+
+def test_releasing_some_claims_keeps_the_others(store: ResultStore) -> None:
+    for key in ("cell-a", "cell-b", "cell-c"):
+        assert store.claim(key, "run-1", lease_s=60) is None
+    assert store.claim("cell-d", "run-2", lease_s=60) is None
+    store.release_claims("run-1", ["cell-a", "cell-c"])
+    assert [(c.cell_key, c.owner) for c in store.claims()] == [
+        ("cell-b", "run-1"),
+        ("cell-d", "run-2"),
+    ]
+    store.release_claims("run-1", iter(["cell-b"]))  # any iterable, read once
+    store.release_claims("run-2", [])
+    assert [c.cell_key for c in store.claims()] == ["cell-d"]
+    store.release_claims("run-2")
+    assert store.claims() == []
 
 
 def test_runs_and_failures_are_kept(store: ResultStore) -> None:
