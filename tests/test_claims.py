@@ -223,6 +223,48 @@ def test_a_run_renews_its_lease_while_a_cell_is_computed(tmp_path: Path) -> None
     assert 0 < left <= 0.4
 
 
+class LeaseBlocker(GlobalMean):
+    """global-mean whose fit lets another connection hold the store's write lock for longer than
+    one renewal may wait, so a renewal of the run's claim fails meanwhile."""
+
+    store: ClassVar[Path | None] = None
+
+    def fit(self, train: Any, **kwargs: Any) -> None:
+        assert self.store is not None
+        other = sqlite3.connect(self.store, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        time.sleep(2.0)  # a renewal waits one SQLite attempt (1 s), then gives up
+        other.execute("ROLLBACK")
+        other.close()
+        super().fit(train, **kwargs)
+
+
+if "test-lease-blocker" not in LEARNERS:
+    LEARNERS.register("test-lease-blocker", LeaseBlocker)
+
+
+def test_a_renewal_that_fails_is_reported_once_and_the_cell_still_finishes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite"
+    LeaseBlocker.store = path
+    notes: list[str] = []
+    with ResultStore(path) as store:
+        outcome = run_suite(
+            grid(learners=["test-lease-blocker"], seeds=1),
+            store,
+            progress=False,
+            lease_s=0.4,
+            log=notes.append,
+        )
+        assert store.claims() == []
+    assert outcome.computed == 1 and outcome.exit_code == 0
+    assert notes == [
+        f"could not renew the run's claims on its cells: results store {path} stayed locked by "
+        "another process for 0.1 s; try again when that process has finished"
+    ]
+
+
 def test_two_runs_at_once_compute_each_cell_once(tmp_path: Path) -> None:
     suite_file = tmp_path / "two.toml"
     suite_file.write_text(

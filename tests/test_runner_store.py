@@ -9,9 +9,12 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
+from bench.devices import DeviceError
 from bench.episodes import MetaTrain
+from bench.errors import StoreError
+from bench.executors import LocalExecutor
 from bench.learner import LEARNERS, Budget
-from bench.runner import run_suite
+from bench.runner import TRIAL_SINKS, Workload, run_suite
 from bench.seeding import Seeds
 from bench.store import ResultStore
 from bench.suite import Suite, load_suite
@@ -149,3 +152,61 @@ def test_store_uses_wal_and_records_provenance(tmp_path: Path) -> None:
     ]["torch"].startswith(torch.__version__.split("+")[0])
     config = json.loads(run["config"])
     assert config["seeds"] == [0, 1, 2] and config["learners"] == ["item-mean"]
+
+
+# The runner's side of the executor contract ---------------------------------------------------
+
+
+class Recording(LocalExecutor):
+    """The local executor, recording what the run hands it and how the run closes it."""
+
+    def __init__(self) -> None:
+        self.work: Workload | None = None
+        self.closed: list[bool] = []
+
+    def start(self, work: Workload) -> None:
+        self.work = work
+        super().start(work)
+
+    def close(self, cancel: bool) -> None:
+        self.closed.append(cancel)
+
+
+class ResolvesDevicesWhereCellsRun(Recording):
+    """Like a cluster's executor, it takes device names that need not exist on the driver."""
+
+    resolves_devices_here = False
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_an_in_process_run_hands_its_progress_flag_and_closes_the_executor(
+    tmp_path: Path, progress: bool
+) -> None:
+    executor = Recording()
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        outcome = run_suite(suite(("item-mean",)), store, progress=progress, executor=executor)
+    assert executor.work is not None and executor.work.context.progress is progress
+    assert executor.work.context.run_id == outcome.run_id
+    assert executor.closed == [False]
+    assert outcome.run_id not in TRIAL_SINKS  # the run's trial sink goes with it
+
+
+def test_devices_resolved_where_cells_run_are_checked_by_name_only(tmp_path: Path) -> None:
+    executor = ResolvesDevicesWhereCellsRun()
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        outcome = run_suite(suite(("item-mean",)), store, progress=False, executor=executor)
+        assert outcome.exit_code == 0 and outcome.computed == 3
+        assert executor.work is not None
+        assert executor.work.devices == {"cpu": torch.device("cpu")}
+        bad = replace(suite(("item-mean",)), devices=("gpu0",))
+        with pytest.raises(DeviceError, match="device must be 'cpu' or 'cuda\\[:N\\]', got 'gpu0'"):
+            run_suite(bad, store, progress=False, executor=ResolvesDevicesWhereCellsRun())
+
+
+def test_a_run_that_cannot_be_recorded_cancels_its_workers(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    ResultStore(path).close()
+    executor = Recording()
+    with ResultStore(path, mode="read") as store, pytest.raises(StoreError, match="read-only"):
+        run_suite(suite(("item-mean",)), store, progress=False, executor=executor)
+    assert executor.work is not None and executor.closed == [True]
