@@ -69,7 +69,7 @@ leaderboard: $(STAMP)
 MUTANTS_metrics := 'bench.metrics.*'
 MUTANTS_protocol := 'bench.protocol.*'
 MUTANTS_episodes := 'bench.episodes.*'
-MUTANTS_runner := 'bench.runner.x_cell_key__mutmut_*' 'bench.runner.x_run_suite__mutmut_*'
+MUTANTS_runner := $(foreach f,x_cell_key x_run_suite x__drive x__needed x__store_result x__release,'bench.runner.$(f)__mutmut_*')
 MUTANTS_store := 'bench.store.*'
 MUTANTS_mf := 'learners.mf.*' 'learners.als.*'
 MUTANTS_maml := 'learners.network.adaptation.*' 'learners.network.losses.*'

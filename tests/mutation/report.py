@@ -22,11 +22,21 @@ EQUIVALENT = Path(__file__).with_name("equivalent.md")
 # name: (files, function patterns in mutmut's mangled names, target kill rate); the Makefile's
 # mutate-NAME targets use the same names.
 PROTOCOL_FILES = ("__init__", "base", "cold_start", "presets", "predefined")
+# The cell key, and resume: the run's set-up and the driver that reuses, claims, recomputes and
+# stores each cell.
+RUNNER_FUNCTIONS = (
+    "x_cell_key",
+    "x_run_suite",
+    "x__drive",
+    "x__needed",
+    "x__store_result",
+    "x__release",
+)
 SCOPE: dict[str, tuple[tuple[str, ...], tuple[str, ...], float]] = {
     "metrics": (("bench/metrics.py",), ("*",), 0.90),
     "protocol": (tuple(f"bench/protocol/{f}.py" for f in PROTOCOL_FILES), ("*",), 0.90),
     "episodes": (("bench/episodes.py",), ("*",), 0.0),
-    "runner": (("bench/runner.py",), ("x_cell_key", "x_run_suite"), 0.0),
+    "runner": (("bench/runner.py",), RUNNER_FUNCTIONS, 0.0),
     "store": (("bench/store.py",), ("*",), 0.0),
     "mf": (("learners/mf.py", "learners/als.py"), ("*",), 0.0),
     "maml": (("learners/network/adaptation.py", "learners/network/losses.py"), ("*",), 0.0),
