@@ -191,6 +191,17 @@ def test_an_in_process_run_hands_its_progress_flag_and_closes_the_executor(
     assert outcome.run_id not in TRIAL_SINKS  # the run's trial sink goes with it
 
 
+def test_an_interrupted_run_cancels_its_workers(tmp_path: Path) -> None:
+    Interruptible.raise_on_seed_1 = KeyboardInterrupt
+    executor = Recording()
+    try:
+        with ResultStore(tmp_path / "s.sqlite") as store, pytest.raises(KeyboardInterrupt):
+            run_suite(suite(("test-interruptible",)), store, progress=False, executor=executor)
+    finally:
+        Interruptible.raise_on_seed_1 = None
+    assert executor.closed == [True]
+
+
 def test_devices_resolved_where_cells_run_are_checked_by_name_only(tmp_path: Path) -> None:
     executor = ResolvesDevicesWhereCellsRun()
     with ResultStore(tmp_path / "s.sqlite") as store:

@@ -148,12 +148,17 @@ def test_every_reader_returns_the_cells_asked_for_and_no_other(store: ResultStor
     assert kept["ratings"].tolist() == [4.0] and kept["predicted"].tolist() == [3.5]
 
 
-def test_a_config_value_json_cannot_hold_is_stored_as_its_text(store: ResultStore) -> None:
+def test_a_value_json_cannot_hold_is_stored_as_its_text(store: ResultStore) -> None:
+    path = Path("data") / "ratings.csv"
     rec = record()
-    rec.config = {"ratings": Path("data") / "ratings.csv", "rank": 4}
+    rec.config = {"ratings": path, "rank": 4}
+    rec.split_summary = {"new_users": np.int64(4), "source": path}
+    rec.dataset_info = {"file": path}
     store.write_cell(rec)
     (row,) = store.cell_rows()
-    assert row["config"] == {"ratings": str(Path("data") / "ratings.csv"), "rank": 4}
+    assert row["config"] == {"ratings": str(path), "rank": 4}
+    assert row["split_summary"] == {"new_users": "4", "source": str(path)}
+    assert row["dataset_info"] == {"file": str(path)}
 
 
 def test_a_failed_trial_reads_back_with_its_error(store: ResultStore) -> None:
