@@ -364,6 +364,22 @@ def test_the_explanation_follows_the_error_name_and_keeps_other_errors_as_they_a
         assert store._explain(denied) == f"{where}: Permission denied"
 
 
+def test_a_cell_kept_by_a_version_without_trials_or_tuning_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultStore(path) as store:
+        store.start_run("run-1", "toy", {}, {})
+    older = record()
+    del older.trials, older.tuning  # fields a cell pickled by an older version lacks
+    kept = tmp_path / "s.sqlite.unsaved" / "cell-a.pickle"
+    kept.parent.mkdir()
+    kept.write_bytes(pickle.dumps(older))
+    notes: list[str] = []
+    with ResultStore(path, log=notes.append) as store:
+        assert [r["cell_key"] for r in store.cell_rows()] == ["cell-a"]
+        assert store.finished_trials("cell-a") == [] and store.tuning_rows() == []
+    assert notes == [f"results store {path}: wrote 1 finished cell(s) kept by an earlier run"]
+
+
 # Runs that died -----------------------------------------------------------------------------
 
 KILLED_RUN = """

@@ -27,6 +27,7 @@ from bench.store import (
     Predictions,
     ResultStore,
     TrialRecord,
+    TuningRecord,
 )
 from bench.suite import Suite, suite_from_dict
 from learners.baselines import GlobalMean
@@ -159,6 +160,20 @@ def test_a_value_json_cannot_hold_is_stored_as_its_text(store: ResultStore) -> N
     assert row["config"] == {"ratings": str(path), "rank": 4}
     assert row["split_summary"] == {"new_users": "4", "source": str(path)}
     assert row["dataset_info"] == {"file": str(path)}
+
+
+def test_a_search_outcome_reads_back_with_its_keys_sorted(store: ResultStore) -> None:
+    rec = record()
+    space = {"rank": {"choices": [2, 4]}, "lr": {"low": 0.001, "high": 0.1, "log": True}}
+    spec = {"trials": 8, "objective": "rmse", "k": 3, "space": space}
+    rec.tuning = TuningRecord(spec, {"rank": 4, "lr": 0.01}, 8, 5, 0.91, 1.5, 12)
+    store.write_cell(rec)
+    (row,) = store.tuning_rows()
+    # Stored with sorted keys, so reports list a config in one order whatever the search's.
+    assert list(row["chosen"].items()) == [("lr", 0.01), ("rank", 4)]
+    assert list(row["spec"]) == ["k", "objective", "space", "trials"]
+    assert list(row["spec"]["space"]) == ["lr", "rank"] and row["spec"]["space"] == space
+    assert (row["trials"], row["best_trial"], row["best_value"]) == (8, 5, 0.91)
 
 
 def test_a_failed_trial_reads_back_with_its_error(store: ResultStore) -> None:
