@@ -162,6 +162,15 @@ def test_a_value_json_cannot_hold_is_stored_as_its_text(store: ResultStore) -> N
     assert row["dataset_info"] == {"file": str(path)}
 
 
+def test_a_runs_config_and_provenance_keep_what_json_cannot_hold_as_text(
+    store: ResultStore,
+) -> None:
+    store.start_run("run-2", "toy-suite", {"data_dir": Path("data")}, {"cwd": Path("/srv")})
+    run = {r["run_id"]: r for r in store.runs()}["run-2"]
+    assert json.loads(run["config"]) == {"data_dir": "data"}
+    assert json.loads(run["provenance"]) == {"cwd": str(Path("/srv"))}
+
+
 def test_a_search_outcome_reads_back_with_its_keys_sorted(store: ResultStore) -> None:
     rec = record()
     space = {"rank": {"choices": [2, 4]}, "lr": {"low": 0.001, "high": 0.1, "log": True}}
