@@ -14,11 +14,13 @@ import pytest
 
 from bench.cards import load_dataset
 from bench.learner import LEARNERS, Budget, make_learner
+from bench.metrics import DEFAULT_GAIN
 from bench.protocol import ProtocolConfig, make_protocol
 from bench.runner import cell_key, iter_cells, run_suite
 from bench.store import ResultStore
 from bench.suite import Suite, suite_from_dict
 from bench.synthetic import SyntheticConfig
+from bench.tuning import Dimension, TuneSpec
 
 from real_formats import shipped_card, write_ml100k
 
@@ -234,3 +236,20 @@ def test_an_unlimited_budget_is_no_budget() -> None:
     assert cell_key(*args, Budget()) == cell_key(*args) == cell_key(*args, None)
     assert cell_key(*args, Budget(max_seconds=5.0)) != cell_key(*args)
     assert len(cell_key(*args)) == 24
+
+
+def test_a_search_and_each_of_its_settings_change_the_key() -> None:
+    dataset = load_dataset("synthetic", BASE_DATA)
+    protocol = make_protocol("cold-random", BASE_PROTOCOL)
+    args = (dataset, protocol, "mf", "cfg", 0, "cpu", "code", None, DEFAULT_GAIN)
+    search = TuneSpec((Dimension("rank", choices=(2, 4)),), "rmse", 3, trials=4)
+    others = [
+        replace(search, space=(Dimension("rank", choices=(2, 8)),)),
+        replace(search, objective="mae"),
+        replace(search, k=1),
+        replace(search, trials=5),
+        replace(search, seconds=60.0),
+    ]
+    keys = [cell_key(*args), cell_key(*args, search), *(cell_key(*args, o) for o in others)]
+    assert len(set(keys)) == len(keys)
+    assert cell_key(*args, replace(search)) == keys[1]  # an equal search, the same cell

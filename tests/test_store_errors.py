@@ -380,6 +380,44 @@ def test_a_cell_kept_by_a_version_without_trials_or_tuning_is_written(tmp_path: 
     assert notes == [f"results store {path}: wrote 1 finished cell(s) kept by an earlier run"]
 
 
+def test_a_sqlite_database_that_is_no_results_store(tmp_path: Path) -> None:
+    other = tmp_path / "notes.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(StoreError) as raised:
+        ResultStore(other, mode="read")
+    assert str(raised.value) == (
+        f"results store {other} is a SQLite database but not a results store"
+    )
+
+
+@pytest.mark.usefixtures("short_attempts")
+def test_a_read_that_stays_locked_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    ResultStore(path).close()
+    with sqlite3.connect(path) as conn:  # a rollback journal, whose writer locks readers out
+        conn.execute("PRAGMA journal_mode=DELETE")
+    notes: list[str] = []
+    with ResultStore(path, mode="read", busy_wait_s=0.2, log=notes.append) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreError) as raised:
+                store.runs()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert store.runs() == []  # readable again once the lock is gone
+    assert str(raised.value) == (
+        f"results store {path} stayed locked by another process for 0.2 s; "
+        "try again when that process has finished"
+    )
+    assert notes == [
+        f"results store {path} is busy (another process is writing to it); "
+        "reading is retried for up to 0.2 s"
+    ]
+
+
 # Runs that died -----------------------------------------------------------------------------
 
 KILLED_RUN = """

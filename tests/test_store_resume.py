@@ -8,6 +8,7 @@ import math
 import sqlite3
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -187,11 +188,12 @@ def test_a_search_outcome_reads_back_with_its_keys_sorted(store: ResultStore) ->
 
 def test_a_failed_trial_reads_back_with_its_error(store: ResultStore) -> None:
     failed = TrialRecord(1, {"rank": 64}, None, 0.25, "failed", "MemoryError: out of memory")
-    store.write_trial("cell-a", "run-1", TrialRecord(0, {"rank": 2}, 0.9, 0.1, "complete"))
+    complete = TrialRecord(0, {"rank": 2, "lr": 0.1}, 0.9, 0.1, "complete")
+    store.write_trial("cell-a", "run-1", complete)
     store.write_trial("cell-a", "run-1", failed)
-    complete, again = store.finished_trials("cell-a")
+    first, again = store.finished_trials("cell-a")
     assert again == failed
-    assert complete.error is None and complete.value == 0.9
+    assert first == complete and list(first.params) == ["lr", "rank"]  # stored sorted
     assert store.finished_trials("cell-b") == []
 
 
@@ -209,6 +211,15 @@ def test_releasing_some_claims_keeps_the_others(store: ResultStore) -> None:
     assert [c.cell_key for c in store.claims()] == ["cell-d"]
     store.release_claims("run-2")
     assert store.claims() == []
+
+
+def test_times_are_stored_in_utc_with_their_offset(store: ResultStore) -> None:
+    store.write_cell(record())
+    (run,) = store.runs()
+    (cell,) = store.cell_rows()
+    for stamp in (run["started_at"], cell["finished_at"]):
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
+        assert abs(datetime.now(UTC) - datetime.fromisoformat(stamp)) < timedelta(minutes=5)
 
 
 def test_runs_and_failures_are_kept(store: ResultStore) -> None:
