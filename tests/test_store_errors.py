@@ -31,7 +31,7 @@ from bench.processes import identity, is_gone
 from bench.provenance import PROJECT_ROOT
 from bench.runner import run_suite
 from bench.seeding import Seeds
-from bench.store import ResultStore, TrialRecord
+from bench.store import SCHEMA_VERSION, ResultStore, TrialRecord
 from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
 
@@ -243,16 +243,51 @@ def test_a_kept_file_that_is_no_cell_is_reported_on_stderr_and_left_in_place(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "s.sqlite"
-    kept = tmp_path / "s.sqlite.unsaved" / "odd.pickle"
+    with ResultStore(path) as store:
+        store.start_run("run-1", "toy", {}, {})
+    kept = tmp_path / "s.sqlite.unsaved" / "a-odd.pickle"
     kept.parent.mkdir()
     kept.write_bytes(pickle.dumps({"not": "a cell"}))
+    (kept.parent / "cell-b.pickle").write_bytes(pickle.dumps(record("cell-b")))
     with ResultStore(path) as store:  # notes go to stderr unless a log is given
-        assert store.metric_rows() == []
+        assert [r["cell_key"] for r in store.cell_rows()] == ["cell-b"]  # the next is written
     err = capsys.readouterr().err
     assert err == (
         f"results store {path}: kept cell {kept} cannot be written: not a cell record: dict\n"
+        f"results store {path}: wrote 1 finished cell(s) kept by an earlier run\n"
     )
     assert kept.read_bytes() == pickle.dumps({"not": "a cell"})  # nothing is lost
+    assert [p.name for p in kept.parent.iterdir()] == ["a-odd.pickle"]
+
+
+@pytest.mark.usefixtures("short_attempts")
+def test_a_kept_cell_that_waits_for_a_busy_store_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    notes: list[str] = []
+    with ResultStore(path, busy_wait_s=0.2, log=notes.append) as store:
+        store.start_run("run-1", "toy", {}, {})
+        store.kept_cells_dir.mkdir()
+        (store.kept_cells_dir / "cell-a.pickle").write_bytes(pickle.dumps(record()))
+        with held_lock(path), pytest.raises(StoreError, match="stayed locked"):
+            store._write_kept_cells()  # as the next run's store does when it opens
+    assert notes == [
+        f"results store {path} is busy (another process is writing to it); "
+        "writing a kept cell is retried for up to 0.2 s"
+    ]
+    assert (tmp_path / "s.sqlite.unsaved" / "cell-a.pickle").is_file()  # still kept
+
+
+def test_a_store_without_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    ResultStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM meta WHERE key='schema_version'")
+    with pytest.raises(StoreError) as raised:
+        ResultStore(path, mode="read")
+    assert str(raised.value) == f"results store {path} has no schema version"
+    with ResultStore(path) as store:  # a run writes it
+        row = store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    assert row == (str(SCHEMA_VERSION),)
 
 
 @contextmanager
