@@ -154,6 +154,34 @@ def test_the_store_is_checked_before_any_data_is_read(
     assert code == 2 and "not a SQLite database" in one_line_error(err)  # not the missing file
 
 
+V1_TABLES = """
+CREATE TABLE cells (cell_key TEXT PRIMARY KEY, run_id TEXT NOT NULL);
+CREATE TABLE metrics (cell_key TEXT NOT NULL, per_task BLOB NOT NULL);
+"""
+V1_META = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+"""
+
+
+@pytest.mark.parametrize("schema", [V1_META + V1_TABLES, V1_TABLES], ids=["meta", "no-meta"])
+def test_a_version_1_store_is_refused_and_left_untouched(tmp_path: Path, schema: str) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(schema)  # without a meta table, its cells table marks version 1
+    before = path.read_bytes()
+    with pytest.raises(StoreError) as caught:
+        ResultStore(path)
+    assert str(caught.value) == (
+        f"results store {path} has schema version 1; this harness reads versions 2 to "
+        f"{SCHEMA_VERSION}, which key every per-task value by its task entity (version 1 kept "
+        "them unkeyed, so they cannot be migrated). Its cells would be recomputed anyway, "
+        "because the code changed: move the file aside and re-run the suite, or pass --store "
+        "with a new path"
+    )
+    assert path.read_bytes() == before
+
+
 # A busy store -------------------------------------------------------------------------------
 
 

@@ -1,11 +1,10 @@
-"""The store's schema version 2: older stores are refused with a clear message, per-task values
-come back keyed by task entity, predictions are kept when a suite asks, each run records the cells
-it used, and timing rows carry what is needed to flag them."""
+"""The store's schema version 2: per-task values come back keyed by task entity, predictions are
+kept when a suite asks, each run records the cells it used, and timing rows carry what is needed
+to flag them. (Older stores are refused: see test_store_errors.py.)"""
 
 from __future__ import annotations
 
 import socket
-import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,33 +20,10 @@ from bench.runner import run_suite
 from bench.store import ResultStore
 from bench.suite import Suite, load_suite, suite_from_dict
 
-V1_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta VALUES ('schema_version', '1');
-CREATE TABLE cells (cell_key TEXT PRIMARY KEY, run_id TEXT NOT NULL);
-CREATE TABLE metrics (cell_key TEXT NOT NULL, per_task BLOB NOT NULL);
-"""
-
 
 def small_suite(**changes: object) -> Suite:
     settings: dict[str, object] = {"learners": ("item-mean",), "seeds": (0,), **changes}
     return replace(load_suite("ci"), **settings)
-
-
-def test_a_version_1_store_is_refused_and_left_untouched(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.executescript(V1_SCHEMA)
-    before = path.read_bytes()
-    with pytest.raises(BenchError) as caught:
-        ResultStore(path)
-    message = str(caught.value)
-    assert str(path) in message and "schema version 1" in message
-    assert "re-run the suite" in message and "--store" in message
-    with sqlite3.connect(path) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"meta", "cells", "metrics"}
-    assert path.read_bytes() == before
 
 
 def test_predictions_are_kept_only_when_asked_and_added_on_a_later_run(tmp_path: Path) -> None:
