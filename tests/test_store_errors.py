@@ -101,7 +101,10 @@ def test_a_damaged_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_a_folder_given_as_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "run", *FAST, "--store", str(tmp_path))
-    assert code == 2 and "is a folder" in one_line_error(err)
+    assert code == 2 and one_line_error(err) == (
+        f"error: results store {tmp_path} is a folder; give a file such as "
+        f"{tmp_path / 'results.sqlite'}"
+    )
 
 
 def test_a_folder_that_cannot_be_created(
@@ -364,6 +367,19 @@ def test_a_busy_store_note_names_the_write_that_waits(tmp_path: Path, what: str)
         f"results store {path} is busy (another process is writing to it); "
         f"{what} is retried for up to 0.2 s"
     )
+
+
+@pytest.mark.usefixtures("short_attempts")
+def test_a_store_opened_while_another_process_writes_says_what_waits(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    ResultStore(path).close()
+    notes: list[str] = []
+    with held_lock(path), pytest.raises(StoreError, match="stayed locked by another process"):
+        ResultStore(path, busy_wait_s=0.2, log=notes.append)
+    assert notes == [
+        f"results store {path} is busy (another process is writing to it); "
+        "opening the store is retried for up to 0.2 s"
+    ]
 
 
 @pytest.mark.usefixtures("short_attempts")
