@@ -113,8 +113,19 @@ def test_a_folder_that_cannot_be_created(
     (tmp_path / "file").write_text("a file where a folder should be")
     store = tmp_path / "file" / "results" / "s.sqlite"
     code, _, err = run_cli(capsys, "run", *FAST, "--store", str(store))
-    line = one_line_error(err)
-    assert code == 2 and "cannot be created" in line and str(tmp_path / "file" / "results") in line
+    assert code == 2 and one_line_error(err) == (
+        f"error: results store {store}: its folder {store.parent} cannot be created (Not a directory)"
+    )
+
+
+def test_a_store_to_read_that_does_not_exist_is_not_created(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.sqlite"
+    with pytest.raises(StoreError) as raised:
+        ResultStore(absent, mode="read")
+    assert str(raised.value) == (
+        f"results store {absent} does not exist; run `python -m bench run` first"
+    )
+    assert not absent.exists()
 
 
 def test_a_read_only_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
