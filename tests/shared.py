@@ -1,9 +1,13 @@
 """What several test modules share: checks of a split's task sets, the error of a learner on a
-scenario's tasks, configs that keep each built-in learner quick to fit, and a finished cell to
-write to the results store."""
+scenario's tasks, configs that keep each built-in learner quick to fit, a finished cell to write
+to the results store, and another process's lock on a store."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,3 +137,16 @@ def record(key: str = "cell-a", run_id: str = "run-1", value: float = 0.5) -> Ce
         timing("warm", "1", "adapt+predict", 0.25, 2, 8.0, 2048),
     ]
     return rec
+
+
+@contextmanager
+def held_lock(path: Path, kind: str = "IMMEDIATE") -> Iterator[None]:
+    """Another connection holds a lock on the store at ``path`` for the duration: ``IMMEDIATE``
+    keeps other writers out, ``EXCLUSIVE`` readers too (where the journal is not WAL)."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute(f"BEGIN {kind}")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()

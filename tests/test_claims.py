@@ -23,6 +23,7 @@ from bench.store import SCHEMA_VERSION, ResultStore
 from learners.baselines import GlobalMean
 
 from executor_grid import grid
+from shared import held_lock
 
 OTHER = "other-run"
 
@@ -231,11 +232,8 @@ class LeaseBlocker(GlobalMean):
 
     def fit(self, train: Any, **kwargs: Any) -> None:
         assert self.store is not None
-        other = sqlite3.connect(self.store, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        time.sleep(2.0)  # a renewal waits one SQLite attempt (1 s), then gives up
-        other.execute("ROLLBACK")
-        other.close()
+        with held_lock(self.store):
+            time.sleep(2.0)  # a renewal waits one SQLite attempt (1 s), then gives up
         super().fit(train, **kwargs)
 
 

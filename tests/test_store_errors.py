@@ -35,7 +35,7 @@ from bench.store import SCHEMA_VERSION, ResultStore, TrialRecord
 from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
 
-from shared import record
+from shared import held_lock, record
 
 FAST = ("--suite", "ci", "--learners", "global-mean", "--seeds", "1", "--no-progress")
 
@@ -332,18 +332,6 @@ def test_a_store_without_its_schema_version(tmp_path: Path) -> None:
     assert row == (str(SCHEMA_VERSION),)
 
 
-@contextmanager
-def held_lock(path: Path) -> Iterator[None]:
-    """Another connection holds the store's write lock for the duration."""
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
-
-
 WRITES: dict[str, Callable[[ResultStore], object]] = {
     "recording the run": lambda s: s.start_run("run-2", "toy", {}, {}),
     "recording the run's end": lambda s: s.finish_run("run-1", "finished", ["cell-a"]),
@@ -489,14 +477,8 @@ def test_a_read_that_stays_locked_says_so(tmp_path: Path) -> None:
         conn.execute("PRAGMA journal_mode=DELETE")
     notes: list[str] = []
     with ResultStore(path, mode="read", busy_wait_s=0.2, log=notes.append) as store:
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")
-        try:
-            with pytest.raises(StoreError) as raised:
-                store.runs()
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
+        with held_lock(path, "EXCLUSIVE"), pytest.raises(StoreError) as raised:
+            store.runs()
         assert store.runs() == []  # readable again once the lock is gone
     assert str(raised.value) == (
         f"results store {path} stayed locked by another process for 0.2 s; "
