@@ -1,6 +1,6 @@
 """What several test modules share: checks of a split's task sets, the error of a learner on a
 scenario's tasks, configs that keep each built-in learner quick to fit, a finished cell to write
-to the results store, and another process's lock on a store."""
+to the results store, another process's lock on a store, and a learner that runs nowhere."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from bench.learner import Learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import Split, SupportSize, TaskSet
 from bench.store import FIT_SCOPE, CellRecord, Evaluation, TimingRow
+from learners.baselines import GlobalMean
 
 SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}
 EPISODIC: dict[str, Any] = {**SMALL_NET, "meta_steps": 4, "meta_batch": 8, "eval_every": 2}
@@ -150,3 +151,11 @@ def held_lock(path: Path, kind: str = "IMMEDIATE") -> Iterator[None]:
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+class NeverApplicable(GlobalMean):
+    """global-mean that declares itself unable to run on any dataset."""
+
+    @classmethod
+    def not_applicable(cls, dataset: Any) -> str | None:
+        return f"nothing to learn from {dataset.name}"

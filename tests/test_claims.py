@@ -23,7 +23,7 @@ from bench.store import SCHEMA_VERSION, ResultStore
 from learners.baselines import GlobalMean
 
 from executor_grid import grid
-from shared import held_lock
+from shared import NeverApplicable, held_lock
 
 OTHER = "other-run"
 
@@ -64,6 +64,10 @@ def the_cell_key(suite: Any) -> str:
     datasets = [load_dataset(n, suite.dataset.get(n)) for n in suite.datasets]
     (cell,) = list(iter_cells(datasets, protocol, suite, code_fingerprint()))
     return cell.key
+
+
+if "test-never" not in LEARNERS:
+    LEARNERS.register("test-never", NeverApplicable)
 
 
 # The store's claim operations -----------------------------------------------------------------
@@ -131,7 +135,10 @@ def test_a_cell_another_live_run_holds_is_not_computed(tmp_path: Path) -> None:
     assert [(c.cell_key, c.owner) for c in claims] == [(held_key, OTHER)]  # ours released
 
 
-def test_a_run_waits_for_a_held_cell_and_computes_it_when_released(tmp_path: Path) -> None:
+@pytest.mark.parametrize("claim_wait_s", [None, 60.0], ids=["no limit", "a limit not reached"])
+def test_a_run_waits_for_a_held_cell_and_computes_it_when_released(
+    tmp_path: Path, claim_wait_s: float | None
+) -> None:
     path = tmp_path / "s.sqlite"
     key = the_cell_key(one_learner())
     with ResultStore(path) as store:
@@ -144,10 +151,30 @@ def test_a_run_waits_for_a_held_cell_and_computes_it_when_released(tmp_path: Pat
 
         releaser = threading.Thread(target=release_later)
         releaser.start()
-        outcome = run_suite(one_learner(), store, progress=False, log=lambda _: None)
+        outcome = run_suite(
+            one_learner(), store, progress=False, log=lambda _: None, claim_wait_s=claim_wait_s
+        )
         releaser.join()
         assert store.claims() == []
-    assert (outcome.computed, len(outcome.waited), outcome.held) == (1, 1, [])
+    assert (outcome.computed, outcome.reused, len(outcome.waited), outcome.held) == (1, 0, 1, [])
+    assert outcome.cell_keys == [key]  # listed once, however often it was looked at
+
+
+def test_a_held_cell_does_not_hold_up_the_cells_after_it(tmp_path: Path) -> None:
+    """Without waiting, the cells queued after a held one are still skipped, reused or computed."""
+    path = tmp_path / "s.sqlite"
+    suite = grid(learners=["item-mean", "test-never", "global-mean", "mf"], seeds=1)
+    held_key = the_cell_key(grid(learners=["item-mean"], seeds=1))
+    with ResultStore(path) as store:
+        run_suite(one_learner(), store, progress=False)  # global-mean's cell, to be reused
+        plant_claim(
+            path, held_key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600
+        )
+        outcome = run_suite(suite, store, progress=False, claim_wait_s=0, log=lambda _: None)
+        learners = {r["learner"] for r in store.metric_rows(outcome.cell_keys)}
+    assert (outcome.computed, outcome.reused, len(outcome.skipped)) == (1, 1, 1)
+    assert [d.split(" / ")[2] for d, _ in outcome.held] == ["item-mean"]
+    assert learners == {"global-mean", "mf"}
 
 
 def test_a_run_reuses_what_the_run_it_waited_for_stored(tmp_path: Path) -> None:

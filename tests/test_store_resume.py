@@ -34,7 +34,7 @@ from bench.suite import Suite, suite_from_dict
 from learners.baselines import GlobalMean
 
 from real_formats import shipped_card, write_ml100k
-from shared import record
+from shared import NeverApplicable, record
 
 
 @pytest.fixture()
@@ -420,14 +420,6 @@ def test_a_run_lists_the_cells_it_computed_or_reused(tmp_path: Path) -> None:
             assert store.run_cell_keys([outcome.run_id]) == sorted(first.cell_keys)
 
 
-class NeverApplicable(GlobalMean):
-    """global-mean that declares itself unable to run on any dataset."""
-
-    @classmethod
-    def not_applicable(cls, dataset: Any) -> str | None:
-        return f"nothing to learn from {dataset.name}"
-
-
 if "test-never" not in LEARNERS:
     LEARNERS.register("test-never", NeverApplicable)
 
@@ -482,6 +474,8 @@ def test_the_progress_bar_names_the_cell(
     err = capsys.readouterr().err
     assert "cells:" in err and "test-slow-fit seed 0 cpu" in err
     assert "cell/s" in err or "s/cell" in err  # the bar counts cells
+    # Once the first cell is written the bar counts it out of all of them and names it.
+    assert any("1/2 [" in line and "test-slow-fit seed 0 cpu" in line for line in err.split("\r"))
     assert err.endswith("\r") and err.rsplit("\r", 2)[1].strip() == ""  # wiped when done
 
 
