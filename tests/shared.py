@@ -1,11 +1,14 @@
 """What several test modules share: checks of a split's task sets, the error of a learner on a
 scenario's tasks, configs that keep each built-in learner quick to fit, a finished cell to write
-to the results store, another process's lock on a store, and a learner that runs nowhere."""
+to the results store, another process's lock on a store, a learner that runs nowhere, and an executor whose cells are
+still being computed when the driver looks."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,11 @@ import torch
 
 from bench.data import Dataset
 from bench.episodes import build_tasks
+from bench.executors import LocalExecutor
 from bench.learner import Learner
 from bench.metrics import Queries, evaluate
 from bench.protocol import Split, SupportSize, TaskSet
+from bench.runner import CellFailure, CellJob, Workload
 from bench.store import FIT_SCOPE, CellRecord, Evaluation, TimingRow
 from learners.baselines import GlobalMean
 
@@ -159,3 +164,24 @@ class NeverApplicable(GlobalMean):
     @classmethod
     def not_applicable(cls, dataset: Any) -> str | None:
         return f"nothing to learn from {dataset.name}"
+
+
+class InAThread(LocalExecutor):
+    """Computes the cells one by one in a worker thread, after a pause each, two handed over at a
+    time: the driver's queue empties while cells are still being computed."""
+
+    slots = 2
+
+    def start(self, work: Workload) -> None:
+        super().start(work)
+        self._pool = ThreadPoolExecutor(max_workers=1)
+
+    def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
+        def compute() -> CellRecord | CellFailure:
+            time.sleep(0.2)
+            return LocalExecutor.submit(self, job).result()
+
+        return self._pool.submit(compute)
+
+    def close(self, cancel: bool) -> None:
+        self._pool.shutdown(cancel_futures=cancel)

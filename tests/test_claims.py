@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import pytest
 
+import bench.runner
+import bench.store
 from bench.learner import LEARNERS
 from bench.processes import start_time
 from bench.runner import iter_cells, run_suite
@@ -23,7 +25,7 @@ from bench.store import SCHEMA_VERSION, ResultStore
 from learners.baselines import GlobalMean
 
 from executor_grid import grid
-from shared import NeverApplicable, held_lock
+from shared import InAThread, NeverApplicable, held_lock
 
 OTHER = "other-run"
 
@@ -55,15 +57,37 @@ def one_learner() -> Any:
     return grid(learners=["global-mean"], seeds=1)
 
 
-def the_cell_key(suite: Any) -> str:
+def cell_keys(suite: Any) -> dict[tuple[str, int], str]:
+    """The key of each of the suite's cells, by learner and seed."""
     from bench.cards import load_dataset
     from bench.protocol import make_protocol
     from bench.provenance import code_fingerprint
 
     protocol = make_protocol(suite.protocol["name"], suite.protocol)
     datasets = [load_dataset(n, suite.dataset.get(n)) for n in suite.datasets]
-    (cell,) = list(iter_cells(datasets, protocol, suite, code_fingerprint()))
-    return cell.key
+    cells = iter_cells(datasets, protocol, suite, code_fingerprint())
+    return {(cell.learner, cell.seed): cell.key for cell in cells}
+
+
+def the_cell_key(suite: Any) -> str:
+    (key,) = cell_keys(suite).values()
+    return key
+
+
+def store_as_another_run(path: Path, source: Path, cell_key: str) -> None:
+    """Copy a finished cell from the store at ``source`` into the store at ``path``, as the run
+    that computed it would write it there."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("ATTACH DATABASE ? AS src", (str(source),))
+        with conn:
+            conn.execute("INSERT OR IGNORE INTO runs SELECT * FROM src.runs")
+            for table in ("cells", "evaluations", "metrics", "timings"):
+                conn.execute(
+                    f"INSERT INTO {table} SELECT * FROM src.{table} WHERE cell_key=?", (cell_key,)
+                )
+    finally:
+        conn.close()
 
 
 if "test-never" not in LEARNERS:
@@ -160,6 +184,23 @@ def test_a_run_waits_for_a_held_cell_and_computes_it_when_released(
     assert outcome.cell_keys == [key]  # listed once, however often it was looked at
 
 
+def test_a_capped_wait_ends_at_its_cap_not_at_the_next_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench.runner, "CLAIM_POLL_S", 60.0)  # held cells looked at each minute
+    path = tmp_path / "s.sqlite"
+    key = the_cell_key(one_learner())
+    with ResultStore(path) as store:
+        plant_claim(path, key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        started = time.monotonic()
+        outcome = run_suite(
+            one_learner(), store, progress=False, claim_wait_s=0.2, log=lambda _: None
+        )
+        elapsed = time.monotonic() - started
+    assert len(outcome.held) == 1
+    assert elapsed < 30  # it gave up after its 0.2 s, not after the minute's pause
+
+
 def test_a_held_cell_does_not_hold_up_the_cells_after_it(tmp_path: Path) -> None:
     """Without waiting, the cells queued after a held one are still skipped, reused or computed."""
     path = tmp_path / "s.sqlite"
@@ -177,6 +218,73 @@ def test_a_held_cell_does_not_hold_up_the_cells_after_it(tmp_path: Path) -> None
     assert learners == {"global-mean", "mf"}
 
 
+class FinishedMeanwhile(ResultStore):
+    """A store where another run writes some cells (copied from ``source``) after this run found
+    them missing and just before its claim on them; it notes this run's claims at each claim.
+    With ``locked_releases`` another process holds the store's lock whenever a cell is released."""
+
+    def __init__(
+        self, path: Path, source: Path, keys: set[str], locked_releases: bool = False, **kw: Any
+    ) -> None:
+        super().__init__(path, **kw)
+        self.source, self.keys, self.locked_releases = source, keys, locked_releases
+        self.claimed: dict[str, list[str]] = {}
+
+    def release_claims(self, owner: str, cell_keys: Any = None) -> None:
+        if self.locked_releases and cell_keys is not None:
+            with held_lock(self.path):
+                return super().release_claims(owner, cell_keys)
+        return super().release_claims(owner, cell_keys)
+
+    def claim(self, cell_key: str, owner: str, lease_s: float) -> Any:
+        self.claimed[cell_key] = [c.cell_key for c in self.claims() if c.owner == owner]
+        if cell_key in self.keys:
+            store_as_another_run(self.path, self.source, cell_key)
+        return super().claim(cell_key, owner, lease_s)
+
+
+def test_a_cell_finished_by_another_run_just_before_the_claim_is_reused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    suite = grid(learners=["item-mean", "global-mean", "mf"], seeds=2)
+    keys = cell_keys(suite)
+    with ResultStore(tmp_path / "elsewhere.sqlite") as other:
+        raced = set(run_suite(grid(learners=["global-mean"]), other, progress=False).cell_keys)
+    store = FinishedMeanwhile(path, tmp_path / "elsewhere.sqlite", raced)
+    with store:
+        held = keys["item-mean", 0]
+        plant_claim(path, held, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        outcome = run_suite(
+            suite, store, progress=False, claim_wait_s=0, log=lambda _: None, executor=InAThread()
+        )
+        claims = [(c.cell_key, c.owner) for c in store.claims()]
+    assert (outcome.computed, outcome.reused, len(outcome.held)) == (3, 2, 1)
+    assert raced == {keys["global-mean", 0], keys["global-mean", 1]}
+    # The cell reused is released at once; the one still computed meanwhile keeps its claim.
+    assert store.claimed[keys["mf", 1]] == [keys["item-mean", 1]]
+    assert claims == [(held, OTHER)]
+
+
+def test_a_claim_that_cannot_be_released_is_reported_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench.store, "_ATTEMPT_S", 0.05)  # SQLite's wait per attempt
+    with ResultStore(tmp_path / "elsewhere.sqlite") as other:
+        raced = set(run_suite(one_learner(), other, progress=False).cell_keys)
+    messages: list[str] = []
+    suite = grid(learners=["global-mean", "item-mean"], seeds=1)
+    store = FinishedMeanwhile(
+        tmp_path / "s.sqlite", tmp_path / "elsewhere.sqlite", raced, True, busy_wait_s=0.1
+    )
+    with store:
+        outcome = run_suite(suite, store, progress=False, log=messages.append)
+        claims = store.claims()
+    assert (outcome.computed, outcome.reused, outcome.exit_code) == (1, 1, 0)
+    locked = f"results store {store.path} stayed locked by another process for 0.1 s"
+    note = f"could not release the run's claims (they expire with their lease): {locked}"
+    assert messages == [f"{note}; try again when that process has finished"] * 2
+    assert claims == []  # released with the rest when the run ends
+
+
 def test_a_run_reuses_what_the_run_it_waited_for_stored(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     suite = one_learner()
@@ -188,16 +296,8 @@ def test_a_run_reuses_what_the_run_it_waited_for_stored(tmp_path: Path) -> None:
 
         def finish_later() -> None:  # the other run stores the cell, then drops its claim
             time.sleep(1.0)
-            with ResultStore(tmp_path / "elsewhere.sqlite", mode="read") as source:
-                rows = source.cell_rows()
+            store_as_another_run(path, tmp_path / "elsewhere.sqlite", key)
             with ResultStore(path) as target:
-                target.start_run(rows[0]["run_id"], "other", {}, {})
-                target.conn.execute(
-                    "ATTACH DATABASE ? AS src", (str(tmp_path / "elsewhere.sqlite"),)
-                )
-                with target.conn:
-                    for table in ("cells", "evaluations", "metrics", "timings"):
-                        target.conn.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")
                 target.release_claims(OTHER)
 
         finisher = threading.Thread(target=finish_later)

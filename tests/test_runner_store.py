@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,11 +14,13 @@ from bench.episodes import MetaTrain
 from bench.errors import StoreError
 from bench.executors import LocalExecutor
 from bench.learner import LEARNERS, Budget
-from bench.runner import TRIAL_SINKS, CellFailure, CellJob, Workload, run_suite
+from bench.runner import TRIAL_SINKS, Workload, run_suite
 from bench.seeding import Seeds
-from bench.store import CellRecord, ResultStore
+from bench.store import ResultStore
 from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
+
+from shared import InAThread
 
 
 class Interruptible(BiasBaseline):
@@ -223,27 +223,6 @@ def test_a_run_that_cannot_be_recorded_cancels_its_workers(tmp_path: Path) -> No
     with ResultStore(path, mode="read") as store, pytest.raises(StoreError, match="read-only"):
         run_suite(suite(("item-mean",)), store, progress=False, executor=executor)
     assert executor.work is not None and executor.closed == [True]
-
-
-class InAThread(LocalExecutor):
-    """Computes the cells one by one in a worker thread, after a pause each, two handed over at a
-    time: the driver's queue empties while cells are still being computed."""
-
-    slots = 2
-
-    def start(self, work: Workload) -> None:
-        super().start(work)
-        self._pool = ThreadPoolExecutor(max_workers=1)
-
-    def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
-        def compute() -> CellRecord | CellFailure:
-            time.sleep(0.2)
-            return LocalExecutor.submit(self, job).result()
-
-        return self._pool.submit(compute)
-
-    def close(self, cancel: bool) -> None:
-        self._pool.shutdown(cancel_futures=cancel)
 
 
 def test_cells_still_computed_when_the_queue_empties_are_waited_for(tmp_path: Path) -> None:

@@ -325,10 +325,12 @@ def test_a_new_scenario_computes_only_what_is_missing(tmp_path: Path) -> None:
         run_suite(tiny(scenarios=["warm"]), store, progress=False)
         warm = rows_of(store)
         assert {r[2] for r in warm} == {"warm"}
+        warm_times = warm_timings(store)
         wider = run_suite(tiny(scenarios=["warm", "user_cold"]), store, progress=False)
         assert (wider.computed, wider.reused) == (4, 0)
         rows = rows_of(store)
-        assert [r for r in rows if r[2] == "warm"] == warm  # not recomputed, not duplicated
+        assert [r for r in rows if r[2] == "warm"] == warm  # not duplicated
+        assert warm_timings(store) == warm_times  # nor recomputed: measured once
         assert {r[2] for r in rows} == {"warm", "user_cold"}
         for key in wider.cell_keys:
             assert store.finished_evaluations(key) == {
@@ -336,6 +338,16 @@ def test_a_new_scenario_computes_only_what_is_missing(tmp_path: Path) -> None:
             }
         narrower = run_suite(tiny(scenarios=["user_cold"]), store, progress=False)
         assert (narrower.computed, narrower.reused) == (0, 4)
+        fresh = run_suite(tiny(scenarios=["user_cold"]), store, fresh=True, progress=False)
+        assert (fresh.computed, fresh.reused) == (4, 0)
+        assert {r[2] for r in rows_of(store)} == {"user_cold"}  # a fresh cell replaces the old
+
+
+def warm_timings(store: ResultStore) -> list[tuple[Any, ...]]:
+    rows = store.timing_rows()
+    return sorted(
+        (r["cell_key"], r["k"], r["phase"], r["seconds"]) for r in rows if r["scenario"] == "warm"
+    )
 
 
 def test_an_interrupted_run_resumes_with_the_missing_cells_only(tmp_path: Path) -> None:
@@ -474,8 +486,11 @@ def test_the_progress_bar_names_the_cell(
     err = capsys.readouterr().err
     assert "cells:" in err and "test-slow-fit seed 0 cpu" in err
     assert "cell/s" in err or "s/cell" in err  # the bar counts cells
-    # Once the first cell is written the bar counts it out of all of them and names it.
-    assert any("1/2 [" in line and "test-slow-fit seed 0 cpu" in line for line in err.split("\r"))
+    # The bar names the cell being computed, counts it out of all of them once it is written,
+    # and still names it then.
+    lines = err.split("\r")
+    for done in ("0/2 [", "1/2 ["):
+        assert any(done in line and "test-slow-fit seed 0 cpu" in line for line in lines)
     assert err.endswith("\r") and err.rsplit("\r", 2)[1].strip() == ""  # wiped when done
 
 
