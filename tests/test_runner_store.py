@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,9 +16,9 @@ from bench.episodes import MetaTrain
 from bench.errors import StoreError
 from bench.executors import LocalExecutor
 from bench.learner import LEARNERS, Budget
-from bench.runner import TRIAL_SINKS, Workload, run_suite
+from bench.runner import TRIAL_SINKS, CellFailure, CellJob, Workload, run_suite
 from bench.seeding import Seeds
-from bench.store import ResultStore
+from bench.store import CellRecord, ResultStore
 from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
 
@@ -230,3 +232,29 @@ def test_cells_still_computed_when_the_queue_empties_are_waited_for(tmp_path: Pa
         outcome = run_suite(suite(("item-mean",)), store, progress=False, executor=InAThread())
         seeds = {r["seed"] for r in store.metric_rows()}
     assert (outcome.computed, seeds) == (3, {0, 1, 2})
+
+
+class LosesTheWorkerOfSeed1(LocalExecutor):
+    """The local executor, but the worker given seed 1 dies: its future raises."""
+
+    def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
+        if job.fields["seed"] != 1:
+            return super().submit(job)
+        future: Future[CellRecord | CellFailure] = Future()
+        future.set_exception(BrokenProcessPool("a worker died"))
+        return future
+
+
+def test_a_worker_that_dies_fails_its_cell_and_the_run_goes_on(tmp_path: Path) -> None:
+    executor = LosesTheWorkerOfSeed1()
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        outcome = run_suite(
+            suite(("item-mean",)), store, progress=False, executor=executor, log=lambda _: None
+        )
+        (failure,) = store.failures(outcome.run_id)
+        seeds = {r["seed"] for r in store.metric_rows()}
+    assert (outcome.exit_code, outcome.computed, seeds) == (1, 2, {0, 2})
+    assert [message for _, message in outcome.failed] == ["BrokenProcessPool: a worker died"]
+    assert failure["error"] == "BrokenProcessPool: a worker died"
+    assert failure["traceback"].startswith("Traceback (most recent call last)")
+    assert failure["traceback"].rstrip().endswith("BrokenProcessPool: a worker died")

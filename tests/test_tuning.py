@@ -7,6 +7,7 @@ import csv
 import json
 import sqlite3
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,12 +19,13 @@ from bench.analysis import load_results
 from bench.cli import main
 from bench.episodes import MetaTrain
 from bench.errors import ConfigError
+from bench.executors import LocalExecutor
 from bench.executors.process import ProcessExecutor
 from bench.learner import LEARNERS, Budget
 from bench.protocol import make_protocol
-from bench.runner import run_suite
+from bench.runner import TRIAL_SINKS, CellFailure, CellJob, run_suite
 from bench.seeding import Seeds
-from bench.store import ResultStore, TrialRecord
+from bench.store import CellRecord, ResultStore, TrialRecord
 from bench.suite import Suite, suite_from_dict
 from bench.synthetic import SyntheticConfig, generate
 from bench.tuning import TuneSpec, parse_tuning, search, tuning_lines
@@ -178,10 +180,11 @@ def test_test_task_labels_never_reach_the_tuning_objective(tmp_path: Path) -> No
 
 
 class StopsAfterFits(BiasBaseline):
-    """item-mean that raises KeyboardInterrupt on the fit after ``limit`` fits (a Ctrl-C)."""
+    """item-mean that raises ``error`` (a Ctrl-C unless set) on the fit after ``limit`` fits."""
 
     limit: ClassVar[int | None] = None
     fits: ClassVar[int] = 0
+    error: ClassVar[type[BaseException]] = KeyboardInterrupt
 
     def fit(
         self,
@@ -192,7 +195,7 @@ class StopsAfterFits(BiasBaseline):
         budget: Budget | None = None,
     ) -> None:
         if self.limit is not None and StopsAfterFits.fits >= self.limit:
-            raise KeyboardInterrupt("stopped on purpose")
+            raise self.error("stopped on purpose")
         StopsAfterFits.fits += 1
         super().fit(train, rng=rng, device=device, budget=budget)
 
@@ -240,6 +243,45 @@ def test_an_interrupted_search_resumes_without_duplicates_and_chooses_the_same(
         numbers = [(t["cell_key"], t["number"]) for t in store.trial_rows()]
     assert len(numbers) == len(set(numbers)) == 12
     assert resumed == reference
+
+
+class WithoutTrialSink(LocalExecutor):
+    """Computes cells in this process as a worker elsewhere would: without the run's trial sink,
+    so a search's trials travel back only with its cell (or its failure)."""
+
+    def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
+        run_id = self._work.context.run_id
+        sink = TRIAL_SINKS.pop(run_id)
+        try:
+            return super().submit(job)
+        finally:
+            TRIAL_SINKS[run_id] = sink
+
+
+@pytest.mark.parametrize("executor", [LocalExecutor, WithoutTrialSink])
+def test_a_cell_that_fails_after_its_search_keeps_the_trials_for_the_next_run(
+    tmp_path: Path, executor: type[LocalExecutor]
+) -> None:
+    suite = tuned_suite(
+        {"trials": 3, "test-stops-after-fits": RANGES},
+        learners=["test-stops-after-fits"],
+        seeds=[0],
+    )
+    StopsAfterFits.fits, StopsAfterFits.limit, StopsAfterFits.error = 0, 3, RuntimeError
+    try:  # the three trials run, then the final fit fails
+        with ResultStore(tmp_path / "s.sqlite") as store:
+            failed = run_suite(
+                suite, store, progress=False, log=lambda _: None, executor=executor()
+            )
+            kept = [(t["cell_key"], t["number"], t["run_id"]) for t in store.trial_rows()]
+    finally:
+        StopsAfterFits.limit, StopsAfterFits.error = None, KeyboardInterrupt
+    assert [message for _, message in failed.failed] == ["RuntimeError: stopped on purpose"]
+    assert kept == [(failed.cell_keys[0], n, failed.run_id) for n in range(3)]
+    StopsAfterFits.fits = 0
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        again = run_suite(suite, store, progress=False)
+    assert (again.exit_code, again.computed, StopsAfterFits.fits) == (0, 1, 1)  # no trial again
 
 
 def test_a_process_pool_returns_each_search_with_its_cell(tmp_path: Path) -> None:
