@@ -1,7 +1,7 @@
 """What several test modules share: checks of a split's task sets, the error of a learner on a
 scenario's tasks, configs that keep each built-in learner quick to fit, a finished cell to write
-to the results store, another process's lock on a store, a learner that runs nowhere, and an executor whose cells are
-still being computed when the driver looks."""
+to the results store, another process's lock on a store, a learner that runs nowhere, and an
+executor whose cells are still being computed when the driver looks."""
 
 from __future__ import annotations
 
