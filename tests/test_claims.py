@@ -90,6 +90,12 @@ def store_as_another_run(path: Path, source: Path, cell_key: str) -> None:
         conn.close()
 
 
+def other_run_lets_go(path: Path) -> None:
+    """Run ``OTHER`` drops its claims, unfinished."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM claims WHERE owner=?", (OTHER,))
+
+
 if "test-never" not in LEARNERS:
     LEARNERS.register("test-never", NeverApplicable)
 
@@ -164,24 +170,51 @@ def test_a_run_waits_for_a_held_cell_and_computes_it_when_released(
     tmp_path: Path, claim_wait_s: float | None
 ) -> None:
     path = tmp_path / "s.sqlite"
-    key = the_cell_key(one_learner())
+    suite = grid(learners=["global-mean", "item-mean", "mf"], seeds=1)
+    keys = cell_keys(suite)
     with ResultStore(path) as store:
-        plant_claim(path, key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        held = keys["global-mean", 0]  # the first cell, so that others are queued behind it
+        plant_claim(path, held, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
 
         def release_later() -> None:
             time.sleep(1.0)
-            with sqlite3.connect(path) as conn:
-                conn.execute("DELETE FROM claims WHERE owner=?", (OTHER,))
+            other_run_lets_go(path)
 
         releaser = threading.Thread(target=release_later)
         releaser.start()
         outcome = run_suite(
-            one_learner(), store, progress=False, log=lambda _: None, claim_wait_s=claim_wait_s
+            suite, store, progress=False, log=lambda _: None, claim_wait_s=claim_wait_s
         )
         releaser.join()
         assert store.claims() == []
-    assert (outcome.computed, outcome.reused, len(outcome.waited), outcome.held) == (1, 0, 1, [])
-    assert outcome.cell_keys == [key]  # listed once, however often it was looked at
+    assert (outcome.computed, outcome.reused, len(outcome.waited), outcome.held) == (3, 0, 1, [])
+    assert outcome.cell_keys == list(keys.values())  # each once, however often looked at
+
+
+class LetGoOnCue(ResultStore):
+    """A store where run ``OTHER`` drops its claims when this run claims the cell ``cue``."""
+
+    def __init__(self, path: Path, cue: str) -> None:
+        super().__init__(path)
+        self.cue = cue
+
+    def claim(self, cell_key: str, owner: str, lease_s: float) -> Any:
+        if cell_key == self.cue:
+            other_run_lets_go(self.path)
+        return super().claim(cell_key, owner, lease_s)
+
+
+def test_a_cell_let_go_while_others_are_queued_is_computed_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    suite = grid(learners=["global-mean", "item-mean", "mf"], seeds=1)
+    keys = cell_keys(suite)
+    with LetGoOnCue(path, cue=keys["item-mean", 0]) as store:
+        held = keys["global-mean", 0]
+        plant_claim(path, held, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        outcome = run_suite(suite, store, progress=False, log=lambda _: None)
+        computed = sorted(r["cell_key"] for r in store.cell_rows())
+    assert (outcome.computed, outcome.reused, len(outcome.waited)) == (3, 0, 1)
+    assert computed == sorted(keys.values())
 
 
 def test_a_capped_wait_ends_at_its_cap_not_at_the_next_look(
