@@ -5,6 +5,7 @@ from collections.abc import Generator
 
 import pytest
 
+import bench.store
 from bench.data import Dataset
 from bench.synthetic import SyntheticConfig, generate
 
@@ -16,6 +17,12 @@ REQUIRE_REAL_DATA = "BENCH_REQUIRE_REAL_DATA"
 @pytest.fixture(scope="session")
 def small_dataset() -> Dataset:
     return generate(SMALL, name="synthetic-small")
+
+
+@pytest.fixture()
+def short_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's own wait per attempt cut to 50 ms, so a busy store is retried within a second."""
+    monkeypatch.setattr(bench.store, "_ATTEMPT_S", 0.05)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 import pytest
 
 import bench.runner
-import bench.store
 from bench.learner import LEARNERS
 from bench.processes import start_time
 from bench.runner import iter_cells, run_suite
@@ -51,6 +50,12 @@ def dead_pid() -> tuple[int, str | None]:
 
 def alive() -> tuple[int, str | None]:
     return os.getpid(), start_time(os.getpid())
+
+
+def hold_as_other_run(path: Path, cell_key: str) -> None:
+    """A live claim of run ``OTHER`` on the cell for ten minutes (this process stands for it)."""
+    pid, started = alive()
+    plant_claim(path, cell_key, pid=pid, started=started, expires_in=600)
 
 
 def one_learner() -> Any:
@@ -150,9 +155,7 @@ def test_a_cell_another_live_run_holds_is_not_computed(tmp_path: Path) -> None:
     held_key = the_cell_key(grid(learners=["item-mean"], seeds=1))
     messages: list[str] = []
     with ResultStore(path) as store:
-        plant_claim(
-            path, held_key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600
-        )
+        hold_as_other_run(path, held_key)
         outcome = run_suite(suite, store, progress=False, claim_wait_s=0, log=messages.append)
         learners = {r["learner"] for r in store.metric_rows()}
         claims = store.claims()
@@ -174,7 +177,7 @@ def test_a_run_waits_for_a_held_cell_and_computes_it_when_released(
     keys = cell_keys(suite)
     with ResultStore(path) as store:
         held = keys["global-mean", 0]  # the first cell, so that others are queued behind it
-        plant_claim(path, held, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        hold_as_other_run(path, held)
 
         def release_later() -> None:
             time.sleep(1.0)
@@ -210,7 +213,7 @@ def test_a_cell_let_go_while_others_are_queued_is_computed_once(tmp_path: Path) 
     keys = cell_keys(suite)
     with LetGoOnCue(path, cue=keys["item-mean", 0]) as store:
         held = keys["global-mean", 0]
-        plant_claim(path, held, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        hold_as_other_run(path, held)
         outcome = run_suite(suite, store, progress=False, log=lambda _: None)
         computed = sorted(r["cell_key"] for r in store.cell_rows())
     assert (outcome.computed, outcome.reused, len(outcome.waited)) == (3, 0, 1)
@@ -224,7 +227,7 @@ def test_a_capped_wait_ends_at_its_cap_not_at_the_next_look(
     path = tmp_path / "s.sqlite"
     key = the_cell_key(one_learner())
     with ResultStore(path) as store:
-        plant_claim(path, key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        hold_as_other_run(path, key)
         started = time.monotonic()
         outcome = run_suite(
             one_learner(), store, progress=False, claim_wait_s=0.2, log=lambda _: None
@@ -238,12 +241,10 @@ def test_a_held_cell_does_not_hold_up_the_cells_after_it(tmp_path: Path) -> None
     """Without waiting, the cells queued after a held one are still skipped, reused or computed."""
     path = tmp_path / "s.sqlite"
     suite = grid(learners=["item-mean", "test-never", "global-mean", "mf"], seeds=1)
-    held_key = the_cell_key(grid(learners=["item-mean"], seeds=1))
+    held_key = cell_keys(suite)["item-mean", 0]
     with ResultStore(path) as store:
         run_suite(one_learner(), store, progress=False)  # global-mean's cell, to be reused
-        plant_claim(
-            path, held_key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600
-        )
+        hold_as_other_run(path, held_key)
         outcome = run_suite(suite, store, progress=False, claim_wait_s=0, log=lambda _: None)
         learners = {r["learner"] for r in store.metric_rows(outcome.cell_keys)}
     assert (outcome.computed, outcome.reused, len(outcome.skipped)) == (1, 1, 1)
@@ -285,7 +286,7 @@ def test_a_cell_finished_by_another_run_just_before_the_claim_is_reused(tmp_path
     store = FinishedMeanwhile(path, tmp_path / "elsewhere.sqlite", raced)
     with store:
         held = keys["item-mean", 0]
-        plant_claim(path, held, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        hold_as_other_run(path, held)
         outcome = run_suite(
             suite, store, progress=False, claim_wait_s=0, log=lambda _: None, executor=InAThread()
         )
@@ -297,16 +298,18 @@ def test_a_cell_finished_by_another_run_just_before_the_claim_is_reused(tmp_path
     assert claims == [(held, OTHER)]
 
 
-def test_a_claim_that_cannot_be_released_is_reported_and_the_run_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(bench.store, "_ATTEMPT_S", 0.05)  # SQLite's wait per attempt
+@pytest.mark.usefixtures("short_attempts")
+def test_a_claim_that_cannot_be_released_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
     with ResultStore(tmp_path / "elsewhere.sqlite") as other:
         raced = set(run_suite(one_learner(), other, progress=False).cell_keys)
     messages: list[str] = []
     suite = grid(learners=["global-mean", "item-mean"], seeds=1)
     store = FinishedMeanwhile(
-        tmp_path / "s.sqlite", tmp_path / "elsewhere.sqlite", raced, True, busy_wait_s=0.1
+        tmp_path / "s.sqlite",
+        tmp_path / "elsewhere.sqlite",
+        raced,
+        locked_releases=True,
+        busy_wait_s=0.1,
     )
     with store:
         outcome = run_suite(suite, store, progress=False, log=messages.append)
@@ -325,7 +328,7 @@ def test_a_run_reuses_what_the_run_it_waited_for_stored(tmp_path: Path) -> None:
         run_suite(suite, other, progress=False)
     key = the_cell_key(suite)
     with ResultStore(path) as store:
-        plant_claim(path, key, pid=os.getpid(), started=start_time(os.getpid()), expires_in=600)
+        hold_as_other_run(path, key)
 
         def finish_later() -> None:  # the other run stores the cell, then drops its claim
             time.sleep(1.0)

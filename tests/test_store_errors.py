@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import torch
 
-import bench.store
 from bench.cli import main
 from bench.episodes import MetaTrain
 from bench.errors import StoreError
@@ -345,12 +344,6 @@ WRITES: dict[str, Callable[[ResultStore], object]] = {
     "renewing claims": lambda s: s.renew_claims("run-1", ["cell-a"], lease_s=60),
     "releasing claims": lambda s: s.release_claims("run-1", ["cell-a"]),
 }
-
-
-@pytest.fixture()
-def short_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite's own wait per attempt cut to 50 ms, so a busy store is retried within a second."""
-    monkeypatch.setattr(bench.store, "_ATTEMPT_S", 0.05)
 
 
 @pytest.mark.parametrize("what", list(WRITES))
