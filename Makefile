@@ -66,11 +66,11 @@ leaderboard: $(STAMP)
 # Mutation testing of the core modules against their fast tests (slow: not part of `make test`).
 # `make mutate` covers every module; `make mutate-metrics` (or protocol, episodes, runner, store,
 # mf, maml) one of them. Each run starts from a fresh mutants/ copy of the sources.
-MUTANTS_metrics := 'bench.metrics.*'
+MUTANTS_metrics := 'bench.evaluation.metrics.*'
 MUTANTS_protocol := 'bench.protocol.*'
-MUTANTS_episodes := 'bench.episodes.*'
-MUTANTS_runner := $(foreach f,x_cell_key x_run_suite x__drive x__needed x__store_result x__release,'bench.runner.$(f)__mutmut_*')
-MUTANTS_store := 'bench.store.*'
+MUTANTS_episodes := 'bench.protocol.episodes.*'
+MUTANTS_runner := $(foreach f,x_cell_key x_run_suite x__drive x__needed x__store_result x__release,'bench.engine.runner.$(f)__mutmut_*')
+MUTANTS_store := 'bench.results.store.*'
 MUTANTS_mf := 'learners.mf.*' 'learners.als.*'
 MUTANTS_maml := 'learners.network.adaptation.*' 'learners.network.losses.*'
 MUTATE_MODULES := metrics protocol episodes runner store mf maml

@@ -26,12 +26,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench import analysis
+from bench.engine.executors import Executor, make_executor
+from bench.engine.runner import RunOutcome, run_suite
+from bench.engine.suite import Suite, load_suite, override, parse_seeds, suite_from_dict
 from bench.errors import BenchError, ConfigError, excerpt
-from bench.executors import Executor, make_executor
-from bench.runner import RunOutcome, run_suite
-from bench.store import ResultStore
-from bench.suite import Suite, load_suite, override, parse_seeds, suite_from_dict
+from bench.results import analysis
+from bench.results.store import ResultStore
 
 __all__ = ["Results", "load", "run", "run_grid"]
 
@@ -41,7 +41,7 @@ Named = Sequence[str] | Mapping[str, Mapping[str, Any] | None]
 
 @dataclass(frozen=True, eq=False)
 class Results(analysis.Results):
-    """The cells of a run (or of a store) as DataFrames: :class:`bench.analysis.Results` plus the
+    """The cells of a run (or of a store) as DataFrames: :class:`bench.results.analysis.Results` plus the
     run's outcome and a summary.
 
     ``metrics``, ``timings``, ``cells``, ``runs`` and ``failures`` are frames; ``per_task`` and
@@ -85,7 +85,7 @@ def run(
 
     Args:
         suite: a shipped suite's name (``bench ls suites``), the path of a TOML file, or a
-            :class:`bench.suite.Suite`.
+            :class:`bench.engine.suite.Suite`.
         store: the results store [``$BENCH_STORE``, else ``.bench/results.sqlite``]; cells
             already in it are reused unless ``fresh``.
         learners: run only these learners; a mapping also overrides their config fields (on top
@@ -295,7 +295,7 @@ def _with_tables(
 
 
 def _store_path(store: str | Path | None) -> Path:
-    from bench.cli import default_store
+    from bench.results.store import default_store
 
     return Path(store) if store is not None else default_store()
 

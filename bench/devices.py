@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from bench.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
 
 _NAME = re.compile(r"cpu|cuda(:\d+)?")
 
@@ -19,6 +21,8 @@ def check_device_name(name: str) -> None:
 
 def resolve_device(name: str) -> torch.device:
     """The torch device for ``name``; a CUDA device that is not here is a clear error."""
+    import torch
+
     check_device_name(name)
     device = torch.device(name)
     if device.type == "cuda":
@@ -37,3 +41,10 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_devices(names: tuple[str, ...]) -> dict[str, torch.device]:
     return {name: resolve_device(name) for name in names}
+
+
+def synchronize(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

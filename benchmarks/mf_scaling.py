@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from config_overrides import parse_overrides
 
-from bench.episodes import EpisodeSampler, MetaTrain
 from bench.errors import BenchError
-from bench.learner import make_learner
+from bench.evaluation.timing import timed
+from bench.protocol.episodes import EpisodeSampler, MetaTrain
+from bench.protocol.learner import make_learner
 from bench.seeding import Seeds
-from bench.timing import timed
 
 RATINGS_PER_USER = 80
 RATINGS_PER_ITEM = 200

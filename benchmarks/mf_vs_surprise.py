@@ -38,14 +38,14 @@ import numpy as np
 import torch
 from config_overrides import parse_overrides
 
-from bench.cards import load_dataset
-from bench.episodes import MetaTrain, TaskBatch
+from bench.data.cards import load_dataset
+from bench.engine.runner import SplitCache, learner_seeds
+from bench.engine.suite import load_suite
 from bench.errors import BenchError
-from bench.learner import Learner, make_learner
-from bench.metrics import Queries, evaluate
+from bench.evaluation.metrics import Queries, evaluate
 from bench.protocol import make_protocol
-from bench.runner import SplitCache, learner_seeds
-from bench.suite import load_suite
+from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.protocol.learner import Learner, make_learner
 
 SUITE = "ml100k-warm"
 FOLDS = ("u1", "u2", "u3", "u4", "u5")

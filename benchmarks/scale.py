@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.cards import load_dataset
-from bench.episodes import build_tasks, make_meta_train
-from bench.learner import make_learner
+from bench.data.cards import load_dataset
+from bench.evaluation.timing import timed
 from bench.protocol import make_protocol
+from bench.protocol.episodes import build_tasks, make_meta_train
+from bench.protocol.learner import make_learner
 from bench.seeding import Seeds
-from bench.timing import timed
 
 RATINGS_PER_USER = 80
 RATINGS_PER_ITEM = 200

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import load_results
-from bench.executors import Executor, make_executor
-from bench.executors.process import available_cpus
-from bench.runner import run_suite
-from bench.store import ResultStore
-from bench.suite import Suite, load_suite
+from bench.engine.executors import Executor, make_executor
+from bench.engine.executors.process import available_cpus
+from bench.engine.runner import run_suite
+from bench.engine.suite import Suite, load_suite
+from bench.results.analysis import load_results
+from bench.results.store import ResultStore
 
 
 def grid(seeds: int, maml_steps: int) -> Suite:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
-from bench.learner import Budget, Learner, clamp_to_scale
+from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.protocol.learner import Budget, Learner, clamp_to_scale
 from bench.seeding import Seeds
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
+from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.network.adaptation import Adapt, adapt_and_predict, check_adapt
 from learners.network.learner import NetworkLearner

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
+from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.maml.vectorised import VectorisedMAML, VectorisedMAMLConfig
 from learners.network.model import RatingNetwork

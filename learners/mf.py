@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
-from bench.learner import Budget, Learner, clamp_to_scale
+from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.protocol.learner import Budget, Learner, clamp_to_scale
 from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.baselines import BiasConfig, bias_fit

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
-from bench.learner import Budget, Learner
+from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.protocol.learner import Budget, Learner
 from bench.seeding import Seeds
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.episodes import MetaTrain, TaskBatch
+from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.network.episodic import EpisodicConfig, EpisodicLearner
 from learners.network.losses import masked_mse, mean_over_tasks

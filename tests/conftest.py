@@ -5,9 +5,9 @@ from collections.abc import Generator
 
 import pytest
 
-import bench.store
-from bench.data import Dataset
-from bench.synthetic import SyntheticConfig, generate
+import bench.results.store
+from bench.data.dataset import Dataset
+from bench.data.synthetic import SyntheticConfig, generate
 
 SMALL = SyntheticConfig(n_users=240, n_items=160, mean_ratings_per_user=60, seed=7)
 REQUIRE_REAL_DATA = "BENCH_REQUIRE_REAL_DATA"
@@ -22,7 +22,7 @@ def small_dataset() -> Dataset:
 @pytest.fixture()
 def short_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite's own wait per attempt cut to 50 ms, so a busy store is retried within a second."""
-    monkeypatch.setattr(bench.store, "_ATTEMPT_S", 0.05)
+    monkeypatch.setattr(bench.results.store, "_ATTEMPT_S", 0.05)
 
 
 @pytest.hookimpl(hookwrapper=True)

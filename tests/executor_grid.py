@@ -8,11 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analysis import load_results
-from bench.executors import Executor
-from bench.runner import RunOutcome, run_suite
-from bench.store import ResultStore
-from bench.suite import Suite, suite_from_dict
+from bench.engine.executors import Executor
+from bench.engine.runner import RunOutcome, run_suite
+from bench.engine.suite import Suite, suite_from_dict
+from bench.results.analysis import load_results
+from bench.results.store import ResultStore
 
 
 def grid(**changes: Any) -> Suite:

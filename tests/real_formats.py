@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cards import CARD_DIR
-from bench.loaders.sources import resolve_data_dir
+from bench.data.cards import CARD_DIR
+from bench.data.loaders.sources import resolve_data_dir
 
 REAL_DATA_DIR = resolve_data_dir()
 """$BENCH_DATA_DIR, else the per-user data folder, as the environment was when tests started."""

@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.data import Dataset
-from bench.episodes import build_tasks
-from bench.executors import LocalExecutor
-from bench.learner import Learner
-from bench.metrics import Queries, evaluate
+from bench.data.dataset import Dataset
+from bench.engine.executors import LocalExecutor
+from bench.engine.runner import CellFailure, CellJob, Workload
+from bench.evaluation.metrics import Queries, evaluate
+from bench.evaluation.timing import TimingRow
 from bench.protocol import Split, SupportSize, TaskSet
-from bench.runner import CellFailure, CellJob, Workload
-from bench.store import FIT_SCOPE, CellRecord, Evaluation, TimingRow
+from bench.protocol.episodes import build_tasks
+from bench.protocol.learner import Learner
+from bench.results.store import FIT_SCOPE, CellRecord, Evaluation
 from learners.baselines import GlobalMean
 
 SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}

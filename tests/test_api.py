@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from bench import api
-from bench.analysis import ROW_KEYS
 from bench.cli import main
+from bench.engine.suite import load_suite
 from bench.errors import BenchError
-from bench.learner import LEARNERS
-from bench.suite import load_suite
+from bench.protocol.learner import LEARNERS
+from bench.results.analysis import ROW_KEYS
 from learners.baselines import GlobalMean
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from bench.cards import load_dataset
-from bench.learner import LEARNERS, Budget, make_learner
-from bench.metrics import DEFAULT_GAIN
+from bench.data.cards import load_dataset
+from bench.data.synthetic import SyntheticConfig
+from bench.engine.runner import cell_key, iter_cells, run_suite
+from bench.engine.suite import Suite, suite_from_dict
+from bench.engine.tuning import Dimension, TuneSpec
+from bench.evaluation.metrics import DEFAULT_GAIN
 from bench.protocol import ProtocolConfig, make_protocol
-from bench.runner import cell_key, iter_cells, run_suite
-from bench.store import ResultStore
-from bench.suite import Suite, suite_from_dict
-from bench.synthetic import SyntheticConfig
-from bench.tuning import Dimension, TuneSpec
+from bench.protocol.learner import LEARNERS, Budget, make_learner
+from bench.results.store import ResultStore
 
 from real_formats import shipped_card, write_ml100k
 

@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-import bench.runner
-from bench.learner import LEARNERS
+import bench.engine.runner
+from bench.engine.runner import iter_cells, run_suite
 from bench.processes import start_time
-from bench.runner import iter_cells, run_suite
-from bench.store import SCHEMA_VERSION, ResultStore
+from bench.protocol.learner import LEARNERS
+from bench.results.store import SCHEMA_VERSION, ResultStore
 from learners.baselines import GlobalMean
 
 from executor_grid import grid
@@ -64,7 +64,7 @@ def one_learner() -> Any:
 
 def cell_keys(suite: Any) -> dict[tuple[str, int], str]:
     """The key of each of the suite's cells, by learner and seed."""
-    from bench.cards import load_dataset
+    from bench.data.cards import load_dataset
     from bench.protocol import make_protocol
     from bench.provenance import code_fingerprint
 
@@ -223,7 +223,9 @@ def test_a_cell_let_go_while_others_are_queued_is_computed_once(tmp_path: Path) 
 def test_a_capped_wait_ends_at_its_cap_not_at_the_next_look(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bench.runner, "CLAIM_POLL_S", 60.0)  # held cells looked at each minute
+    monkeypatch.setattr(
+        bench.engine.runner, "CLAIM_POLL_S", 60.0
+    )  # held cells looked at each minute
     path = tmp_path / "s.sqlite"
     key = the_cell_key(one_learner())
     with ResultStore(path) as store:

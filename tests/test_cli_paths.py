@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cards import load_dataset
 from bench.cli import main
-from bench.episodes import make_meta_train
+from bench.data.cards import load_dataset
 from bench.errors import DataError
 from bench.protocol import make_protocol
+from bench.protocol.episodes import make_meta_train
 from learners.maml.throughput import PerfRow, Spread, measure, render
 
 ROOT = Path(__file__).resolve().parents[1]

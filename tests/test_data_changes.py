@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cards import load_dataset
 from bench.cli import main
+from bench.data.cards import load_dataset
+from bench.data.loaders import cache
 from bench.errors import ConfigError, DataError, DataWarning
-from bench.loaders import cache
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 from real_formats import card, write
 
@@ -179,7 +179,7 @@ def test_an_empty_grid_is_an_error(
 
 
 def test_an_empty_learner_list_in_a_suite_file(tmp_path: Path) -> None:
-    from bench.suite import load_suite
+    from bench.engine.suite import load_suite
 
     with pytest.raises(ConfigError, match="no learners"):
         load_suite(str(write(tmp_path / "s.toml", 'name = "s"\nlearners = []\n')))

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cards import get_card, load_dataset
-from bench.data import Dataset
+from bench.data.cards import get_card, load_dataset
+from bench.data.dataset import Dataset
+from bench.data.loaders import sources
 from bench.errors import ConfigError, DataError
-from bench.loaders import sources
 from bench.protocol import make_protocol
 
 from real_formats import (
@@ -195,9 +195,9 @@ def test_predefined_folds_are_warm_only(ml100k: Dataset) -> None:
 
 @real_data
 def test_ml100k_warm_item_mean_matches_the_reference(tmp_path: Path) -> None:
-    from bench.runner import run_suite
-    from bench.store import ResultStore
-    from bench.suite import load_suite, override
+    from bench.engine.runner import run_suite
+    from bench.engine.suite import load_suite, override
+    from bench.results.store import ResultStore
 
     root = str(real_data_dir("ml-100k"))
     suite = override(load_suite("ml100k-warm"), learners=("item-mean",), data_dir=root)
@@ -211,9 +211,9 @@ def test_ml100k_warm_item_mean_matches_the_reference(tmp_path: Path) -> None:
 
 
 def test_item_as_task_runs_end_to_end_on_ml100k(ml100k_source: Source, tmp_path: Path) -> None:
-    from bench.runner import run_suite
-    from bench.store import ResultStore
-    from bench.suite import suite_from_dict
+    from bench.engine.runner import run_suite
+    from bench.engine.suite import suite_from_dict
+    from bench.results.store import ResultStore
 
     suite = suite_from_dict(
         {
@@ -251,7 +251,7 @@ def test_cli_data_dir_flag_runs_the_warm_folds(
     ml100k_source: Source, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bench.cli import main
-    from bench.suite import SUITES
+    from bench.engine.suite import SUITES
 
     shipped = SUITES.get("ml100k-warm").read_text(encoding="utf-8")
     suite = write(tmp_path / "warm.toml", shipped.replace('"ml-100k"', repr(ml100k_source.card), 1))

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import Dataset
-from bench.episodes import (
+from bench.data.dataset import Dataset
+from bench.protocol import make_protocol
+from bench.protocol.episodes import (
     EpisodeSampler,
     TaskBatch,
     batch_from_rows,
@@ -20,7 +21,6 @@ from bench.episodes import (
     make_meta_train,
     predict_in_chunks,
 )
-from bench.protocol import make_protocol
 
 # Six ratings of three users; rows are indices into these arrays.
 USER = np.array([0, 0, 0, 1, 2, 2])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.engine.executors.ray_cluster import RayExecutor
 from bench.errors import ConfigError
-from bench.executors.ray_cluster import RayExecutor
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 from executor_grid import assert_same_rows, grid, run_on
 

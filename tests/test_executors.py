@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.executors import LocalExecutor, make_executor
-from bench.executors.process import ProcessExecutor, threads_per_worker
-from bench.store import ResultStore
+from bench.engine.executors import LocalExecutor, make_executor
+from bench.engine.executors.process import ProcessExecutor, threads_per_worker
+from bench.results.store import ResultStore
 
 from executor_grid import assert_same_rows, grid, run_on
 

@@ -12,20 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cards import load_dataset
 from bench.cli import main
-from bench.data import Dataset
-from bench.episodes import MetaTrain, build_tasks, make_meta_train
+from bench.data.cards import load_dataset
+from bench.data.dataset import Dataset
+from bench.data.synthetic import SyntheticConfig, generate
+from bench.engine.suite import suite_from_dict
 from bench.errors import ConfigError
-from bench.learner import LEARNERS, Learner, learner_class, make_learner
-from bench.metrics import Queries, evaluate
+from bench.evaluation.contract import score
+from bench.evaluation.metrics import Queries, evaluate
 from bench.protocol import Split, make_protocol
 from bench.protocol.base import LIKE_FROM_DATASET, LIKE_FROM_MEDIAN, WARM_HISTORY_NOTE
-from bench.report import render_terminal
+from bench.protocol.episodes import MetaTrain, build_tasks, make_meta_train
+from bench.protocol.learner import LEARNERS, Learner, learner_class, make_learner
+from bench.results.terminal import render_terminal
 from bench.seeding import Seeds
-from bench.suite import suite_from_dict
-from bench.synthetic import SyntheticConfig, generate
-from bench.testing import score
 
 SUPPORT = (1, 5, 10)
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")

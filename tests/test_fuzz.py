@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bench.cards import load_dataset
+from bench.data.cards import load_dataset
+from bench.engine.suite import Suite, load_suite, suite_from_dict
 from bench.errors import BenchError
 from bench.protocol import ProtocolConfig
-from bench.suite import Suite, load_suite, suite_from_dict
 
 from real_formats import card, write, write_filmtrust, write_latest_small, write_ml100k
 

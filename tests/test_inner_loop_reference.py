@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.episodes import TaskBatch, batch_from_rows
+from bench.protocol.episodes import TaskBatch, batch_from_rows
 from learners.network import (
     RatingNetwork,
     adapt_and_predict,

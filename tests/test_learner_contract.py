@@ -1,4 +1,4 @@
-"""Every built-in learner passes the public contract helper, ``bench.testing.check_learner``; the
+"""Every built-in learner passes the public contract helper, ``bench.evaluation.contract.check_learner``; the
 helper itself catches learners that break a rule."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from typing import ClassVar
 import pytest
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
-from bench.learner import LEARNERS, Budget
+from bench.evaluation.contract import ContractError, check_learner
+from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.protocol.learner import LEARNERS, Budget
 from bench.seeding import Seeds
-from bench.testing import ContractError, check_learner
 from learners.baselines import BiasBaseline
 
 from shared import QUICK

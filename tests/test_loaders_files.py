@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cards import load_dataset
 from bench.cli import main
+from bench.data.cards import load_dataset
+from bench.data.loaders import sources
 from bench.errors import DataError
-from bench.loaders import sources
 
 from real_formats import card, sha, write
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.episodes import MetaTrain, make_meta_train
-from bench.learner import Learner, make_learner
+from bench.data.synthetic import SyntheticConfig, generate
+from bench.evaluation.contract import score
 from bench.protocol import Split, make_protocol
+from bench.protocol.episodes import MetaTrain, make_meta_train
+from bench.protocol.learner import Learner, make_learner
 from bench.seeding import Seeds
-from bench.synthetic import SyntheticConfig, generate
-from bench.testing import score
 from learners.melu import MeLU
 from learners.network.fields import Field, FieldEmbedding, feature_fields
 

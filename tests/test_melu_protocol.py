@@ -10,9 +10,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.data import Dataset
+from bench.data.dataset import Dataset
+from bench.data.synthetic import SyntheticConfig, generate
 from bench.protocol import Split, make_protocol
-from bench.synthetic import SyntheticConfig, generate
 
 # Users from 5 to 150 ratings, so the 13-100 activity filter leaves some out on both sides.
 ACTIVITY = SyntheticConfig(

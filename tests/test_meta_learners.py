@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import Dataset
-from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train
+from bench.data.dataset import Dataset
 from bench.errors import ConfigError, RegistryError
-from bench.learner import Learner, make_learner
 from bench.protocol import Split, make_protocol
+from bench.protocol.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train
+from bench.protocol.learner import Learner, make_learner
 from bench.seeding import Seeds
 from learners.network import masked_mse, mixed_support
 
@@ -205,8 +205,8 @@ def test_predictions_have_the_query_shape_and_are_reproducible(
 def test_core_runs_without_learn2learn() -> None:
     code = (
         "import sys; sys.modules['learn2learn'] = None\n"
-        "import bench.runner, bench.cli, learners\n"
-        "from bench.learner import make_learner\n"
+        "import bench.engine.runner, bench.cli, learners\n"
+        "from bench.protocol.learner import make_learner\n"
         "from bench.errors import RegistryError\n"
         "make_learner('maml')\n"
         "try:\n"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bench.metrics import Queries, evaluate
+from bench.evaluation.metrics import Queries, evaluate
 
 SCALE = (1.0, 5.0)
 

@@ -13,8 +13,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bench.metrics import DEFAULT_METRICS, METRICS, Queries, evaluate, gain, higher_is_better
-from bench.report import format_mean_ci, mean_ci
+from bench.evaluation.metrics import (
+    DEFAULT_METRICS,
+    METRICS,
+    Queries,
+    evaluate,
+    gain,
+    higher_is_better,
+)
+from bench.results.terminal import format_mean_ci, mean_ci
 
 LOG2_3 = math.log2(3)
 LOG2_5 = math.log2(5)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import RegistryError
-from bench.learner import LEARNER_GROUP, _check_learner
+from bench.protocol.learner import LEARNER_GROUP, _check_learner
 from bench.provenance import PROJECT_ROOT
 from bench.registry import Registry
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.learner import Learner, clamp_to_scale
+from bench.protocol.learner import Learner, clamp_to_scale
 
 
 class SupportMean(Learner):
@@ -131,7 +131,7 @@ def test_plugin_runs_in_a_suite_and_passes_the_contract(plugin_path: Path, tmp_p
 
     check = textwrap.dedent(
         """
-        from bench.testing import check_learner
+        from bench.evaluation.contract import check_learner
         report = check_learner("support-mean", expected={"rmse": (0.7, 1.1)})
         print(round(report.metrics[("user_cold", 5)]["rmse"], 3))
         """

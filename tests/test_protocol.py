@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.data import Dataset
-from bench.episodes import build_tasks, make_meta_train
+from bench.data.dataset import Dataset
 from bench.errors import ConfigError
 from bench.protocol import SCENARIOS, Split, make_protocol
+from bench.protocol.episodes import build_tasks, make_meta_train
 
 PARAMS = {"support_sizes": [1, 3, 5], "query_size": 5, "new_item_fraction": 0.3}
 EXPECTED_NEWNESS = {

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from bench.errors import ConfigError, DataError, RegistryError
 from bench.protocol import (
     PROTOCOLS,

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cards import load_dataset
-from bench.data import Dataset
-from bench.episodes import make_meta_train
-from bench.learner import Learner, make_learner
+from bench.data.cards import load_dataset
+from bench.data.dataset import Dataset
 from bench.protocol import SCENARIOS, Split, make_protocol
+from bench.protocol.episodes import make_meta_train
+from bench.protocol.learner import Learner, make_learner
 from bench.seeding import Seeds
 
 from real_formats import real_data_dir

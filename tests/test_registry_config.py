@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from bench.config import build_config, config_hash
+from bench.engine.suite import load_suite
 from bench.errors import ConfigError, RegistryError
-from bench.learner import make_learner
+from bench.protocol.learner import make_learner
 from bench.registry import Registry
-from bench.suite import load_suite
 
 
 def test_duplicate_names_raise() -> None:

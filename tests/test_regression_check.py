@@ -17,7 +17,7 @@ import pytest
 
 from bench.cli import main
 from bench.provenance import PROJECT_ROOT
-from bench.regression.baseline import FORMAT_VERSION, read_baseline
+from bench.results.gate.baseline import FORMAT_VERSION, read_baseline
 
 SUITE = """
 name = "{name}"

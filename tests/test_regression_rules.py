@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.regression.baseline import read_baseline, write_baseline
-from bench.regression.compare import Comparison, compare
-from bench.regression.snapshot import CellName, CellValues, Origin, Snapshot, TimingValues
-from bench.regression.tolerance import Limit, Tolerances, apply_flags, apply_table
+from bench.results.gate.baseline import read_baseline, write_baseline
+from bench.results.gate.compare import Comparison, compare
+from bench.results.gate.snapshot import CellName, CellValues, Origin, Snapshot, TimingValues
+from bench.results.gate.tolerance import Limit, Tolerances, apply_flags, apply_table
 
 ORIGIN = Origin(2, "d" * 16, "p" * 16, "exponential", "c" * 16)
 TASKS = [str(i) for i in range(40)]

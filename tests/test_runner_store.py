@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from bench.devices import DeviceError
-from bench.episodes import MetaTrain
+from bench.engine.executors import LocalExecutor
+from bench.engine.runner import TRIAL_SINKS, CellFailure, CellJob, Workload, run_suite
+from bench.engine.suite import Suite, load_suite
 from bench.errors import StoreError
-from bench.executors import LocalExecutor
-from bench.learner import LEARNERS, Budget
-from bench.runner import TRIAL_SINKS, CellFailure, CellJob, Workload, run_suite
+from bench.protocol.episodes import MetaTrain
+from bench.protocol.learner import LEARNERS, Budget
+from bench.results.store import CellRecord, ResultStore
 from bench.seeding import Seeds
-from bench.store import CellRecord, ResultStore
-from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
 
 from shared import InAThread

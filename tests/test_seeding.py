@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.runner import run_suite
+from bench.engine.runner import run_suite
+from bench.engine.suite import Suite, load_suite
+from bench.results.store import ResultStore
 from bench.seeding import Seeds
-from bench.store import ResultStore
-from bench.suite import Suite, load_suite
 
 TINY_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16]}
 TINY: dict[str, dict[str, Any]] = {

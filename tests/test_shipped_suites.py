@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bench.cli import main
+from bench.engine.suite import SUITE_DIR, SUITES, load_suite
 from bench.protocol import make_protocol
-from bench.suite import SUITE_DIR, SUITES, load_suite
 
 SHIPPED = sorted(path.stem for path in SUITE_DIR.glob("*.toml"))
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import Dataset
-from bench.episodes import TaskBatch, make_meta_train
-from bench.learner import LEARNERS
+from bench.data.dataset import Dataset
+from bench.engine.runner import run_suite
+from bench.engine.suite import suite_from_dict
 from bench.protocol import SCENARIOS, make_protocol
-from bench.runner import run_suite
-from bench.store import ResultStore
-from bench.suite import suite_from_dict
+from bench.protocol.episodes import TaskBatch, make_meta_train
+from bench.protocol.learner import LEARNERS
+from bench.results.store import ResultStore
 from learners.baselines import BiasBaseline
 
 from shared import check_batches, check_taskset, pairs

@@ -23,15 +23,15 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.episodes import MetaTrain
+from bench.engine.runner import run_suite
+from bench.engine.suite import Suite, load_suite
 from bench.errors import StoreError
-from bench.learner import LEARNERS, Budget
 from bench.processes import identity, is_gone
+from bench.protocol.episodes import MetaTrain
+from bench.protocol.learner import LEARNERS, Budget
 from bench.provenance import PROJECT_ROOT
-from bench.runner import run_suite
+from bench.results.store import SCHEMA_VERSION, ResultStore, TrialRecord
 from bench.seeding import Seeds
-from bench.store import SCHEMA_VERSION, ResultStore, TrialRecord
-from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
 
 from shared import held_lock, record
@@ -488,7 +488,7 @@ def test_a_read_that_stays_locked_says_so(tmp_path: Path) -> None:
 KILLED_RUN = """
 import os, signal, sys
 from bench.provenance import collect
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 store = ResultStore(sys.argv[1])
 store.start_run("killed-run", "ci", {}, collect(["cpu"]))
 os.kill(os.getpid(), signal.SIGKILL)

@@ -15,13 +15,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from bench.cards import load_dataset
+from bench.data.cards import load_dataset
+from bench.engine.runner import cell_key, run_suite
+from bench.engine.suite import Suite, suite_from_dict
 from bench.errors import BenchError
-from bench.learner import LEARNERS, make_learner
 from bench.protocol import SCENARIOS, make_protocol
+from bench.protocol.learner import LEARNERS, make_learner
 from bench.provenance import code_fingerprint
-from bench.runner import cell_key, run_suite
-from bench.store import (
+from bench.results.store import (
     FIT_SCOPE,
     SCHEMA_VERSION,
     Evaluation,
@@ -30,7 +31,6 @@ from bench.store import (
     TrialRecord,
     TuningRecord,
 )
-from bench.suite import Suite, suite_from_dict
 from learners.baselines import GlobalMean
 
 from real_formats import shipped_card, write_ml100k

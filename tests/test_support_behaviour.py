@@ -8,12 +8,18 @@ from typing import Any
 import pytest
 import torch
 
-from bench.data import Dataset
-from bench.episodes import MetaTrain, TaskBatch, batch_from_rows, build_tasks, make_meta_train
-from bench.learner import LEARNERS, Learner, make_learner
+from bench.data.dataset import Dataset
+from bench.data.synthetic import SyntheticConfig, generate
 from bench.protocol import Split, make_protocol
+from bench.protocol.episodes import (
+    MetaTrain,
+    TaskBatch,
+    batch_from_rows,
+    build_tasks,
+    make_meta_train,
+)
+from bench.protocol.learner import LEARNERS, Learner, make_learner
 from bench.seeding import Seeds
-from bench.synthetic import SyntheticConfig, generate
 
 from shared import QUICK, SMALL_NET, rmse_at
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.data import Dataset
-from bench.episodes import make_meta_train
+from bench.data.dataset import Dataset
+from bench.engine.runner import run_suite
+from bench.engine.suite import load_suite
 from bench.errors import ConfigError
-from bench.learner import Budget, make_learner, split_budget
 from bench.protocol import make_protocol
-from bench.runner import run_suite
+from bench.protocol.episodes import make_meta_train
+from bench.protocol.learner import Budget, make_learner, split_budget
+from bench.results.store import ResultStore
 from bench.seeding import Seeds
-from bench.store import ResultStore
-from bench.suite import load_suite
 from learners.network.trainer import Schedule, train_model
 
 
@@ -89,8 +89,8 @@ def test_budget_in_a_suite_table(tmp_path: Path) -> None:
         assert len(fit) == 1
         config = store.runs()[-1]["config"]
         assert '"max_fit_seconds": 1' in config
-    from bench.cards import load_dataset
-    from bench.runner import iter_cells
+    from bench.data.cards import load_dataset
+    from bench.engine.runner import iter_cells
 
     dataset = load_dataset("synthetic", base.dataset.get("synthetic"))
     protocol = make_protocol("cold-random", base.protocol)

@@ -15,20 +15,20 @@ import numpy as np
 import pytest
 import torch
 
-from bench.analysis import load_results
 from bench.cli import main
-from bench.episodes import MetaTrain
+from bench.data.synthetic import SyntheticConfig, generate
+from bench.engine.executors import LocalExecutor
+from bench.engine.executors.process import ProcessExecutor
+from bench.engine.runner import TRIAL_SINKS, CellFailure, CellJob, run_suite
+from bench.engine.suite import Suite, suite_from_dict
+from bench.engine.tuning import TuneSpec, parse_tuning, search, tuning_lines
 from bench.errors import ConfigError
-from bench.executors import LocalExecutor
-from bench.executors.process import ProcessExecutor
-from bench.learner import LEARNERS, Budget
 from bench.protocol import make_protocol
-from bench.runner import TRIAL_SINKS, CellFailure, CellJob, run_suite
+from bench.protocol.episodes import MetaTrain
+from bench.protocol.learner import LEARNERS, Budget
+from bench.results.analysis import load_results
+from bench.results.store import CellRecord, ResultStore, TrialRecord
 from bench.seeding import Seeds
-from bench.store import CellRecord, ResultStore, TrialRecord
-from bench.suite import Suite, suite_from_dict
-from bench.synthetic import SyntheticConfig, generate
-from bench.tuning import TuneSpec, parse_tuning, search, tuning_lines
 from learners.baselines import BiasBaseline
 
 PLANTED_RANK = 3
@@ -496,7 +496,7 @@ def test_tuning_needs_a_protocol_with_validation_tasks() -> None:
 
 
 def test_narrowing_the_learners_keeps_their_search_only() -> None:
-    from bench.suite import override
+    from bench.engine.suite import override
 
     suite = tuned_suite(
         {"trials": 2, "mf": {"rank": [2, 4]}, "item-mean": {"user_shrinkage": [1.0, 2.0]}},
@@ -527,8 +527,8 @@ def test_choices_that_are_lists_are_searched_as_such() -> None:
 def test_shipped_suites_default_and_ci_stay_untuned_and_ml100k_cold_tunes_every_learner() -> None:
     import dataclasses
 
-    from bench.learner import learner_class
-    from bench.suite import SUITES, load_suite, tuning_specs
+    from bench.engine.suite import SUITES, load_suite, tuning_specs
+    from bench.protocol.learner import learner_class
 
     for name in SUITES.names():
         suite = load_suite(name)  # every shipped suite validates, its searches included

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.config import stable_hash
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from bench.errors import ConfigError
 
 SCENARIOS: tuple[str, ...] = ("warm", "user_cold", "item_cold", "user_item_cold")

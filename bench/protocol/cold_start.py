@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from bench.errors import ConfigError
 from bench.protocol.base import SCENARIO_NEWNESS, Protocol, Split, TaskSet, describe_likes
 from bench.seeding import Seeds

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bench.config import build_config
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from bench.errors import ConfigError, DataError
 from bench.protocol.base import Protocol, ProtocolConfig, Split, TaskSet, describe_likes
 from bench.seeding import Seeds

@@ -11,7 +11,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from bench.config import build_config
-from bench.data import Dataset
+from bench.data.dataset import Dataset
 from bench.errors import ConfigError
 from bench.protocol.base import Protocol, ProtocolConfig, Split
 from bench.protocol.cold_start import ColdStartProtocol

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.episodes import MetaTrain
+from bench.protocol.episodes import MetaTrain
 from learners.network.adaptation import Adapt, check_adapt
 from learners.network.episodic import EpisodicConfig, EpisodicLearner
 from learners.network.model import RatingNetwork

@@ -14,7 +14,7 @@ from dataclasses import fields
 
 import torch
 
-from bench.episodes import TaskBatch
+from bench.protocol.episodes import TaskBatch
 
 WARMUP_STEPS = 3
 

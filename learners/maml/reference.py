@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
 from bench.errors import RegistryError
+from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.maml.base import MAMLBase
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from tabulate import tabulate
 
-from bench.cards import load_dataset
-from bench.episodes import MetaTrain, TaskBatch, make_meta_train
-from bench.learner import make_learner
+from bench.data.cards import load_dataset
+from bench.devices import synchronize
 from bench.protocol import make_protocol
+from bench.protocol.episodes import MetaTrain, TaskBatch, make_meta_train
+from bench.protocol.learner import make_learner
 from bench.seeding import Seeds
-from bench.timing import synchronize
 from learners.network.episodic import EpisodicLearner
 
 PERF_LEARNERS = ("maml-l2l", "maml")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
+from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.maml.base import MAMLBase, MAMLConfig
 from learners.maml.cuda_graph import GraphedMetaStep

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch.func import functional_call, grad, vmap
 
-from bench.episodes import TaskBatch
+from bench.protocol.episodes import TaskBatch
 from learners.network.losses import masked_mse
 from learners.network.model import Params, RatingNetwork
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
+from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.network.learner import NetworkLearner
 from learners.network.model import NetworkConfig

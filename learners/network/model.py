@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.episodes import MetaTrain
+from bench.protocol.episodes import MetaTrain
 from learners.network.fields import FieldEmbedding, feature_fields
 
 Params = dict[str, torch.Tensor]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from bench.episodes import MetaTrain, TaskBatch
+from bench.protocol.episodes import MetaTrain, TaskBatch
 
 
 def training_support_sizes(train: MetaTrain) -> list[int]:

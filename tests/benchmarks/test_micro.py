@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import Dataset
-from bench.episodes import MetaTrain, TaskBatch, make_meta_train
-from bench.learner import make_learner
-from bench.metrics import Queries, evaluate
+from bench.data.dataset import Dataset
+from bench.evaluation.metrics import Queries, evaluate
 from bench.protocol import make_protocol
+from bench.protocol.episodes import MetaTrain, TaskBatch, make_meta_train
+from bench.protocol.learner import make_learner
 from bench.seeding import Seeds
 from learners.network import adapted_predictions
 

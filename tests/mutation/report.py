@@ -33,11 +33,11 @@ RUNNER_FUNCTIONS = (
     "x__release",
 )
 SCOPE: dict[str, tuple[tuple[str, ...], tuple[str, ...], float]] = {
-    "metrics": (("bench/metrics.py",), ("*",), 0.90),
+    "metrics": (("bench/evaluation/metrics.py",), ("*",), 0.90),
     "protocol": (tuple(f"bench/protocol/{f}.py" for f in PROTOCOL_FILES), ("*",), 0.90),
-    "episodes": (("bench/episodes.py",), ("*",), 0.0),
-    "runner": (("bench/runner.py",), RUNNER_FUNCTIONS, 0.0),
-    "store": (("bench/store.py",), ("*",), 0.0),
+    "episodes": (("bench/protocol/episodes.py",), ("*",), 0.0),
+    "runner": (("bench/engine/runner.py",), RUNNER_FUNCTIONS, 0.0),
+    "store": (("bench/results/store.py",), ("*",), 0.0),
     "mf": (("learners/mf.py", "learners/als.py"), ("*",), 0.0),
     "maml": (("learners/network/adaptation.py", "learners/network/losses.py"), ("*",), 0.0),
 }

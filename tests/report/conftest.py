@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.learner import LEARNERS
-from bench.metrics import DEFAULT_METRICS
-from bench.runner import run_suite
-from bench.store import FIT_SCOPE, CellRecord, Evaluation, ResultStore, TimingRow
-from bench.suite import load_suite
+from bench.engine.runner import run_suite
+from bench.engine.suite import load_suite
+from bench.evaluation.metrics import DEFAULT_METRICS
+from bench.evaluation.timing import TimingRow
+from bench.protocol.learner import LEARNERS
+from bench.results.store import FIT_SCOPE, CellRecord, Evaluation, ResultStore
 from learners.baselines import BiasBaseline
 
 SEEDS = (0, 1, 2)

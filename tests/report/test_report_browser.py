@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from bench.analysis import load_results
-from bench.leaderboard import ReportOptions, write_report
+from bench.results.analysis import load_results
+from bench.results.report import ReportOptions, write_report
 
 CHROMIUM = os.environ.get("BENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("BENCH_CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -1,5 +1,5 @@
 """``bench export --predictions`` and ``--per-task``: every stored metric is recomputed from the
-exported predictions by implementations independent of ``bench.metrics`` (scikit-learn, and an
+exported predictions by implementations independent of ``bench.evaluation.metrics`` (scikit-learn, and an
 NDCG written here from its formula) and agrees to 1e-9; Parquet round-trips."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_absolute_error, mean_squared_error, roc_auc_score
 
-from bench.analysis import compare_to_reference, load_results
 from bench.cli import main
 from bench.errors import BenchError
-from bench.export import rows_of, write_parquet
+from bench.results.analysis import compare_to_reference, load_results
+from bench.results.export import rows_of, write_parquet
 
 TOLERANCE = 1e-9
 KEYS = ["cell_key", "scenario", "k"]

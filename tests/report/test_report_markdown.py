@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench.analysis import load_results
 from bench.cli import main
-from bench.leaderboard import ReportOptions, write_report
-from bench.leaderboard.build import build_document
-from bench.leaderboard.markdown import render_markdown
 from bench.protocol.presets import COLD_START_VERSION
+from bench.results.analysis import load_results
+from bench.results.report import ReportOptions, write_report
+from bench.results.report.build import build_document
+from bench.results.report.markdown import render_markdown
 
 GOLDEN = Path(__file__).parent / "golden" / "planted_report.md"
 POOLED = ("rmse", "mae", "accuracy")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.analysis import (
+from bench.evaluation.metrics import DEFAULT_METRICS
+from bench.results.analysis import (
     best_marks,
     compare_to_reference,
     holm,
@@ -20,8 +21,7 @@ from bench.analysis import (
     summarise,
     t_interval,
 )
-from bench.metrics import DEFAULT_METRICS
-from bench.store import CellRecord, Evaluation, ResultStore
+from bench.results.store import CellRecord, Evaluation, ResultStore
 
 
 def test_t_interval_matches_scipy() -> None:

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.analysis import load_results
-from bench.analysis.frames import under_load
+from bench.engine.runner import run_suite
+from bench.engine.suite import Suite, load_suite, suite_from_dict
 from bench.errors import BenchError, ConfigError
-from bench.runner import run_suite
-from bench.store import ResultStore
-from bench.suite import Suite, load_suite, suite_from_dict
+from bench.results.analysis import load_results
+from bench.results.analysis.frames import under_load
+from bench.results.store import ResultStore
 
 
 def small_suite(**changes: object) -> Suite:

@@ -1,0 +1,1 @@
+"""The engine: suites, the runner and its cells, executors, tuning and the regression gate's runs."""

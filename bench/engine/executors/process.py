@@ -1,0 +1,121 @@
+"""The ``process`` executor: a pool of worker processes on this machine.
+
+Workers are started with ``spawn`` (a fresh interpreter each; forking a process that has started
+torch's thread pools can deadlock). Each worker receives the run's context and datasets once, when
+it starts, builds its own splits (they are deterministic in the seed), and runs torch on its share
+of the machine's cores, so that N workers do not each start a thread per core. Workers ignore
+Ctrl-C: the driver stops them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bench.engine.executors import Executor
+
+if TYPE_CHECKING:
+    import torch
+
+    from bench.data.dataset import Dataset
+    from bench.engine.runner import CellFailure, CellJob, RunContext, SplitCache, Workload
+    from bench.results.store import CellRecord
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, cpus: int | None = None) -> int:
+    """torch threads for each of ``workers`` processes sharing ``cpus`` cores (at least one)."""
+    return max(1, (cpus or available_cpus()) // workers)
+
+
+@dataclass
+class _Worker:
+    context: RunContext
+    datasets: dict[str, Dataset]
+    cache: SplitCache
+    devices: dict[str, torch.device]
+
+
+_worker: _Worker | None = None  # this worker process's state, set by _start_worker
+
+
+def _start_worker(context: RunContext, datasets: dict[str, Dataset], threads: int) -> None:
+    import torch
+
+    from bench.devices import resolve_devices
+    from bench.engine.runner import SplitCache, warm_up
+
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    devices = resolve_devices(context.suite.devices)
+    for device in devices.values():
+        warm_up(device)
+    _worker = _Worker(context, datasets, SplitCache(context.protocol), devices)
+
+
+def _compute(job: CellJob) -> CellRecord | CellFailure:
+    from bench.engine.runner import compute_cell
+
+    assert _worker is not None, "the worker was not started"
+    cell = job.cell(_worker.datasets)
+    return compute_cell(cell, job.needed, _worker.context, _worker.cache, _worker.devices)
+
+
+class ProcessExecutor(Executor):
+    """``workers`` processes (default: one per available core)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or available_cpus()
+        self.slots = self.workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._start_args: tuple[RunContext, dict[str, Dataset], int] | None = None
+
+    def start(self, work: Workload) -> None:
+        self._start_args = (work.context, work.datasets, threads_per_worker(self.workers))
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        assert self._start_args is not None
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=self._start_args,
+        )
+
+    def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
+        assert self._pool is not None, "start() first"
+        try:
+            return self._pool.submit(_compute, job)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): its cells fail; later cells get a new pool.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(_compute, job)
+
+    def close(self, cancel: bool) -> None:
+        if self._pool is None:
+            return
+        if cancel:
+            # Running cells cannot be cancelled through the pool; stop their processes.
+            processes = list(getattr(self._pool, "_processes", {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join()
+        else:
+            self._pool.shutdown(wait=True)
+        self._pool = None

@@ -1,0 +1,149 @@
+"""The ``ray`` executor: each cell a Ray task, on a running cluster or on a local one.
+
+Ray is an optional dependency (``pip install 'coldstart-bench[ray]'``), imported only here. The
+run's context and each dataset are put into Ray's object store once, and each (dataset, seed)
+split once, when its first cell is submitted; tasks receive references, so no task reads files or
+rebuilds a split. A cell on a CUDA device asks Ray for one GPU. The cluster's workers must run the
+same code as the driver: a task on a worker whose code fingerprint differs fails with a message
+saying so, rather than storing results under the driver's fingerprint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from bench.engine.executors import Executor
+from bench.engine.executors.process import available_cpus
+from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bench.data.dataset import Dataset
+    from bench.engine.runner import CellFailure, CellJob, RunContext, Workload
+    from bench.protocol import Split
+    from bench.protocol.episodes import MetaTrain
+    from bench.results.store import CellRecord
+
+TASK_THREADS = 1
+"""torch threads per task; each task asks Ray for one CPU."""
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "--executor ray needs Ray, which is not installed: "
+            "pip install 'coldstart-bench[ray]' (or pip install ray)"
+        ) from exc
+    return ray
+
+
+_checked_code: dict[str, str] = {}  # per worker process: the driver fingerprint seen, and ours
+
+
+def _ray_task(
+    job: CellJob, context: RunContext, dataset: Dataset, split: tuple[Split, MetaTrain]
+) -> CellRecord | CellFailure:
+    """One cell on a Ray worker: the same computation as every other executor's."""
+    import socket
+
+    import torch
+
+    from bench.devices import resolve_devices
+    from bench.engine.runner import CellFailure, SplitCache, compute_cell, warm_up
+    from bench.provenance import code_fingerprint
+
+    if context.fingerprint not in _checked_code:
+        _checked_code[context.fingerprint] = code_fingerprint()
+    here = _checked_code[context.fingerprint]
+    if here != context.fingerprint:
+        return CellFailure(
+            f"the Ray worker on {socket.gethostname()} runs other code (fingerprint {here}, the "
+            f"driver's is {context.fingerprint}); install the same version on every node",
+            "",
+        )
+    torch.set_num_threads(TASK_THREADS)
+    cell = job.cell({dataset.content_hash: dataset})
+    cache = SplitCache(context.protocol)
+    cache.adopt(dataset, cell.seed, *split)
+    devices = resolve_devices((cell.device,))
+    warm_up(devices[cell.device])
+    return compute_cell(cell, job.needed, context, cache, devices)
+
+
+class RayExecutor(Executor):
+    """Cells as Ray tasks. Without ``address`` a local cluster with ``workers`` CPUs (default:
+    every available core) is started, and shut down at the end; with one, that cluster is used
+    and ``workers`` caps how many cells run at once (default: its CPU count)."""
+
+    resolves_devices_here = False
+
+    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+        self.ray = import_ray()
+        self.address = address
+        self.workers = workers
+        self._started_here = False
+        self._refs: list[Any] = []
+
+    def start(self, work: Workload) -> None:
+        ray = self.ray
+        if not ray.is_initialized():
+            options: dict[str, Any] = {
+                "include_dashboard": False,
+                "logging_level": logging.WARNING,
+                "log_to_driver": False,
+            }
+            if self.address is None:
+                options["num_cpus"] = self.workers or available_cpus()
+            try:
+                ray.init(address=self.address, **options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or "a local cluster"
+                raise ConfigError(f"could not start or reach Ray at {where}: {exc}") from exc
+            self._started_here = True
+        resources = ray.cluster_resources()
+        if any(d.type == "cuda" for d in work.devices.values()) and resources.get("GPU", 0) < 1:
+            raise ConfigError(
+                "the suite asks for a CUDA device but the Ray cluster has no GPU "
+                f"(resources: {', '.join(sorted(resources))})"
+            )
+        self.slots = self.workers or max(1, int(resources.get("CPU", 1)))
+        self._cache = work.cache
+        self._datasets = work.datasets
+        self._context_ref = ray.put(work.context)
+        self._dataset_refs = {key: ray.put(d) for key, d in work.datasets.items()}
+        self._split_refs: dict[tuple[str, int], Any] = {}
+        self._remote = ray.remote(_ray_task)
+
+    def _split_ref(self, dataset_hash: str, seed: int) -> Any:
+        key = (dataset_hash, seed)
+        if key not in self._split_refs:
+            split = self._cache.split(self._datasets[dataset_hash], seed)
+            self._split_refs[key] = self.ray.put(split)
+        return self._split_refs[key]
+
+    def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
+        device: str = job.fields["device"]
+        ref = self._remote.options(
+            num_cpus=1, num_gpus=1 if device.startswith("cuda") else 0
+        ).remote(
+            job,
+            self._context_ref,
+            self._dataset_refs[job.dataset_hash],
+            self._split_ref(job.dataset_hash, job.fields["seed"]),
+        )
+        self._refs.append(ref)  # to cancel on an interrupt (cancelling a finished task is a no-op)
+        future: Future[CellRecord | CellFailure] = ref.future()
+        return future
+
+    def close(self, cancel: bool) -> None:
+        if cancel:
+            for ref in self._refs:
+                with contextlib.suppress(Exception):  # finished or gone: nothing to stop
+                    self.ray.cancel(ref, force=True)
+        self._refs = []
+        if self._started_here:
+            self.ray.shutdown()

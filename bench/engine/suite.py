@@ -1,0 +1,286 @@
+"""Suites: TOML files naming the grid of datasets x protocol x scenarios x learners x seeds x devices.
+
+Precedence: the defaults here, then the suite file, then command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError, ConfigError, RegistryError, excerpt
+from bench.evaluation.metrics import DEFAULT_GAIN, DEFAULT_METRICS, GAINS, METRICS
+from bench.protocol import SCENARIOS, make_protocol
+from bench.registry import Registry
+
+SUITE_DIR = Path(__file__).resolve().parents[1] / "suites"
+MAX_SEEDS = 10_000
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str = "default"
+    description: str = ""
+    datasets: tuple[str, ...] = ("synthetic",)
+    protocol: dict[str, Any] = field(default_factory=lambda: {"name": "cold-random"})
+    scenarios: tuple[str, ...] = SCENARIOS
+    learners: tuple[str, ...] = ("oracle", "global-mean", "item-mean", "mf")
+    learner: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-learner config overrides, ``[learner.NAME]`` tables in TOML."""
+    dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-dataset option overrides, ``[dataset.NAME]`` tables in TOML."""
+    tune: dict[str, Any] = field(default_factory=dict)
+    """Hyperparameter search: ``[tune]`` (budget, objective) and ``[tune.NAME]`` search spaces
+    (:mod:`bench.engine.tuning`); empty: every learner runs with its config as set."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    devices: tuple[str, ...] = ("cpu",)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    shown_metrics: tuple[str, ...] = ("rmse", "mae", "ndcg@3", "ndcg@10", "accuracy")
+    """The metrics printed in the terminal tables (all of ``metrics`` are stored)."""
+    ndcg_gain: str = DEFAULT_GAIN
+    """NDCG's gain: ``exponential`` (2^r - 1, as in MeLU) or ``linear`` (r)."""
+    keep_predictions: bool = False
+    """Store every query rating with its prediction, for ``bench export --predictions``."""
+    check: dict[str, Any] = field(default_factory=dict)
+    """Tolerances of ``bench check``, the ``[check]`` table (see :mod:`bench.results.gate.tolerance`)."""
+    data_dir: str | None = None
+    """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
+    source: str = "<defaults>"
+
+    def resolved(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SUITES: Registry[Path] = Registry("suite")
+for _path in sorted(SUITE_DIR.glob("*.toml")):
+    SUITES.register(_path.stem, _path)
+
+
+def _as_tuple(value: Any, key: str, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(
+        f"{path}: {key!r} must be a list of names or a comma-separated string, got {excerpt(value)}"
+    )
+
+
+def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
+    """``N`` means seeds 0..N-1; a list gives them explicitly."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: 'seeds' must be a count or a list of integers")
+    if isinstance(value, int):
+        if not 1 <= value <= MAX_SEEDS:
+            raise ConfigError(
+                f"{where}: 'seeds' must be a count from 1 to {MAX_SEEDS}, got {value}"
+            )
+        return tuple(range(value))
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in value)
+    ):
+        if len(set(value)) < len(value):
+            raise ConfigError(f"{where}: 'seeds' lists a seed twice: {excerpt(value)}")
+        return tuple(value)
+    raise ConfigError(
+        f"{where}: 'seeds' must be a count or a list of integers >= 0, got {excerpt(value)}"
+    )
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not (name_or_path.endswith(".toml") or path.is_file()):
+        path = SUITES.get(name_or_path)
+    if not path.is_file():
+        raise ConfigError(f"suite file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"suite file {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"suite file {path} cannot be read: {exc.strerror or exc}") from exc
+    return suite_from_dict(raw, str(path))
+
+
+def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
+    known = {f.name for f in dataclasses.fields(Suite)} - {"source"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"valid keys: {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = {"source": where}
+    for key, value in raw.items():
+        if key in ("datasets", "scenarios", "learners", "devices", "metrics", "shown_metrics"):
+            values[key] = _as_tuple(value, key, where)
+        elif key == "seeds":
+            values[key] = parse_seeds(value, where)
+        elif key in ("protocol", "learner", "dataset", "tune", "check"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+            if key in ("learner", "dataset"):
+                for name, table in value.items():
+                    if not isinstance(table, dict):
+                        raise ConfigError(f"{where}: [{key}.{name}] must be a table")
+            values[key] = value
+        elif key == "keep_predictions":
+            if not isinstance(value, bool):
+                raise ConfigError(
+                    f"{where}: 'keep_predictions' must be true or false, got {excerpt(value)}"
+                )
+            values[key] = value
+        elif not isinstance(value, str):
+            raise ConfigError(f"{where}: {key!r} must be a string, got {excerpt(value)}")
+        else:
+            values[key] = value
+    suite = Suite(**values)
+    validate(suite)
+    return suite
+
+
+def override(suite: Suite, given_as: Mapping[str, str] | None = None, **flags: Any) -> Suite:
+    """Apply overrides such as command-line flags (None means not given).
+
+    ``given_as`` names where each field's value came from (``{"devices": "--device"}``), so that
+    an error about it names the flag rather than the suite file.
+    """
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "learners" in given and "learner" not in given:
+        # Narrowing the learners on the command line keeps only their config tables.
+        given["learner"] = {k: v for k, v in suite.learner.items() if k in given["learners"]}
+    if "learners" in given and "tune" not in given:
+        # ... and only their search spaces; the budget and objective stay.
+        given["tune"] = {
+            k: v for k, v in suite.tune.items() if not isinstance(v, dict) or k in given["learners"]
+        }
+    suite = replace(suite, **given)
+    validate(suite, {k: v for k, v in (given_as or {}).items() if k in given})
+    return suite
+
+
+def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
+    """Check every name and parameter a suite uses, without loading data or fitting anything.
+
+    Errors name the suite file, or for a field in ``given_as`` where its value came from.
+    """
+    from bench.data.cards import get_card
+    from bench.devices import check_device_name
+    from bench.protocol.learner import make_learner
+
+    where = suite.source
+
+    def at(field: str) -> str:
+        return (given_as or {}).get(field, where)
+
+    for what in ("datasets", "learners", "scenarios", "devices", "metrics"):
+        names = getattr(suite, what)
+        if not names:
+            raise ConfigError(f"{at(what)}: no {what}: the grid would be empty")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{at(what)}: {what} lists {', '.join(map(excerpt, twice))} twice")
+    for scenario in suite.scenarios:
+        if scenario not in SCENARIOS:
+            raise ConfigError(
+                f"{at('scenarios')}: unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}"
+            )
+    for metric in (*suite.metrics, *suite.shown_metrics):
+        if metric not in METRICS:
+            raise ConfigError(f"{where}: {METRICS.unknown_message(metric)}")
+    for shown in suite.shown_metrics:
+        if shown not in suite.metrics:
+            raise ConfigError(f"{where}: shown metric {shown!r} is not among 'metrics'")
+    if suite.ndcg_gain not in GAINS:
+        raise ConfigError(
+            f"{where}: ndcg_gain must be one of {', '.join(map(repr, GAINS))}, "
+            f"got {suite.ndcg_gain!r}"
+        )
+    for device in suite.devices:
+        try:
+            check_device_name(device)
+        except BenchError as exc:
+            raise ConfigError(f"{at('devices')}: {exc}") from exc
+    if not isinstance(suite.protocol.get("name"), str):
+        raise ConfigError(f"{where}: [protocol] needs a 'name'")
+    try:
+        protocol = make_protocol(suite.protocol["name"], suite.protocol)
+    except (TypeError, ValueError) as exc:  # a value of a type the protocol cannot take
+        raise ConfigError(f"{where}: [protocol]: {excerpt(str(exc), 200)}") from exc
+    offered = [s for s in suite.scenarios if s in protocol.scenarios]
+    if not offered:
+        raise ConfigError(
+            f"{where}: protocol {protocol.label} offers only {', '.join(protocol.scenarios)}; "
+            f"none of the suite's scenarios ({', '.join(suite.scenarios)}) would run"
+        )
+    for name in suite.datasets:
+        try:
+            get_card(name)
+        except RegistryError as exc:
+            raise RegistryError(f"{at('datasets')}: {exc}") from exc
+    for extra in set(suite.learner) - set(suite.learners):
+        raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
+    for name in suite.learners:
+        try:
+            make_learner(name, suite.learner.get(name))
+        except RegistryError as exc:
+            raise RegistryError(f"{at('learners')}: {exc}") from exc
+    tuning_specs(suite, protocol)
+    if not isinstance(suite.keep_predictions, bool):
+        raise ConfigError(
+            f"{at('keep_predictions')}: must be true or false, got {suite.keep_predictions!r}"
+        )
+    if not suite.seeds:
+        raise ConfigError(f"{at('seeds')}: no seeds: the grid would be empty")
+    from bench.results.gate.tolerance import Tolerances, apply_table
+
+    apply_table(Tolerances(), suite.check, f"{where}: [check]")
+
+
+def tuning_specs(suite: Suite, protocol: Any) -> dict[str, Any]:
+    """The :class:`bench.engine.tuning.TuneSpec` of each learner the suite tunes (checked)."""
+    from bench.engine.tuning import parse_tuning
+
+    if not suite.tune:
+        return {}
+    specs = parse_tuning(
+        suite.tune, suite.learners, suite.learner, protocol.config.support_sizes, suite.source
+    )
+    fraction = protocol.config.validation_fraction
+    if specs and not (protocol.validation_tasks and fraction > 0):
+        why = f"validation_fraction = {fraction:g}" if protocol.validation_tasks else "by design"
+        raise ConfigError(
+            f"{suite.source}: [tune] measures its objective on validation tasks, but protocol "
+            f"{protocol.label} makes none ({why}); tune with a protocol that holds out "
+            "validation entities, or remove the [tune] tables"
+        )
+    return specs
+
+
+def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | None:
+    """Why the grid of a suite with loaded datasets is empty, or None when a cell would run."""
+    from bench.protocol.learner import learner_class
+
+    for what in ("datasets", "learners", "scenarios", "seeds", "devices"):
+        if not getattr(suite, what):
+            return f"nothing to run: the suite has no {what}"
+    if not any(s in protocol.scenarios for s in suite.scenarios):
+        return (
+            f"nothing to run: protocol {protocol.label} offers {', '.join(protocol.scenarios)}; "
+            f"the suite asks for {', '.join(suite.scenarios)}"
+        )
+    reasons = [
+        f"{name} on {d.name}: {reason}"
+        for name in suite.learners
+        for d in datasets
+        if (reason := learner_class(name).not_applicable(d))
+    ]
+    if len(reasons) < len(suite.learners) * len(datasets):
+        return None
+    return f"nothing to run: no learner applies to any dataset ({'; '.join(reasons)})"

@@ -1,0 +1,570 @@
+"""Hyperparameter search inside a cell, on validation tasks only.
+
+A suite gives a learner a search space in a ``[tune.NAME]`` table and the search a budget and an
+objective in ``[tune]``::
+
+    [tune]
+    trials = 8              # and/or seconds = 300: stop starting trials after that
+    objective = "rmse"      # a metric; its direction comes from the metric
+    k = "all"               # the support size it is measured at; default the largest
+
+    [tune.mf]
+    rank = [8, 16, 32, 64]                      # a list: the choices (a grid)
+    reg = {low = 0.01, high = 1.0, log = true}  # a range; an integer field gives an integer range
+
+Each trial fits the learner with one config on the split's training data and scores its
+predictions for the split's validation tasks: existing task entities held out of training, whose
+tasks are built and scored exactly like the scenarios' test tasks (the same support size, query
+construction and metric code, :func:`bench.evaluation.scoring.score`). Test tasks are never built here, so
+their labels cannot reach a choice. The cell then fits the best config and is evaluated as usual.
+
+Optuna runs the search. Its sampler is a grid when every dimension is a list and the grid fits the
+trial budget, otherwise TPE; either is seeded from the cell's seed tree (``learner/NAME/tune``), and
+each trial's sampler anew from its trial number, so a search resumed from its stored trials makes
+the same choices as one that ran without a break.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from tqdm import tqdm
+
+from bench.config import accepts, build_config
+from bench.data.dataset import Dataset
+from bench.errors import ConfigError, excerpt
+from bench.evaluation.metrics import METRICS, higher_is_better
+from bench.evaluation.scoring import score
+from bench.protocol import SupportSize
+from bench.protocol.episodes import MetaTrain, TaskBatch, predict_in_chunks
+from bench.protocol.learner import Budget, learner_class, make_learner, split_budget
+from bench.results.store import TrialRecord, TuningRecord
+from bench.seeding import Seeds
+
+SETTINGS = ("trials", "seconds", "objective", "k")
+"""Keys of the ``[tune]`` table; ``trials`` and ``seconds`` may also be set per learner."""
+BUDGET_SETTINGS = ("trials", "seconds")
+DEFAULT_OBJECTIVE = "rmse"
+MAX_TRIALS = 10_000
+RANGE_KEYS = ("low", "high", "log")
+
+# No line per trial, nor per failed trial: the run summary reports the search and the store keeps
+# every trial with its error.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _is_plain(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched field: a list of ``choices``, or a range from ``low`` to ``high``."""
+
+    name: str
+    choices: tuple[Any, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    integer: bool = False
+
+    def label(self, value: Any) -> Any:
+        """How Optuna holds a value: as itself, or as JSON where it is a list or a table."""
+        if not self.choices:
+            return int(value) if self.integer else float(value)
+        return value if _is_plain(value) else json.dumps(value, sort_keys=True)
+
+    def value(self, label: Any) -> Any:
+        """The config value of an Optuna value."""
+        if not self.choices:
+            return label
+        for choice in self.choices:
+            if self.label(choice) == label:
+                return choice
+        raise ValueError(f"{label!r} is not among the choices of {self.name!r}")
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        if self.choices:
+            return optuna.distributions.CategoricalDistribution(
+                [self.label(c) for c in self.choices]
+            )
+        if self.integer:
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log)
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """The trial's value of this field, as the config takes it."""
+        if self.choices:
+            return self.value(
+                trial.suggest_categorical(self.name, [self.label(c) for c in self.choices])
+            )
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.choices:
+            return {"choices": list(self.choices)}
+        kind = "int" if self.integer else "float"
+        return {"low": self.low, "high": self.high, "log": self.log, "type": kind}
+
+    def describe(self) -> str:
+        if self.choices:
+            return f"{self.name} in {json.dumps(list(self.choices))}"
+        scale = ", log" if self.log else ""
+        return f"{self.name} in [{self.low:g}, {self.high:g}{scale}]"
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """What one learner's search covers: its space, its budget and its objective."""
+
+    space: tuple[Dimension, ...]
+    objective: str
+    k: SupportSize
+    trials: int | None = None
+    seconds: float | None = None
+
+    @property
+    def direction(self) -> typing.Literal["minimize", "maximize"]:
+        return "maximize" if higher_is_better(self.objective) else "minimize"
+
+    @property
+    def grid_size(self) -> int | None:
+        """The number of configs when every dimension is a list, else None."""
+        if not all(d.choices for d in self.space):
+            return None
+        return math.prod(len(d.choices) for d in self.space)
+
+    @property
+    def uses_grid(self) -> bool:
+        size = self.grid_size
+        return size is not None and (self.trials is None or self.trials >= size)
+
+    @property
+    def max_trials(self) -> int | None:
+        """The most trials the search runs (None: only the time budget limits it)."""
+        if self.uses_grid:
+            return self.grid_size
+        return self.trials
+
+    @property
+    def startup_trials(self) -> int:
+        """TPE's random start: a third of the trial budget, from 2 to Optuna's default 10."""
+        if self.trials is None:
+            return 10
+        return min(10, max(2, self.trials // 3))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as stored and as part of the cell key."""
+        return {
+            "space": {d.name: d.as_dict() for d in self.space},
+            "objective": self.objective,
+            "k": self.k,
+            "trials": self.trials,
+            "seconds": self.seconds,
+        }
+
+    def describe(self) -> str:
+        sampler = f"a grid of {self.grid_size}" if self.uses_grid else "TPE"
+        budget = budget_text(self.trials, self.seconds)
+        return (
+            f"{budget}, {sampler}, {self.objective} at k={self.k} on validation tasks; "
+            f"{'; '.join(d.describe() for d in self.space)}"
+        )
+
+
+def budget_text(trials: int | None, seconds: float | None) -> str:
+    """A search budget in words: "8 trials", "300 s" or "8 trials or 300 s (...)"."""
+    parts = []
+    if trials is not None:
+        parts.append(f"{trials} trials")
+    if seconds is not None:
+        parts.append(f"{seconds:g} s")
+    return " or ".join(parts) + (" (whichever ends first)" if len(parts) == 2 else "")
+
+
+# Parsing ----------------------------------------------------------------------------------------
+
+
+def _positive(value: Any, key: str, where: str, integer: bool) -> int | float:
+    number = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not number or value <= 0 or (integer and value > MAX_TRIALS):
+        expected = f"a whole number from 1 to {MAX_TRIALS}" if integer else "a positive number"
+        raise ConfigError(f"{where}: {key!r} must be {expected}, got {excerpt(value)}")
+    return value if integer else float(value)
+
+
+def _budget(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    budget: dict[str, Any] = {}
+    if "trials" in table:
+        budget["trials"] = _positive(table["trials"], "trials", where, integer=True)
+    if "seconds" in table:
+        budget["seconds"] = _positive(table["seconds"], "seconds", where, integer=False)
+    return budget
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _dimension(
+    learner: str, name: str, value: Any, config_class: type, fixed: Mapping[str, Any], where: str
+) -> Dimension:
+    table = f"{where}: [tune.{learner}]"
+    fields = {f.name for f in dataclasses.fields(config_class) if f.init}
+    if name not in fields:
+        raise ConfigError(
+            f"{table}: unknown field {name!r} for {config_class.__name__}; valid fields: "
+            f"{', '.join(sorted(fields)) or 'none'} (and the budget: trials, seconds)"
+        )
+    if name in fixed:
+        raise ConfigError(
+            f"{table}: {name!r} is searched here and fixed in [learner.{learner}]; keep one"
+        )
+    hint = typing.get_type_hints(config_class)[name]
+
+    def check(candidate: Any) -> None:
+        try:
+            build_config(config_class, {**fixed, name: candidate}, where=f"[tune.{learner}]")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{table}: {name!r} lists no choices")
+        labels = [json.dumps(v, sort_keys=True) for v in value]
+        if len(set(labels)) < len(labels):
+            raise ConfigError(f"{table}: {name!r} lists a choice twice: {excerpt(value)}")
+        for choice in value:
+            check(choice)
+        return Dimension(name, choices=tuple(value))
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(RANGE_KEYS))
+        if unknown or "low" not in value or "high" not in value:
+            raise ConfigError(
+                f"{table}: {name!r} must be a range {{low = ..., high = ...}} with an optional "
+                f"log = true, got {excerpt(value)}"
+            )
+        low, high, log = value["low"], value["high"], value.get("log", False)
+        if not (_number(low) and _number(high)) or not low < high:
+            raise ConfigError(
+                f"{table}: {name!r}: low and high must be numbers with low < high, "
+                f"got {excerpt(value)}"
+            )
+        if not isinstance(log, bool):
+            raise ConfigError(f"{table}: {name!r}: log must be true or false, got {excerpt(log)}")
+        if log and low <= 0:
+            raise ConfigError(f"{table}: {name!r}: a log range needs low > 0, got {low}")
+        integer = accepts(hint, 1) and not accepts(hint, 0.5)
+        if integer and not (isinstance(low, int) and isinstance(high, int)):
+            raise ConfigError(
+                f"{table}: {name!r} is an integer field: its range needs whole-number bounds, "
+                f"got {excerpt(value)}"
+            )
+        if not integer and not accepts(hint, 0.5):
+            raise ConfigError(
+                f"{table}: {name!r} ({hint}) cannot take a range of numbers; list its choices"
+            )
+        check(low)
+        check(high)
+        return Dimension(name, low=low, high=high, log=log, integer=integer)
+    raise ConfigError(
+        f"{table}: {name!r} must be a list of choices or a range {{low = ..., high = ...}}, "
+        f"got {excerpt(value)} (a fixed value belongs in [learner.{learner}])"
+    )
+
+
+def parse_tuning(
+    table: Mapping[str, Any],
+    learners: Sequence[str],
+    learner_tables: Mapping[str, Mapping[str, Any]],
+    support_sizes: Sequence[SupportSize],
+    where: str,
+) -> dict[str, TuneSpec]:
+    """The search of each learner a suite's ``[tune]`` table names, checked without running.
+
+    Unknown settings, learners the suite does not run, unknown fields, values a field cannot
+    take and a missing budget are errors naming them."""
+    settings = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    searches = {k: v for k, v in table.items() if isinstance(v, dict)}
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: [tune] has unknown setting(s) {', '.join(map(repr, unknown))}; valid: "
+            f"{', '.join(SETTINGS)}, and one [tune.NAME] table per learner to tune"
+        )
+    objective = settings.get("objective", DEFAULT_OBJECTIVE)
+    if not isinstance(objective, str) or objective not in METRICS:
+        name = objective if isinstance(objective, str) else excerpt(objective)
+        raise ConfigError(f"{where}: [tune] objective: {METRICS.unknown_message(str(name))}")
+    finite = [k for k in support_sizes if isinstance(k, int)]
+    k: SupportSize = "all" if "all" in support_sizes or not finite else max(finite)
+    if "k" in settings:
+        k = settings["k"]
+        if k not in support_sizes or isinstance(k, bool):
+            raise ConfigError(
+                f"{where}: [tune] k must be one of the protocol's support sizes "
+                f"({', '.join(map(str, support_sizes))}), got {excerpt(k)}"
+            )
+    shared = _budget(settings, f"{where}: [tune]")
+    specs: dict[str, TuneSpec] = {}
+    for learner, search in searches.items():
+        if learner not in learners:
+            raise ConfigError(
+                f"{where}: [tune.{learner}] tunes a learner the suite does not run "
+                f"(it runs {', '.join(learners)})"
+            )
+        budget = {**shared, **_budget(search, f"{where}: [tune.{learner}]")}
+        if not budget:
+            raise ConfigError(
+                f"{where}: [tune.{learner}] has no budget: set trials and/or seconds in [tune] "
+                f"(the same for every learner) or in [tune.{learner}]"
+            )
+        fixed, _ = split_budget(dict(learner_tables.get(learner, {})), f"[learner.{learner}]")
+        config_class = learner_class(learner).config_class
+        space = tuple(
+            _dimension(learner, name, value, config_class, fixed, where)
+            for name, value in search.items()
+            if name not in BUDGET_SETTINGS
+        )
+        if not space:
+            raise ConfigError(f"{where}: [tune.{learner}] searches no field")
+        specs[learner] = TuneSpec(space, objective, k, budget.get("trials"), budget.get("seconds"))
+    return specs
+
+
+# Searching --------------------------------------------------------------------------------------
+
+
+def _seed(seeds: Seeds) -> int:
+    return int(seeds.sequence.generate_state(1)[0])
+
+
+def _sampler(spec: TuneSpec, seeds: Seeds, number: int) -> optuna.samplers.BaseSampler:
+    """The sampler that proposes trial ``number``: it depends only on the seeds, the number and
+    the trials before it, so a resumed search proposes what an unbroken one would."""
+    if spec.uses_grid:
+        grid = {d.name: [d.label(c) for c in d.choices] for d in spec.space}
+        return optuna.samplers.GridSampler(grid, seed=_seed(seeds.child("grid")))
+    return optuna.samplers.TPESampler(
+        seed=_seed(seeds.child("trial", str(number))), n_startup_trials=spec.startup_trials
+    )
+
+
+class _TrialFailed(Exception):
+    """A trial whose config failed (recorded as such); the search goes on."""
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A finished search: the chosen values, the stored summary and every trial."""
+
+    params: dict[str, Any]
+    record: TuningRecord
+    trials: list[TrialRecord]
+
+    @property
+    def failed(self) -> int:
+        return sum(t.state == "failed" for t in self.trials)
+
+
+def search(
+    spec: TuneSpec,
+    objective: Callable[[dict[str, Any]], float],
+    *,
+    seeds: Seeds,
+    done: Sequence[TrialRecord] = (),
+    on_trial: Callable[[TrialRecord], None] = lambda trial: None,
+    validation_tasks: int = 0,
+    progress: bool = False,
+    label: str = "trials",
+) -> Tuned:
+    """Run ``objective`` on proposed configs until the budget is spent.
+
+    ``done`` are trials finished earlier (from the store): they are given to the study and count
+    towards the budget, trials and seconds alike. ``on_trial`` receives each new trial as soon as
+    it finishes (the runner stores it). A trial that raises an exception is recorded as failed and
+    the search goes on; an interruption (``KeyboardInterrupt``) ends it, leaving the stored trials
+    for the next run."""
+    distributions = {d.name: d.distribution() for d in spec.space}
+    study = optuna.create_study(direction=spec.direction)
+    trials = list(done)
+    for t in trials:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=(
+                    optuna.trial.TrialState.COMPLETE
+                    if t.state == "complete"
+                    else optuna.trial.TrialState.FAIL
+                ),
+                value=t.value if t.state == "complete" else None,
+                params={d.name: d.label(t.params[d.name]) for d in spec.space},
+                distributions=distributions,
+            )
+        )
+    bar = tqdm(
+        total=spec.max_trials, initial=len(trials), desc=label, unit="trial", leave=False,
+        disable=not progress,
+    )  # fmt: skip
+
+    def run_trial(trial: optuna.Trial) -> float:
+        params = {d.name: d.suggest(trial) for d in spec.space}
+        start = time.perf_counter()
+        value: float | None = None
+        error = None
+        try:
+            value = float(objective(params))
+            if not math.isfinite(value):
+                raise ValueError(f"the objective {spec.objective} is {value}")
+        except Exception as exc:  # one config that fails must not end the search
+            value, error = None, f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - start
+        finished = TrialRecord(
+            trial.number,
+            params,
+            value,
+            seconds,
+            "complete" if value is not None else "failed",
+            error,
+        )
+        on_trial(finished)
+        trials.append(finished)
+        if value is None:
+            raise _TrialFailed(error)
+        return value
+
+    try:
+        while spec.max_trials is None or len(trials) < spec.max_trials:
+            if spec.seconds is not None and sum(t.seconds for t in trials) >= spec.seconds:
+                break
+            study.sampler = _sampler(spec, seeds, len(trials))
+            study.optimize(run_trial, n_trials=1, catch=(_TrialFailed,))
+            bar.update()
+    finally:
+        bar.close()
+    complete = [t for t in trials if t.state == "complete" and t.value is not None]
+    if not complete:
+        first = trials[0].error if trials else "no trial ran"
+        raise ValueError(f"no trial of the search succeeded (the first: {first})")
+    sign = -1.0 if spec.direction == "maximize" else 1.0
+    best = min(complete, key=lambda t: (sign * float(t.value or 0.0), t.number))
+    record = TuningRecord(
+        spec=spec.as_dict(),
+        chosen=dict(best.params),
+        trials=len(trials),
+        best_trial=best.number,
+        best_value=float(best.value or 0.0),
+        seconds=sum(t.seconds for t in trials),
+        validation_tasks=validation_tasks,
+    )
+    return Tuned(dict(best.params), record, trials)
+
+
+def validation_objective(
+    learner: str,
+    fixed: Mapping[str, Any],
+    spec: TuneSpec,
+    *,
+    train: MetaTrain,
+    validation: TaskBatch,
+    dataset: Dataset,
+    device: torch.device,
+    seeds: Seeds,
+    budget: Budget,
+    gain: str,
+) -> Callable[[dict[str, Any]], float]:
+    """The objective of a trial: fit ``learner`` with ``fixed`` and the trial's values on
+    ``train``, predict the ``validation`` tasks (labels stay here) and score them.
+
+    It sees the training view and the validation tasks, nothing else of the split: the test
+    tasks' labels cannot reach it."""
+    tasks = validation.without_labels().to(device)
+    where = f"validation tasks, k={spec.k}"
+
+    def objective(params: dict[str, Any]) -> float:
+        model = make_learner(learner, {**fixed, **params})
+        model.fit(train, rng=seeds, device=device, budget=budget)
+        with torch.no_grad():
+            predicted = predict_in_chunks(model.predict, tasks, model.predict_chunk)
+        values = score(
+            validation,
+            predicted,
+            (spec.objective,),
+            dataset=dataset,
+            like_threshold=train.like_threshold,
+            gain=gain,
+            learner=learner,
+            where=where,
+        )
+        return values[spec.objective].value
+
+    return objective
+
+
+# Reporting --------------------------------------------------------------------------------------
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def config_text(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_value_text(v)}" for k, v in params.items())
+
+
+def space_text(space: Mapping[str, Mapping[str, Any]]) -> str:
+    """A stored search space (:meth:`TuneSpec.as_dict`'s ``space``) in words."""
+    dimensions = [
+        Dimension(name, choices=tuple(d["choices"]))
+        if "choices" in d
+        else Dimension(name, low=d["low"], high=d["high"], log=d["log"], integer=d["type"] == "int")
+        for name, d in space.items()
+    ]
+    return "; ".join(d.describe() for d in dimensions)
+
+
+def tuning_lines(
+    rows: Sequence[Mapping[str, Any]],
+    learner_order: Sequence[str] = (),
+    untuned: Sequence[str] = (),
+) -> list[str]:
+    """One line per tuned learner (stored :meth:`ResultStore.tuning_rows`): its budget and
+    objective, then per seed the chosen config, the trials run and the best validation value;
+    and one line naming the learners that ran untuned."""
+    by_learner: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_learner.setdefault((row["dataset"], row["protocol"], row["learner"]), []).append(row)
+    rank = {name: i for i, name in enumerate(learner_order)}
+    lines = []
+    for key in sorted(by_learner, key=lambda k: (k[0], k[1], rank.get(k[2], len(rank)), k[2])):
+        dataset, protocol, learner = key
+        group = by_learner[key]
+        spec = group[0]["spec"]
+        per_seed = "; ".join(
+            f"seed {r['seed']}{'' if r['device'] == 'cpu' else ' ' + r['device']}: "
+            f"{config_text(r['chosen'])} ({r['trials']} trials, {r['seconds']:.1f} s, "
+            f"{spec['objective']} {r['best_value']:.4f})"
+            for r in sorted(group, key=lambda r: (r["seed"], r["device"]))
+        )
+        budget = budget_text(spec["trials"], spec["seconds"])
+        counts = sorted({r["validation_tasks"] for r in group})
+        tasks = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        lines.append(
+            f"tuned {learner} on {dataset} · {protocol} (budget {budget}; "
+            f"{spec['objective']} at k={spec['k']} on {tasks} validation tasks): {per_seed}"
+        )
+    if untuned and rows:
+        lines.append(f"untuned (their configs as set): {', '.join(untuned)}")
+    return lines

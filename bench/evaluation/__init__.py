@@ -1,0 +1,1 @@
+"""Evaluation: metrics, scoring a batch of predictions, timing, and the learner contract check."""

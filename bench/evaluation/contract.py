@@ -1,0 +1,236 @@
+"""The learner contract, as a helper that any learner's own tests call.
+
+``check_learner("my-learner", {"epochs": 1})`` builds the registered learner, fits it on a small
+synthetic split and checks what the harness relies on; it raises :class:`ContractError` (an
+``AssertionError``, so pytest reports it as a failure) naming the learner and the broken rule:
+
+- the default config builds, round-trips through a plain dict and hashes stably;
+- ``fit`` leaves the training data as it was;
+- ``predict`` returns the query's shape on the fitting device, finite and within the rating scale,
+  in every scenario, with no support ratings (k = 0) and with some;
+- predicting tasks in chunks gives the same ratings as all at once (the runner chunks);
+- a pickled fitted learner predicts the same;
+- two fits from the same seeds predict identically;
+- with ``expected``, each named metric lies in its band on the ``user_cold`` tasks at k = 5.
+
+Stability: stable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.config import build_config, config_hash
+from bench.data.dataset import Dataset
+from bench.data.synthetic import SyntheticConfig, generate
+from bench.devices import resolve_device
+from bench.evaluation.metrics import DEFAULT_METRICS, Queries, evaluate
+from bench.protocol import SCENARIOS, Split, SupportSize, make_protocol
+from bench.protocol.base import split_like_threshold
+from bench.protocol.episodes import (
+    MetaTrain,
+    TaskBatch,
+    build_tasks,
+    make_meta_train,
+    predict_in_chunks,
+)
+from bench.protocol.learner import Learner, learner_class, make_learner
+from bench.seeding import Seeds
+
+CONTRACT_DATA = SyntheticConfig(n_users=240, n_items=160, mean_ratings_per_user=60, seed=7)
+"""The small synthetic dataset the contract runs on (a few seconds for any learner)."""
+SUPPORT_SIZES = (0, 5)
+QUERY_SIZE = 5
+BAND_SCENARIO = "user_cold"
+BAND_K = 5
+
+
+class ContractError(AssertionError):
+    """A learner broke the contract; the message names the learner and the rule."""
+
+
+@dataclass
+class ContractReport:
+    """What the check measured: metric values per (scenario, k) of the first fit."""
+
+    learner: str
+    metrics: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+
+
+def contract_dataset() -> Dataset:
+    return generate(CONTRACT_DATA, name="contract-synthetic")
+
+
+def _require(condition: bool, learner: str, rule: str) -> None:
+    if not condition:
+        raise ContractError(f"learner {learner!r}: {rule}")
+
+
+def _config_round_trips(name: str) -> None:
+    default = make_learner(name)
+    as_dict = dataclasses.asdict(default.config)
+    try:
+        rebuilt = build_config(type(default.config), as_dict)
+    except Exception as exc:
+        raise ContractError(
+            f"learner {name!r}: its default config does not rebuild: {exc}"
+        ) from exc
+    _require(rebuilt == default.config, name, "its config changes when rebuilt from a dict")
+    _require(config_hash(rebuilt) == default.config_hash, name, "its config hash is not stable")
+
+
+def _fitted(
+    name: str, overrides: Mapping[str, Any] | None, train: MetaTrain, device: torch.device
+) -> Learner:
+    learner = make_learner(name, dict(overrides or {}))
+    learner.fit(train, rng=Seeds(0).child("learner", name), device=device)
+    return learner
+
+
+def _predict(learner: Learner, tasks: TaskBatch) -> torch.Tensor:
+    with torch.no_grad():
+        return learner.predict(tasks)
+
+
+def _check_predictions(
+    name: str, learner: Learner, labelled: TaskBatch, device: torch.device, where: str
+) -> torch.Tensor:
+    tasks = labelled.without_labels().to(device)
+    pred = _predict(learner, tasks)
+    shape = tuple(tasks.query_items.shape)
+    _require(
+        tuple(pred.shape) == shape,
+        name,
+        f"{where}: predictions {tuple(pred.shape)}, expected {shape}",
+    )
+    _require(
+        pred.device.type == device.type,
+        name,
+        f"{where}: predictions on {pred.device}, not {device}",
+    )
+    valid = pred[tasks.query_mask].float()
+    _require(bool(torch.isfinite(valid).all()), name, f"{where}: non-finite predictions")
+    return pred
+
+
+def score(
+    learner: Learner,
+    dataset: Dataset,
+    split: Split,
+    scenario: str,
+    k: SupportSize,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+) -> dict[str, float]:
+    """The metrics of a learner fitted on the CPU, on one scenario's tasks at support size ``k``
+    (for a plug-in's own tests of what its learner achieves)."""
+    batch = build_tasks(dataset, split.scenarios[scenario], k)
+    pred = _predict(learner, batch.without_labels())
+    assert batch.query_ratings is not None
+    queries = Queries(
+        pred.double().cpu().numpy(),
+        batch.query_ratings.double().numpy(),
+        batch.query_mask.numpy(),
+        split_like_threshold(dataset, split),
+        dataset.rating_scale,
+    )
+    return {name: value.value for name, value in evaluate(queries, metrics).items()}
+
+
+def check_learner(
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    expected: Mapping[str, tuple[float, float]] | None = None,
+    device: str = "cpu",
+) -> ContractReport:
+    """Check the registered learner ``name`` (config ``overrides`` keep it quick); see the module
+    docstring for the rules. ``expected`` maps metric names to ``(low, high)`` bands."""
+    cls = learner_class(name)
+    _require(issubclass(cls, Learner), name, "is not a bench.protocol.learner.Learner subclass")
+    _config_round_trips(name)
+    torch_device = resolve_device(device)
+
+    dataset = contract_dataset()
+    if cls.not_applicable(dataset):
+        raise ContractError(
+            f"learner {name!r} does not run on synthetic data: the contract needs it"
+        )
+    protocol = make_protocol(
+        "cold-random", {"support_sizes": SUPPORT_SIZES, "query_size": QUERY_SIZE}
+    )
+    split: Split = protocol.split(dataset, 0)
+    train = make_meta_train(dataset, split)
+    before = {f: getattr(train, f).copy() for f in ("user", "item", "rating", "timestamp")}
+    learner = _fitted(name, overrides, train, torch_device)
+    for array, values in before.items():
+        _require(
+            np.array_equal(getattr(train, array), values), name, f"fit changed the training {array}"
+        )
+
+    report = ContractReport(name)
+    low, high = dataset.rating_scale
+    for scenario in SCENARIOS:
+        for k in SUPPORT_SIZES:
+            labelled = build_tasks(dataset, split.scenarios[scenario], k)
+            where = f"{scenario}, k={k}"
+            pred = _check_predictions(name, learner, labelled, torch_device, where)
+            valid = pred[labelled.query_mask.to(pred.device)].float()
+            _require(
+                bool(((valid >= low - 1e-5) & (valid <= high + 1e-5)).all()),
+                name,
+                f"{where}: predictions outside the rating scale [{low}, {high}]",
+            )
+            assert labelled.query_ratings is not None
+            queries = Queries(
+                pred.float().cpu().numpy().astype(np.float64),
+                labelled.query_ratings.numpy().astype(np.float64),
+                labelled.query_mask.numpy(),
+                train.like_threshold,
+                dataset.rating_scale,
+            )
+            values = evaluate(queries)
+            report.metrics[(scenario, k)] = {m: v.value for m, v in values.items()}
+
+    tasks = build_tasks(dataset, split.scenarios[BAND_SCENARIO], BAND_K).without_labels()
+    tasks = tasks.to(torch_device)
+    whole = _predict(learner, tasks)
+    chunked = predict_in_chunks(learner.predict, tasks, max(1, tasks.n_tasks // 3))
+    _require(
+        torch.allclose(whole, chunked, atol=1e-5),
+        name,
+        "predicting tasks in chunks gives other ratings than predicting them all at once",
+    )
+    copy = pickle.loads(pickle.dumps(learner))
+    _require(
+        torch.allclose(whole, _predict(copy, tasks), atol=1e-6),
+        name,
+        "a pickled fitted learner predicts differently",
+    )
+    again = _predict(_fitted(name, overrides, train, torch_device), tasks)
+    same = torch.equal(whole, again) if torch_device.type == "cpu" else torch.allclose(whole, again)
+    _require(
+        same,
+        name,
+        "two fits from the same seeds predict differently (is randomness drawn from `rng`?)",
+    )
+    for metric, (lo, hi) in (expected or {}).items():
+        measured = report.metrics[(BAND_SCENARIO, BAND_K)]
+        if metric not in measured:
+            raise ContractError(
+                f"learner {name!r}: no metric {metric!r} to check a band on "
+                f"(known: {', '.join(measured)})"
+            )
+        value = measured[metric]
+        _require(
+            lo <= value <= hi,
+            name,
+            f"{metric} {value:.4f} on {BAND_SCENARIO} at k={BAND_K} is outside [{lo}, {hi}]",
+        )
+    return report

@@ -1,0 +1,148 @@
+"""The narrow interface every learner implements, and the learner registry.
+
+Learners, built-in and third-party alike, are declared as ``bench.learners`` entry points (see
+``pyproject.toml``); ``bench`` itself never imports the ``learners`` package.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from bench.config import build_config, config_hash
+from bench.errors import ConfigError, RegistryError
+from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.registry import Registry
+from bench.seeding import Seeds
+
+LEARNER_GROUP = "bench.learners"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits a learner respects while fitting: iterative learners stop training when
+    ``max_seconds`` of fit time have passed and keep their best state so far.
+
+    A suite sets it per learner with ``max_fit_seconds`` in the ``[learner.NAME]`` table.
+    """
+
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"max_fit_seconds must be a positive number, got {self.max_seconds}")
+
+
+BUDGET_KEYS = {"max_fit_seconds": "max_seconds"}
+"""Keys of a ``[learner.NAME]`` table that set the harness's budget rather than the config."""
+
+
+def split_budget(table: dict[str, Any] | None, where: str = "") -> tuple[dict[str, Any], Budget]:
+    """Separate a learner table into its config overrides and its :class:`Budget`."""
+    overrides = dict(table or {})
+    limits: dict[str, Any] = {}
+    for key, field in BUDGET_KEYS.items():
+        if key in overrides:
+            value = overrides.pop(key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                label = f" in {where}" if where else ""
+                raise ConfigError(
+                    f"{key!r}{label} must be a positive number of seconds, got {value!r}"
+                )
+            limits[field] = float(value)
+    return overrides, Budget(**limits)
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """For learners without hyperparameters."""
+
+
+class Learner(abc.ABC):
+    """A recommender under test.
+
+    ``fit`` sees only :class:`MetaTrain` and draws all its randomness from ``rng`` (its own branch
+    of the run's seed tree). ``predict`` gets tasks already on the device given to ``fit``, adapts to
+    each task's support set and returns predicted ratings ``[tasks, query_len]`` on that device
+    (padding positions are ignored). The harness calls ``predict`` with at most
+    :attr:`predict_chunk` tasks at a time. Learners never read files or compute metrics.
+
+    The first line of the class docstring is the learner's description in ``bench ls``.
+
+    Stability: stable.
+    """
+
+    config_class: ClassVar[type] = NoConfig
+
+    @classmethod
+    def not_applicable(cls, dataset: Any) -> str | None:
+        """Why this learner cannot run on ``dataset``, or None when it can."""
+        return None
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.config_class()
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any] | None, name: str = "") -> Learner:
+        where = f"[learner.{name}]" if name else cls.__name__
+        return cls(build_config(cls.config_class, overrides, where=where))
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    @property
+    def predict_chunk(self) -> int:
+        """The most tasks one ``predict`` call receives (bounds its memory)."""
+        return 4096
+
+    @abc.abstractmethod
+    def fit(
+        self,
+        train: MetaTrain,
+        *,
+        rng: Seeds,
+        device: torch.device,
+        budget: Budget | None = None,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def predict(self, tasks: TaskBatch) -> torch.Tensor: ...
+
+
+def _check_learner(name: str, obj: Any) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Learner)):
+        raise RegistryError(
+            f"learner {name!r} resolves to {obj!r}, which is not a Learner subclass"
+        )
+
+
+LEARNERS: Registry[type[Learner]] = Registry("learner", _check_learner, LEARNER_GROUP)
+
+
+def learner_class(name: str) -> type[Learner]:
+    """The registered class of ``name``; a missing optional dependency is a clear error."""
+    try:
+        return LEARNERS.get(name)
+    except ImportError as exc:
+        raise RegistryError(
+            f"learner {name!r} needs a package that is not installed: {exc}"
+        ) from exc
+
+
+def make_learner(name: str, overrides: dict[str, Any] | None = None) -> Learner:
+    """Build the learner ``name`` with config overrides (the ``max_fit_seconds`` budget key is
+    accepted and ignored here: the runner reads it with :func:`split_budget`)."""
+    config, _ = split_budget(overrides, f"[learner.{name}]")
+    return learner_class(name).from_overrides(config, name)
+
+
+def clamp_to_scale(pred: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
+    return pred.clamp(scale[0], scale[1])

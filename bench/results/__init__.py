@@ -1,0 +1,1 @@
+"""Results: the store, analysis as DataFrames, export, the regression gate, reports and terminal tables."""

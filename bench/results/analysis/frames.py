@@ -1,0 +1,520 @@
+"""Load a results store into pandas DataFrames with explicit columns.
+
+Every frame names a row by the same keys: ``dataset``, ``protocol``, ``scenario``, ``k``,
+``learner``, ``device``, ``seed`` (and ``metric`` where there is one). ``dataset``, ``protocol`` and
+``learner`` are display labels: the plain name, with ``~`` and six characters of the hash appended
+only where one selection holds two versions of it (two configs of ``mf`` on one split, a dataset
+whose content changed), so that different things are never averaged together. ``k`` is text
+(``"1"``, ``"10"``, ``"all"``); :func:`k_order` sorts it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.evaluation.metrics import DEFAULT_GAIN
+from bench.protocol import SCENARIOS
+from bench.results.store import ResultStore
+
+ROW_KEYS = ("dataset", "protocol", "scenario", "k", "learner", "device", "seed")
+"""The columns that name one evaluation of one cell."""
+
+CELL_COLUMNS = (
+    "cell_key",
+    "run_id",
+    "suite",
+    "dataset",
+    "dataset_name",
+    "dataset_hash",
+    "protocol",
+    "protocol_name",
+    "protocol_hash",
+    "learner",
+    "learner_name",
+    "config_hash",
+    "config",
+    "seed",
+    "device",
+    "code_fingerprint",
+    "finished_at",
+    "task_axis",
+    "like_threshold",
+    "ndcg_gain",
+    "rating_min",
+    "rating_max",
+    "split_summary",
+)
+METRIC_COLUMNS = (
+    *ROW_KEYS,
+    "metric",
+    "value",
+    "n_tasks",
+    "n_scored",
+    "n_unscored",
+    "config_hash",
+    "suite",
+    "run_id",
+    "cell_key",
+)
+PER_TASK_COLUMNS = (*ROW_KEYS, "metric", "entity", "value", "n_ratings", "cell_key")
+PREDICTION_COLUMNS = (
+    *ROW_KEYS,
+    "entity",
+    "position",
+    "user",
+    "item",
+    "rating",
+    "prediction",
+    "like_threshold",
+    "rating_min",
+    "rating_max",
+    "cell_key",
+)
+TIMING_COLUMNS = (
+    "dataset",
+    "protocol",
+    "learner",
+    "device",
+    "seed",
+    "scenario",
+    "k",
+    "phase",
+    "seconds",
+    "cpu_seconds",
+    "tasks",
+    "tasks_per_s",
+    "peak_memory_bytes",
+    "memory_kind",
+    "torch_threads",
+    "load_1m",
+    "cpus",
+    "host",
+    "under_load",
+    "run_id",
+    "cell_key",
+)
+TUNING_COLUMNS = (
+    "dataset",
+    "protocol",
+    "learner",
+    "device",
+    "seed",
+    "objective",
+    "k",
+    "budget_trials",
+    "budget_seconds",
+    "space",
+    "chosen",
+    "trials",
+    "best_trial",
+    "best_value",
+    "seconds",
+    "validation_tasks",
+    "run_id",
+    "cell_key",
+)
+COVERAGE_COLUMNS = (
+    "dataset",
+    "protocol",
+    "seed",
+    "scenario",
+    "task_axis",
+    "tasks",
+    "left_out",
+    "min_pool",
+    "outside_activity_filter",
+    "validation_tasks",
+)
+
+LOAD_MARGIN = 0.5
+"""A phase ran *under load* when the 1-minute load average at its start exceeded the run's own
+torch threads by at least this fraction of the machine's CPUs."""
+
+
+def k_order(k: str) -> tuple[int, int]:
+    """Sort key of a support size label: numbers in order, then ``all``."""
+    return (1, 0) if k == "all" else (0, int(k))
+
+
+def scenario_order(scenario: str) -> int:
+    return SCENARIOS.index(scenario) if scenario in SCENARIOS else len(SCENARIOS)
+
+
+@dataclass(frozen=True, eq=False)
+class Results:
+    """The selected cells of a store as DataFrames.
+
+    Attributes:
+        path: the store read.
+        cells: one row per cell (``CELL_COLUMNS``): what was fitted, on which split, by which run;
+            ``config`` and ``split_summary`` hold dicts; ``like_threshold`` is the split's (it
+            may come from the training ratings' median) and ``ndcg_gain`` the suite's.
+        metrics: one row per (cell, scenario, k, metric) (``METRIC_COLUMNS``): ``value`` is the
+            metric on that seed (``rmse``, ``mae`` and ``accuracy`` pooled over the query ratings,
+            ``ndcg@k`` and ``auc`` averaged over the tasks they can score); ``n_tasks`` tasks were
+            evaluated, ``n_scored`` of them scored and ``n_unscored`` not.
+        timings: one row per timed phase (``TIMING_COLUMNS``): ``phase`` is ``fit`` (scenario and
+            k ``*``) or ``adapt+predict``; ``under_load`` flags phases started under load.
+        runs: one row per run: ``run_id``, ``suite``, ``started_at``, ``finished_at``, ``status``,
+            ``config`` and ``provenance`` (dicts).
+        failures: the failed cells of the selected runs, with tracebacks.
+        tunings: one row per tuned cell (``TUNING_COLUMNS``): the search's ``objective`` at
+            support size ``k`` on the split's validation tasks, its budget (``budget_trials``,
+            ``budget_seconds``; None where unset), its ``space`` (field: the choices, or a range
+            dict), the ``chosen`` config (field: value), the ``trials`` run, the ``best_trial``
+            and its ``best_value``, the search's wall ``seconds`` and the number of
+            ``validation_tasks``. Cells of learners run with their configs as set have no row.
+        superseded: how many older cells were left out because a later cell recomputed them.
+
+    ``per_task`` and ``predictions`` are read from the store on first use.
+
+    Stability: stable.
+    """
+
+    path: Path
+    cells: pd.DataFrame
+    metrics: pd.DataFrame
+    timings: pd.DataFrame
+    runs: pd.DataFrame
+    failures: pd.DataFrame
+    superseded: int = 0
+    tunings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({c: pd.Series(dtype=object) for c in TUNING_COLUMNS})
+    )
+
+    @property
+    def cell_keys(self) -> list[str]:
+        return list(self.cells["cell_key"])
+
+    @cached_property
+    def per_task(self) -> pd.DataFrame:
+        """One row per (cell, scenario, k, metric, task) (``PER_TASK_COLUMNS``).
+
+        ``entity`` is the task's user (or item, for item-as-task protocols) in the dataset's own
+        ids, as text; ``value`` is NaN where the metric cannot score the task; ``n_ratings`` is
+        the task's number of query ratings, which weighs it in the pooled metrics: for example a
+        seed's ``rmse`` is ``sqrt(sum(n_ratings * value**2) / sum(n_ratings))``.
+        """
+        with ResultStore(self.path, mode="read") as store:
+            evaluations = store.evaluation_rows(self.cell_keys)
+            rows = store.metric_rows(self.cell_keys, with_per_task=True)
+        tasks = {(e["cell_key"], e["scenario"], e["k"]): e for e in evaluations}
+        parts: list[pd.DataFrame] = []
+        for row in rows:
+            evaluation = tasks[(row["cell_key"], row["scenario"], row["k"])]
+            values = row["per_task"]
+            if len(values) != len(evaluation["entities"]):
+                raise BenchError(
+                    f"results store {self.path}: cell {row['cell_key']} ({row['scenario']}, "
+                    f"k={row['k']}, {row['metric']}) has {len(values)} per-task values for "
+                    f"{len(evaluation['entities'])} tasks"
+                )
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "cell_key": row["cell_key"],
+                        "scenario": row["scenario"],
+                        "k": row["k"],
+                        "metric": row["metric"],
+                        "entity": pd.Series(evaluation["entities"], dtype=str),
+                        "value": values,
+                        "n_ratings": np.asarray(evaluation["query_lengths"], dtype=np.int64),
+                    }
+                )
+            )
+        return self._with_cell_keys(parts, PER_TASK_COLUMNS)
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        """One row per query rating of the cells that kept predictions (``PREDICTION_COLUMNS``).
+
+        ``entity`` is the task entity, ``position`` the rating's place in the task's query,
+        ``user`` and ``item`` the rated pair (dataset ids, as text), ``rating`` the true rating and
+        ``prediction`` the learner's prediction; ``like_threshold``, ``rating_min`` and
+        ``rating_max`` are the dataset's (accuracy and AUC need them).
+        """
+        with ResultStore(self.path, mode="read") as store:
+            evaluations = store.evaluation_rows(self.cell_keys)
+            rows = store.prediction_rows(self.cell_keys)
+        tasks = {(e["cell_key"], e["scenario"], e["k"]): e for e in evaluations}
+        parts: list[pd.DataFrame] = []
+        for row in rows:
+            evaluation = tasks[(row["cell_key"], row["scenario"], row["k"])]
+            lengths = np.asarray(evaluation["query_lengths"], dtype=np.int64)
+            starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "cell_key": row["cell_key"],
+                        "scenario": row["scenario"],
+                        "k": row["k"],
+                        "entity": pd.Series(
+                            np.repeat(np.asarray(evaluation["entities"], dtype=object), lengths),
+                            dtype=str,
+                        ),
+                        "position": np.arange(int(lengths.sum())) - starts,
+                        "user": pd.Series(row["users"], dtype=str),
+                        "item": pd.Series(row["items"], dtype=str),
+                        "rating": row["ratings"],
+                        "prediction": row["predicted"],
+                    }
+                )
+            )
+        return self._with_cell_keys(parts, PREDICTION_COLUMNS)
+
+    def _with_cell_keys(self, parts: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+        cell_columns = [c for c in columns if c in self.cells.columns and c != "cell_key"]
+        if not parts:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        frame = pd.concat(parts, ignore_index=True)
+        cells = self.cells[["cell_key", *cell_columns]]
+        return frame.merge(cells, on="cell_key", how="left", validate="many_to_one")[list(columns)]
+
+    @property
+    def coverage(self) -> pd.DataFrame:
+        """One row per (dataset, protocol, seed, scenario) split (``COVERAGE_COLUMNS``).
+
+        ``tasks`` were evaluated; ``left_out`` candidates had fewer than ``min_pool`` ratings in
+        their pool; ``outside_activity_filter`` entities (protocol-wide) fell outside the
+        protocol's activity filter and are in no scenario; ``validation_tasks`` were held out for
+        the learners' own validation.
+        """
+        rows = []
+        seen: set[tuple[Any, ...]] = set()
+        for cell in self.cells.itertuples(index=False):
+            split_key = (cell.dataset, cell.protocol, cell.seed)
+            if split_key in seen:
+                continue
+            seen.add(split_key)
+            summary = cell.split_summary
+            axis = cell.task_axis
+            outside = summary.get(f"{axis}s_outside_activity_filter", 0)
+            for scenario, counts in summary.get("scenarios", {}).items():
+                rows.append(
+                    {
+                        "dataset": cell.dataset,
+                        "protocol": cell.protocol,
+                        "seed": cell.seed,
+                        "scenario": scenario,
+                        "task_axis": axis,
+                        "tasks": counts.get("tasks", 0),
+                        "left_out": counts.get("ineligible", 0),
+                        "min_pool": summary.get("min_pool"),
+                        "outside_activity_filter": outside,
+                        "validation_tasks": summary.get("validation_tasks", 0),
+                    }
+                )
+        if not rows:
+            return pd.DataFrame(columns=list(COVERAGE_COLUMNS))
+        return pd.DataFrame(rows, columns=list(COVERAGE_COLUMNS))
+
+
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return pd.DataFrame(rows)
+
+
+def _label(name: str, version: str, ambiguous: bool) -> str:
+    return f"{name}~{version[:6]}" if ambiguous else name
+
+
+def _labelled_cells(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    cells = _frame(rows, ["cell_key"])
+    if cells.empty:
+        return pd.DataFrame(columns=list(CELL_COLUMNS))
+    cells = cells.rename(
+        columns={"dataset": "dataset_name", "protocol": "protocol_name", "learner": "learner_name"}
+    )
+    hashes = cells.groupby("dataset_name")["dataset_hash"].transform("nunique")
+    cells["dataset"] = [
+        _label(n, h, a > 1)
+        for n, h, a in zip(cells["dataset_name"], cells["dataset_hash"], hashes, strict=True)
+    ]
+    hashes = cells.groupby(["dataset", "protocol_name"])["protocol_hash"].transform("nunique")
+    cells["protocol"] = [
+        _label(n, h, a > 1)
+        for n, h, a in zip(cells["protocol_name"], cells["protocol_hash"], hashes, strict=True)
+    ]
+    hashes = cells.groupby(["dataset", "protocol", "learner_name"])["config_hash"].transform(
+        "nunique"
+    )
+    cells["learner"] = [
+        _label(n, h, a > 1)
+        for n, h, a in zip(cells["learner_name"], cells["config_hash"], hashes, strict=True)
+    ]
+    info = cells["dataset_info"]
+    cells["task_axis"] = [i.get("task_axis", "user") for i in info]
+    cells["like_threshold"] = [float(i.get("like_threshold", np.nan)) for i in info]
+    cells["ndcg_gain"] = [i.get("ndcg_gain", DEFAULT_GAIN) for i in info]
+    cells["rating_min"] = [float(i.get("rating_scale", [np.nan])[0]) for i in info]
+    cells["rating_max"] = [float(i.get("rating_scale", [np.nan, np.nan])[-1]) for i in info]
+    return cells[list(CELL_COLUMNS)].reset_index(drop=True)
+
+
+def _latest(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Keep the latest cell of each (split, learner config, seed, device): an older one was
+    computed by code since changed."""
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        identity = (
+            row["dataset"],
+            row["dataset_hash"],
+            row["protocol"],
+            row["protocol_hash"],
+            row["learner"],
+            row["config_hash"],
+            row["seed"],
+            row["device"],
+        )
+        kept = latest.get(identity)
+        if kept is None or (row["finished_at"], row["cell_key"]) > (
+            kept["finished_at"],
+            kept["cell_key"],
+        ):
+            latest[identity] = row
+    kept_rows = sorted(latest.values(), key=lambda r: r["cell_key"])
+    return kept_rows, len(rows) - len(kept_rows)
+
+
+def load_results(
+    store: str | Path,
+    *,
+    run_ids: Iterable[str] | None = None,
+    cell_keys: Iterable[str] | None = None,
+    latest_only: bool = True,
+) -> Results:
+    """Read the cells of ``store`` into :class:`Results`.
+
+    Args:
+        store: path of a results store (it must exist).
+        run_ids: only the cells these runs computed or reused.
+        cell_keys: only these cells.
+        latest_only: where several cells share a split, learner config, seed and device (the
+            code changed between runs), keep the most recent one.
+
+    Raises:
+        BenchError: the store does not exist, is of another schema version, or a run id is
+            unknown.
+
+    Stability: stable.
+    """
+    path = Path(store)
+    with ResultStore(path, mode="read") as st:
+        runs = st.runs()
+        keys: list[str] | None = None
+        if run_ids is not None:
+            wanted = list(run_ids)
+            known = {r["run_id"] for r in runs}
+            unknown = [r for r in wanted if r not in known]
+            if unknown:
+                recent = ", ".join(r["run_id"] for r in runs[-3:]) or "none"
+                raise BenchError(
+                    f"--run: no run {', '.join(map(repr, unknown))} in {path} (latest run ids: "
+                    f"{recent}; `bench export --format json` lists them all)"
+                )
+            keys = st.run_cell_keys(wanted)
+            runs = [r for r in runs if r["run_id"] in wanted]
+        if cell_keys is not None:
+            chosen = list(cell_keys)
+            keys = chosen if keys is None else [k for k in keys if k in set(chosen)]
+        cell_rows = st.cell_rows(keys)
+        superseded = 0
+        if latest_only:
+            cell_rows, superseded = _latest(cell_rows)
+        cells = _labelled_cells(cell_rows)
+        selected = list(cells["cell_key"])
+        metric_rows = st.metric_rows(selected) if selected else []
+        timing_rows = st.timing_rows(selected) if selected else []
+        tuning_rows = st.tuning_rows(selected) if selected else []
+        failures = [
+            f
+            for f in st.failures()
+            if run_ids is None or f["run_id"] in {r["run_id"] for r in runs}
+        ]
+    for run in runs:
+        run["config"] = json.loads(run["config"])
+        run["provenance"] = json.loads(run["provenance"])
+    results = Results(
+        path=path,
+        cells=cells,
+        metrics=_metric_frame(metric_rows, cells),
+        timings=_timing_frame(timing_rows, cells),
+        runs=_frame(runs, ["run_id", "suite", "started_at", "status", "config", "provenance"]),
+        failures=_frame(failures, ["run_id", "cell_key", "description", "error", "traceback"]),
+        superseded=superseded,
+        tunings=_tuning_frame(tuning_rows, cells),
+    )
+    return results
+
+
+def _relabel(frame: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Replace the store's plain names by the cells' display labels."""
+    labels = cells[["cell_key", "dataset", "protocol", "learner"]]
+    frame = frame.drop(columns=["dataset", "protocol", "learner"])
+    return frame.merge(labels, on="cell_key", how="left", validate="many_to_one")
+
+
+def _metric_frame(rows: list[dict[str, Any]], cells: pd.DataFrame) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in METRIC_COLUMNS})
+    frame = _relabel(pd.DataFrame(rows), cells)
+    frame = frame.rename(columns={"n_tasks": "n_scored"})
+    frame["n_tasks"] = frame["n_scored"] + frame["n_unscored"]
+    return frame[list(METRIC_COLUMNS)]
+
+
+def under_load(load_1m: pd.Series, threads: pd.Series, cpus: pd.Series) -> pd.Series:
+    """Whether each phase started under load (see :data:`LOAD_MARGIN`)."""
+    own = np.minimum(threads, cpus)
+    return (load_1m - own) >= LOAD_MARGIN * cpus
+
+
+def _timing_frame(rows: list[dict[str, Any]], cells: pd.DataFrame) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in TIMING_COLUMNS})
+    frame = _relabel(pd.DataFrame(rows), cells)
+    frame["load_1m"] = frame["load_1m"].astype(float)
+    frame["tasks_per_s"] = frame["tasks_per_s"].astype(float)
+    frame["under_load"] = under_load(frame["load_1m"], frame["torch_threads"], frame["cpus"])
+    return frame[list(TIMING_COLUMNS)]
+
+
+def _tuning_frame(rows: list[dict[str, Any]], cells: pd.DataFrame) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in TUNING_COLUMNS})
+    frame = _relabel(pd.DataFrame(rows), cells)
+    specs = frame["spec"]
+    frame["objective"] = [spec["objective"] for spec in specs]
+    frame["k"] = [str(spec["k"]) for spec in specs]
+    # object columns: an unset budget stays None rather than turning the column into NaN floats
+    frame["budget_trials"] = pd.Series([spec.get("trials") for spec in specs], dtype=object)
+    frame["budget_seconds"] = pd.Series([spec.get("seconds") for spec in specs], dtype=object)
+    frame["space"] = [spec["space"] for spec in specs]
+    return frame[list(TUNING_COLUMNS)].reset_index(drop=True)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as JSON-ready dicts (NaN becomes None, numpy scalars plain)."""
+    return [
+        {column: _plain(value) for column, value in zip(frame.columns, row, strict=True)}
+        for row in frame.itertuples(index=False, name=None)
+    ]

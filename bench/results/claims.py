@@ -1,0 +1,105 @@
+"""Claims on cells, so that two runs sharing a store never compute the same cell twice.
+
+Before a run computes a cell it claims it in the store: the claim names the run (its owner), the
+owner's host, pid and process start time, and a lease that expires ``lease_s`` seconds later. While
+the cell is being computed a background thread renews the lease; the claim is released when the
+cell is written, fails or the run stops. Another run that finds a live claim leaves the cell alone
+and waits for it; a claim whose lease has expired, or whose owner's process is gone from this host,
+is dead and is taken over.
+
+Leases use wall-clock time (seconds since the epoch), so runs on several machines sharing one
+store agree on expiry as far as their clocks agree.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bench.errors import StoreError
+from bench.processes import is_gone
+
+if TYPE_CHECKING:
+    from bench.results.store import ResultStore
+
+LEASE_S = 60.0
+"""How long a claim lives without renewal; a run renews its claims four times per lease."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run's claim on one cell, as stored."""
+
+    cell_key: str
+    owner: str
+    host: str
+    pid: int
+    process_started: str | None
+    claimed_at: str
+    expires_at: float
+
+    def is_live(self, at: float | None = None) -> bool:
+        """Unexpired, and not owned by a process known to have died on this host."""
+        if self.expires_at <= (time.time() if at is None else at):
+            return False
+        owner = {"host": self.host, "pid": self.pid, "process_started": self.process_started}
+        return not is_gone(owner)
+
+    @property
+    def holder(self) -> str:
+        return f"run {self.owner} (host {self.host}, pid {self.pid})"
+
+
+class LeaseKeeper:
+    """Renews a run's claims from a background thread while its cells are computed.
+
+    The thread writes through its own connection to the store (a SQLite connection belongs to one
+    thread), with the store's retrying write path; a renewal that fails is reported once and tried
+    again at the next beat, so a briefly busy store costs nothing."""
+
+    def __init__(
+        self, store: ResultStore, owner: str, lease_s: float, log: Callable[[str], None]
+    ) -> None:
+        self.owner = owner
+        self.lease_s = lease_s
+        self.log = log
+        self._store = store
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="bench-leases", daemon=True)
+        self._thread.start()
+
+    def hold(self, cell_key: str) -> None:
+        with self._lock:
+            self._held.add(cell_key)
+
+    def drop(self, cell_key: str) -> None:
+        with self._lock:
+            self._held.discard(cell_key)
+
+    def held(self) -> list[str]:
+        with self._lock:
+            return sorted(self._held)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        interval = self.lease_s / 4
+        store = self._store.sibling(busy_wait_s=interval)
+        warned = False
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    store.renew_claims(self.owner, self.held(), self.lease_s)
+                except StoreError as exc:
+                    if not warned:
+                        self.log(f"could not renew the run's claims on its cells: {exc}")
+                        warned = True
+        finally:
+            store.close()

@@ -1,0 +1,83 @@
+"""``bench report``: Markdown and a self-contained HTML page with tables, paired tests, coverage,
+k-shot figures, timings and provenance, plus the summary as CSV and JSON; built from a results
+store alone.
+
+Stability: stable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.results.analysis import Results, timing_summary, to_records
+from bench.results.report.build import ReportOptions, build_document, summary_frame
+from bench.results.report.html import render_html
+from bench.results.report.markdown import render_markdown
+
+FORMATS = ("md", "html", "csv", "json")
+
+__all__ = ["FORMATS", "ReportOptions", "build_document", "write_report"]
+
+
+def write_report(
+    results: Results,
+    out_dir: Path,
+    *,
+    name: str = "report",
+    formats: Sequence[str] = FORMATS,
+    options: ReportOptions | None = None,
+) -> list[Path]:
+    """Write the report's files into ``out_dir``; returns their paths.
+
+    ``md`` and ``html`` share the k-shot figures, written as PNG and SVG under
+    ``out_dir/<name>_figures/``; ``csv`` and ``json`` hold the summary with the paired comparison
+    and the best marks (``json`` adds timings, coverage, each tuned cell's search and the runs'
+    provenance).
+    """
+    options = options or ReportOptions()
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise BenchError(
+            f"--format: unknown format(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {','.join(FORMATS)}"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if "md" in formats or "html" in formats:
+        figure_dir = out_dir / f"{name}_figures"
+        if figure_dir.is_dir():  # figures of tables that no longer exist must not linger
+            for old in figure_dir.glob("kshot-*"):
+                old.unlink()
+        document = build_document(results, options, figure_dir)
+        written += sorted(figure_dir.glob("kshot-*"))
+        if "md" in formats:
+            path = out_dir / f"{name}.md"
+            path.write_text(render_markdown(document, out_dir), encoding="utf-8")
+            written.append(path)
+        if "html" in formats:
+            path = out_dir / f"{name}.html"
+            path.write_text(render_html(document), encoding="utf-8")
+            written.append(path)
+    if "csv" in formats or "json" in formats:
+        summary = summary_frame(results, options)
+        if "csv" in formats:
+            path = out_dir / f"{name}.csv"
+            summary.to_csv(path, index=False)
+            written.append(path)
+        if "json" in formats:
+            path = out_dir / f"{name}.json"
+            payload = {
+                "reference": options.reference,
+                "alpha": options.alpha,
+                "summary": to_records(summary),
+                "timing": to_records(timing_summary(results)),
+                "coverage": to_records(results.coverage),
+                "tunings": to_records(results.tunings),
+                "runs": to_records(results.runs),
+            }
+            path.write_text(json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8")
+            written.append(path)
+    return written

@@ -1,0 +1,496 @@
+"""Build the report's document from stored results: verdicts, one section per (dataset, protocol,
+scenario) with its metric table, paired comparison and coverage, k-shot figures, timings,
+provenance and the statistics footer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.evaluation.metrics import DEFAULT_METRICS
+from bench.results.analysis import (
+    Results,
+    base_name,
+    best_marks,
+    best_of,
+    compare_to_reference,
+    k_order,
+    learner_order,
+    scenario_order,
+    summarise,
+    unscorable,
+)
+from bench.results.analysis.frames import LOAD_MARGIN
+from bench.results.analysis.summary import SPREAD_FLAG
+from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
+from bench.results.report.figures import kshot_figure, slug
+from bench.results.report.formatting import (
+    BETTER,
+    WORSE,
+    fmt_count_range,
+    fmt_diff,
+    fmt_mean,
+    fmt_p,
+    rows_where,
+    table_title,
+    verdict_mark,
+)
+from bench.results.report.machine import provenance_section, timing_section
+from bench.results.report.tuning import tuning_section
+
+LINE_METRIC = ["k", "learner", "device", "metric"]
+GAIN_TEXT = {"exponential": "2^r − 1", "linear": "r"}
+LEFT_OUT_WARNING = 0.10
+"""A scenario whose left-out share of candidate tasks reaches this is flagged."""
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the report compares and how.
+
+    Attributes:
+        reference: the learner every other is tested against.
+        alpha: the significance level, after Holm's adjustment.
+        metrics: the metric columns, in order.
+        baselines: learners that are not meta-learners; the verdicts pick the best of the others.
+        unranked: learners shown but not ranked for the best marks (``oracle`` knows the truth).
+        verdict_metrics: the metrics each verdict speaks of.
+        title: the page title.
+        command: the command that made the report, shown at the top (keep it free of
+            machine-specific paths: the top of the page is meant to reproduce byte for byte).
+        invocation: the actual command line, shown under provenance.
+    """
+
+    reference: str = "mf"
+    alpha: float = 0.05
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    baselines: tuple[str, ...] = ("oracle", "global-mean", "item-mean", "mf", "fine-tune")
+    unranked: tuple[str, ...] = ("oracle",)
+    verdict_metrics: tuple[str, ...] = ("rmse", "ndcg@10")
+    title: str = "coldstart-bench results"
+    command: str = ""
+    invocation: str = ""
+
+
+class _Builder:
+    def __init__(self, results: Results, options: ReportOptions, figure_dir: Path | None) -> None:
+        self.results = results
+        self.options = options
+        self.figure_dir = figure_dir
+        if results.cells.empty:
+            raise BenchError(f"results store {results.path} holds no finished cells to report")
+        labels = sorted(set(results.cells["learner"]))
+        if not any(options.reference in (label, base_name(label)) for label in labels):
+            raise BenchError(
+                f"reference learner {options.reference!r} is not among the stored learners "
+                f"({', '.join(labels)}); choose one with --reference"
+            )
+        self.learners = learner_order(results)
+        summary = summarise(results)
+        self.summary = summary[summary["metric"].isin(options.metrics)].reset_index(drop=True)
+        self.comparisons = compare_to_reference(results, options.reference, options.alpha)
+        self.marks = best_marks(results, self.summary, options.alpha, options.unranked)
+        self.unscorable = unscorable(results)
+        self.metrics = [m for m in options.metrics if m in set(self.summary["metric"])]
+        self.show_device = results.cells["device"].nunique() > 1
+        tables = self.summary[["dataset", "protocol", "scenario"]].drop_duplicates()
+        self.tables = sorted(
+            tables.itertuples(index=False, name=None),
+            key=lambda t: (t[0], t[1], scenario_order(t[2])),
+        )
+
+    # The whole document ----------------------------------------------------------------------
+
+    def build(self) -> Document:
+        doc = Document(self.options.title)
+        doc.sections.append(self.introduction())
+        tuning = tuning_section(self.results, self.learners)
+        if tuning is not None:
+            doc.sections.append(tuning)
+        doc.sections.append(self.verdicts())
+        for table in self.tables:
+            doc.sections.append(self.table_section(*table))
+        doc.sections.append(timing_section(self.results, self.learners))
+        doc.sections.append(provenance_section(self.results, self.options.invocation))
+        doc.sections.append(self.footer())
+        return doc
+
+    def introduction(self) -> Section:
+        blocks: list[Any] = []
+        if self.options.command:
+            blocks.append(Paragraph(f"Made by `{self.options.command}` from the results store."))
+        blocks.append(
+            Paragraph(
+                "Each metric is the mean over seeds ± the half-width of its 95% t-interval; "
+                f"**bold** marks the best learner of a column, *italic* the learners not "
+                f"significantly worse than it, {BETTER}/{WORSE} a learner significantly better/"
+                f"worse than `{self.options.reference}` on the same tasks (Wilcoxon signed-rank, "
+                f"Holm-adjusted, α = {self.options.alpha:g}). See *Statistics and symbols* at "
+                "the end."
+            )
+        )
+        cells = self.results.cells
+        table = Table(
+            [
+                "dataset",
+                "content hash",
+                "protocol",
+                "protocol hash",
+                "task axis",
+                "rating scale",
+                "like threshold",
+                "NDCG gain",
+                "seeds",
+                "devices",
+            ],
+            caption="Datasets and protocols",
+        )
+        for (dataset, protocol), group in cells.groupby(["dataset", "protocol"], sort=True):
+            first = group.iloc[0]
+            seeds = ", ".join(str(s) for s in sorted(set(group["seed"])))
+            thresholds = sorted(set(group["like_threshold"]))
+            gains = sorted(set(group["ndcg_gain"]))
+            table.rows.append(
+                [
+                    Cell(dataset),
+                    Cell(f"`{first['dataset_hash']}`", first["dataset_hash"]),
+                    Cell(protocol),
+                    Cell(f"`{first['protocol_hash']}`", first["protocol_hash"]),
+                    Cell(first["task_axis"]),
+                    Cell(f"{first['rating_min']:g}–{first['rating_max']:g}"),
+                    Cell(", ".join(f"{t:g}" for t in thresholds), thresholds[0]),
+                    Cell(", ".join(GAIN_TEXT.get(g, g) for g in gains)),
+                    Cell(seeds),
+                    Cell(", ".join(sorted(set(group["device"])))),
+                ]
+            )
+        blocks.append(table)
+        return Section("Setting", blocks, anchor="setting")
+
+    # Verdicts --------------------------------------------------------------------------------
+
+    def verdicts(self) -> Section:
+        options = self.options
+        contenders = sorted(
+            {base_name(label) for label in self.results.cells["learner"]} - set(options.baselines)
+        )
+        section = Section(f"Best meta-learner against {options.reference}", anchor="verdicts")
+        if not contenders:
+            section.blocks.append(
+                Paragraph(
+                    "No meta-learner ran (every learner is a baseline: "
+                    f"{', '.join(options.baselines)})."
+                )
+            )
+            return section
+        section.blocks.append(
+            Paragraph(
+                f"For each table and support size: the meta-learner ({', '.join(contenders)}) "
+                f"with the best mean, and whether it is significantly better or worse than "
+                f"`{options.reference}` on the same tasks."
+            )
+        )
+        summary = self.summary[self.summary["metric"].isin(options.verdict_metrics)]
+        picks = best_of(summary, self.comparisons, contenders)
+        items = []
+        for dataset, protocol, scenario in self.tables:
+            here = rows_where(picks, dataset=dataset, protocol=protocol, scenario=scenario)
+            lines = sorted(set(zip(here["k"], here["device"], strict=True)))
+            for k, device in sorted(lines, key=lambda kd: (k_order(kd[0]), kd[1])):
+                parts = []
+                for metric in options.verdict_metrics:
+                    pick = rows_where(here, k=k, device=device, metric=metric)
+                    if pick.empty:
+                        continue
+                    parts.append(self._verdict(pick.iloc[0], dataset, protocol, scenario))
+                if parts:
+                    where = f"**{table_title(dataset, protocol, scenario)}**, k={k}"
+                    if self.show_device:
+                        where += f", {device}"
+                    items.append(f"{where}: " + " ".join(parts))
+        section.blocks.append(Bullets(tuple(items)) if items else Paragraph("No verdicts."))
+        return section
+
+    def _verdict(self, pick: pd.Series, dataset: str, protocol: str, scenario: str) -> str:
+        metric, learner = pick["metric"], pick["learner"]
+        reference = pick.get("reference")
+        if not isinstance(reference, str):
+            return f"On {metric}, {learner} is best ({fmt_mean(pick['mean'], pick['half_width'])}); {self.options.reference} did not run here."
+        ref_row = rows_where(
+            self.summary,
+            dataset=dataset,
+            protocol=protocol,
+            scenario=scenario,
+            k=pick["k"],
+            device=pick["device"],
+            metric=metric,
+            learner=reference,
+        )
+        ref_text = fmt_mean(ref_row["mean"].iat[0], ref_row["half_width"].iat[0])
+        verdict = {
+            "better": f"significantly **better** than {reference}",
+            "worse": f"significantly **worse** than {reference}",
+            "same": f"not significantly different from {reference}",
+        }[pick["verdict"]]
+        return (
+            f"On {metric}, {learner} ({fmt_mean(pick['mean'], pick['half_width'])}) is "
+            f"{verdict} ({ref_text}): Δ {fmt_diff(pick['mean_diff'], pick['diff_half_width'])} "
+            f"per task over {int(pick['n_pairs'])} tasks, {fmt_p(pick['p_holm'])}."
+        )
+
+    # One table -------------------------------------------------------------------------------
+
+    def table_section(self, dataset: str, protocol: str, scenario: str) -> Section:
+        title = table_title(dataset, protocol, scenario)
+        section = Section(title, anchor=slug("table", dataset, protocol, scenario))
+        where = {"dataset": dataset, "protocol": protocol, "scenario": scenario}
+        summary = rows_where(self.summary, **where)
+        section.blocks.append(self.metric_table(summary, where))
+        section.blocks.append(self.comparison_table(where))
+        section.blocks.extend(self.coverage(where))
+        if self.figure_dir is not None:
+            section.blocks.append(self.figure(summary, title, where))
+        return section
+
+    def _lines(self, frame: pd.DataFrame) -> list[tuple[str, str, str]]:
+        present = set(zip(frame["k"], frame["learner"], frame["device"], strict=True))
+        order = {name: i for i, name in enumerate(self.learners)}
+        return sorted(present, key=lambda t: (k_order(t[0]), order.get(t[1], 99), t[2]))
+
+    def _line_headers(self) -> list[str]:
+        return ["learner", "k", *(["device"] if self.show_device else [])]
+
+    def _line_cells(self, k: str, learner: str, device: str) -> list[Cell]:
+        cells = [Cell(learner), Cell(k, k_order(k)[0] * 1e9 + (0 if k == "all" else int(k)))]
+        return cells + ([Cell(device)] if self.show_device else [])
+
+    def metric_table(self, summary: pd.DataFrame, where: dict[str, str]) -> Table:
+        arrows = {
+            m: "↑" if summary[summary["metric"] == m]["higher_is_better"].all() else "↓"
+            for m in self.metrics
+        }
+        table = Table(
+            [*self._line_headers(), *(f"{m} {arrows[m]}" for m in self.metrics), "seeds", "tasks"],
+            caption="Mean over seeds ±95% t-interval",
+        )
+        values = summary.set_index(LINE_METRIC)
+        marks = rows_where(self.marks, **where).set_index(LINE_METRIC)
+        versus = rows_where(self.comparisons, **where).set_index(LINE_METRIC)
+        counts = rows_where(self.results.metrics, **where)
+
+        def cell(key: tuple[str, ...]) -> Cell:
+            value = values.loc[key]
+            text = fmt_mean(value["mean"], value["half_width"])
+            if key in versus.index:
+                text += verdict_mark(versus.loc[key, "verdict"])
+            found: tuple[str, ...] = ()
+            if key in marks.index:
+                mark = marks.loc[key]
+                found = ("best",) if mark["is_best"] else ("tie",) if mark["not_worse"] else ()
+            return Cell(text, float(value["mean"]), found)
+
+        for (k, learner, device), row in self._metric_rows(summary, values.index, cell):
+            line = rows_where(counts, k=k, learner=learner, device=device)
+            line = line[line["metric"] == self.metrics[0]] if self.metrics else line
+            seeds = int(line["seed"].nunique())
+            tasks = fmt_count_range(list(line["n_tasks"])) if len(line) else "0"
+            row += [Cell(str(seeds), seeds), Cell(tasks, float(line["n_tasks"].mean()))]
+            table.rows.append(row)
+        return table
+
+    def comparison_table(self, where: dict[str, str]) -> Table | Paragraph:
+        versus = rows_where(self.comparisons, **where)
+        reference = self.options.reference
+        if versus.empty:
+            return Paragraph(f"`{reference}` did not run on this table: no paired comparison.")
+        reference = str(versus["reference"].iat[0])
+        table = Table(
+            [*self._line_headers(), *(f"Δ {m}" for m in self.metrics)],
+            caption=(
+                f"Paired comparison with {reference}: Δ = learner − {reference} per task, mean "
+                "±95% t-interval over the paired tasks of all seeds; p from the Wilcoxon "
+                "signed-rank test, Holm-adjusted across the learners"
+            ),
+        )
+        indexed = versus.set_index(LINE_METRIC)
+
+        def cell(key: tuple[str, ...]) -> Cell:
+            c = indexed.loc[key]
+            text = f"{fmt_diff(c['mean_diff'], c['diff_half_width'])} ({fmt_p(c['p_holm'])})"
+            return Cell(text + verdict_mark(c["verdict"]), float(c["mean_diff"]))
+
+        table.rows += [row for _, row in self._metric_rows(versus, indexed.index, cell)]
+        return table
+
+    def _metric_rows(
+        self, frame: pd.DataFrame, present: pd.Index, cell: Callable[[tuple[str, ...]], Cell]
+    ) -> list[tuple[tuple[str, str, str], list[Cell]]]:
+        """One row per (k, learner, device) of ``frame``: its line cells, then ``cell(key)`` per
+        metric column (a dash where ``present`` lacks the key)."""
+        rows = []
+        for k, learner, device in self._lines(frame):
+            row = self._line_cells(k, learner, device)
+            for metric in self.metrics:
+                key = (k, learner, device, metric)
+                row.append(cell(key) if key in present else Cell("—"))
+            rows.append(((k, learner, device), row))
+        return rows
+
+    def coverage(self, where: dict[str, str]) -> list[Any]:
+        coverage = rows_where(self.results.coverage, **where).sort_values("seed")
+        if coverage.empty:
+            return [Paragraph("Coverage: no split summary stored.")]
+        unscored = rows_where(self.unscorable, **where)
+        unscored = unscored[unscored["metric"].isin(self.metrics)]
+        lossy = [
+            m for m in self.metrics if (unscored[unscored["metric"] == m]["n_unscored"] > 0).any()
+        ]
+        first = coverage.iloc[0]
+        axis = first["task_axis"]
+        min_pool = first["min_pool"]
+        left_header = f"left out (pool < {min_pool} ratings)" if min_pool else "left out"
+        table = Table(
+            ["seed", f"tasks ({axis}s)", left_header, *(f"unscorable {m}" for m in lossy)],
+            caption="Coverage",
+        )
+        warnings = []
+        for row in coverage.itertuples(index=False):
+            candidates = row.tasks + row.left_out
+            share = row.left_out / candidates if candidates else 0.0
+            cells = [
+                Cell(str(row.seed), row.seed),
+                Cell(str(row.tasks), row.tasks),
+                Cell(f"{row.left_out} ({share:.0%})", row.left_out),
+            ]
+            if share >= LEFT_OUT_WARNING:
+                warnings.append(
+                    f"seed {row.seed}: {row.left_out} of {candidates} candidate {axis}s "
+                    f"({share:.0%})"
+                )
+            for metric in lossy:
+                part = unscored[(unscored["seed"] == row.seed) & (unscored["metric"] == metric)]
+                n = int(part["n_unscored"].max()) if len(part) else 0
+                share_m = n / row.tasks if row.tasks else 0.0
+                cells.append(Cell(f"{n} ({share_m:.0%})", n))
+            table.rows.append(cells)
+        notes = []
+        outside = int(first["outside_activity_filter"] or 0)
+        if outside:
+            notes.append(
+                f"{outside} {axis}s fall outside the protocol's activity filter and are in no "
+                "scenario."
+            )
+        if first["validation_tasks"]:
+            notes.append(
+                f"{first['validation_tasks']} existing {axis}s per seed are validation tasks, "
+                "kept out of training and of every scenario."
+            )
+        if not lossy:
+            notes.append("Every metric scored every task.")
+        blocks: list[Any] = [table]
+        if warnings:
+            blocks.append(
+                Paragraph(
+                    f"⚠ This scenario left out {LEFT_OUT_WARNING:.0%} or more of its candidate "
+                    f"{axis}s: " + "; ".join(warnings) + "."
+                )
+            )
+        if notes:
+            blocks.append(Paragraph(" ".join(notes)))
+        return blocks
+
+    def figure(self, summary: pd.DataFrame, title: str, where: dict[str, str]) -> Figure:
+        assert self.figure_dir is not None
+        stem = self.figure_dir / slug(
+            "kshot", where["dataset"], where["protocol"], where["scenario"]
+        )
+        learners = [name for name in self.learners if name in set(summary["learner"])]
+        return kshot_figure(summary, f"k-shot curves: {title}", self.metrics, learners, stem)
+
+    # Footer ----------------------------------------------------------------------------------
+
+    def footer(self) -> Section:
+        o = self.options
+        items = (
+            "**Mean ± half-width**: the mean over seeds of each seed's value, and the half-width "
+            "of its 95% Student-t interval over seeds (t with n−1 degrees of freedom times the "
+            "standard error). Seeds re-draw the split, the tasks and the learners' "
+            "initialisation, so this is the spread a re-run shows; a bootstrap over the tasks "
+            "of one seed would leave that out. With one seed no interval is shown.",
+            "**Seed values**: `rmse`, `mae` and `accuracy` pool every query rating of a seed; "
+            "`ndcg@k` and `auc` average over the tasks they can score. NDCG ranks each task's "
+            "query items by predicted rating, with the gain the *Setting* table names (2^r − 1 "
+            "unless a suite chose r). Accuracy counts a like as a rating at or above the like "
+            "threshold of the *Setting* table (the split's), a predicted like as a prediction "
+            "at or above the threshold minus an eighth of the rating scale's span.",
+            f"**{BETTER} / {WORSE}**: significantly better / worse than `{o.reference}`. The "
+            "paired test takes each task evaluated by both learners on the same seed (tasks are "
+            "matched by the task entity's own id), and applies the two-sided Wilcoxon "
+            "signed-rank test (scipy; zero differences dropped; exact up to 50 pairs without "
+            "ties, else the normal approximation) to the per-task differences of all seeds. "
+            "The p-values of the learners of one column and support size are adjusted with "
+            f"Holm's step-down method; significant means adjusted p < {o.alpha:g}, and the "
+            "direction is the sign of the mean difference.",
+            "**Δ**: the mean over paired tasks of (learner − reference) of the per-task values, "
+            "± the half-width of its 95% t-interval. For pooled metrics the per-task value is "
+            "the task's own RMSE, MAE or accuracy, so Δ need not equal the difference of the "
+            "pooled table means.",
+            "**Bold**: the best learner of the column at that support size (by the mean over "
+            f"seeds; {', '.join(o.unranked) or 'no learner'} excluded from ranking). *Italic*: "
+            "not significantly worse than the best (the same paired test against the best, "
+            "Holm-adjusted across the column).",
+            "**Best meta-learner**: the best mean among the learners that are not baselines "
+            f"({', '.join(o.baselines)}).",
+            "**Coverage**: tasks evaluated per seed; candidates left out because their pool "
+            "could not hold the largest support set plus the query; tasks a metric could not "
+            "score (NDCG with fewer than two query ratings, AUC without both a liked and a "
+            f"disliked rating). ⚠ marks a scenario that left out {LEFT_OUT_WARNING:.0%} or more.",
+            "**Timing flags**: *under load* when the 1-minute load average at a phase's start "
+            f"exceeded the run's own torch threads by {LOAD_MARGIN:.0%} of the machine's CPUs or "
+            "more; *several hosts* when one learner was timed on different machines (each host "
+            f"gets its own row); *vary* when the slowest fit took {SPREAD_FLAG:g}× the fastest "
+            "or more. GPU/CPU is the GPU figure divided by the CPU figure: below 1 for fit "
+            "seconds and above 1 for tasks per second mean the GPU was faster.",
+        )
+        return Section("Statistics and symbols", [Bullets(items)], anchor="statistics")
+
+
+def build_document(
+    results: Results, options: ReportOptions, figure_dir: Path | None = None
+) -> Document:
+    """The report's document; k-shot figures are written under ``figure_dir`` when given."""
+    return _Builder(results, options, figure_dir).build()
+
+
+def summary_frame(results: Results, options: ReportOptions) -> pd.DataFrame:
+    """The summary with the paired comparison and the best marks joined on, for CSV and JSON."""
+    summary = summarise(results)
+    summary = summary[summary["metric"].isin(options.metrics)].reset_index(drop=True)
+    comparisons = compare_to_reference(results, options.reference, options.alpha)
+    marks = best_marks(results, summary, options.alpha, options.unranked)
+    keys = ["dataset", "protocol", "scenario", "k", "device", "metric", "learner"]
+    versus = comparisons[
+        [
+            *keys,
+            "reference",
+            "n_pairs",
+            "mean_diff",
+            "diff_low",
+            "diff_high",
+            "p_value",
+            "p_holm",
+            "verdict",
+        ]
+    ]
+    versus = versus.rename(
+        columns={c: f"vs_reference_{c}" for c in versus.columns if c not in keys}
+    )
+    merged = summary.merge(versus, on=keys, how="left").merge(
+        marks[[*keys, "is_best", "not_worse", "p_vs_best"]], on=keys, how="left"
+    )
+    return merged
