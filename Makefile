@@ -8,17 +8,15 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install_learn2learn.sh
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,meta,parquet,ray]'
-	scripts/install_learn2learn.sh $(BIN)/python
+$(STAMP): pyproject.toml scripts/setup.sh scripts/install_learn2learn.sh
+	scripts/setup.sh $(PYTHON) $(VENV) dev,meta,parquet,ray
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/bench run
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bench learners

@@ -14,12 +14,16 @@ wheel=$(ls "$cache"/learn2learn-"$version"-"$pytag"-*.whl 2>/dev/null | head -n 
 if [ -z "$wheel" ]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    echo "building learn2learn $version for $pytag (cached in $cache)"
+    echo "building learn2learn $version for $pytag, once (about a minute on 2 cores; cached in $cache)"
     "$python" -m pip download --quiet --no-deps --no-binary :all: -d "$work" "learn2learn==$version"
     tar -xzf "$work"/learn2learn-"$version".tar.gz -C "$work"
     src="$work/learn2learn-$version"
     rm -f "$src"/learn2learn/data/*.c
-    (cd "$src" && "$python" setup.py --quiet build_ext bdist_wheel >"$work/build.log" 2>&1) || {
+    # Its three Cython extensions are data utilities that MAML does not run, so they are compiled
+    # at -O1 without debug information and in parallel: about 3x faster than the default build.
+    jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+    (cd "$src" && CFLAGS="${CFLAGS:-} -O1 -g0" "$python" setup.py --quiet build_ext -j "$jobs" bdist_wheel \
+        >"$work/build.log" 2>&1) || {
         tail -n 30 "$work/build.log" >&2
         echo "learn2learn build failed; full log above" >&2
         exit 1

@@ -21,13 +21,14 @@ from bench.engine.executors import LocalExecutor
 from bench.engine.executors.process import ProcessExecutor
 from bench.engine.runner import TRIAL_SINKS, CellFailure, CellJob, run_suite
 from bench.engine.suite import Suite, suite_from_dict
-from bench.engine.tuning import TuneSpec, parse_tuning, search, tuning_lines
+from bench.engine.tuning import TuneSpec, parse_tuning, search
 from bench.errors import ConfigError
 from bench.protocol import make_protocol
 from bench.protocol.episodes import MetaTrain
 from bench.protocol.learner import LEARNERS, Budget
 from bench.results.analysis import load_results
 from bench.results.store import CellRecord, ResultStore, TrialRecord
+from bench.results.tuning_text import tuning_lines
 from bench.seeding import Seeds
 from learners.baselines import BiasBaseline
 

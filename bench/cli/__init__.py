@@ -185,10 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.engine.executors import make_executor
     from bench.engine.runner import run_suite
     from bench.engine.suite import load_suite, override
-    from bench.engine.tuning import tuning_lines
     from bench.evaluation.metrics import GAINS
     from bench.results.store import ResultStore
     from bench.results.terminal import render_terminal
+    from bench.results.tuning_text import tuning_lines
 
     suite = load_suite(args.suite)
     suite = override(

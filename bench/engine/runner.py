@@ -45,7 +45,7 @@ from bench.protocol.episodes import (
     make_meta_train,
     predict_in_chunks,
 )
-from bench.protocol.learner import Budget, learner_class, make_learner, split_budget
+from bench.protocol.learner import Budget, learner_class, make_learner, split_budget, stream_name
 from bench.provenance import code_fingerprint, collect
 from bench.results.claims import LEASE_S, Claim, LeaseKeeper
 from bench.results.store import (
@@ -175,8 +175,9 @@ def warm_up(device: torch.device) -> None:
 
 
 def learner_seeds(seed: int, learner: str) -> Seeds:
-    """A learner's branch of the seed tree: independent of the other learners and their order."""
-    return Seeds(seed).child("learner", learner)
+    """A learner's branch of the seed tree: independent of the other learners and their order, and
+    shared by learners that declare the same algorithm."""
+    return Seeds(seed).child("learner", stream_name(learner))
 
 
 def cell_key(

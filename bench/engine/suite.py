@@ -6,6 +6,7 @@ Precedence: the defaults here, then the suite file, then command-line flags.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -112,9 +113,13 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
     known = {f.name for f in dataclasses.fields(Suite)} - {"source"}
     unknown = sorted(set(raw) - known)
     if unknown:
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
+            for key in unknown
+            for close in [difflib.get_close_matches(key, sorted(known), n=1)]
+        ]
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"valid keys: {', '.join(sorted(known))}"
+            f"{where}: unknown key(s) {', '.join(hints)}; valid keys: {', '.join(sorted(known))}"
         )
     values: dict[str, Any] = {"source": where}
     for key, value in raw.items():
@@ -140,6 +145,11 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
             raise ConfigError(f"{where}: {key!r} must be a string, got {excerpt(value)}")
         else:
             values[key] = value
+    if "metrics" in values and "shown_metrics" not in values:
+        # A suite that picks its metrics shows those of the default columns it computes (or all
+        # of them when none of the defaults is among them) instead of failing on a default.
+        shown = tuple(m for m in Suite.shown_metrics if m in values["metrics"])
+        values["shown_metrics"] = shown or values["metrics"]
     suite = Suite(**values)
     validate(suite)
     return suite

@@ -77,6 +77,10 @@ class Learner(abc.ABC):
     """
 
     config_class: ClassVar[type] = NoConfig
+    algorithm: ClassVar[str | None] = None
+    """The algorithm this learner implements, when several learners implement one (``maml`` and
+    ``maml-l2l`` both declare ``"maml"``): learners that declare the same algorithm draw from the
+    same random streams, so a run shows them row for row. None: the learner's own name."""
 
     @classmethod
     def not_applicable(cls, dataset: Any) -> str | None:
@@ -135,6 +139,11 @@ def learner_class(name: str) -> type[Learner]:
         raise RegistryError(
             f"learner {name!r} needs a package that is not installed: {exc}"
         ) from exc
+
+
+def stream_name(name: str) -> str:
+    """The name of ``name``'s branch of the seed tree: its declared algorithm, else its name."""
+    return learner_class(name).algorithm or name
 
 
 def make_learner(name: str, overrides: dict[str, Any] | None = None) -> Learner:

@@ -30,6 +30,7 @@ class MAMLBase(EpisodicLearner):
     """MAML on the MeLU-style rating network."""
 
     config_class = MAMLConfig
+    algorithm = "maml"
     config: MAMLConfig
     model: RatingNetwork
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.engine.tuning import budget_text, config_text, space_text
 from bench.results.analysis import Results
 from bench.results.report.document import Cell, Paragraph, Section, Table
 from bench.results.report.formatting import fmt_count_range
+from bench.results.tuning_text import budget_text, config_text, space_text
 
 
 def _seeds_text(values: Sequence[str], seeds: Sequence[int]) -> str:
