@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import types
@@ -52,8 +53,10 @@ def build_config(cls: type[C], overrides: Mapping[str, Any] | None = None, *, wh
     label = f" in {where}" if where else ""
     for name, value in overrides.items():
         if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"unknown field {name!r}{label} for {cls.__name__}; "
+                f"unknown field {name!r}{hint}{label} for {cls.__name__}; "
                 f"valid fields: {', '.join(sorted(fields))}"
             )
         if not accepts(hints[name], value):

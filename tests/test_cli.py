@@ -277,3 +277,20 @@ def test_perf_repeats_and_shows_the_spread(capsys: pytest.CaptureFixture[str]) -
     assert "median (min–max) over rounds" in out
     code, _, err = run_cli(capsys, "perf", "--device", "gpu")
     assert code == 2 and "--device" in err
+
+
+def test_the_resolved_suite_is_printed_only_when_asked_and_after_the_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "r.sqlite")
+    base = ("run", "--suite", "ci", "--learners", "item-mean", "--store", store, "--no-progress")
+    code, quiet, _ = run_cli(capsys, *base)
+    assert code == 0 and "resolved config" not in quiet
+    code, verbose, _ = run_cli(capsys, *base, "--verbose")
+    assert code == 0
+    assert verbose.index("| item-mean") < verbose.index("resolved config:")
+    assert '"learners": [\n    "item-mean"\n  ]' in verbose
+    # An error is one line with nothing printed before it.
+    code, out, err = run_cli(capsys, *base, "--learners", "item-meen")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "item-meen" in err

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="recompute cells already in the store")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument(
+        "--verbose", action="store_true", help="also print the resolved suite, after the tables"
+    )
+    run.add_argument(
         "--no-tune",
         action="store_true",
         help="run every learner with its config as set, ignoring the suite's [tune] tables",
@@ -213,8 +216,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     ):
         raise BenchError(f"--claim-wait must be a number of seconds >= 0, got {args.claim_wait}")
     executor = make_executor(args.executor, args.workers, args.ray_address)
-    print("resolved config:")
-    print(json.dumps(suite.resolved(), indent=2, default=str))
     with ResultStore(args.store or default_store()) as store:
         outcome = run_suite(
             suite,
@@ -240,6 +241,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summaries:
         print(SPLIT_FOOTER)
     _print_load_reports(summaries)
+    if args.verbose:
+        print("\nresolved config:")
+        print(json.dumps(suite.resolved(), indent=2, default=str))
     print(
         f"\nrun {outcome.run_id}: {outcome.computed} cell(s) computed, {outcome.reused} reused "
         f"from {args.store or default_store()}"

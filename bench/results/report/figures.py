@@ -6,6 +6,7 @@ with fixed metadata, so the same results give the same files.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Sequence
@@ -24,6 +25,52 @@ from bench.results.report.document import Figure
 
 DPI = 80
 COLUMNS = 4
+
+
+# One colour per learner name, the same in every figure of every report: the built-in learners
+# in a fixed order, any other name by a stable hash of its text.
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
+)
+KNOWN_LEARNERS = (
+    "mf",
+    "item-mean",
+    "global-mean",
+    "maml",
+    "maml-l2l",
+    "protonet",
+    "fine-tune",
+    "melu",
+    "oracle",
+    "popularity",
+    "content-map",
+    "dropoutnet",
+    "meta-embedding",
+    "tanp",
+    "mamo",
+    "als",
+)
+
+
+def learner_colour(name: str) -> str:
+    if name in KNOWN_LEARNERS:
+        return PALETTE[KNOWN_LEARNERS.index(name) % len(PALETTE)]
+    return PALETTE[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(PALETTE)]
 
 
 def slug(*parts: str) -> str:
@@ -51,7 +98,6 @@ def kshot_figure(
     fig, axes = plt.subplots(
         rows, COLUMNS, figsize=(3.4 * COLUMNS, 2.8 * rows + 0.9), squeeze=False
     )
-    colours = plt.get_cmap("tab10")
     x = np.arange(len(ks))
     handles = {}
     for panel, metric in zip(axes.flat, shown, strict=False):
@@ -65,7 +111,7 @@ def kshot_figure(
                 mean = line["mean"].to_numpy(dtype=float)
                 half = line["half_width"].to_numpy(dtype=float)
                 label = learner if len(devices) == 1 else f"{learner} ({device})"
-                colour = colours(index % 10)
+                colour = learner_colour(learner)
                 if len(ks) == 1:  # one support size: points with error bars, side by side
                     lines = len(learners) * len(devices)
                     slot = index * len(devices) + devices.index(device)
