@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import functools
 import hashlib
+import importlib.util
 import platform
 import socket
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +33,94 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+# The folders whose code can change what a cell computes. Reports, the store, the CLI and the API
+# only read or present cells, so editing them keeps stored cells valid.
+EVALUATION_PATH = ("data", "protocol", "evaluation", "engine")
+FACES = ("api.py", "__main__.py")
+
+
+def _source_files() -> list[Path]:
+    root = PROJECT_ROOT / "bench"
+    files = [p for p in root.glob("*.py") if p.name not in FACES]  # the ground floor
+    for folder in EVALUATION_PATH:
+        files += [p for p in (root / folder).rglob("*.py") if "__pycache__" not in p.parts]
+    return sorted(files)
+
+
 def code_fingerprint() -> str:
-    """A hash of the project's own source and key package versions, so edited code never reuses
-    stored results."""
+    """A hash of the harness code on the evaluation path and of key package versions, so edited
+    code never reuses stored results; each learner adds its own (:func:`learner_fingerprint`)."""
     digest = hashlib.sha256()
-    for package in ("bench", "learners"):
-        root = PROJECT_ROOT / package
-        for path in sorted(root.rglob("*")):
-            if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
-                digest.update(path.read_bytes())
+    for path in _source_files():
+        digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+        digest.update(path.read_bytes())
     for name, ver in sorted(package_versions().items()):
         if name != "coldstart-bench":
             digest.update(f"{name}={ver}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _imported_modules(path: Path, module: str, top: str) -> set[str]:
+    """Modules of package ``top`` that the source of ``module`` imports (relative ones resolved)."""
+    tree = ast.parse(path.read_bytes())
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # submodules, if any
+    return {name for name in found if name == top or name.startswith(top + ".")}
+
+
+def _module_closure(module: str) -> list[Path]:
+    """The source files of ``module``, the packages above it and every module of its own
+    top-level package that it imports, directly or not."""
+    top = module.split(".")[0]
+    seen: set[str] = set()
+    files: set[Path] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        path = Path(spec.origin)
+        files.add(path)
+        parts = name.split(".")
+        pending += [".".join(parts[:i]) for i in range(1, len(parts))]
+        pending += sorted(_imported_modules(path, name, top))
+    return sorted(files)
+
+
+@functools.cache
+def _distributions() -> Mapping[str, list[str]]:
+    return packages_distributions()
+
+
+def learner_fingerprint(learner: type) -> str:
+    """A hash of a learner's own code (its module and what it imports from its package) and of
+    its distribution's version, so an edited learner, built-in or plug-in, never reuses stored
+    cells while the other learners' cells stay valid."""
+    digest = hashlib.sha256(f"{learner.__module__}:{learner.__qualname__}".encode())
+    for path in _module_closure(learner.__module__):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    top = learner.__module__.split(".")[0]
+    for dist in sorted(_distributions().get(top, [])):
+        with contextlib.suppress(PackageNotFoundError):
+            digest.update(f"{dist}={version(dist)}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -46,7 +46,7 @@ from bench.protocol.episodes import (
     predict_in_chunks,
 )
 from bench.protocol.learner import Budget, learner_class, make_learner, split_budget, stream_name
-from bench.provenance import code_fingerprint, collect
+from bench.provenance import code_fingerprint, collect, learner_fingerprint
 from bench.results.claims import LEASE_S, Claim, LeaseKeeper
 from bench.results.store import (
     FIT_SCOPE,
@@ -462,6 +462,10 @@ def iter_cells(
     # whatever config each seed's search chose.
     specs = tuning_specs(suite, protocol)
     config_hashes, budgets = {}, {}
+    # The harness's code and each learner's own: editing one learner leaves the others' cells valid.
+    code = {
+        name: f"{fingerprint}+{learner_fingerprint(learner_class(name))}" for name in suite.learners
+    }
     for name in suite.learners:
         overrides, budgets[name] = split_budget(suite.learner.get(name), f"[learner.{name}]")
         config_hashes[name] = make_learner(name, overrides).config_hash
@@ -481,7 +485,7 @@ def iter_cells(
                         config_hashes[learner_name],
                         seed,
                         device,
-                        fingerprint,
+                        code[learner_name],
                         budget,
                         suite.ndcg_gain,
                         specs.get(learner_name),
