@@ -24,7 +24,9 @@ from bench.errors import ConfigError, DataError, DataWarning
 from bench.provenance import PROJECT_ROOT
 from bench.registry import Registry
 
-CARD_DIR = PROJECT_ROOT / "datasets"
+# An installed wheel carries the cards inside the package; a source tree keeps them in datasets/.
+_PACKAGED = Path(__file__).resolve().parent / "card_files"
+CARD_DIR = _PACKAGED if _PACKAGED.is_dir() else PROJECT_ROOT / "datasets"
 
 
 @dataclass(frozen=True)
