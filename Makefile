@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
+.PHONY: setup run test lint docs benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/install_learn2learn.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,meta,parquet,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,meta,parquet,ray,docs]'
 	scripts/install_learn2learn.sh $(BIN)/python
 	touch $(STAMP)
 
@@ -26,6 +26,11 @@ lint: $(STAMP)
 # Micro-benchmarks print timings rather than assert them; `make benchmark` runs them.
 test: lint
 	$(BIN)/python -m pytest -q --ignore=tests/benchmarks
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict turns every warning (a broken
+# link, an unreadable API docstring) into an error. The CLI page is generated from the parser.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
@@ -90,4 +95,4 @@ mutate-%: $(STAMP)
 	$(BIN)/python tests/mutation/report.py $*
 
 clean:
-	rm -rf $(VENV) .bench mutants
+	rm -rf $(VENV) .bench mutants site
