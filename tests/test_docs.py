@@ -68,3 +68,40 @@ def test_relative_links_of_the_front_pages_lead_to_files(name: str) -> None:
     assert local, f"{name} links to no file"
     missing = [target for target in local if target and not (ROOT / target).exists()]
     assert not missing, f"{name} links to files that do not exist: {missing}"
+
+
+def documentation() -> dict[str, str]:
+    pages = [ROOT / name for name in FRONT_PAGES] + sorted((ROOT / "docs").rglob("*.md"))
+    return {str(page.relative_to(ROOT)): page.read_text(encoding="utf-8") for page in pages}
+
+
+def test_every_bench_command_the_docs_name_exists() -> None:
+    commands = set(cli_reference().subcommands(build_parser()))
+    named = {
+        (page, name)
+        for page, text in documentation().items()
+        for name in re.findall(r"`bench ([a-z][a-z-]*)", text)
+    }
+    assert {name for _, name in named} >= {"run", "check", "report"}
+    unknown = sorted((page, name) for page, name in named if name not in commands)
+    assert not unknown, f"the docs name bench commands that do not exist: {unknown}"
+
+
+def test_every_make_target_the_docs_name_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z][a-z-]*)(?:-%)?:", makefile, re.M))
+    patterns = set(re.findall(r"^([a-z][a-z-]*)-%:", makefile, re.M))
+    # `make X` in prose, or a line of a shell block that starts with make X
+    mention = re.compile(r"`make ([a-z][a-z-]*)|^make ([a-z][a-z-]*)", re.M)
+    named = {
+        (page, inline or block)
+        for page, text in documentation().items()
+        for inline, block in mention.findall(text)
+    }
+    assert {name for _, name in named} >= {"run", "test", "docs"}
+    unknown = sorted(
+        (page, name)
+        for page, name in named
+        if name not in targets and not any(name.startswith(f"{p}-") for p in patterns)
+    )
+    assert not unknown, f"the docs name make targets that do not exist: {unknown}"
