@@ -1,6 +1,7 @@
 """The documentation stays true to the code: the command-line reference lists every subcommand and
-flag the parser knows, and the README's and ARCHITECTURE.md's links lead to files that exist.
-(``make docs`` builds the site itself with warnings as errors.)"""
+flag the parser knows, the README's and ARCHITECTURE.md's links lead to files that exist, and every
+``bench`` command and ``make`` target the pages name exists. (``make docs`` builds the site itself
+with warnings as errors, which checks the links between pages.)"""
 
 from __future__ import annotations
 
