@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
+.PHONY: setup run test lint docs benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh scripts/install_learn2learn.sh
-	scripts/setup.sh $(PYTHON) $(VENV) dev,meta,parquet,ray
+	scripts/setup.sh $(PYTHON) $(VENV) dev,meta,parquet,ray,docs
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -24,6 +24,11 @@ lint: $(STAMP)
 # Micro-benchmarks print timings rather than assert them; `make benchmark` runs them.
 test: lint
 	$(BIN)/python -m pytest -q --ignore=tests/benchmarks
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict turns every warning (a broken
+# link, an unreadable API docstring) into an error. The CLI page is generated from the parser.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
@@ -88,4 +93,4 @@ mutate-%: $(STAMP)
 	$(BIN)/python tests/mutation/report.py $*
 
 clean:
-	rm -rf $(VENV) .bench mutants
+	rm -rf $(VENV) .bench mutants site

@@ -174,7 +174,12 @@ def run_grid(
         keep_predictions: store every query rating's prediction.
         data_dir: the folder holding the dataset folders.
         name: the suite name the run is stored under.
-        store, fresh, progress, executor, workers, ray_address: as for :func:`run`.
+        store: as for :func:`run`.
+        fresh: as for :func:`run`.
+        progress: as for :func:`run`.
+        executor: as for :func:`run`.
+        workers: as for :func:`run`.
+        ray_address: as for :func:`run`.
 
     The cells, and so the reuse of stored ones, are exactly those of the equivalent suite file.
 

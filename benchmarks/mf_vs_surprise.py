@@ -7,7 +7,7 @@ same environment to run this comparison:
 
 (scikit-surprise 1.1.5 installs from a prebuilt wheel for CPython 3.11 on Linux x86-64; where no
 wheel fits, pip builds it from source, which needs a C compiler.) Then, with the MovieLens files in
-a data directory (see the README):
+a data directory (see datasets/README.md):
 
     PYTHONPATH=. .venv/bin/python benchmarks/mf_vs_surprise.py --data-dir ../shared/datasets
 

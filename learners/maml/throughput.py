@@ -162,7 +162,7 @@ def render(
     footer = (
         "median (min–max) over rounds after one warm-up step each; a round times one step of each "
         "implementation back to back, and its speed-up is their ratio. A wide range means the "
-        "machine was busy: re-measure when it is quiet (see the README)."
+        "machine was busy: re-measure when it is quiet (see docs/guide/devices.md)."
     )
     body = tabulate(table, headers=headers, tablefmt="github", colalign=("left",))
     return f"{title}\n{body}\n{footer}"
