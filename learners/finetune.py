@@ -9,7 +9,9 @@ support ratings (the decision layers only, or every parameter), all tasks at onc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,6 +49,11 @@ class FineTune(NetworkLearner):
     """The same network pre-trained on all ratings, then a few gradient steps per task."""
 
     config_class = FineTuneConfig
+    quick_config: ClassVar[Mapping[str, Any]] = {
+        "embedding_dim": 8,
+        "hidden": (16, 16),
+        "epochs": 1,
+    }
     config: FineTuneConfig
     model: RatingNetwork
 

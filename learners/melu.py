@@ -22,8 +22,9 @@ layer starts at zero, so the untrained estimator predicts the mean rating.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -64,6 +65,16 @@ class MeLU(VectorisedMAML):
     """MeLU (Lee et al., KDD 2019): content embeddings, a decision MLP, local update of its layers."""
 
     config_class = MeLUConfig
+    algorithm: ClassVar[str | None] = (
+        None  # its own: the local update touches the decision layers only
+    )
+    quick_config: ClassVar[Mapping[str, Any]] = {
+        "embedding_dim": 8,
+        "hidden": (16, 16),
+        "meta_steps": 4,
+        "meta_batch": 8,
+        "eval_every": 2,
+    }
     config: MeLUConfig
 
     @classmethod

@@ -15,8 +15,9 @@ records it in ``fit_threads``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -88,6 +89,7 @@ class MatrixFactorisation(Learner):
     """Biased matrix factorisation (ALS); unseen entities folded in by a ridge solve on the support."""
 
     config_class = MFConfig
+    quick_config: ClassVar[Mapping[str, Any]] = {"rank": 4, "iterations": 3}
 
     fit_threads: int | None = None
     """torch CPU threads the last ``fit`` ran with."""

@@ -20,8 +20,9 @@ its support.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -75,6 +76,14 @@ class PrototypicalNetwork(EpisodicLearner):
     """Prototypical networks: prototypes per rating class from the support set."""
 
     config_class = ProtoConfig
+    quick_config: ClassVar[Mapping[str, Any]] = {
+        "embedding_dim": 8,
+        "hidden": (16, 16),
+        "meta_steps": 4,
+        "meta_batch": 8,
+        "eval_every": 2,
+        "proto_dim": 8,
+    }
     config: ProtoConfig
     model: ProtoModel
 

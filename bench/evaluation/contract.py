@@ -13,6 +13,9 @@ synthetic split and checks what the harness relies on; it raises :class:`Contrac
 - two fits from the same seeds predict identically;
 - with ``expected``, each named metric lies in its band on the ``user_cold`` tasks at k = 5.
 
+Each rule is also a function of its own (``rule_*``), and :mod:`bench.evaluation.contract_tests`
+turns them into a test class to inherit, one test per rule with the fit shared.
+
 Stability: stable.
 """
 
@@ -143,20 +146,32 @@ def score(
     return {name: value.value for name, value in evaluate(queries, metrics).items()}
 
 
-def check_learner(
-    name: str,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    expected: Mapping[str, tuple[float, float]] | None = None,
-    device: str = "cpu",
-) -> ContractReport:
-    """Check the registered learner ``name`` (config ``overrides`` keep it quick); see the module
-    docstring for the rules. ``expected`` maps metric names to ``(low, high)`` bands."""
+@dataclass
+class ContractFit:
+    """A learner fitted on the contract's split, with what the rules compare against."""
+
+    name: str
+    overrides: Mapping[str, Any] | None
+    device: torch.device
+    dataset: Dataset
+    split: Split
+    train: MetaTrain
+    before: dict[str, np.ndarray]
+    learner: Learner
+
+
+def quick_overrides(name: str) -> dict[str, Any]:
+    """The config overrides the learner declares to keep its contract check quick."""
+    return dict(learner_class(name).quick_config)
+
+
+def fit_for_contract(
+    name: str, overrides: Mapping[str, Any] | None = None, device: str = "cpu"
+) -> ContractFit:
+    """Fit the registered learner ``name`` once on the contract's small synthetic split."""
     cls = learner_class(name)
     _require(issubclass(cls, Learner), name, "is not a bench.protocol.learner.Learner subclass")
-    _config_round_trips(name)
     torch_device = resolve_device(device)
-
     dataset = contract_dataset()
     if cls.not_applicable(dataset):
         raise ContractError(
@@ -169,22 +184,38 @@ def check_learner(
     train = make_meta_train(dataset, split)
     before = {f: getattr(train, f).copy() for f in ("user", "item", "rating", "timestamp")}
     learner = _fitted(name, overrides, train, torch_device)
-    for array, values in before.items():
+    return ContractFit(name, overrides, torch_device, dataset, split, train, before, learner)
+
+
+def rule_config_round_trips(name: str) -> None:
+    """The default config builds, round-trips through a plain dict and hashes stably."""
+    _config_round_trips(name)
+
+
+def rule_fit_leaves_training_data(fit: ContractFit) -> None:
+    """``fit`` leaves the training data as it was."""
+    for array, values in fit.before.items():
         _require(
-            np.array_equal(getattr(train, array), values), name, f"fit changed the training {array}"
+            np.array_equal(getattr(fit.train, array), values),
+            fit.name,
+            f"fit changed the training {array}",
         )
 
-    report = ContractReport(name)
-    low, high = dataset.rating_scale
+
+def rule_predictions_in_every_scenario(fit: ContractFit) -> ContractReport:
+    """Predictions have the query's shape, lie on the fitting device, are finite and within the
+    rating scale in every scenario, with and without support ratings; returns the metrics."""
+    report = ContractReport(fit.name)
+    low, high = fit.dataset.rating_scale
     for scenario in SCENARIOS:
         for k in SUPPORT_SIZES:
-            labelled = build_tasks(dataset, split.scenarios[scenario], k)
+            labelled = build_tasks(fit.dataset, fit.split.scenarios[scenario], k)
             where = f"{scenario}, k={k}"
-            pred = _check_predictions(name, learner, labelled, torch_device, where)
+            pred = _check_predictions(fit.name, fit.learner, labelled, fit.device, where)
             valid = pred[labelled.query_mask.to(pred.device)].float()
             _require(
                 bool(((valid >= low - 1e-5) & (valid <= high + 1e-5)).all()),
-                name,
+                fit.name,
                 f"{where}: predictions outside the rating scale [{low}, {high}]",
             )
             assert labelled.query_ratings is not None
@@ -192,45 +223,91 @@ def check_learner(
                 pred.float().cpu().numpy().astype(np.float64),
                 labelled.query_ratings.numpy().astype(np.float64),
                 labelled.query_mask.numpy(),
-                train.like_threshold,
-                dataset.rating_scale,
+                fit.train.like_threshold,
+                fit.dataset.rating_scale,
             )
             values = evaluate(queries)
             report.metrics[(scenario, k)] = {m: v.value for m, v in values.items()}
+    return report
 
-    tasks = build_tasks(dataset, split.scenarios[BAND_SCENARIO], BAND_K).without_labels()
-    tasks = tasks.to(torch_device)
-    whole = _predict(learner, tasks)
-    chunked = predict_in_chunks(learner.predict, tasks, max(1, tasks.n_tasks // 3))
+
+def _band_tasks(fit: ContractFit) -> tuple[TaskBatch, torch.Tensor]:
+    tasks = build_tasks(fit.dataset, fit.split.scenarios[BAND_SCENARIO], BAND_K).without_labels()
+    tasks = tasks.to(fit.device)
+    return tasks, _predict(fit.learner, tasks)
+
+
+def rule_chunks_predict_alike(fit: ContractFit) -> None:
+    """Predicting tasks in chunks gives the same ratings as all at once (the runner chunks)."""
+    tasks, whole = _band_tasks(fit)
+    chunked = predict_in_chunks(fit.learner.predict, tasks, max(1, tasks.n_tasks // 3))
     _require(
         torch.allclose(whole, chunked, atol=1e-5),
-        name,
+        fit.name,
         "predicting tasks in chunks gives other ratings than predicting them all at once",
     )
-    copy = pickle.loads(pickle.dumps(learner))
+
+
+def rule_pickle_round_trips(fit: ContractFit) -> None:
+    """A pickled fitted learner predicts the same (process and Ray workers send learners)."""
+    tasks, whole = _band_tasks(fit)
+    copy = pickle.loads(pickle.dumps(fit.learner))
     _require(
         torch.allclose(whole, _predict(copy, tasks), atol=1e-6),
-        name,
+        fit.name,
         "a pickled fitted learner predicts differently",
     )
-    again = _predict(_fitted(name, overrides, train, torch_device), tasks)
-    same = torch.equal(whole, again) if torch_device.type == "cpu" else torch.allclose(whole, again)
+
+
+def rule_same_seeds_same_predictions(fit: ContractFit) -> None:
+    """Two fits from the same seeds predict identically (on the CPU; closely on a GPU)."""
+    tasks, whole = _band_tasks(fit)
+    again = _predict(_fitted(fit.name, fit.overrides, fit.train, fit.device), tasks)
+    same = torch.equal(whole, again) if fit.device.type == "cpu" else torch.allclose(whole, again)
     _require(
         same,
-        name,
+        fit.name,
         "two fits from the same seeds predict differently (is randomness drawn from `rng`?)",
     )
-    for metric, (lo, hi) in (expected or {}).items():
-        measured = report.metrics[(BAND_SCENARIO, BAND_K)]
+
+
+def rule_bands(
+    fit: ContractFit, report: ContractReport, expected: Mapping[str, tuple[float, float]]
+) -> None:
+    """Each named metric lies in its band on the ``user_cold`` tasks at k = 5."""
+    measured = report.metrics[(BAND_SCENARIO, BAND_K)]
+    for metric, (lo, hi) in expected.items():
         if metric not in measured:
             raise ContractError(
-                f"learner {name!r}: no metric {metric!r} to check a band on "
+                f"learner {fit.name!r}: no metric {metric!r} to check a band on "
                 f"(known: {', '.join(measured)})"
             )
         value = measured[metric]
         _require(
             lo <= value <= hi,
-            name,
+            fit.name,
             f"{metric} {value:.4f} on {BAND_SCENARIO} at k={BAND_K} is outside [{lo}, {hi}]",
         )
+
+
+def check_learner(
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    expected: Mapping[str, tuple[float, float]] | None = None,
+    device: str = "cpu",
+) -> ContractReport:
+    """Check the registered learner ``name`` (config ``overrides`` keep it quick; None takes the
+    learner's own ``quick_config``); see the module docstring for the rules. ``expected`` maps
+    metric names to ``(low, high)`` bands."""
+    if overrides is None:
+        overrides = quick_overrides(name)
+    rule_config_round_trips(name)
+    fit = fit_for_contract(name, overrides, device)
+    rule_fit_leaves_training_data(fit)
+    report = rule_predictions_in_every_scenario(fit)
+    rule_chunks_predict_alike(fit)
+    rule_pickle_round_trips(fit)
+    rule_same_seeds_same_predictions(fit)
+    rule_bands(fit, report, expected or {})
     return report

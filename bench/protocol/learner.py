@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -77,6 +78,9 @@ class Learner(abc.ABC):
     """
 
     config_class: ClassVar[type] = NoConfig
+    quick_config: ClassVar[Mapping[str, Any]] = {}
+    """Config overrides that keep a fit on the contract's small data to a second or so: the
+    contract check and its test class use them unless told otherwise."""
     algorithm: ClassVar[str | None] = None
     """The algorithm this learner implements, when several learners implement one (``maml`` and
     ``maml-l2l`` both declare ``"maml"``): learners that declare the same algorithm draw from the

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -30,7 +32,14 @@ class MAMLBase(EpisodicLearner):
     """MAML on the MeLU-style rating network."""
 
     config_class = MAMLConfig
-    algorithm = "maml"
+    algorithm: ClassVar[str | None] = "maml"
+    quick_config: ClassVar[Mapping[str, Any]] = {
+        "embedding_dim": 8,
+        "hidden": (16, 16),
+        "meta_steps": 4,
+        "meta_batch": 8,
+        "eval_every": 2,
+    }
     config: MAMLConfig
     model: RatingNetwork
 
