@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench.analysis import k_order
 from bench.leaderboard.document import Figure
+from bench.results.outputs import refuse_link, write_file
 
 DPI = 80
 COLUMNS = 4
@@ -111,14 +112,17 @@ def kshot_figure(
         frameon=False,
     )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    refuse_link(path_stem.parent, "report folder")
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     png_path = path_stem.with_suffix(".png")
     svg_path = path_stem.with_suffix(".svg")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     png = buffer.getvalue()
-    png_path.write_bytes(png)
+    write_file(png_path, png)
+    svg = io.BytesIO()
     with plt.rc_context({"svg.hashsalt": "coldstart-bench"}):
-        fig.savefig(svg_path, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    write_file(svg_path, svg.getvalue())
     plt.close(fig)
     return Figure(title=title, png_path=png_path, svg_path=svg_path, png=png)
