@@ -151,7 +151,9 @@ class _Reader:
         if kind is float:
             if value is None:
                 return float("nan")
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, float) or (
+                isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**1023
+            ):
                 return float(value)
         elif isinstance(value, kind) and not (isinstance(value, bool) and kind is int):
             return value
@@ -303,11 +305,17 @@ def read_baseline(path: Path) -> Snapshot:
                     f"baseline {path}: the per-task values of {'/'.join(name)} seed {seed} do "
                     f"not match its task list; {REFRESH_HINT}"
                 )
+    tables = {}
+    for key in ("provenance", "check"):
+        value = document.get(key) or {}
+        if not isinstance(value, dict):
+            raise reader.fail(key, "an object", value)
+        tables[key] = dict(value)
     return Snapshot(
         cells=cells,
         timings=timings,
         tasks=tasks,
         suite=str(document.get("suite", "")),
-        provenance=dict(document.get("provenance") or {}),
-        check=dict(document.get("check") or {}),
+        provenance=tables["provenance"],
+        check=tables["check"],
     )
