@@ -6,6 +6,7 @@ with fixed metadata, so the same results give the same files.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Sequence
@@ -24,12 +25,18 @@ from bench.leaderboard.document import Figure
 from bench.results.outputs import refuse_link, write_file
 
 DPI = 80
+MAX_SLUG = 120
 COLUMNS = 4
 
 
 def slug(*parts: str) -> str:
-    """A file-name-safe join of ``parts``."""
-    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "-", p).strip("-") for p in parts)
+    """A file-name-safe join of ``parts``; a long one (names from a store may be any length) is
+    cut and made unique by a hash of the whole, so that it stays a valid file name."""
+    joined = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "-", p).strip("-") for p in parts)
+    if len(joined) <= MAX_SLUG:
+        return joined
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:12]
+    return f"{joined[: MAX_SLUG - 13]}-{digest}"
 
 
 def kshot_figure(
