@@ -266,11 +266,19 @@ def _stored_floats(value: object, where: str) -> np.ndarray:
     return _from_floats(value)
 
 
-def _stored_json(value: object, where: str) -> Any:
-    """A JSON column read back, checked (syntax and nesting)."""
+_JSON_LISTS = {"entities", "query_lengths", "users", "items"}
+"""JSON columns that hold a list; every other JSON column holds an object."""
+
+
+def _stored_json(value: object, where: str, column: str = "") -> Any:
+    """A JSON column read back, checked (syntax, nesting, and an object or a list as stored)."""
     if not isinstance(value, str | bytes):
         raise StoreError(f"{where} is not JSON text; the store is damaged")
-    return load_json(value, where, StoreError)
+    decoded = load_json(value, where, StoreError)
+    kind = list if column in _JSON_LISTS else dict
+    if not isinstance(decoded, kind):
+        raise StoreError(f"{where} is not a JSON {kind.__name__}; the store is damaged")
+    return decoded
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -615,7 +623,7 @@ class ResultStore:
             return False
         try:
             owner = json.loads(run["provenance"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return False
         return isinstance(owner, dict) and is_gone(owner)
 
@@ -974,8 +982,10 @@ class ResultStore:
         for row in rows:
             for column in (*json_columns, *float_columns):
                 where = f"results store {self.path}: column {column} of cell {excerpt(row.get('cell_key'))}"
-                decode = _stored_json if column in json_columns else _stored_floats
-                row[column] = decode(row[column], where)
+                if column in json_columns:
+                    row[column] = _stored_json(row[column], where, column)
+                else:
+                    row[column] = _stored_floats(row[column], where)
         return rows
 
     def cell_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
@@ -991,13 +1001,21 @@ class ResultStore:
     def evaluation_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """One row per (cell, scenario, k) with its task entities and query lengths decoded."""
         where, params = self._where_cells(cell_keys)
-        return self._decoded(
+        rows = self._decoded(
             "SELECT e.cell_key, e.scenario, e.k, e.n_tasks, e.entities, e.query_lengths "
             f"FROM evaluations e JOIN cells c USING (cell_key){where} "
             "ORDER BY e.cell_key, e.scenario, e.k",
             params,
             json_columns=("entities", "query_lengths"),
         )
+        for row in rows:
+            if not len(row["entities"]) == len(row["query_lengths"]) == row["n_tasks"]:
+                raise StoreError(
+                    f"results store {self.path}: evaluation {row['scenario']}/{row['k']} of cell "
+                    f"{excerpt(row['cell_key'])} lists {len(row['entities'])} entities for "
+                    f"{row['n_tasks']} tasks; the store is damaged"
+                )
+        return rows
 
     def prediction_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """One row per (cell, scenario, k) that kept its predictions, arrays decoded."""
@@ -1070,6 +1088,8 @@ class ResultStore:
         rows = self._query(f"SELECT c.cell_key, c.split_summary FROM cells c{where}", params)
         where = f"results store {self.path}: split_summary of cell"
         return {
-            r["cell_key"]: _stored_json(r["split_summary"], f"{where} {excerpt(r['cell_key'])}")
+            r["cell_key"]: _stored_json(
+                r["split_summary"], f"{where} {excerpt(r['cell_key'])}", "split_summary"
+            )
             for r in rows
         }
