@@ -36,7 +36,7 @@ def is_gone(owner: dict[str, Any]) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process, or no pid at all
         return True
     except PermissionError:  # it exists, under another user
         pass

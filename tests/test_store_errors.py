@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import shutil
 import sqlite3
 import subprocess
@@ -30,7 +29,8 @@ from bench.processes import identity, is_gone
 from bench.protocol.episodes import MetaTrain
 from bench.protocol.learner import LEARNERS, Budget
 from bench.provenance import PROJECT_ROOT
-from bench.results.store import SCHEMA_VERSION, ResultStore, TrialRecord
+from bench.results import kept_cells
+from bench.results.store import SCHEMA_VERSION, ResultStore, TrialRecord, TuningRecord
 from bench.seeding import Seeds
 from learners.baselines import BiasBaseline
 
@@ -260,7 +260,7 @@ def test_a_cell_the_busy_store_never_takes_is_kept_for_the_next_run(tmp_path: Pa
         pytest.raises(StoreError) as raised,
     ):
         run_suite(locking_suite(), store, progress=False)
-    kept = list((tmp_path / "s.sqlite.unsaved").glob("*.pickle"))
+    kept = list((tmp_path / "s.sqlite.unsaved").glob("*.json"))
     assert len(kept) == 1
     assert str(raised.value) == (
         f"results store {path} stayed locked by another process for 1.5 s; try again when that "
@@ -269,36 +269,37 @@ def test_a_cell_the_busy_store_never_takes_is_kept_for_the_next_run(tmp_path: Pa
     for release in LockingLearner.holders:
         release.set()  # the other process lets go
     LockingLearner.holders.clear()
+    LockingLearner.hold_s = 0.0
     with ResultStore(path, log=notes.append) as store:
+        assert store.metric_rows() == []  # opening alone writes nothing: the run checks the cell
+        outcome = run_suite(locking_suite(), store, progress=False, log=notes.append)
         rows = store.metric_rows()
     assert {r["learner"] for r in rows} == {"test-locking"}
     assert any("wrote 1 finished cell(s) kept by an earlier run" in n for n in notes), notes
     assert not (tmp_path / "s.sqlite.unsaved").exists()
-    LockingLearner.hold_s = 0.0
-    with ResultStore(path) as store:  # the kept cell counts as finished: nothing is recomputed
-        outcome = run_suite(locking_suite(), store, progress=False)
-    assert outcome.computed == 0 and outcome.reused == 1
+    assert outcome.computed == 0 and outcome.reused == 1  # the kept cell counts as finished
 
 
 def test_a_kept_file_that_is_no_cell_is_reported_on_stderr_and_left_in_place(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "s.sqlite"
-    with ResultStore(path) as store:
-        store.start_run("run-1", "toy", {}, {})
-    kept = tmp_path / "s.sqlite.unsaved" / "a-odd.pickle"
+    kept = tmp_path / "s.sqlite.unsaved" / "a-odd.json"
     kept.parent.mkdir()
-    kept.write_bytes(pickle.dumps({"not": "a cell"}))
-    (kept.parent / "cell-b.pickle").write_bytes(pickle.dumps(record("cell-b")))
+    kept.write_text(json.dumps({"not": "a cell"}))
+    (kept.parent / "cell-b.json").write_text(kept_cells.encode(record("cell-b")))
     with ResultStore(path) as store:  # notes go to stderr unless a log is given
+        store.start_run("run-1", "toy", {}, {})
+        store.write_kept_cells({"cell-b": kept_cells.identity(record("cell-b"))})
         assert [r["cell_key"] for r in store.cell_rows()] == ["cell-b"]  # the next is written
     err = capsys.readouterr().err
     assert err == (
-        f"results store {path}: kept cell {kept} cannot be written: not a cell record: dict\n"
+        f"results store {path}: kept cell {kept} cannot be written: not a kept cell of format "
+        "'bench-kept-cell' version 1\n"
         f"results store {path}: wrote 1 finished cell(s) kept by an earlier run\n"
     )
-    assert kept.read_bytes() == pickle.dumps({"not": "a cell"})  # nothing is lost
-    assert [p.name for p in kept.parent.iterdir()] == ["a-odd.pickle"]
+    assert json.loads(kept.read_text()) == {"not": "a cell"}  # nothing is lost
+    assert [p.name for p in kept.parent.iterdir()] == ["a-odd.json"]
 
 
 @pytest.mark.usefixtures("short_attempts")
@@ -308,14 +309,14 @@ def test_a_kept_cell_that_waits_for_a_busy_store_says_so(tmp_path: Path) -> None
     with ResultStore(path, busy_wait_s=0.2, log=notes.append) as store:
         store.start_run("run-1", "toy", {}, {})
         store.kept_cells_dir.mkdir()
-        (store.kept_cells_dir / "cell-a.pickle").write_bytes(pickle.dumps(record()))
+        (store.kept_cells_dir / "cell-a.json").write_text(kept_cells.encode(record()))
         with held_lock(path), pytest.raises(StoreError, match="stayed locked"):
-            store._write_kept_cells()  # as the next run's store does when it opens
+            store.write_kept_cells({"cell-a": kept_cells.identity(record())})  # as a run does
     assert notes == [
         f"results store {path} is busy (another process is writing to it); "
         "writing a kept cell is retried for up to 0.2 s"
     ]
-    assert (tmp_path / "s.sqlite.unsaved" / "cell-a.pickle").is_file()  # still kept
+    assert (tmp_path / "s.sqlite.unsaved" / "cell-a.json").is_file()  # still kept
 
 
 def test_a_store_without_its_schema_version(tmp_path: Path) -> None:
@@ -384,9 +385,11 @@ def test_cells_kept_one_after_another_share_the_folder(tmp_path: Path) -> None:
                 with pytest.raises(StoreError, match="the finished cell was kept in"):
                     store.write_cell(record(key))
     kept = sorted(p.name for p in (tmp_path / "s.sqlite.unsaved").iterdir())
-    assert kept == ["cell-a.pickle", "cell-b.pickle"]  # no partial file is left behind
+    assert kept == ["cell-a.json", "cell-b.json"]  # no partial file is left behind
     notes: list[str] = []
     with ResultStore(path, log=notes.append) as store:
+        expected = {key: kept_cells.identity(record(key)) for key in ("cell-a", "cell-b")}
+        assert store.write_kept_cells(expected) == 2
         assert {r["cell_key"] for r in store.cell_rows()} == {"cell-a", "cell-b"}
     assert notes == [f"results store {path}: wrote 2 finished cell(s) kept by an earlier run"]
 
@@ -435,20 +438,18 @@ def test_the_explanation_follows_the_error_name_and_keeps_other_errors_as_they_a
         assert store._explain(denied) == f"{where}: Permission denied"
 
 
-def test_a_cell_kept_by_a_version_without_trials_or_tuning_is_written(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
-    with ResultStore(path) as store:
-        store.start_run("run-1", "toy", {}, {})
-    older = record()
-    del older.trials, older.tuning  # fields a cell pickled by an older version lacks
-    kept = tmp_path / "s.sqlite.unsaved" / "cell-a.pickle"
-    kept.parent.mkdir()
-    kept.write_bytes(pickle.dumps(older))
-    notes: list[str] = []
-    with ResultStore(path, log=notes.append) as store:
-        assert [r["cell_key"] for r in store.cell_rows()] == ["cell-a"]
-        assert store.finished_trials("cell-a") == [] and store.tuning_rows() == []
-    assert notes == [f"results store {path}: wrote 1 finished cell(s) kept by an earlier run"]
+def test_a_kept_cell_round_trips_through_its_json_form_with_trials_and_tuning() -> None:
+    original = record()
+    original.trials.append(TrialRecord(0, {"lr": 0.1}, 0.5, 1.25, "complete"))
+    original.trials.append(TrialRecord(1, {"lr": 1.0}, None, 0.5, "failed", "diverged"))
+    original.tuning = TuningRecord({"budget": 2}, {"lr": 0.1}, 2, 0, 0.5, 1.75, 4)
+    back = kept_cells.decode(kept_cells.encode(original))
+    assert back.trials == original.trials and back.tuning == original.tuning
+    assert kept_cells.identity(back) == kept_cells.identity(original)
+    assert back.metrics[0][:6] == original.metrics[0][:6]
+    for got, want in zip(back.metrics, original.metrics, strict=True):
+        np.testing.assert_array_equal(got[6], want[6])  # NaN where a task was not scored
+    assert back.timings[0][:5] == original.timings[0][:5]
 
 
 def test_a_sqlite_database_that_is_no_results_store(tmp_path: Path) -> None:
@@ -458,7 +459,8 @@ def test_a_sqlite_database_that_is_no_results_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as raised:
         ResultStore(other, mode="read")
     assert str(raised.value) == (
-        f"results store {other} is a SQLite database but not a results store"
+        f"results store {other} is a SQLite database but not a results store (tables: notes; "
+        "no meta table); it is left untouched: point --store at another file"
     )
 
 

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--claim-wait",
         type=float,
         metavar="SECONDS",
-        help="how long to wait for cells another run is computing [until it finishes them]",
+        help="how long to wait for cells another run is computing [86400: a day]",
     )
     run.add_argument(
         "--rating-scale",
@@ -223,7 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             fresh=args.fresh,
             progress=not args.no_progress,
             executor=executor,
-            claim_wait_s=args.claim_wait,
+            **({} if args.claim_wait is None else {"claim_wait_s": args.claim_wait}),
         )
         metric_rows = store.metric_rows(outcome.cell_keys)
         timing_rows = store.timing_rows(outcome.cell_keys)
@@ -566,6 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _quiet_closed_pipe()
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (RecursionError, MemoryError) as exc:  # a last guard: readers bound their input
+        what = "nests too deeply" if isinstance(exc, RecursionError) else "is too large"
+        print(f"error: an input of this command {what} to be read", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished cells are in the store and a re-run resumes", file=sys.stderr)

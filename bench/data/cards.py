@@ -12,7 +12,6 @@ column options come from the suite's ``[dataset."csv:PATH"]`` table.
 
 from __future__ import annotations
 
-import tomllib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from bench.data.dataset import Dataset
 from bench.errors import ConfigError, DataError, DataWarning
+from bench.limits import load_toml, read_text
 from bench.provenance import PROJECT_ROOT
 from bench.registry import Registry
 
@@ -59,22 +59,42 @@ CARDS: Registry[Card] = Registry("dataset")
 _discovered = False
 
 
+FILE_OPTIONS = ("path", "ratings", "movies", "users")
+"""Options that name a file in the dataset's folder (or, for ``path``, the card's folder)."""
+
+
 def read_card(path: Path) -> Card:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"dataset card {path}: {exc}") from exc
+    from bench.data.loaders.sources import relative_inside
+
+    raw = load_toml(
+        read_text(path, "dataset card", ConfigError), f"dataset card {path}", ConfigError
+    )
+    for key in ("folder", "archive_root"):
+        if raw.get(key):
+            relative_inside(raw[key], f"dataset card {path}: {key!r}")
+    options = raw.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"dataset card {path}: [options] must be a table")
+    for key in FILE_OPTIONS:
+        if key in options:
+            relative_inside(options[key], f"dataset card {path}: option {key!r}")
     for key in ("name", "parser"):
         if not isinstance(raw.get(key), str):
             raise ConfigError(
                 f"dataset card {path}: field {key!r} is required and must be a string"
             )
     scale = raw.get("rating_scale")
-    if scale is not None and (not isinstance(scale, list) or len(scale) != 2):
+    if scale is not None and (
+        not isinstance(scale, list)
+        or len(scale) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
+    ):
         raise ConfigError(f"dataset card {path}: rating_scale must be [min, max]")
     files = raw.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise ConfigError(f"dataset card {path}: [files] must map file names to sha256 strings")
+    for name in files:
+        relative_inside(name, f"dataset card {path}: [files] entry")
     return Card(
         name=raw["name"],
         parser=raw["parser"],

@@ -7,12 +7,17 @@ follow user join and item release times, so temporal splits are meaningful.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr
 
 from bench.data.dataset import Dataset
+
+MAX_ENTITIES = 1_000_000
+MAX_RATINGS_PER_USER = 100_000
+MAX_RATINGS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,39 @@ class SyntheticConfig:
     first_year: int = 1990
     years: int = 30
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Sizes are bounded so that a card or suite asking for 10^9 users is an error line, not
+        # an attempt to allocate their arrays; the bounds lie far above any benchmark's needs.
+        bounds = {
+            "n_users": (1, MAX_ENTITIES),
+            "n_items": (1, MAX_ENTITIES),
+            "rank": (1, 1024),
+            "n_user_features": (0, 1024),
+            "n_item_features": (0, 1024),
+            "min_ratings_per_user": (0, MAX_RATINGS_PER_USER),
+            "mean_ratings_per_user": (0, MAX_RATINGS_PER_USER),
+            "max_ratings_per_user": (0, MAX_RATINGS_PER_USER),
+            "years": (1, 1000),
+            "first_year": (-10_000, 10_000),
+            "seed": (0, 2**63 - 1),
+        }
+        for name, (low, high) in bounds.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
+        budget = self.n_users * min(self.max_ratings_per_user, self.n_items)
+        if budget > MAX_RATINGS:
+            raise ValueError(
+                f"n_users x max_ratings_per_user allows {budget} ratings; at most {MAX_RATINGS}"
+            )
+        for name in ("feature_share", "factor_std", "user_bias_std", "item_bias_std", "noise",
+                     "global_mean", "popularity_exponent"):  # fmt: skip
+            value = getattr(self, name)
+            if not math.isfinite(value) or (name != "global_mean" and value < 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.feature_share > 1:
+            raise ValueError(f"feature_share must lie in [0, 1], got {self.feature_share}")
 
 
 @dataclass(frozen=True, eq=False)

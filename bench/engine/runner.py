@@ -47,7 +47,7 @@ from bench.protocol.episodes import (
 )
 from bench.protocol.learner import Budget, learner_class, make_learner, split_budget, stream_name
 from bench.provenance import code_fingerprint, collect, learner_fingerprint
-from bench.results.claims import LEASE_S, Claim, LeaseKeeper
+from bench.results.claims import LEASE_S, Claim, LeaseKeeper, check_lease
 from bench.results.store import (
     FIT_SCOPE,
     CellRecord,
@@ -210,6 +210,22 @@ def cell_key(
     if tuning is not None:
         key["tuning"] = tuning.as_dict()  # the search, not its outcome, defines the cell
     return stable_hash(key, length=24)
+
+
+def cell_identity(cell: Cell, fingerprint: str) -> dict[str, Any]:
+    """The fields of a stored cell that say which cell it is (its key and what the key hashes)."""
+    return {
+        "cell_key": cell.key,
+        "dataset": cell.dataset.name,
+        "dataset_hash": cell.dataset.content_hash,
+        "protocol": cell.protocol.label,
+        "protocol_hash": cell.protocol.config.fingerprint(),
+        "learner": cell.learner,
+        "config_hash": cell.config_hash,
+        "seed": cell.seed,
+        "device": cell.device,
+        "code_fingerprint": fingerprint,
+    }
 
 
 class SplitCache:
@@ -505,6 +521,8 @@ def iter_cells(
 
 CLAIM_POLL_S = 2.0
 """How often a run looks again at cells that another run has claimed."""
+CLAIM_WAIT_S = 24 * 3600.0
+"""How long a run waits, by default, for cells another (live, renewing) run is computing."""
 
 
 def run_suite(
@@ -516,17 +534,19 @@ def run_suite(
     log: Callable[[str], None] = print,
     executor: Executor | None = None,
     lease_s: float = LEASE_S,
-    claim_wait_s: float | None = None,
+    claim_wait_s: float | None = CLAIM_WAIT_S,
 ) -> RunOutcome:
     """Run ``suite``'s grid on ``executor`` (in this process by default), writing each finished
     cell to ``store``.
 
     Cells another run has claimed are left to it: this run waits for them (at most
-    ``claim_wait_s`` seconds, without limit when None), reuses what the other run stores, and
-    takes over a cell whose claim dies. Cells still held when the wait ends are listed in
+    ``claim_wait_s`` seconds, a day by default, without limit when None), reuses what the other
+    run stores, and takes over a cell whose claim dies (its lease lapses, see
+    :data:`bench.results.claims.MAX_LEASE_S`). Cells still held when the wait ends are listed in
     :attr:`RunOutcome.held`."""
     from bench.engine.executors import LocalExecutor
 
+    check_lease(lease_s)
     executor = executor or LocalExecutor()
     if executor.resolves_devices_here:
         devices = resolve_devices(suite.devices)
@@ -549,6 +569,8 @@ def run_suite(
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
+    # Cells an earlier run could not store are written now, and only those this run would compute.
+    store.write_kept_cells({cell.key: cell_identity(cell, fingerprint) for cell in cells})
     in_process = isinstance(executor, LocalExecutor)
     context = RunContext(suite, protocol, outcome.run_id, fingerprint, progress and in_process)
     # Workers start before the run is recorded: an executor that cannot start is bad input.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from bench.errors import BenchError, ConfigError, RegistryError, excerpt
 from bench.evaluation.metrics import DEFAULT_GAIN, DEFAULT_METRICS, GAINS, METRICS
+from bench.limits import MAX_ID_CHARS, load_toml, read_text
 from bench.protocol import SCENARIOS, make_protocol
 from bench.registry import Registry
 
@@ -61,11 +61,25 @@ for _path in sorted(SUITE_DIR.glob("*.toml")):
     SUITES.register(_path.stem, _path)
 
 
+MAX_NAMES = 1000
+"""The most names one suite list may hold (datasets, learners, devices, metrics)."""
+
+
 def _as_tuple(value: Any, key: str, path: str) -> tuple[str, ...]:
+    names: tuple[str, ...] | None = None
     if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
+        names = tuple(v.strip() for v in value.split(",") if v.strip())
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = tuple(value)
+    if names is not None:
+        if len(names) > MAX_NAMES:
+            raise ConfigError(f"{path}: {key!r} lists {len(names)} names; at most {MAX_NAMES}")
+        for name in names:
+            if len(name) > MAX_ID_CHARS:
+                raise ConfigError(
+                    f"{path}: {key!r} holds a name of {len(name)} characters; at most {MAX_ID_CHARS}"
+                )
+        return names
     raise ConfigError(
         f"{path}: {key!r} must be a list of names or a comma-separated string, got {excerpt(value)}"
     )
@@ -86,6 +100,8 @@ def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
         and value
         and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in value)
     ):
+        if len(value) > MAX_SEEDS:
+            raise ConfigError(f"{where}: 'seeds' lists {len(value)} seeds; at most {MAX_SEEDS}")
         if len(set(value)) < len(value):
             raise ConfigError(f"{where}: 'seeds' lists a seed twice: {excerpt(value)}")
         return tuple(value)
@@ -100,12 +116,8 @@ def load_suite(name_or_path: str) -> Suite:
         path = SUITES.get(name_or_path)
     if not path.is_file():
         raise ConfigError(f"suite file {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"suite file {path}: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"suite file {path} cannot be read: {exc.strerror or exc}") from exc
+    text = read_text(path, "suite file", ConfigError)
+    raw = load_toml(text, f"suite file {path}", ConfigError)
     return suite_from_dict(raw, str(path))
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from bench.config import stable_hash
 from bench.data.dataset import Dataset
-from bench.errors import ConfigError
+from bench.errors import ConfigError, excerpt
 
 SCENARIOS: tuple[str, ...] = ("warm", "user_cold", "item_cold", "user_item_cold")
 # (task user is new, pool item is new) for task_axis = user; mirrored for item.
@@ -23,6 +23,12 @@ SCENARIO_NEWNESS: dict[str, tuple[bool, bool]] = {
 }
 
 SupportSize = int | str
+
+MAX_TASK_RATINGS = 100_000
+"""The largest support size or query size: more ratings than any entity of a supported dataset
+has (the most rated film of MovieLens 25M has about 81,000)."""
+MAX_SUPPORT_SIZES = 100
+"""The most support sizes one protocol evaluates."""
 
 WARM_HISTORY_NOTE = (
     "warm at a finite k: training held each task entity's ratings outside its query, not only "
@@ -80,13 +86,28 @@ class ProtocolConfig:
                 raise ConfigError(f"{label} must lie in [0, 1), got {value}")
         if not self.support_sizes:
             raise ConfigError("support_sizes must not be empty")
+        if len(self.support_sizes) > MAX_SUPPORT_SIZES:
+            raise ConfigError(
+                f"support_sizes lists {len(self.support_sizes)} sizes; at most {MAX_SUPPORT_SIZES}"
+            )
         for k in self.support_sizes:
-            if not (k == "all" or (isinstance(k, int) and k >= 0)):
+            if not (
+                k == "all"
+                or (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= MAX_TASK_RATINGS)
+            ):
                 raise ConfigError(
-                    f"support_sizes entries must be integers >= 0 or 'all', got {k!r}"
+                    f"support_sizes entries must be integers from 0 to {MAX_TASK_RATINGS} or "
+                    f"'all', got {excerpt(k)}"
                 )
-        if self.query_size < 1:
-            raise ConfigError(f"query_size must be at least 1, got {self.query_size}")
+        if not (
+            isinstance(self.query_size, int)
+            and not isinstance(self.query_size, bool)
+            and 1 <= self.query_size <= MAX_TASK_RATINGS
+        ):
+            raise ConfigError(
+                f"query_size must be an integer from 1 to {MAX_TASK_RATINGS}, got "
+                f"{excerpt(self.query_size)}"
+            )
 
     @property
     def label(self) -> str:

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 LEASE_S = 60.0
 """How long a claim lives without renewal; a run renews its claims four times per lease."""
+MAX_LEASE_S = 3600.0
+"""The longest lease a run may take. A stored claim whose lease ends later than this from now
+was not written by a harness (or by one whose clock is far ahead): it is treated as expired, so a
+claim planted in a shared store cannot hold a cell, and a waiting run, for ever."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,13 @@ class Claim:
 
     def is_live(self, at: float | None = None) -> bool:
         """Unexpired, and not owned by a process known to have died on this host."""
-        if self.expires_at <= (time.time() if at is None else at):
+        now = time.time() if at is None else at
+        expires = self.expires_at
+        if isinstance(expires, bool) or not isinstance(expires, int | float):
+            return False  # not a lease this harness writes
+        if not now < expires <= now + MAX_LEASE_S:
+            return False  # expired, NaN, or further ahead than any lease a run takes
+        if not isinstance(self.pid, int) or not isinstance(self.host, str):
             return False
         owner = {"host": self.host, "pid": self.pid, "process_started": self.process_started}
         return not is_gone(owner)
@@ -51,6 +61,11 @@ class Claim:
     @property
     def holder(self) -> str:
         return f"run {self.owner} (host {self.host}, pid {self.pid})"
+
+
+def check_lease(lease_s: float) -> None:
+    if not 0 < lease_s <= MAX_LEASE_S:
+        raise StoreError(f"a claim's lease must lie in (0, {MAX_LEASE_S:g}] seconds, got {lease_s}")
 
 
 class LeaseKeeper:
@@ -63,6 +78,7 @@ class LeaseKeeper:
     def __init__(
         self, store: ResultStore, owner: str, lease_s: float, log: Callable[[str], None]
     ) -> None:
+        check_lease(lease_s)
         self.owner = owner
         self.lease_s = lease_s
         self.log = log

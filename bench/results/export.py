@@ -11,6 +11,7 @@ What is written (the columns of :mod:`bench.results.analysis.frames`):
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.results.analysis import Results, summarise, to_records
+from bench.results.outputs import write_file
 
 KINDS = ("metrics", "timings", "per-task", "predictions", "summary")
 FORMATS = ("csv", "json", "parquet")
@@ -56,7 +58,9 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
             "pip install 'coldstart-bench[parquet]' (or pyarrow), or use --format csv"
         ) from exc
     plain = frame.drop(columns=[c for c in ("config", "split_summary") if c in frame.columns])
-    plain.to_parquet(path, index=False)
+    buffer = io.BytesIO()
+    plain.to_parquet(buffer, index=False)
+    write_file(path, buffer.getvalue())
 
 
 def write_export(results: Results, kind: str, fmt: str, output: Path | None) -> None:
@@ -74,7 +78,7 @@ def write_export(results: Results, kind: str, fmt: str, output: Path | None) -> 
         write_parquet(frame, output)
         return
     stdout = sys.stdout
-    out: IO[str] = open(output, "w", newline="", encoding="utf-8") if output else stdout  # noqa: SIM115
+    out: IO[str] = io.StringIO() if output else stdout
     try:
         if fmt == "csv":
             frame.to_csv(out, index=False)
@@ -91,5 +95,5 @@ def write_export(results: Results, kind: str, fmt: str, output: Path | None) -> 
             json.dump(payload, out, indent=1, default=str)
             out.write("\n")
     finally:
-        if out is not stdout:
-            out.close()
+        if output is not None and isinstance(out, io.StringIO):
+            write_file(output, out.getvalue())

@@ -40,11 +40,10 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,8 +53,9 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from bench.errors import StoreError, shorten
+from bench.errors import StoreError, excerpt, shorten
 from bench.evaluation.timing import TimingRow
+from bench.limits import load_json
 from bench.processes import identity, is_gone
 from bench.results.claims import Claim
 
@@ -120,6 +120,29 @@ CREATE TABLE IF NOT EXISTS claims (
     process_started TEXT, claimed_at TEXT NOT NULL, expires_at REAL NOT NULL
 );
 """
+
+
+def _columns_of_schema() -> dict[str, list[str]]:
+    """Each table of the schema with its column names, in order."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {n: [r[1] for r in conn.execute(f'PRAGMA table_info("{n}")')] for n in names}
+    finally:
+        conn.close()
+
+
+_TABLE_COLUMNS = _columns_of_schema()
+_SQLITE_TABLES = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}
+
+
+def _sqlite_own(kind: str, name: str, sql: str | None) -> bool:
+    """A table or index SQLite makes itself (statistics, autoincrement, primary keys)."""
+    if kind == "table":
+        return name in _SQLITE_TABLES
+    return kind == "index" and sql is None and name.startswith("sqlite_autoindex_")
+
 
 FIT_SCOPE = "*"  # scenario and k of timing rows that belong to the whole cell (the fit)
 
@@ -227,6 +250,28 @@ def _from_floats(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8")
 
 
+def _stored_floats(value: object, where: str) -> np.ndarray:
+    """A float64 column read back, checked: a store from elsewhere may hold anything there."""
+    if not isinstance(value, bytes) or len(value) % 8:
+        raise StoreError(f"{where} is not a list of float64 values; the store is damaged")
+    return _from_floats(value)
+
+
+_JSON_LISTS = {"entities", "query_lengths", "users", "items"}
+"""JSON columns that hold a list; every other JSON column holds an object."""
+
+
+def _stored_json(value: object, where: str, column: str = "") -> Any:
+    """A JSON column read back, checked (syntax, nesting, and an object or a list as stored)."""
+    if not isinstance(value, str | bytes):
+        raise StoreError(f"{where} is not JSON text; the store is damaged")
+    decoded = load_json(value, where, StoreError)
+    kind = list if column in _JSON_LISTS else dict
+    if not isinstance(decoded, kind):
+        raise StoreError(f"{where} is not a JSON {kind.__name__}; the store is damaged")
+    return decoded
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -266,8 +311,6 @@ class ResultStore:
         except sqlite3.Error as exc:
             self.conn.close()
             raise StoreError(self._explain(exc)) from exc
-        if mode == "write":
-            self._write_kept_cells()
 
     @property
     def kept_cells_dir(self) -> Path:
@@ -322,14 +365,17 @@ class ResultStore:
                 ) from exc
             uri = self.path.resolve().as_uri()
         try:
-            return sqlite3.connect(uri, uri=True, timeout=_ATTEMPT_S)
+            conn = sqlite3.connect(uri, uri=True, timeout=_ATTEMPT_S)
+            # Functions with side effects never run from the schema (views, triggers, defaults).
+            conn.execute("PRAGMA trusted_schema=OFF")
+            return conn
         except sqlite3.Error as exc:
             raise StoreError(self._explain(exc)) from exc
 
     def _prepare(self) -> None:
         """Check the store is an intact results store of a known schema, creating it if new; in
         write mode prove that it can be written (and roll the proof back)."""
-        self._refuse_older_schema()  # before anything writes to a store it must refuse
+        self._check_objects()  # before anything reads through a view or writes under a trigger
         if self.mode == "read":
             self._check_schema_version()
             return
@@ -346,6 +392,55 @@ class ResultStore:
         finally:
             self.conn.rollback()
 
+    def _check_objects(self) -> None:
+        """Refuse a file whose schema holds anything a results store does not: a SQLite file of
+        another program (never converted into a store), or a store with triggers, views, extra
+        tables or indexes, or tables of other columns. Triggers and views could rewrite what is
+        written or change what is read, so they are refused before anything else runs."""
+        rows = self.conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+        if not rows:
+            return  # a new, empty file
+        where = f"results store {self.path}"
+        tables = {name for kind, name, _, _ in rows if kind == "table"}
+        if "meta" not in tables and "cells" not in tables:  # "cells" alone: a version-1 store
+            shown = ", ".join(sorted(tables)[:8]) or "none"
+            raise StoreError(
+                f"{where} is a SQLite database but not a results store (tables: {shown}; no meta "
+                "table); it is left untouched: point --store at another file"
+            )
+        odd: list[str] = []
+        for kind, name, _, sql in sorted(rows):
+            if kind == "table" and name in _TABLE_COLUMNS:
+                if (sql or "").lstrip().upper().startswith("CREATE VIRTUAL"):
+                    odd.append(f"virtual table {name}")
+            elif not _sqlite_own(kind, name, sql):
+                odd.append(f"{kind} {name}")
+        if odd:
+            listed = ", ".join(excerpt(o, 60) for o in odd[:8])
+            more = f" and {len(odd) - 8} more" if len(odd) > 8 else ""
+            raise StoreError(
+                f"{where} holds what no results store has ({listed}{more}); triggers and views "
+                "could change its results, so it is not opened: use a store this harness wrote"
+            )
+        self._refuse_older_schema()  # a version-1 store has other columns: say so first
+        for table in sorted(tables & set(_TABLE_COLUMNS)):
+            columns = [r[1] for r in self.conn.execute(f'PRAGMA table_info("{table}")')]
+            if columns != _TABLE_COLUMNS[table]:
+                raise StoreError(
+                    f"{where}: table {table} has columns {', '.join(columns)}, not those of a "
+                    f"results store ({', '.join(_TABLE_COLUMNS[table])}); it is not opened"
+                )
+
+    def _schema_version(self, value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().isdigit() and len(value) < 10:
+            return int(value)
+        raise StoreError(
+            f"results store {self.path} has an invalid schema version {excerpt(value)}; "
+            "it is damaged or not a results store"
+        )
+
     def _refuse_older_schema(self) -> None:
         """A store older than :data:`MIGRATABLE_FROM` cannot be migrated: its per-task values
         carry no task ids. Say so, naming the file, and leave it untouched."""
@@ -355,7 +450,7 @@ class ResultStore:
         found = None
         if "meta" in tables:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            found = None if row is None else int(row[0])
+            found = None if row is None else self._schema_version(row[0])
         elif "cells" in tables:
             found = 1
         if found is not None and found < MIGRATABLE_FROM:
@@ -383,12 +478,12 @@ class ResultStore:
                 self.conn.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
                 )
-        elif int(row[0]) > SCHEMA_VERSION:
+        elif self._schema_version(row[0]) > SCHEMA_VERSION:
             raise StoreError(
                 f"results store {self.path} has schema version {row[0]}, newer than this "
                 f"version of the harness understands ({SCHEMA_VERSION}); upgrade the harness"
             )
-        elif int(row[0]) < SCHEMA_VERSION and self.mode == "write":
+        elif self._schema_version(row[0]) < SCHEMA_VERSION and self.mode == "write":
             # Versions from MIGRATABLE_FROM on differ only by tables that _SCHEMA has just
             # created; a store opened for reading is left as it is.
             with self.conn:
@@ -519,7 +614,7 @@ class ResultStore:
             return False
         try:
             owner = json.loads(run["provenance"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return False
         return isinstance(owner, dict) and is_gone(owner)
 
@@ -555,38 +650,63 @@ class ResultStore:
             raise StoreError(f"{exc}; {self._keep(record)}") from exc
 
     def _keep(self, record: CellRecord) -> str:
-        target = self.kept_cells_dir / f"{record.cell_key}.pickle"
+        from bench.results import kept_cells
+
+        target = self.kept_cells_dir / f"{record.cell_key}{kept_cells.SUFFIX}"
         try:
             self.kept_cells_dir.mkdir(exist_ok=True)
             incomplete = target.with_suffix(".partial")
-            incomplete.write_bytes(pickle.dumps(record))
+            incomplete.unlink(missing_ok=True)  # never write through a link planted there
+            incomplete.write_text(kept_cells.encode(record), encoding="utf-8")
             incomplete.replace(target)
-        except OSError as exc:
-            return f"the finished cell could not be kept either ({exc.strerror or exc})"
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            return f"the finished cell could not be kept either ({reason})"
         return f"the finished cell was kept in {target} and the next run writes it"
 
-    def _write_kept_cells(self) -> None:
-        """Write the cells an earlier run kept beside the store, then remove them."""
-        if not self.kept_cells_dir.is_dir():
-            return
+    def write_kept_cells(self, expected: Mapping[str, Mapping[str, Any]]) -> int:
+        """Write the cells an earlier run kept beside the store, then remove their files.
+
+        ``expected`` maps the cell keys of the current run to their identity fields (see
+        :data:`bench.results.kept_cells.IDENTITY`): a kept cell is written only when it is one of
+        them, field for field. Files that are not valid cells, or cells of another suite, are
+        reported and left in place; files of the older pickle format are never read, only
+        reported. Returns the number of cells written."""
+        from bench.results import kept_cells
+
+        folder = self.kept_cells_dir
+        if folder.is_symlink() or not folder.is_dir():
+            return 0
+        where = f"results store {self.path}"
         written = 0
-        for path in sorted(self.kept_cells_dir.glob("*.pickle")):
-            try:
-                record = pickle.loads(path.read_bytes())
-                if not isinstance(record, CellRecord):
-                    raise TypeError(f"not a cell record: {type(record).__name__}")
-                self._write("writing a kept cell", partial(self._insert_cell, record=record))
-            except (OSError, pickle.UnpicklingError, TypeError, AttributeError, EOFError) as exc:
-                self.log(f"results store {self.path}: kept cell {path} cannot be written: {exc}")
+        for path in sorted(folder.iterdir()):
+            if path.suffix == ".pickle":
+                self.log(
+                    f"{where}: kept cell {path} is in the old pickle format, which is never read "
+                    "(it could run code); it is ignored: delete it"
+                )
                 continue
+            if path.suffix != kept_cells.SUFFIX:
+                continue
+            try:
+                if path.is_symlink() or not path.is_file():
+                    raise kept_cells.KeptCellError("not a regular file")
+                record = kept_cells.read(path)
+            except (OSError, kept_cells.KeptCellError) as exc:
+                self.log(f"{where}: kept cell {path} cannot be written: {exc}")
+                continue
+            why = kept_cells.mismatch(record, expected)
+            if why is not None:
+                self.log(f"{where}: kept cell {path} is not written: {why}; it is left in place")
+                continue
+            self._write("writing a kept cell", partial(self._insert_cell, record=record))
             path.unlink()
             written += 1
         if written:
-            self.log(
-                f"results store {self.path}: wrote {written} finished cell(s) kept by an earlier run"
-            )
-        if not any(self.kept_cells_dir.iterdir()):
-            self.kept_cells_dir.rmdir()
+            self.log(f"{where}: wrote {written} finished cell(s) kept by an earlier run")
+        if not any(folder.iterdir()):
+            folder.rmdir()
+        return written
 
     def finished_trials(self, cell_key: str) -> list[TrialRecord]:
         """The stored trials of a cell's search, by trial number."""
@@ -598,7 +718,7 @@ class ResultStore:
         return [
             TrialRecord(
                 r["number"],
-                json.loads(r["params"]),
+                _stored_json(r["params"], f"results store {self.path}: params of a trial"),
                 r["value"],
                 r["seconds"],
                 r["state"],
@@ -700,10 +820,8 @@ class ResultStore:
         )
         # The trials were stored one by one as they finished; writing them again here (kept
         # where present) makes sure a finished cell never lacks the search that chose its config.
-        # (Cells kept beside the store by an older version of the harness have neither field.)
-        trials = getattr(record, "trials", [])
-        ResultStore._insert_trials(c, record.cell_key, record.run_id, trials)
-        tuning = getattr(record, "tuning", None)
+        ResultStore._insert_trials(c, record.cell_key, record.run_id, record.trials)
+        tuning = record.tuning
         if tuning is not None:
             c.execute(
                 "INSERT OR REPLACE INTO tunings VALUES (?,?,?,?,?,?,?,?)",
@@ -822,7 +940,14 @@ class ResultStore:
             if row["value"] is None:
                 row["value"] = float("nan")
             if with_per_task:
-                row["per_task"] = _from_floats(row["per_task"])
+                where = f"results store {self.path}: per_task of cell {excerpt(row['cell_key'])}"
+                row["per_task"] = _stored_floats(row["per_task"], where)
+                tasks = (row["n_tasks"] or 0) + (row["n_unscored"] or 0)
+                if len(row["per_task"]) != tasks:
+                    raise StoreError(
+                        f"{where} holds {len(row['per_task'])} values for {tasks} tasks; "
+                        "the store is damaged"
+                    )
         return rows
 
     def timing_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
@@ -846,10 +971,12 @@ class ResultStore:
     ) -> list[dict[str, Any]]:
         rows = self._query(sql, params)
         for row in rows:
-            for column in json_columns:
-                row[column] = json.loads(row[column])
-            for column in float_columns:
-                row[column] = _from_floats(row[column])
+            for column in (*json_columns, *float_columns):
+                where = f"results store {self.path}: column {column} of cell {excerpt(row.get('cell_key'))}"
+                if column in json_columns:
+                    row[column] = _stored_json(row[column], where, column)
+                else:
+                    row[column] = _stored_floats(row[column], where)
         return rows
 
     def cell_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
@@ -865,13 +992,21 @@ class ResultStore:
     def evaluation_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """One row per (cell, scenario, k) with its task entities and query lengths decoded."""
         where, params = self._where_cells(cell_keys)
-        return self._decoded(
+        rows = self._decoded(
             "SELECT e.cell_key, e.scenario, e.k, e.n_tasks, e.entities, e.query_lengths "
             f"FROM evaluations e JOIN cells c USING (cell_key){where} "
             "ORDER BY e.cell_key, e.scenario, e.k",
             params,
             json_columns=("entities", "query_lengths"),
         )
+        for row in rows:
+            if not len(row["entities"]) == len(row["query_lengths"]) == row["n_tasks"]:
+                raise StoreError(
+                    f"results store {self.path}: evaluation {row['scenario']}/{row['k']} of cell "
+                    f"{excerpt(row['cell_key'])} lists {len(row['entities'])} entities for "
+                    f"{row['n_tasks']} tasks; the store is damaged"
+                )
+        return rows
 
     def prediction_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         """One row per (cell, scenario, k) that kept its predictions, arrays decoded."""
@@ -942,4 +1077,10 @@ class ResultStore:
     def cell_summaries(self, cell_keys: list[str]) -> dict[str, dict[str, Any]]:
         where, params = self._where_cells(cell_keys)
         rows = self._query(f"SELECT c.cell_key, c.split_summary FROM cells c{where}", params)
-        return {r["cell_key"]: json.loads(r["split_summary"]) for r in rows}
+        where = f"results store {self.path}: split_summary of cell"
+        return {
+            r["cell_key"]: _stored_json(
+                r["split_summary"], f"{where} {excerpt(r['cell_key'])}", "split_summary"
+            )
+            for r in rows
+        }

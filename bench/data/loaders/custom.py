@@ -28,9 +28,10 @@ import numpy as np
 
 from bench.data.dataset import Dataset
 from bench.data.loaders.cache import cached
-from bench.data.loaders.sources import sha256_file
+from bench.data.loaders.sources import relative_inside, sha256_file
 from bench.data.loaders.table import (
     Kind,
+    bounded_lines,
     declared_scale,
     ratings_table,
     read_columns,
@@ -78,9 +79,11 @@ def _check_options(options: dict[str, Any], where: str) -> None:
 def _path(card: Any, options: dict[str, Any]) -> Path:
     if not options.get("path"):
         raise DataError(f"dataset {card.name!r}: option 'path' (the file to read) is required")
-    path = Path(str(options["path"])).expanduser()
-    if not path.is_absolute() and card.path is not None:
-        path = Path(card.path).parent / path  # a card's paths are relative to the card
+    if card.path is not None:  # a card's file stays in the card's folder, whoever wrote it
+        inside = relative_inside(options["path"], f"dataset card {card.path}: option 'path'")
+        path = Path(card.path).parent / inside
+    else:
+        path = Path(str(options["path"])).expanduser()
     if not path.is_file():
         raise DataError(f"dataset {card.name!r}: file {path} does not exist")
     return path
@@ -196,7 +199,7 @@ def parse_csv(card: Any, options: dict[str, Any], data_dir: str | Path | None = 
     def build() -> Dataset:
         try:
             with open(path, encoding=encoding, errors="replace") as handle:
-                first = handle.readline().rstrip("\r\n")
+                first = next(bounded_lines(handle, path), "").rstrip("\r\n")
         except LookupError as exc:
             raise DataError(f"{where}: unknown text encoding {excerpt(encoding)}") from exc
         if not first.strip():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 import tempfile
 import urllib.error
@@ -24,6 +23,11 @@ if TYPE_CHECKING:
     from bench.data.cards import Card
 
 UNVERIFIED = "unverified"
+MAX_EXTRACTED_BYTES = 8 << 30
+"""The most an archive may unpack to (the largest supported dataset unpacks to about 1 GiB)."""
+MAX_EXPANSION = 100
+"""The most a file may expand over its compressed size (text compresses about 5 to 10 times;
+a zip bomb by a thousand or more)."""
 _hash_memo: dict[tuple[str, int, int], str] = {}
 
 
@@ -71,13 +75,37 @@ def verify(path: Path, expected: str | None) -> str:
     return actual
 
 
+def relative_inside(value: object, what: str) -> str:
+    """``value`` as a path relative to a folder it cannot leave: no absolute path, no ``..``,
+    nothing but plain names. Card and suite options name files this way, so that a card from
+    elsewhere can neither read nor unpack files outside its dataset's folder."""
+    text = value if isinstance(value, str) else ""
+    parts = Path(text).parts
+    if (
+        not text
+        or "\0" in text
+        or "\\" in text
+        or Path(text).is_absolute()
+        or text.startswith("~")
+        or any(part in ("..", ".") or ":" in part for part in parts)
+    ):
+        raise DataError(
+            f"{what} must be a relative path inside the dataset's folder (no '..', no absolute "
+            f"path), got {value!r:.80}"
+        )
+    return text
+
+
 def dataset_folder(card: Card, data_dir: str | Path | None) -> Path:
-    return resolve_data_dir(data_dir) / (card.folder or card.name)
+    name = relative_inside(card.folder or card.name, f"dataset {card.name!r}: its folder")
+    return resolve_data_dir(data_dir) / name
 
 
 def locate(card: Card, names: list[str], data_dir: str | Path | None) -> dict[str, Path]:
     """Paths of the files ``names`` of a card, downloading the archive when any is missing, each
     checked against the card's sha256 (files the card marks unverified are only hashed)."""
+    for name in names:
+        relative_inside(name, f"dataset {card.name!r}: file {name!r}")
     folder = dataset_folder(card, data_dir)
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
@@ -134,14 +162,63 @@ def fetch(card: Card, folder: Path, missing: list[str]) -> None:
         verify(archive, card.archive_sha256)
         if not zipfile.is_zipfile(archive):
             raise DataError(f"dataset {card.name!r}: {card.url} did not give a zip archive")
-        with zipfile.ZipFile(archive) as zf:
-            members = set(zf.namelist())
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in missing:
-                member = f"{card.archive_root}/{name}" if card.archive_root else name
-                if member not in members:
-                    raise DataError(
-                        f"dataset {card.name!r}: the archive {card.url} has no entry {member!r}"
-                    )
-                with zf.open(member) as src, open(folder / name, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+        unpack(card, archive, folder, missing)
+
+
+def unpack(card: Card, archive: Path, folder: Path, names: list[str]) -> None:
+    """Unpack the files ``names`` of the card's zip ``archive`` into ``folder``, within
+    :data:`MAX_EXTRACTED_BYTES` in all and :data:`MAX_EXPANSION` times each file's compressed
+    size (counted as it unpacks, whatever the archive declares). Each file is written beside its
+    target and renamed over it, so a link planted at the target is replaced, never followed."""
+    root = relative_inside(card.archive_root, "archive_root") if card.archive_root else ""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"dataset {card.name!r}: {card.url} is no readable zip ({exc})") from exc
+    with zf:
+        members = {info.filename: info for info in zf.infolist()}
+        folder.mkdir(parents=True, exist_ok=True)
+        budget = MAX_EXTRACTED_BYTES
+        for name in names:
+            member = f"{root}/{name}" if root else name
+            info = members.get(member)
+            if info is None:
+                raise DataError(
+                    f"dataset {card.name!r}: the archive {card.url} has no entry {member!r}"
+                )
+            limit = min(budget, MAX_EXPANSION * max(info.compress_size, 1 << 10))
+            partial = folder / f".{Path(name).name}.partial"
+            partial.unlink(missing_ok=True)
+            try:
+                written = _copy_bounded(zf, info, partial, limit)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            if written is None:
+                partial.unlink(missing_ok=True)
+                raise DataError(
+                    f"dataset {card.name!r}: the archive entry {member!r} unpacks to more than "
+                    f"{limit} bytes ({MAX_EXPANSION} times its compressed size, or "
+                    f"{MAX_EXTRACTED_BYTES >> 30} GiB in all); it is not unpacked"
+                )
+            budget -= written
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, folder / name)
+
+
+def _copy_bounded(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int
+) -> int | None:
+    """Copy one archive entry to a new file ``target``; None when it exceeds ``limit`` bytes."""
+    written = 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        with zf.open(info) as src, os.fdopen(os.open(target, flags, 0o644), "wb") as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                written += len(block)
+                if written > limit:
+                    return None
+                dst.write(block)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+        raise DataError(f"archive entry {info.filename!r} cannot be unpacked ({exc})") from exc
+    return written

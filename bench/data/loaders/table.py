@@ -10,12 +10,13 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 
 from bench.data.dataset import Dataset
 from bench.errors import DataError, excerpt
+from bench.limits import MAX_ID_CHARS, MAX_LINE_CHARS
 
 Kind = Literal["int", "float", "str"]
 DUPLICATE_POLICIES = ("last", "first", "mean", "error")
@@ -29,6 +30,23 @@ def text_encoding(encoding: str) -> str:
     return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
 
 
+def bounded_lines(handle: IO[str], path: Path) -> Iterator[str]:
+    """The lines of ``handle``, each read with a bound: a line longer than
+    :data:`~bench.limits.MAX_LINE_CHARS` is an error naming it, never read whole into memory."""
+    number = 0
+    while True:
+        line = handle.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise DataError(
+                f"{path}, line {number}: longer than {MAX_LINE_CHARS} characters; "
+                "this is no delimited rating file (or its line breaks are lost)"
+            )
+        yield line
+
+
 def _split_lines(
     path: Path, sep: str | None, encoding: str, quotechar: str | None
 ) -> Iterator[tuple[int, list[str]]]:
@@ -36,14 +54,16 @@ def _split_lines(
     with open(path, encoding=encoding, newline="" if quotechar else None) as handle:
         if quotechar:
             assert sep is not None and len(sep) == 1, "quoted files need a one-character separator"
-            reader = csv.reader(handle, delimiter=sep, quotechar=quotechar, escapechar="\\")
+            reader = csv.reader(
+                bounded_lines(handle, path), delimiter=sep, quotechar=quotechar, escapechar="\\"
+            )
             try:
                 for fields in reader:
                     yield reader.line_num, fields
             except csv.Error as exc:
                 raise DataError(f"{path}, line {reader.line_num}: {exc}") from exc
             return
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(bounded_lines(handle, path), start=1):
             line = line.rstrip("\r\n")
             yield number, line.split(sep) if sep is not None else line.split()
 
@@ -52,7 +72,14 @@ def _convert(
     values: list[str], kind: Kind, path: Path, lines: list[int], column: str
 ) -> np.ndarray:
     if kind == "str":
-        return np.asarray([v.strip() for v in values], dtype=str)
+        stripped = [v.strip() for v in values]
+        longest = max(range(len(stripped)), key=lambda i: len(stripped[i]), default=None)
+        if longest is not None and len(stripped[longest]) > MAX_ID_CHARS:
+            raise DataError(
+                f"{path}, line {lines[longest]}: column {column!r} holds a value of "
+                f"{len(stripped[longest])} characters; at most {MAX_ID_CHARS}"
+            )
+        return np.asarray(stripped, dtype=str)
     dtype = np.int64 if kind == "int" else np.float64
     try:
         out = np.asarray(values, dtype=dtype)

@@ -10,7 +10,6 @@ whose content changed), so that different things are never averaged together. ``
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.errors import BenchError, StoreError, excerpt
 from bench.evaluation.metrics import DEFAULT_GAIN
+from bench.limits import load_json
 from bench.protocol import SCENARIOS
 from bench.results.store import ResultStore
 
@@ -443,8 +443,11 @@ def load_results(
             if run_ids is None or f["run_id"] in {r["run_id"] for r in runs}
         ]
     for run in runs:
-        run["config"] = json.loads(run["config"])
-        run["provenance"] = json.loads(run["provenance"])
+        for column in ("config", "provenance"):
+            where = f"results store {path}: column {column} of run {excerpt(run['run_id'])}"
+            if not isinstance(run[column], str):
+                raise StoreError(f"{where} is not JSON text; the store is damaged")
+            run[column] = load_json(run[column], where, StoreError)
     results = Results(
         path=path,
         cells=cells,

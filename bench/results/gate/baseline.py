@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.limits import MAX_JSON_DEPTH, MAX_TEXT_FILE_BYTES, check_depth
 from bench.results.gate.snapshot import (
     CellName,
     CellValues,
@@ -150,7 +151,9 @@ class _Reader:
         if kind is float:
             if value is None:
                 return float("nan")
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, float) or (
+                isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**1023
+            ):
                 return float(value)
         elif isinstance(value, kind) and not (isinstance(value, bool) and kind is int):
             return value
@@ -252,12 +255,20 @@ def read_baseline(path: Path) -> Snapshot:
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise BenchError(f"baseline {path} {what}; {REFRESH_HINT}")
     try:
+        if path.stat().st_size > MAX_TEXT_FILE_BYTES:
+            raise BenchError(
+                f"baseline {path} is larger than {MAX_TEXT_FILE_BYTES >> 20} MiB; {REFRESH_HINT}"
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise BenchError(f"baseline {path} cannot be read: {reason}") from exc
     try:
         document = json.loads(text)
+    except RecursionError:
+        raise BenchError(
+            f"baseline {path}: values nest deeper than {MAX_JSON_DEPTH} levels; {REFRESH_HINT}"
+        ) from None
     except json.JSONDecodeError as exc:
         body = text.strip()
         truncated = body.startswith("{") and not body.endswith("}")
@@ -266,6 +277,7 @@ def read_baseline(path: Path) -> Snapshot:
             f"baseline {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}{hint}; {REFRESH_HINT}"
         ) from None
+    check_depth(document, f"baseline {path}")
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise BenchError(
             f'baseline {path} is not a coldstart-bench baseline (no "format": "{FORMAT}" '
@@ -293,11 +305,17 @@ def read_baseline(path: Path) -> Snapshot:
                     f"baseline {path}: the per-task values of {'/'.join(name)} seed {seed} do "
                     f"not match its task list; {REFRESH_HINT}"
                 )
+    tables = {}
+    for key in ("provenance", "check"):
+        value = document.get(key) or {}
+        if not isinstance(value, dict):
+            raise reader.fail(key, "an object", value)
+        tables[key] = dict(value)
     return Snapshot(
         cells=cells,
         timings=timings,
         tasks=tasks,
         suite=str(document.get("suite", "")),
-        provenance=dict(document.get("provenance") or {}),
-        check=dict(document.get("check") or {}),
+        provenance=tables["provenance"],
+        check=tables["check"],
     )

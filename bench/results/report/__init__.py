@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.results.analysis import Results, timing_summary, to_records
+from bench.results.outputs import output_folder, plain_name, refuse_link, write_file
 from bench.results.report.build import ReportOptions, build_document, summary_frame
 from bench.results.report.html import render_html
 from bench.results.report.markdown import render_markdown
@@ -44,28 +45,33 @@ def write_report(
             f"--format: unknown format(s) {', '.join(unknown) or '(none given)'}; "
             f"choose from {','.join(FORMATS)}"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    plain_name(name, "--name")
+    output_folder(out_dir, "report folder")
+    figure_dir = out_dir / f"{name}_figures"
+    for suffix in (".md", ".html", ".csv", ".json", "_figures"):
+        refuse_link(out_dir / f"{name}{suffix}", "report file")
+    if figure_dir.exists() and not figure_dir.is_dir():
+        raise BenchError(f"report folder {figure_dir} is a file; remove it or choose another --out")
     written: list[Path] = []
     if "md" in formats or "html" in formats:
-        figure_dir = out_dir / f"{name}_figures"
         if figure_dir.is_dir():  # figures of tables that no longer exist must not linger
             for old in figure_dir.glob("kshot-*"):
-                old.unlink()
+                old.unlink()  # a link among them is removed itself, its target is left alone
         document = build_document(results, options, figure_dir)
         written += sorted(figure_dir.glob("kshot-*"))
         if "md" in formats:
             path = out_dir / f"{name}.md"
-            path.write_text(render_markdown(document, out_dir), encoding="utf-8")
+            write_file(path, render_markdown(document, out_dir))
             written.append(path)
         if "html" in formats:
             path = out_dir / f"{name}.html"
-            path.write_text(render_html(document), encoding="utf-8")
+            write_file(path, render_html(document))
             written.append(path)
     if "csv" in formats or "json" in formats:
         summary = summary_frame(results, options)
         if "csv" in formats:
             path = out_dir / f"{name}.csv"
-            summary.to_csv(path, index=False)
+            write_file(path, summary.to_csv(index=False))
             written.append(path)
         if "json" in formats:
             path = out_dir / f"{name}.json"
@@ -78,6 +84,6 @@ def write_report(
                 "tunings": to_records(results.tunings),
                 "runs": to_records(results.runs),
             }
-            path.write_text(json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8")
+            write_file(path, json.dumps(payload, indent=1, default=str) + "\n")
             written.append(path)
     return written

@@ -21,9 +21,11 @@ import numpy as np
 import pandas as pd
 
 from bench.results.analysis import k_order
+from bench.results.outputs import refuse_link, write_file
 from bench.results.report.document import Figure
 
 DPI = 80
+MAX_SLUG = 120
 COLUMNS = 4
 
 
@@ -74,8 +76,13 @@ def learner_colour(name: str) -> str:
 
 
 def slug(*parts: str) -> str:
-    """A file-name-safe join of ``parts``."""
-    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "-", p).strip("-") for p in parts)
+    """A file-name-safe join of ``parts``; a long one (names from a store may be any length) is
+    cut and made unique by a hash of the whole, so that it stays a valid file name."""
+    joined = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "-", p).strip("-") for p in parts)
+    if len(joined) <= MAX_SLUG:
+        return joined
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:12]
+    return f"{joined[: MAX_SLUG - 13]}-{digest}"
 
 
 def kshot_figure(
@@ -157,14 +164,17 @@ def kshot_figure(
         frameon=False,
     )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    refuse_link(path_stem.parent, "report folder")
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     png_path = path_stem.with_suffix(".png")
     svg_path = path_stem.with_suffix(".svg")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     png = buffer.getvalue()
-    png_path.write_bytes(png)
+    write_file(png_path, png)
+    svg = io.BytesIO()
     with plt.rc_context({"svg.hashsalt": "coldstart-bench"}):
-        fig.savefig(svg_path, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    write_file(svg_path, svg.getvalue())
     plt.close(fig)
     return Figure(title=title, png_path=png_path, svg_path=svg_path, png=png)

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Table
 
+_CODE_SPAN = re.compile(r"(`[^`]*`)")
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # where GFM would start raw HTML or an autolink
+_ENTITY = re.compile(r"&(?=#?\w+;)")
+
+
+def _inline(text: str) -> str:
+    """Text from anywhere (names in a store from elsewhere included) made safe for one line of
+    Markdown: line breaks become spaces, and outside code spans whatever could open raw HTML
+    (``<tag``, ``</``, ``<!``, an entity) is escaped, so a name shows as text, never as markup."""
+    flat = " ".join(text.splitlines())
+    parts = _CODE_SPAN.split(flat)
+    for i in range(0, len(parts), 2):  # the even parts lie outside code spans
+        parts[i] = _TAG_START.sub("&lt;", _ENTITY.sub("&amp;", parts[i]))
+    return "".join(parts)
+
+
+def _table_text(text: str) -> str:
+    return _inline(text).replace("|", "\\|")
+
 
 def _cell(cell: Cell) -> str:
-    text = cell.text.replace("|", "\\|")
+    text = _table_text(cell.text)
     if "best" in cell.marks:
         return f"**{text}**"
     if "tie" in cell.marks:
@@ -18,16 +39,20 @@ def _cell(cell: Cell) -> str:
 
 
 def table_lines(table: Table) -> list[str]:
-    lines = [f"*{table.caption}*", ""] if table.caption else []
-    lines.append("| " + " | ".join(h.replace("|", "\\|") for h in table.headers) + " |")
+    lines = [f"*{_inline(table.caption)}*", ""] if table.caption else []
+    lines.append("| " + " | ".join(_table_text(h) for h in table.headers) + " |")
     lines.append("|" + "|".join("---" for _ in table.headers) + "|")
     for row in table.rows:
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     return lines
 
 
+def _alt(text: str) -> str:
+    return _inline(text).replace("[", "\\[").replace("]", "\\]")
+
+
 def _link(path: Path, base: Path) -> str:
-    return Path(os.path.relpath(path, base)).as_posix()
+    return quote(Path(os.path.relpath(path, base)).as_posix())
 
 
 def render_markdown(doc: Document, base: Path, reproducible_only: bool = False) -> str:
@@ -35,21 +60,21 @@ def render_markdown(doc: Document, base: Path, reproducible_only: bool = False) 
 
     With ``reproducible_only`` the machine- and run-dependent sections are left out.
     """
-    lines = [f"# {doc.title}", ""]
+    lines = [f"# {_inline(doc.title)}", ""]
     for section in doc.sections:
         if reproducible_only and not section.reproducible:
             continue
-        lines += ["#" * section.level + f" {section.title}", ""]
+        lines += ["#" * section.level + f" {_inline(section.title)}", ""]
         for block in section.blocks:
             if isinstance(block, Paragraph):
-                lines.append(block.text)
+                lines.append(_inline(block.text))
             elif isinstance(block, Bullets):
-                lines += [f"- {item}" for item in block.items]
+                lines += [f"- {_inline(item)}" for item in block.items]
             elif isinstance(block, Table):
                 lines += table_lines(block)
             elif isinstance(block, Figure):
                 lines.append(
-                    f"![{block.title}]({_link(block.png_path, base)}) "
+                    f"![{_alt(block.title)}]({_link(block.png_path, base)}) "
                     f"([SVG]({_link(block.svg_path, base)}))"
                 )
             lines.append("")
