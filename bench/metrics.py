@@ -25,6 +25,7 @@ import numpy as np
 
 from bench.evaluation.ranking import (
     DEFAULT_TIE_POLICY,
+    THRESHOLD_RELEVANCE,
     RelevanceRule,
     check_tie_policy,
     expected_first_hit,
@@ -63,7 +64,7 @@ class Queries:
     """The NDCG gain, a key of :data:`GAINS`."""
     tie_policy: str = DEFAULT_TIE_POLICY
     """How ranking metrics order tied predictions (:data:`bench.evaluation.ranking.TIE_POLICIES`)."""
-    relevance: RelevanceRule = RelevanceRule()
+    relevance: RelevanceRule = THRESHOLD_RELEVANCE
     """Which query items are relevant, for the metrics that need a yes or no."""
 
     def __post_init__(self) -> None:

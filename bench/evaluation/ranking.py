@@ -105,6 +105,10 @@ class RelevanceRule:
         return top & mask
 
 
+THRESHOLD_RELEVANCE = RelevanceRule()
+"""The default rule: relevant at or above the like threshold."""
+
+
 def rank_order(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Item indices by descending score, ties by index, masked items last."""
     keyed = np.where(mask, scores, -np.inf)
