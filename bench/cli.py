@@ -232,7 +232,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
         tunings = store.tuning_rows(outcome.cell_keys)
-    print(render_terminal(metric_rows, timing_rows, suite.shown_metrics, suite.learners))
+    marks = _floor_marks(args.store or default_store(), outcome.cell_keys)
+    print(
+        render_terminal(
+            metric_rows,
+            timing_rows,
+            suite.shown_metrics,
+            suite.learners,
+            marks=marks,
+            tie_policy=suite.tie_policy,
+        )
+    )
     if tunings:
         print()
         tuned = {row["learner"] for row in tunings}
@@ -261,6 +271,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     for description, message in outcome.failed:
         print(f"FAILED {description}: {message}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _floor_marks(store: Any, cell_keys: list[str]) -> dict[tuple[str, ...], list[str]]:
+    """The at-floor and degenerate marks of a run's cells (none when it has no cells)."""
+    from bench.analysis import load_results
+    from bench.analysis.floors import marks_by_line
+
+    if not cell_keys:
+        return {}
+    return marks_by_line(load_results(store, cell_keys=cell_keys, latest_only=False))
 
 
 def _dataset_options(pairs: list[str]) -> dict[str, Any]:

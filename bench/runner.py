@@ -34,8 +34,10 @@ from bench.data import Dataset
 from bench.devices import check_device_name, resolve_devices
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
 from bench.errors import ConfigError, StoreError
+from bench.evaluation.floors import scoring_tie_policy
+from bench.evaluation.ranking import DEFAULT_TIE_POLICY
 from bench.learner import Budget, learner_class, make_learner, split_budget
-from bench.metrics import DEFAULT_GAIN, Queries, evaluate
+from bench.metrics import ALWAYS_RECORDED, DEFAULT_GAIN, RANKING_VERSION, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
 from bench.scoring import scored_queries
@@ -184,6 +186,7 @@ def cell_key(
     budget: Budget | None = None,
     ndcg_gain: str = DEFAULT_GAIN,
     tuning: TuneSpec | None = None,
+    tie_policy: str = DEFAULT_TIE_POLICY,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -200,6 +203,8 @@ def cell_key(
         key["max_fit_seconds"] = budget.max_seconds  # a time budget can change the results
     if ndcg_gain != DEFAULT_GAIN:
         key["ndcg_gain"] = ndcg_gain  # the same predictions, scored otherwise
+    if tie_policy != DEFAULT_TIE_POLICY:
+        key["tie_policy"] = tie_policy  # likewise
     if tuning is not None:
         key["tuning"] = tuning.as_dict()  # the search, not its outcome, defines the cell
     return stable_hash(key, length=24)
@@ -292,6 +297,8 @@ def tune_cell(
         seeds=seeds,
         budget=cell.budget,
         gain=suite.ndcg_gain,
+        tie_policy=suite.tie_policy,
+        relevance=split.config.relevance_rule,
     )
     return search(
         spec,
@@ -338,6 +345,9 @@ def run_cell(
             "rating_scale": list(cell.dataset.rating_scale),
             "like_threshold": train.like_threshold,
             "ndcg_gain": suite.ndcg_gain,
+            "tie_policy": scoring_tie_policy(cell.learner, suite.tie_policy),
+            "relevance": split.config.relevance_rule.label,
+            "ranking_version": RANKING_VERSION,
             "task_axis": split.config.task_axis,
         },
         tuning=tuned.record if tuned else None,
@@ -373,8 +383,11 @@ def run_cell(
             gain=suite.ndcg_gain,
             learner=cell.learner,
             where=f"{scenario}, k={k_label}",
+            tie_policy=scoring_tie_policy(cell.learner, suite.tie_policy),
+            relevance=split.config.relevance_rule,
         )
-        for name, value in evaluate(queries, suite.metrics).items():
+        recorded = (*suite.metrics, *(m for m in ALWAYS_RECORDED if m not in suite.metrics))
+        for name, value in evaluate(queries, recorded).items():
             record.metrics.append(
                 (
                     scenario,
@@ -478,6 +491,7 @@ def iter_cells(
                         budget,
                         suite.ndcg_gain,
                         specs.get(learner_name),
+                        suite.tie_policy,
                     )
                     yield Cell(
                         dataset,

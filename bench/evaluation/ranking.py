@@ -27,10 +27,36 @@ The building blocks work on ``[tasks, items]`` arrays with a validity mask:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from math import comb
 
 import numpy as np
+
+from bench.protocol.relevance import (
+    DEFAULT_RELEVANCE,
+    DEFAULT_RELEVANCE_TIES,
+    RELEVANCE_KINDS,
+    RELEVANCE_TIES,
+    THRESHOLD_RELEVANCE,
+    RelevanceRule,
+)
+
+__all__ = [
+    "DEFAULT_RELEVANCE",
+    "DEFAULT_RELEVANCE_TIES",
+    "DEFAULT_TIE_POLICY",
+    "MIN_SHUFFLES",
+    "RELEVANCE_KINDS",
+    "RELEVANCE_TIES",
+    "THRESHOLD_RELEVANCE",
+    "TIE_POLICIES",
+    "RelevanceRule",
+    "check_tie_policy",
+    "expected_first_hit",
+    "position_weights",
+    "rank_groups",
+    "rank_order",
+    "shuffled_expectation",
+]
 
 TIE_POLICIES: dict[str, str] = {
     "expected": "tied items scored by their exact expectation under a random order among them",
@@ -41,16 +67,6 @@ TIE_POLICIES: dict[str, str] = {
 DEFAULT_TIE_POLICY = "expected"
 DETERMINISTIC_POLICIES = ("query-order", "lower-position-first")
 
-RELEVANCE_KINDS: dict[str, str] = {
-    "threshold": "an item is relevant when its rating is at or above the like threshold",
-    "top": "the n highest-rated items of a task are relevant (relevance = 'top:N')",
-}
-RELEVANCE_TIES: dict[str, str] = {
-    "lower-position-first": "ratings tied at the cut: the lower query positions are relevant",
-    "include": "ratings tied at the cut: every tied item is relevant (may exceed n)",
-}
-DEFAULT_RELEVANCE = "threshold"
-DEFAULT_RELEVANCE_TIES = "lower-position-first"
 MIN_SHUFFLES = 1000
 
 
@@ -58,55 +74,6 @@ def check_tie_policy(policy: str) -> str:
     if policy not in TIE_POLICIES:
         raise ValueError(f"unknown tie policy {policy!r}; valid: {', '.join(TIE_POLICIES)}")
     return policy
-
-
-@dataclass(frozen=True)
-class RelevanceRule:
-    """Which of a task's items are relevant: ``threshold`` (rating >= the like threshold) or the
-    ``n`` highest-rated (``top``), with ``ties`` deciding the items tied at the cut."""
-
-    kind: str = DEFAULT_RELEVANCE
-    n: int = 0
-    ties: str = DEFAULT_RELEVANCE_TIES
-
-    @classmethod
-    def parse(cls, text: str, ties: str = DEFAULT_RELEVANCE_TIES) -> RelevanceRule:
-        """``"threshold"`` or ``"top:N"`` (N >= 1); a bad value is a ValueError saying so."""
-        if ties not in RELEVANCE_TIES:
-            raise ValueError(
-                f"unknown relevance tie rule {ties!r}; valid: {', '.join(RELEVANCE_TIES)}"
-            )
-        if text == "threshold":
-            return cls("threshold", 0, ties)
-        kind, _, count = text.partition(":")
-        if kind == "top" and count.isdigit() and int(count) >= 1:
-            return cls("top", int(count), ties)
-        raise ValueError(f"relevance must be 'threshold' or 'top:N' with N >= 1, got {text!r}")
-
-    @property
-    def label(self) -> str:
-        return "threshold" if self.kind == "threshold" else f"top:{self.n} ({self.ties})"
-
-    def relevant(self, actual: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
-        """A boolean ``[tasks, items]`` array of the relevant valid items."""
-        if self.kind == "threshold":
-            return (actual >= threshold) & mask
-        ratings = np.where(mask, actual, -np.inf)
-        if self.ties == "include":
-            # The n-th highest rating of each task (or its lowest, with fewer items).
-            n = np.minimum(self.n, mask.sum(axis=1))
-            ranked = -np.sort(-ratings, axis=1)
-            cut = np.take_along_axis(ranked, np.maximum(n - 1, 0)[:, None], axis=1)
-            return mask & (ratings >= cut) & (n[:, None] > 0)
-        # A stable sort on the negated rating puts the lower position first among equals.
-        order = np.argsort(-ratings, axis=1, kind="stable")
-        top = np.zeros(mask.shape, dtype=bool)
-        np.put_along_axis(top, order[:, : self.n], True, axis=1)
-        return top & mask
-
-
-THRESHOLD_RELEVANCE = RelevanceRule()
-"""The default rule: relevant at or above the like threshold."""
 
 
 def rank_order(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
