@@ -1,0 +1,105 @@
+"""Floors on the same tasks as every learner: a constant predictor is degenerate and at floor, a
+real learner is neither; the random floor is the constant's value under expected ties only; the
+recbole-metarec split on MovieLens 100K has RecBole-MetaRec's counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.analysis import Results
+from bench.analysis.floors import degenerate_cells, floor_marks, marks_by_line
+from bench.api import run_grid
+
+GRID = {
+    "datasets": {"synthetic": {"n_users": 200, "n_items": 120}},
+    "protocol": {"name": "cold-random", "support_sizes": [5], "query_size": 8},
+    "scenarios": ["user_cold"],
+    "seeds": 2,
+    "metrics": [
+        "rmse",
+        "mae",
+        "ndcg@3",
+        "ndcg@10",
+        "accuracy",
+        "precision@3/query",
+        "mrr@3/query",
+        "auc",
+    ],
+    "progress": False,
+}
+LEARNERS = ["floor-random", "floor-constant", "global-mean", "item-mean"]
+
+
+def per_task(results: Results, learner: str, metric: str) -> np.ndarray:
+    frame = results.per_task
+    rows = frame[(frame["learner"] == learner) & (frame["metric"] == metric)]
+    return rows.sort_values(["seed", "entity"])["value"].to_numpy(dtype=float)
+
+
+@pytest.fixture(scope="module")
+def expected_ties(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    store = tmp_path_factory.mktemp("floors") / "store.sqlite"
+    return run_grid(learners=LEARNERS, store=store, **GRID)  # type: ignore[arg-type]
+
+
+def test_a_constant_predictor_is_degenerate_and_at_floor_and_a_real_learner_is_neither(
+    expected_ties: Results,
+) -> None:
+    marks = floor_marks(expected_ties)
+    at_floor = marks.set_index(["learner", "metric"])["at_floor"]
+    for metric in ("ndcg@3", "precision@3/query", "mrr@3/query", "auc"):
+        assert bool(at_floor[("global-mean", metric)]), metric
+        assert not bool(at_floor[("item-mean", metric)]), metric
+    assert not set(marks["learner"]) & {"floor-random", "floor-constant"}
+    assert "rmse" not in set(marks["metric"])  # not a ranking metric
+    tied = degenerate_cells(expected_ties).set_index("learner")
+    assert tied.loc["global-mean", "tied_share"] == 1.0
+    assert bool(tied.loc["global-mean", "degenerate"])
+    assert tied.loc["item-mean", "tied_share"] < 0.5
+    assert not bool(tied.loc["item-mean", "degenerate"])
+    lines = {key[4]: words for key, words in marks_by_line(expected_ties).items()}
+    assert any(w.startswith("degenerate") for w in lines["global-mean"])
+    assert any(w.startswith("at floor: ") and "ndcg@3" in w for w in lines["global-mean"])
+    assert "item-mean" not in lines
+    assert "floor-random" not in lines and "floor-constant" not in lines
+
+
+def test_under_expected_ties_both_floors_equal_a_constant_predictor_task_by_task(
+    expected_ties: Results,
+) -> None:
+    for metric in ("ndcg@3", "precision@3/query", "mrr@3/query", "auc"):
+        random_floor = per_task(expected_ties, "floor-random", metric)
+        assert len(random_floor) > 50
+        np.testing.assert_array_equal(random_floor, per_task(expected_ties, "global-mean", metric))
+        np.testing.assert_array_equal(
+            random_floor, per_task(expected_ties, "floor-constant", metric)
+        )
+
+
+def test_under_query_order_the_constant_floor_departs_from_the_random_one(
+    tmp_path: Path, expected_ties: Results
+) -> None:
+    results = run_grid(
+        learners=LEARNERS,
+        store=tmp_path / "store.sqlite",
+        tie_policy="query-order",
+        **GRID,  # type: ignore[arg-type]
+    )
+    constant = per_task(results, "floor-constant", "ndcg@3")
+    # The random floor ignores the suite's policy; the constant one ranks by query order.
+    np.testing.assert_array_equal(
+        per_task(results, "floor-random", "ndcg@3"),
+        per_task(expected_ties, "floor-random", "ndcg@3"),
+    )
+    np.testing.assert_array_equal(constant, per_task(results, "global-mean", "ndcg@3"))
+    assert not np.allclose(constant, per_task(results, "floor-random", "ndcg@3"))
+    policies = dict(zip(results.cells["learner"], results.cells["tie_policy"], strict=True))
+    assert policies == {
+        "floor-random": "expected",
+        "floor-constant": "query-order",
+        "global-mean": "query-order",
+        "item-mean": "query-order",
+    }
