@@ -481,6 +481,11 @@ def _add_check_parsers(sub: Any) -> None:
     )
     check.add_argument("--no-timing", action="store_true", help="do not compare timings")
     check.add_argument(
+        "--fail-on-degenerate",
+        action="store_true",
+        help="a cell with at least half its tasks fully tied fails the check (default: a warning)",
+    )
+    check.add_argument(
         "--allow-missing", action="store_true", help="baseline cells absent now are not an error"
     )
     check.add_argument("--format", choices=["text", "json"], default="text")
@@ -521,11 +526,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         allow_missing=args.allow_missing,
         progress=not args.no_progress,
     )
-    comparison, failed = check(request)
+    comparison, failed, degenerate = check(request)
     if args.format == "json":
         print(render_json(comparison))
     else:
         print(render_text(comparison, changes_only=args.changes_only))
+    for line in degenerate:
+        print(f"{'error' if args.fail_on_degenerate else 'warning'}: {line}", file=sys.stderr)
+    if degenerate and args.fail_on_degenerate and not failed and not comparison.exit_code:
+        return 1
     return 1 if failed else comparison.exit_code
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.analysis import holm, k_order, paired_test, scenario_order
 from bench.errors import BenchError
-from bench.metrics import DEFAULT_METRICS, METRICS, higher_is_better
+from bench.metrics import DEFAULT_METRICS, METRICS, higher_is_better, is_ranking_metric
 from bench.regression.snapshot import CellName, Origin, Snapshot, TimingName
 from bench.regression.tolerance import Tolerances
 
@@ -130,6 +130,8 @@ def _changed_split(old: Origin, new: Origin, protocol: str, metric: str) -> str:
         return f"dataset changed (hash {old.dataset_hash[:8]} -> {new.dataset_hash[:8]})"
     if metric.startswith("ndcg") and old.ndcg_gain != new.ndcg_gain:
         return f"NDCG gain changed: {old.ndcg_gain} -> {new.ndcg_gain}"
+    if is_ranking_metric(metric) and old.tie_policy != new.tie_policy:
+        return f"tie policy changed: {old.tie_policy} -> {new.tie_policy}"
     return ""
 
 
