@@ -512,7 +512,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from bench.regression.render import render_json, render_text
-    from bench.regression.workflow import CheckRequest, check
+    from bench.regression.workflow import CheckRequest, check_with_warnings
 
     request = CheckRequest(
         baseline=args.baseline,
@@ -526,7 +526,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         allow_missing=args.allow_missing,
         progress=not args.no_progress,
     )
-    comparison, failed, degenerate = check(request)
+    comparison, failed, degenerate = check_with_warnings(request)
     if args.format == "json":
         print(render_json(comparison))
     else:

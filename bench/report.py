@@ -151,8 +151,10 @@ def metric_footer(title: str, body: list[list[str]]) -> str:
 
 MARKS_FOOTER = (
     "  notes: at floor: not significantly above the higher of floor-random and floor-constant "
-    "on that ranking metric (paired Wilcoxon per task, Holm-adjusted, alpha 0.05); degenerate: "
-    "at least half of the tasks of a seed got the same prediction for every query item."
+    "on that ranking metric (paired Wilcoxon per task, Holm-adjusted, alpha 0.05); ignores "
+    "support: on a seed, no task's predictions changed when its support set was taken away; "
+    "degenerate: at least half of the tasks of a seed got the same prediction for every query "
+    "item."
 )
 
 TIMING_FOOTER = (

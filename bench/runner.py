@@ -36,7 +36,7 @@ from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, p
 from bench.errors import ConfigError, StoreError
 from bench.evaluation.floors import scoring_tie_policy
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY
-from bench.learner import Budget, learner_class, make_learner, split_budget
+from bench.learner import Budget, Learner, learner_class, make_learner, split_budget
 from bench.metrics import ALWAYS_RECORDED, DEFAULT_GAIN, RANKING_VERSION, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.provenance import code_fingerprint, collect
@@ -375,6 +375,11 @@ def run_cell(
         with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
             predicted = predict_in_chunks(learner.predict, tasks, chunk)
         record.timings.append(t.row(scenario, k_label))
+        if scenario in COLD_SCENARIOS and bool(labelled.support_mask.any()):
+            unchanged = support_ignored(learner, tasks, predicted, labelled.support_mask)
+            record.dataset_info.setdefault("support_ignored", {})[f"{scenario}/{k_label}"] = (
+                unchanged
+            )
         queries = scored_queries(
             labelled,
             predicted,
@@ -404,6 +409,30 @@ def run_cell(
                 kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
             )
     return record
+
+
+COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
+"""Where a learner must use its support set: nothing else tells it about the new entity."""
+
+
+def support_ignored(
+    learner: Learner, tasks: TaskBatch, predicted: torch.Tensor, support_mask: torch.Tensor
+) -> float:
+    """The share of the tasks with a support set whose query predictions stay the same when the
+    support is taken away (every support rating masked out); 1.0: the learner ignores it."""
+    blank = replace(
+        tasks,
+        support_mask=torch.zeros_like(tasks.support_mask),
+        support_ratings=torch.zeros_like(tasks.support_ratings),
+    )
+    with torch.no_grad():
+        without = predict_in_chunks(learner.predict, blank, learner.predict_chunk)
+    mask = tasks.query_mask
+    gap = torch.where(mask, (without - predicted).abs(), torch.zeros_like(predicted))
+    scale = torch.where(mask, predicted.abs(), torch.zeros_like(predicted)).amax(1).clamp(min=1.0)
+    same = (gap.amax(1) <= 1e-6 * scale).cpu()
+    has_support = support_mask.any(1)
+    return float(same[has_support].float().mean())
 
 
 def compute_cell(

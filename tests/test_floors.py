@@ -1,5 +1,5 @@
-"""Floors on the same tasks as every learner: a constant predictor is degenerate and at floor, a
-real learner is neither; the random floor is the constant's value under expected ties only; the
+"""Floors on the same tasks as every learner: a constant predictor is degenerate, at floor and
+ignores its support, a real learner is none of these; the random floor is the constant's value under expected ties only; the
 recbole-metarec split on MovieLens 100K has RecBole-MetaRec's counts."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def expected_ties(tmp_path_factory: pytest.TempPathFactory) -> Results:
     return run_grid(learners=LEARNERS, store=store, **GRID)  # type: ignore[arg-type]
 
 
-def test_a_constant_predictor_is_degenerate_and_at_floor_and_a_real_learner_is_neither(
+def test_a_constant_predictor_is_degenerate_at_floor_and_ignores_support_a_real_learner_not(
     expected_ties: Results,
 ) -> None:
     marks = floor_marks(expected_ties)
@@ -63,7 +63,11 @@ def test_a_constant_predictor_is_degenerate_and_at_floor_and_a_real_learner_is_n
     lines = {key[4]: words for key, words in marks_by_line(expected_ties).items()}
     assert any(w.startswith("degenerate") for w in lines["global-mean"])
     assert any(w.startswith("at floor: ") and "ndcg@3" in w for w in lines["global-mean"])
-    assert "item-mean" not in lines
+    assert "ignores support" in lines["global-mean"]
+    assert "item-mean" not in lines  # uses its support: a new user's bias comes from it
+    ignored = dict(zip(expected_ties.cells["learner"], expected_ties.cells["support_ignored"]))
+    assert ignored["global-mean"] == {"user_cold/5": 1.0}
+    assert ignored["item-mean"]["user_cold/5"] < 0.5
     assert "floor-random" not in lines and "floor-constant" not in lines
 
 

@@ -93,13 +93,25 @@ def degenerate_cells(results: Results) -> pd.DataFrame:
 
 def marks_by_line(results: Results) -> dict[tuple[str, ...], list[str]]:
     """Per (dataset, protocol, scenario, k, learner, device): the words a table shows beside it:
-    ``at floor: METRIC, ...`` and ``degenerate`` (floors themselves are not marked)."""
+    ``at floor: METRIC, ...``, ``ignores support`` (in a cold scenario, every task's predictions
+    stay the same without its support set, on some seed) and ``degenerate`` (floors themselves
+    are not marked)."""
     out: dict[tuple[str, ...], list[str]] = {}
     line = [*TABLE_KEYS, "k", "learner", "device"]
     marks = floor_marks(results)
     for key, group in marks[marks["at_floor"].astype(bool)].groupby(line, sort=False):
         names = ", ".join(sorted(set(group["metric"])))
         out.setdefault(tuple(map(str, key)), []).append(f"at floor: {names}")
+    for cell in results.cells.itertuples(index=False):
+        if is_floor(str(cell.learner)):
+            continue
+        for where, share in dict(cell.support_ignored).items():
+            scenario, _, k = where.partition("/")
+            if share >= 1.0:
+                key = (str(cell.dataset), str(cell.protocol), scenario, k, str(cell.learner))
+                words = out.setdefault((*key, str(cell.device)), [])
+                if "ignores support" not in words:
+                    words.append("ignores support")
     degenerate = degenerate_cells(results)
     for row in degenerate[degenerate["degenerate"].astype(bool)].itertuples(index=False):
         if not is_floor(str(row.learner)):

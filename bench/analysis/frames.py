@@ -51,6 +51,7 @@ CELL_COLUMNS = (
     "like_threshold",
     "ndcg_gain",
     "tie_policy",
+    "support_ignored",
     "rating_min",
     "rating_max",
     "split_summary",
@@ -361,6 +362,9 @@ def _labelled_cells(rows: list[dict[str, Any]]) -> pd.DataFrame:
     cells["ndcg_gain"] = [i.get("ndcg_gain", DEFAULT_GAIN) for i in info]
     # Cells stored before tie policies existed were ranked with ties in query order.
     cells["tie_policy"] = [i.get("tie_policy", "query-order") for i in info]
+    # Per "scenario/k" of a cold scenario: the share of tasks whose predictions did not move
+    # when the support set was taken away.
+    cells["support_ignored"] = [dict(i.get("support_ignored", {})) for i in info]
     cells["rating_min"] = [float(i.get("rating_scale", [np.nan])[0]) for i in info]
     cells["rating_max"] = [float(i.get("rating_scale", [np.nan, np.nan])[-1]) for i in info]
     return cells[list(CELL_COLUMNS)].reset_index(drop=True)

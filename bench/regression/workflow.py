@@ -109,9 +109,15 @@ def degenerate_warnings(results: Results) -> list[str]:
     return lines
 
 
-def check(request: CheckRequest) -> tuple[Comparison, bool, list[str]]:
-    """Compare the suite's run (or the store's cells) with the baseline. Returns the comparison,
-    whether a cell of the run failed, and the degenerate cells' warnings."""
+def check(request: CheckRequest) -> tuple[Comparison, bool]:
+    """Compare the suite's run (or the store's cells) with the baseline. Returns the comparison
+    and whether a cell of the run failed."""
+    comparison, failed, _ = check_with_warnings(request)
+    return comparison, failed
+
+
+def check_with_warnings(request: CheckRequest) -> tuple[Comparison, bool, list[str]]:
+    """:func:`check`, and the warnings of the degenerate cells compared."""
     baseline = read_baseline(request.baseline)  # a bad baseline stops before any run
     tolerances = _tolerances(request, baseline)
     failed = False
