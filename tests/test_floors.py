@@ -12,6 +12,7 @@ import pytest
 from bench.analysis import Results
 from bench.analysis.floors import degenerate_cells, floor_marks, marks_by_line
 from bench.api import run_grid
+from bench.cli import main
 
 GRID = {
     "datasets": {"synthetic": {"n_users": 200, "n_items": 120}},
@@ -110,3 +111,27 @@ def test_under_query_order_the_constant_floor_departs_from_the_random_one(
         "global-mean": "query-order",
         "item-mean": "query-order",
     }
+
+
+def test_bench_check_warns_of_a_degenerate_cell_and_fails_with_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "flat.toml"
+    suite.write_text(
+        'name = "flat"\ndatasets = ["synthetic"]\nscenarios = ["user_cold"]\n'
+        'learners = ["global-mean", "item-mean"]\nseeds = 1\n'
+        '[protocol]\nname = "cold-random"\nsupport_sizes = [5]\nquery_size = 6\n'
+        "[dataset.synthetic]\nn_users = 120\nn_items = 80\n",
+        encoding="utf-8",
+    )
+    store, baseline = tmp_path / "s.sqlite", tmp_path / "b.json"
+    common = ["--store", str(store), "--no-progress"]
+    assert main(["baseline", "--suite", str(suite), "--out", str(baseline), *common]) == 0
+    capsys.readouterr()
+    check = ["check", "--baseline", str(baseline), "--no-timing", *common]
+    assert main(check) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: degenerate predictions: global-mean")
+    assert "user_cold k=5" in err[0] and "100% of a seed's tasks" in err[0]
+    assert main([*check, "--fail-on-degenerate"]) == 1
+    assert capsys.readouterr().err.startswith("error: degenerate predictions: global-mean")

@@ -275,6 +275,24 @@ def test_a_protocol_version_change_is_not_comparable_and_exits_2(
     assert "76 not comparable" in out and "0 worse" in out  # 72 metric cells and 4 timings
 
 
+def test_a_baseline_ranked_in_query_order_leaves_only_the_rating_metrics_comparable(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def query_order(document: dict[str, Any]) -> None:
+        for cell in document["cells"]:
+            cell.pop("tie_policy")  # as written before tie policies: read as query order
+
+    old = setup.edited("query-order.json", query_order)
+    code, document = check_json(capsys, setup, "--no-timing", baseline=old)
+    assert code == 2
+    incomparable = verdicts(document, "not comparable")
+    assert {v["metric"] for v in incomparable} == {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "auc"}
+    assert all(v["note"] == "tie policy changed: query-order -> expected" for v in incomparable)
+    assert {v["metric"] for v in verdicts(document, "same")} == {
+        "rmse", "mae", "accuracy", "tied_share",
+    }  # fmt: skip
+
+
 def test_a_changed_dataset_is_not_comparable(
     setup: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
