@@ -148,6 +148,7 @@ def run_grid(
     devices: Sequence[str] = ("cpu",),
     metrics: Sequence[str] | None = None,
     ndcg_gain: str | None = None,
+    tie_policy: str | None = None,
     keep_predictions: bool = False,
     data_dir: str | Path | None = None,
     name: str = "grid",
@@ -170,7 +171,8 @@ def run_grid(
         seeds: a count (seeds 0..N-1) or a list of seeds.
         devices: ``["cpu"]``, ``["cuda"]`` or both.
         metrics: the metrics to compute [every default metric].
-        ndcg_gain: ``"exponential"`` or ``"linear"`` [exponential].
+        ndcg_gain: ``"exponential"``, ``"linear"`` or ``"binary"`` [exponential].
+        tie_policy: ``"expected"``, ``"query-order"`` or ``"lower-position-first"`` [expected].
         keep_predictions: store every query rating's prediction.
         data_dir: the folder holding the dataset folders.
         name: the suite name the run is stored under.
@@ -201,7 +203,12 @@ def run_grid(
         "devices": _plain(devices),
         "keep_predictions": keep_predictions,
     }
-    optional = {"scenarios": scenarios, "metrics": metrics, "ndcg_gain": ndcg_gain}
+    optional = {
+        "scenarios": scenarios,
+        "metrics": metrics,
+        "ndcg_gain": ndcg_gain,
+        "tie_policy": tie_policy,
+    }
     raw.update({key: _plain(value) for key, value in optional.items() if value is not None})
     if data_dir is not None:
         raw["data_dir"] = str(data_dir)

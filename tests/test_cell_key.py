@@ -75,6 +75,8 @@ PROTOCOL_CHANGES: dict[str, Any] = {
     "validation_fraction": 0.2,
     "order": "time",
     "max_tasks": 30,
+    "relevance": "top:3",
+    "relevance_ties": "include",
 }
 
 
@@ -189,6 +191,14 @@ def test_seed_device_and_code_each_change_the_key() -> None:
     assert cell_key(*args, 0, "cuda", "code") != reference
     assert cell_key(*args, 0, "cpu", "other code") != reference
     assert cell_key(*args, 0, "cpu", "code") == reference  # and nothing else moves it
+
+
+def test_the_tie_policy_changes_the_key() -> None:
+    reference = keys_of(base_suite())
+    for policy in ("query-order", "lower-position-first"):
+        changed = keys_of(base_suite(tie_policy=policy))
+        assert not set(changed.values()) & set(reference.values()), policy
+    assert keys_of(base_suite(tie_policy="expected")) == reference  # the default, named
 
 
 def test_same_content_under_another_name_is_another_cell() -> None:

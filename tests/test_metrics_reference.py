@@ -33,6 +33,7 @@ def one_task(
     scale: tuple[float, float] = (1.0, 5.0),
     threshold: float = 4.0,
     mask: list[bool] | None = None,
+    tie_policy: str = "expected",
 ) -> Queries:
     m = np.ones(len(pred), dtype=bool) if mask is None else np.asarray(mask)
     return Queries(
@@ -41,6 +42,7 @@ def one_task(
         m[None, :],
         threshold,
         scale,
+        tie_policy=tie_policy,
     )
 
 
@@ -49,7 +51,7 @@ def one_task(
 
 def test_a_constant_predictor_is_ranked_in_query_order_not_by_the_truth() -> None:
     # All predictions tie: the ranking is the query order 1, 2, 4, 5 (gains 1, 3, 15, 31).
-    out = evaluate(one_task([3.0, 3.0, 3.0, 3.0], [1.0, 2.0, 4.0, 5.0]))
+    out = evaluate(one_task([3.0, 3.0, 3.0, 3.0], [1.0, 2.0, 4.0, 5.0], tie_policy="query-order"))
     dcg = 1 / 1 + 3 / LOG2_3 + 15 / 2 + 31 / LOG2_5
     ideal = 31 / 1 + 15 / LOG2_3 + 3 / 2 + 1 / LOG2_5
     assert out["ndcg@10"].value == pytest.approx(dcg / ideal)
@@ -60,16 +62,33 @@ def test_a_constant_predictor_is_ranked_in_query_order_not_by_the_truth() -> Non
     )
 
 
+def test_a_constant_predictor_under_expected_ties_scores_the_mean_over_orders() -> None:
+    # Every item is equally likely at every position: each position carries the mean gain
+    # (1 + 3 + 15 + 31) / 4 = 12.5 and the order of the query does not matter.
+    mean_gain = (1 + 3 + 15 + 31) / 4
+    ideal = 31 / 1 + 15 / LOG2_3 + 3 / 2 + 1 / LOG2_5
+    for actual in ([1.0, 2.0, 4.0, 5.0], [5.0, 4.0, 2.0, 1.0]):
+        out = evaluate(one_task([3.0] * 4, actual))
+        dcg = mean_gain * (1 + 1 / LOG2_3 + 1 / 2 + 1 / LOG2_5)
+        assert out["ndcg@10"].value == pytest.approx(dcg / ideal)
+        assert out["ndcg@1"].value == pytest.approx(12.5 / 31)
+
+
 def test_ties_inside_a_ranking_keep_query_order() -> None:
     # Items 0 and 1 tie at the top; item 2 is last. Query order puts 0 (r=2) before 1 (r=5).
-    out = evaluate(one_task([3.0, 3.0, 1.0], [2.0, 5.0, 4.0]))
+    out = evaluate(one_task([3.0, 3.0, 1.0], [2.0, 5.0, 4.0], tie_policy="query-order"))
     dcg = 3 / 1 + 31 / LOG2_3 + 15 / 2
     ideal = 31 / 1 + 15 / LOG2_3 + 3 / 2
     assert out["ndcg@3"].value == pytest.approx(dcg / ideal)
     assert out["ndcg@1"].value == pytest.approx(3 / 31)
     # The same scores with the tied pair swapped in the query: now the better item comes first.
-    swapped = evaluate(one_task([3.0, 3.0, 1.0], [5.0, 2.0, 4.0]))
+    swapped = evaluate(one_task([3.0, 3.0, 1.0], [5.0, 2.0, 4.0], tie_policy="query-order"))
     assert swapped["ndcg@3"].value == pytest.approx((31 + 3 / LOG2_3 + 15 / 2) / ideal)
+    # Expected ties: the pair shares positions 1 and 2, gains (3 + 31) / 2 each, either order.
+    for actual in ([2.0, 5.0, 4.0], [5.0, 2.0, 4.0]):
+        out = evaluate(one_task([3.0, 3.0, 1.0], actual))
+        assert out["ndcg@3"].value == pytest.approx((17 + 17 / LOG2_3 + 15 / 2) / ideal)
+        assert out["ndcg@1"].value == pytest.approx(17 / 31)
 
 
 def reference_ndcg(pred: list[float], actual: list[float], k: int) -> float:
@@ -85,7 +104,9 @@ def test_ties_in_a_long_query_keep_query_order() -> None:
     # Twenty items on three predicted levels: long enough for an unstable sort to reorder ties.
     pred = [3, 3, 3, 1, 1, 3, 3, 3, 3, 5, 5, 3, 3, 3, 3, 1, 3, 3, 3, 3]
     actual = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 1, 2, 3, 4, 5]
-    out = evaluate(one_task([float(p) for p in pred], [float(a) for a in actual]))
+    out = evaluate(
+        one_task([float(p) for p in pred], [float(a) for a in actual], tie_policy="query-order")
+    )
     for k in (1, 3, 5, 10):
         assert out[f"ndcg@{k}"].value == pytest.approx(reference_ndcg(pred, actual, k)), k
     assert out["ndcg@10"].value == pytest.approx(
@@ -158,7 +179,7 @@ def test_gain_values() -> None:
     assert gain(np.array([-1.0, 2.0]), -3.0, kind="linear").tolist() == [2.0, 5.0]
     with pytest.raises(ValueError) as info:
         gain(np.array([1.0]), 1.0, kind="cubic")
-    assert str(info.value) == "unknown NDCG gain 'cubic'; valid: exponential, linear"
+    assert str(info.value) == "unknown NDCG gain 'cubic'; valid: exponential, linear, binary"
 
 
 def test_padding_never_enters_a_ranking() -> None:

@@ -124,3 +124,36 @@ def test_melu_protocol_on_ml100k_keeps_support_and_query_apart(ml100k: Dataset) 
         for pool, query in zip(taskset.pools, taskset.queries, strict=True):
             # Ten query ratings, and every other rating of the scenario's pool as support.
             assert len(query) == 10 and len(pool) >= 1
+
+
+def test_recbole_metarec_split_on_ml100k_has_its_counts(ml100k: Dataset) -> None:
+    # RecBole-MetaRec on ML-100K: 582 users with 13-100 ratings, cut 466 / 58 / 58.
+    activity = np.bincount(ml100k.user, minlength=ml100k.n_users)
+    protocol = make_protocol("recbole-metarec")
+    assert protocol.scenarios == ("user_cold",)
+    for seed in (0, 1):
+        split = protocol.split(ml100k, seed)
+        test, validation = split.scenarios["user_cold"], split.validation
+        train_users = np.unique(ml100k.user[split.train])
+        assert split.summary["users_in_activity_range"] == 582
+        assert (len(train_users), len(validation), len(test)) == (466, 58, 58)
+        everyone = np.concatenate([train_users, validation.entities, test.entities])
+        assert len(np.unique(everyone)) == 582
+        assert ((activity[everyone] >= 13) & (activity[everyone] <= 100)).all()
+        # Training holds every rating of the training users and nothing else.
+        assert len(split.train) == int(activity[train_users].sum())
+        for taskset in (test, validation):
+            for t, user in enumerate(taskset.entities):
+                pool, query = taskset.pools[t], taskset.queries[t]
+                assert len(query) == 10
+                rows = np.concatenate([pool, query])
+                assert len(np.unique(rows)) == activity[user]
+                assert (ml100k.user[rows] == user).all()
+        relevant = split.config.relevance_rule.relevant(
+            np.stack([ml100k.rating[q] for q in test.queries]),
+            np.ones((len(test), 10), dtype=bool),
+            4.0,
+        )
+        assert (relevant.sum(axis=1) == 5).all()
+    other = protocol.split(ml100k, 2).scenarios["user_cold"].entities
+    assert set(other) != set(test.entities)  # the seed draws the users

@@ -114,8 +114,8 @@ def test_the_baseline_file_holds_every_cell_with_its_provenance(setup: Setup) ->
     assert document["suite"] == "small"
     assert document["provenance"]["git"] is not None
     assert len(document["provenance"]["runs"]) == 1
-    # 2 learners x 2 scenarios x 2 support sizes x 8 metrics, one line each.
-    assert len(document["cells"]) == 2 * 2 * 2 * 8
+    # 2 learners x 2 scenarios x 2 support sizes x (8 metrics and tied_share), one line each.
+    assert len(document["cells"]) == 2 * 2 * 2 * 9  # the 72 metric cells below
     cell = next(
         c
         for c in document["cells"]
@@ -133,10 +133,10 @@ def test_the_baseline_file_holds_every_cell_with_its_provenance(setup: Setup) ->
     assert phases == {(n, p) for n in ("item-mean", "mf") for p in ("fit", "predict")}
     assert all(t["seconds"] > 0 for t in document["timings"])
     lines = setup.baseline.read_text(encoding="utf-8").splitlines()
-    assert sum(line.lstrip().startswith('{"dataset"') for line in lines) == 64 + 4
+    assert sum(line.lstrip().startswith('{"dataset"') for line in lines) == 72 + 4
     # It reads back as written.
     snapshot = read_baseline(setup.baseline)
-    assert len(snapshot.cells) == 64 and len(snapshot.timings) == 4
+    assert len(snapshot.cells) == 72 and len(snapshot.timings) == 4
 
 
 def test_an_unchanged_project_exits_0(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,14 +144,14 @@ def test_an_unchanged_project_exits_0(setup: Setup, capsys: pytest.CaptureFixtur
     # Reusing the stored cells, with timings compared (they are the same cells).
     code, out, _ = bench(capsys, *check, "--store", str(setup.store))
     assert code == 0, out
-    assert "0 worse, 0 better, 68 same, 0 new, 0 missing, 0 not comparable" in out
+    assert "0 worse, 0 better, 76 same, 0 new, 0 missing, 0 not comparable" in out
     assert "nothing regressed (exit 0)" in out
     # Recomputed in a fresh store: CPU results repeat exactly.
     fresh = str(setup.folder / "fresh.sqlite")
     code, out, _ = bench(capsys, *check, "--store", fresh, "--no-timing", "--format", "json")
     document = json.loads(out)
     assert code == 0
-    assert document["counts"]["same"] == 64 and not document["timing_compared"]
+    assert document["counts"]["same"] == 72 and not document["timing_compared"]
     assert {v["change"] for v in document["verdicts"] if v["change"] is not None} == {0.0}
 
 
@@ -272,7 +272,25 @@ def test_a_protocol_version_change_is_not_comparable_and_exits_2(
     )  # fmt: skip
     assert code == 2
     assert "protocol version changed: cold-random@1 -> cold-random@2" in out
-    assert "68 not comparable" in out and "0 worse" in out  # 64 metric cells and 4 timings
+    assert "76 not comparable" in out and "0 worse" in out  # 72 metric cells and 4 timings
+
+
+def test_a_baseline_ranked_in_query_order_leaves_only_the_rating_metrics_comparable(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def query_order(document: dict[str, Any]) -> None:
+        for cell in document["cells"]:
+            cell.pop("tie_policy")  # as written before tie policies: read as query order
+
+    old = setup.edited("query-order.json", query_order)
+    code, document = check_json(capsys, setup, "--no-timing", baseline=old)
+    assert code == 2
+    incomparable = verdicts(document, "not comparable")
+    assert {v["metric"] for v in incomparable} == {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "auc"}
+    assert all(v["note"] == "tie policy changed: query-order -> expected" for v in incomparable)
+    assert {v["metric"] for v in verdicts(document, "same")} == {
+        "rmse", "mae", "accuracy", "tied_share",
+    }  # fmt: skip
 
 
 def test_a_changed_dataset_is_not_comparable(
@@ -282,7 +300,7 @@ def test_a_changed_dataset_is_not_comparable(
     code, document = check_json(capsys, setup, "--suite", suite)
     assert code == 2
     incomparable = verdicts(document, "not comparable")
-    assert len(incomparable) == 64
+    assert len(incomparable) == 72
     assert all(v["note"].startswith("dataset changed (hash") for v in incomparable)
 
 
@@ -329,7 +347,7 @@ def test_a_store_with_two_versions_of_a_cell_asks_for_a_run(
     # The run that wrote the baseline, named by the baseline's provenance, compares cleanly.
     (run_id,) = json.loads(setup.baseline.read_text(encoding="utf-8"))["provenance"]["runs"]
     code, document = check_json(capsys, setup, "--run", run_id)
-    assert code == 0 and document["counts"]["same"] == 68
+    assert code == 0 and document["counts"]["same"] == 76
 
 
 @pytest.mark.parametrize(
@@ -395,7 +413,7 @@ def test_the_committed_ci_baseline_passes_and_catches_a_worse_mf(
     args = ("check", "--baseline", str(baseline), "--store", store, "--no-timing")
     code, out, _ = bench(capsys, *args, "--suite", "ci", "--changes-only")
     assert code == 0, f"{out}\nrefresh the baseline on purpose: make refresh-baseline"
-    assert "0 worse, 0 better, 256 same" in out
+    assert "0 worse, 0 better, 288 same" in out
     suite_text = (PROJECT_ROOT / "bench" / "suites" / "ci.toml").read_text(encoding="utf-8")
     worse = tmp_path / "ci-rank-1.toml"
     worse.write_text(suite_text + RANK_1, encoding="utf-8")
@@ -407,7 +425,7 @@ def test_the_committed_ci_baseline_passes_and_catches_a_worse_mf(
 def test_ci_runs_the_tests_then_the_regression_check() -> None:
     script = (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8")
     commands = [line.strip() for line in script.splitlines() if line.strip().startswith("make ")]
-    assert commands == ["make test", "make regression-check"]
+    assert commands == ["make test", "make docs", "make regression-check"]
     makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
     target = makefile.split("\nregression-check:", 1)[1].split("\n\n", 1)[0]
     assert "bench check --suite ci --baseline $(CI_BASELINE) --no-timing" in target

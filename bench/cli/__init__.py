@@ -229,7 +229,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
         tunings = store.tuning_rows(outcome.cell_keys)
-    print(render_terminal(metric_rows, timing_rows, suite.shown_metrics, suite.learners))
+    marks = _floor_marks(args.store or default_store(), outcome.cell_keys)
+    print(
+        render_terminal(
+            metric_rows,
+            timing_rows,
+            suite.shown_metrics,
+            suite.learners,
+            marks=marks,
+            tie_policy=suite.tie_policy,
+        )
+    )
     if tunings:
         print()
         tuned = {row["learner"] for row in tunings}
@@ -261,6 +271,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     for description, message in outcome.failed:
         print(f"FAILED {description}: {message}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _floor_marks(store: Any, cell_keys: list[str]) -> dict[tuple[str, ...], list[str]]:
+    """The at-floor and degenerate marks of a run's cells (none when it has no cells)."""
+    from bench.results.analysis import load_results
+    from bench.results.analysis.floors import marks_by_line
+
+    if not cell_keys:
+        return {}
+    return marks_by_line(load_results(store, cell_keys=cell_keys, latest_only=False))
 
 
 def _dataset_options(pairs: list[str]) -> dict[str, Any]:
@@ -461,6 +481,11 @@ def _add_check_parsers(sub: Any) -> None:
     )
     check.add_argument("--no-timing", action="store_true", help="do not compare timings")
     check.add_argument(
+        "--fail-on-degenerate",
+        action="store_true",
+        help="a cell with at least half its tasks fully tied fails the check (default: a warning)",
+    )
+    check.add_argument(
         "--allow-missing", action="store_true", help="baseline cells absent now are not an error"
     )
     check.add_argument("--format", choices=["text", "json"], default="text")
@@ -486,7 +511,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.engine.gating import CheckRequest, check
+    from bench.engine.gating import CheckRequest, check_with_warnings
     from bench.results.gate.render import render_json, render_text
 
     request = CheckRequest(
@@ -501,11 +526,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         allow_missing=args.allow_missing,
         progress=not args.no_progress,
     )
-    comparison, failed = check(request)
+    comparison, failed, degenerate = check_with_warnings(request)
     if args.format == "json":
         print(render_json(comparison))
     else:
         print(render_text(comparison, changes_only=args.changes_only))
+    for line in degenerate:
+        print(f"{'error' if args.fail_on_degenerate else 'warning'}: {line}", file=sys.stderr)
+    if degenerate and args.fail_on_degenerate and not failed and not comparison.exit_code:
+        return 1
     return 1 if failed else comparison.exit_code
 
 

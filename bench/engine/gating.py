@@ -90,9 +90,34 @@ def _tolerances(request: CheckRequest, baseline: Snapshot) -> Tolerances:
     return apply_table(tolerances, settings, "command line") if settings else tolerances
 
 
+def degenerate_warnings(results: Results) -> list[str]:
+    """One line per (table, k, learner, device) whose predictions are degenerate: in at least
+    half the tasks of a seed, every query item got the same prediction (floors excepted)."""
+    from bench.evaluation.floors import is_floor
+    from bench.results.analysis.floors import degenerate_cells
+
+    frame = degenerate_cells(results)
+    lines = []
+    for row in frame[frame["degenerate"].astype(bool)].itertuples(index=False):
+        if is_floor(str(row.learner)):
+            continue
+        lines.append(
+            f"degenerate predictions: {row.learner} on {row.dataset} / {row.protocol} / "
+            f"{row.scenario} k={row.k} / {row.device}: {row.tied_share:.0%} of a seed's tasks got "
+            "one prediction for every query item"
+        )
+    return lines
+
+
 def check(request: CheckRequest) -> tuple[Comparison, bool]:
     """Compare the suite's run (or the store's cells) with the baseline. Returns the comparison
     and whether a cell of the run failed."""
+    comparison, failed, _ = check_with_warnings(request)
+    return comparison, failed
+
+
+def check_with_warnings(request: CheckRequest) -> tuple[Comparison, bool, list[str]]:
+    """:func:`check`, and the warnings of the degenerate cells compared."""
     baseline = read_baseline(request.baseline)  # a bad baseline stops before any run
     tolerances = _tolerances(request, baseline)
     failed = False
@@ -110,4 +135,4 @@ def check(request: CheckRequest) -> tuple[Comparison, bool]:
         timing=request.timing,
         allow_missing=request.allow_missing,
     )
-    return comparison, failed
+    return comparison, failed, degenerate_warnings(results)

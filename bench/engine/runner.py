@@ -34,7 +34,15 @@ from bench.devices import check_device_name, resolve_devices
 from bench.engine.suite import Suite, nothing_to_run, tuning_specs
 from bench.engine.tuning import Tuned, TuneSpec, search, validation_objective
 from bench.errors import ConfigError, StoreError
-from bench.evaluation.metrics import DEFAULT_GAIN, Queries, evaluate
+from bench.evaluation.floors import scoring_tie_policy
+from bench.evaluation.metrics import (
+    ALWAYS_RECORDED,
+    DEFAULT_GAIN,
+    RANKING_VERSION,
+    Queries,
+    evaluate,
+)
+from bench.evaluation.ranking import DEFAULT_TIE_POLICY
 from bench.evaluation.scoring import scored_queries
 from bench.evaluation.timing import timed
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
@@ -45,7 +53,14 @@ from bench.protocol.episodes import (
     make_meta_train,
     predict_in_chunks,
 )
-from bench.protocol.learner import Budget, learner_class, make_learner, split_budget, stream_name
+from bench.protocol.learner import (
+    Budget,
+    Learner,
+    learner_class,
+    make_learner,
+    split_budget,
+    stream_name,
+)
 from bench.provenance import code_fingerprint, collect, learner_fingerprint
 from bench.results.claims import LEASE_S, Claim, LeaseKeeper, check_lease
 from bench.results.store import (
@@ -191,6 +206,7 @@ def cell_key(
     budget: Budget | None = None,
     ndcg_gain: str = DEFAULT_GAIN,
     tuning: TuneSpec | None = None,
+    tie_policy: str = DEFAULT_TIE_POLICY,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -207,6 +223,8 @@ def cell_key(
         key["max_fit_seconds"] = budget.max_seconds  # a time budget can change the results
     if ndcg_gain != DEFAULT_GAIN:
         key["ndcg_gain"] = ndcg_gain  # the same predictions, scored otherwise
+    if tie_policy != DEFAULT_TIE_POLICY:
+        key["tie_policy"] = tie_policy  # likewise
     if tuning is not None:
         key["tuning"] = tuning.as_dict()  # the search, not its outcome, defines the cell
     return stable_hash(key, length=24)
@@ -315,6 +333,8 @@ def tune_cell(
         seeds=seeds,
         budget=cell.budget,
         gain=suite.ndcg_gain,
+        tie_policy=suite.tie_policy,
+        relevance=split.config.relevance_rule,
     )
     return search(
         spec,
@@ -361,6 +381,9 @@ def run_cell(
             "rating_scale": list(cell.dataset.rating_scale),
             "like_threshold": train.like_threshold,
             "ndcg_gain": suite.ndcg_gain,
+            "tie_policy": scoring_tie_policy(cell.learner, suite.tie_policy),
+            "relevance": split.config.relevance_rule.label,
+            "ranking_version": RANKING_VERSION,
             "task_axis": split.config.task_axis,
         },
         tuning=tuned.record if tuned else None,
@@ -388,6 +411,11 @@ def run_cell(
         with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
             predicted = predict_in_chunks(learner.predict, tasks, chunk)
         record.timings.append(t.row(scenario, k_label))
+        if scenario in COLD_SCENARIOS and bool(labelled.support_mask.any()):
+            unchanged = support_ignored(learner, tasks, predicted, labelled.support_mask)
+            record.dataset_info.setdefault("support_ignored", {})[f"{scenario}/{k_label}"] = (
+                unchanged
+            )
         queries = scored_queries(
             labelled,
             predicted,
@@ -396,8 +424,11 @@ def run_cell(
             gain=suite.ndcg_gain,
             learner=cell.learner,
             where=f"{scenario}, k={k_label}",
+            tie_policy=scoring_tie_policy(cell.learner, suite.tie_policy),
+            relevance=split.config.relevance_rule,
         )
-        for name, value in evaluate(queries, suite.metrics).items():
+        recorded = (*suite.metrics, *(m for m in ALWAYS_RECORDED if m not in suite.metrics))
+        for name, value in evaluate(queries, recorded).items():
             record.metrics.append(
                 (
                     scenario,
@@ -414,6 +445,30 @@ def run_cell(
                 kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
             )
     return record
+
+
+COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
+"""Where a learner must use its support set: nothing else tells it about the new entity."""
+
+
+def support_ignored(
+    learner: Learner, tasks: TaskBatch, predicted: torch.Tensor, support_mask: torch.Tensor
+) -> float:
+    """The share of the tasks with a support set whose query predictions stay the same when the
+    support is taken away (every support rating masked out); 1.0: the learner ignores it."""
+    blank = replace(
+        tasks,
+        support_mask=torch.zeros_like(tasks.support_mask),
+        support_ratings=torch.zeros_like(tasks.support_ratings),
+    )
+    with torch.no_grad():
+        without = predict_in_chunks(learner.predict, blank, learner.predict_chunk)
+    mask = tasks.query_mask
+    gap = torch.where(mask, (without - predicted).abs(), torch.zeros_like(predicted))
+    scale = torch.where(mask, predicted.abs(), torch.zeros_like(predicted)).amax(1).clamp(min=1.0)
+    same = (gap.amax(1) <= 1e-6 * scale).cpu()
+    has_support = support_mask.any(1)
+    return float(same[has_support].float().mean())
 
 
 def compute_cell(
@@ -505,6 +560,7 @@ def iter_cells(
                         budget,
                         suite.ndcg_gain,
                         specs.get(learner_name),
+                        suite.tie_policy,
                     )
                     yield Cell(
                         dataset,

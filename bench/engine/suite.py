@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.errors import BenchError, ConfigError, RegistryError, excerpt
 from bench.evaluation.metrics import DEFAULT_GAIN, DEFAULT_METRICS, GAINS, METRICS
+from bench.evaluation.ranking import DEFAULT_TIE_POLICY, TIE_POLICIES
 from bench.limits import MAX_ID_CHARS, load_toml, read_text
 from bench.protocol import SCENARIOS, make_protocol
 from bench.registry import Registry
@@ -43,7 +44,11 @@ class Suite:
     shown_metrics: tuple[str, ...] = ("rmse", "mae", "ndcg@3", "ndcg@10", "accuracy")
     """The metrics printed in the terminal tables (all of ``metrics`` are stored)."""
     ndcg_gain: str = DEFAULT_GAIN
-    """NDCG's gain: ``exponential`` (2^r - 1, as in MeLU) or ``linear`` (r)."""
+    """NDCG's gain: ``exponential`` (2^r - 1, as in MeLU), ``linear`` (r) or ``binary`` (1 for a
+    relevant item under the protocol's relevance rule)."""
+    tie_policy: str = DEFAULT_TIE_POLICY
+    """How every ranking metric orders tied predictions (:data:`TIE_POLICIES`): ``expected``
+    (their exact expectation under a random order), ``query-order`` or ``lower-position-first``."""
     keep_predictions: bool = False
     """Store every query rating with its prediction, for ``bench export --predictions``."""
     check: dict[str, Any] = field(default_factory=dict)
@@ -223,6 +228,11 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         raise ConfigError(
             f"{where}: ndcg_gain must be one of {', '.join(map(repr, GAINS))}, "
             f"got {suite.ndcg_gain!r}"
+        )
+    if suite.tie_policy not in TIE_POLICIES:
+        raise ConfigError(
+            f"{where}: tie_policy must be one of {', '.join(map(repr, TIE_POLICIES))}, "
+            f"got {suite.tie_policy!r}"
         )
     for device in suite.devices:
         try:

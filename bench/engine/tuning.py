@@ -43,6 +43,7 @@ from bench.config import accepts, build_config
 from bench.data.dataset import Dataset
 from bench.errors import ConfigError, excerpt
 from bench.evaluation.metrics import METRICS, higher_is_better
+from bench.evaluation.ranking import DEFAULT_TIE_POLICY, THRESHOLD_RELEVANCE, RelevanceRule
 from bench.evaluation.scoring import score
 from bench.protocol import SupportSize
 from bench.protocol.episodes import MetaTrain, TaskBatch, predict_in_chunks
@@ -470,6 +471,8 @@ def validation_objective(
     seeds: Seeds,
     budget: Budget,
     gain: str,
+    tie_policy: str = DEFAULT_TIE_POLICY,
+    relevance: RelevanceRule = THRESHOLD_RELEVANCE,
 ) -> Callable[[dict[str, Any]], float]:
     """The objective of a trial: fit ``learner`` with ``fixed`` and the trial's values on
     ``train``, predict the ``validation`` tasks (labels stay here) and score them.
@@ -493,6 +496,8 @@ def validation_objective(
             gain=gain,
             learner=learner,
             where=where,
+            tie_policy=tie_policy,
+            relevance=relevance,
         )
         return values[spec.objective].value
 

@@ -2,11 +2,17 @@
 
 Each metric scores every task (NaN where the task cannot be scored) and aggregates either by
 pooling all query ratings (``rmse``, ``mae``, ``accuracy``) or by averaging over the scored tasks
-(``ndcg@k``, ``auc``). Tasks that cannot be scored are counted, never dropped silently:
+(``ndcg@k``, ``auc``, the ``…@k/query`` hit metrics). Tasks that cannot be scored are counted,
+never dropped silently:
 
-- ``ndcg@k`` needs at least two query ratings (a one-item ranking says nothing);
-- ``auc`` needs both a liked and a disliked query rating;
+- a ranking metric needs at least two query ratings (a one-item ranking says nothing);
+- ``precision``/``recall``/``hit``/``mrr@k/query`` also need a relevant query item;
+- ``auc`` needs both a relevant and a non-relevant query rating;
 - every metric needs at least one query rating.
+
+Every ranking metric orders items under the queries' tie policy and decides relevance by the
+protocol's relevance rule (:mod:`bench.evaluation.ranking`). ``tied_share`` is not a quality
+metric: the share of tasks whose query predictions are all equal (a degenerate model scores 1).
 """
 
 from __future__ import annotations
@@ -17,11 +23,25 @@ from functools import partial
 
 import numpy as np
 
+from bench.evaluation.ranking import (
+    DEFAULT_TIE_POLICY,
+    THRESHOLD_RELEVANCE,
+    RelevanceRule,
+    check_tie_policy,
+    expected_first_hit,
+    position_weights,
+    rank_groups,
+)
 from bench.registry import Registry
+
+RANKING_VERSION = 2
+"""Version 2: ties in the predictions follow an explicit tie policy (``expected`` by default);
+version 1 kept query order."""
 
 GAINS: dict[str, str] = {
     "exponential": "2^r - 1, as in MeLU",
     "linear": "r",
+    "binary": "1 for a relevant item (the protocol's relevance rule), else 0, as in RecBole",
 }
 """NDCG gains a suite may choose (``ndcg_gain``), with how each turns a rating ``r`` into gain.
 
@@ -42,10 +62,21 @@ class Queries:
     rating_scale: tuple[float, float]
     gain: str = DEFAULT_GAIN
     """The NDCG gain, a key of :data:`GAINS`."""
+    tie_policy: str = DEFAULT_TIE_POLICY
+    """How ranking metrics order tied predictions (:data:`bench.evaluation.ranking.TIE_POLICIES`)."""
+    relevance: RelevanceRule = THRESHOLD_RELEVANCE
+    """Which query items are relevant, for the metrics that need a yes or no."""
+
+    def __post_init__(self) -> None:
+        check_tie_policy(self.tie_policy)
 
     @property
     def lengths(self) -> np.ndarray:
         return self.mask.sum(axis=1)
+
+    @property
+    def relevant(self) -> np.ndarray:
+        return self.relevance.relevant(self.actual, self.mask, self.like_threshold)
 
 
 @dataclass(frozen=True)
@@ -140,6 +171,8 @@ def gain(
     """
     if kind not in GAINS:
         raise ValueError(f"unknown NDCG gain {kind!r}; valid: {', '.join(GAINS)}")
+    if kind == "binary":
+        raise ValueError("the binary NDCG gain comes from relevance, not from a rating")
     exponent = ratings - min(scale_min, 0.0)
     if kind == "linear":
         return exponent
@@ -150,31 +183,90 @@ def gain(
     return np.exp2(exponent - top) - np.exp2(-top)
 
 
+def _discounts(k: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, k + 2))
+
+
 def ndcg_per_task(q: Queries, k: int) -> np.ndarray:
-    """NDCG@k ranking each task's query items by predicted rating (ties keep query order)."""
-    width = q.predicted.shape[1]
+    """NDCG@k ranking each task's query items by prediction, ties under ``q.tie_policy``."""
     lengths = q.lengths
-    gains = np.where(q.mask, gain(q.actual, q.rating_scale[0], q.mask, q.gain), 0.0)
-    pred = np.where(q.mask, q.predicted, -np.inf)
-    by_pred = np.argsort(-pred, axis=1, kind="stable")
-    by_gain = np.argsort(-np.where(q.mask, gains, -np.inf), axis=1, kind="stable")
-    top = min(k, width)
-    discounts = 1.0 / np.log2(np.arange(2, top + 2))
-    dcg = (np.take_along_axis(gains, by_pred[:, :top], 1) * discounts).sum(1)
-    idcg = (np.take_along_axis(gains, by_gain[:, :top], 1) * discounts).sum(1)
+    if q.gain == "binary":
+        gains = q.relevant.astype(np.float64)
+    else:
+        gains = np.where(q.mask, gain(q.actual, q.rating_scale[0], q.mask, q.gain), 0.0)
+    discounts = _discounts(min(k, q.predicted.shape[1]))
+    dcg = (gains * position_weights(q.predicted, q.mask, discounts, q.tie_policy)).sum(1)
+    # The ideal order does not depend on how equal gains are ordered.
+    ideal = -np.sort(-gains, axis=1)[:, : len(discounts)]
+    idcg = (ideal * discounts[: ideal.shape[1]]).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 1.0)
     out[lengths < 2] = np.nan
     return out
 
 
+def _with_relevant(q: Queries, values: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """``values`` where the task can be scored by a hit metric, else NaN."""
+    return np.where((q.lengths >= 2) & relevant.any(axis=1), values, np.nan)
+
+
+def _hits(q: Queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+    relevant = q.relevant
+    inside = position_weights(q.predicted, q.mask, np.ones(k), q.tie_policy)
+    return (inside * relevant).sum(1), relevant
+
+
+def precision_per_task(q: Queries, k: int) -> np.ndarray:
+    """Relevant items in the top k, divided by k (RecBole's Precision@K)."""
+    hits, relevant = _hits(q, k)
+    return _with_relevant(q, hits / k, relevant)
+
+
+def recall_per_task(q: Queries, k: int) -> np.ndarray:
+    """Relevant items in the top k, divided by the task's relevant items."""
+    hits, relevant = _hits(q, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _with_relevant(q, hits / relevant.sum(1), relevant)
+
+
+def _first_hit(q: Queries, k: int, value: Callable[[int], float]) -> np.ndarray:
+    relevant = q.relevant
+    groups = rank_groups(q.predicted, q.mask, q.tie_policy)
+    values = [expected_first_hit(g, r, value, k) for g, r in zip(groups, relevant, strict=True)]
+    return _with_relevant(q, np.asarray(values, dtype=np.float64), relevant)
+
+
+def hit_per_task(q: Queries, k: int) -> np.ndarray:
+    """1 when a relevant item is in the top k, else 0 (its probability under ``expected``)."""
+    return _first_hit(q, k, lambda _: 1.0)
+
+
+def mrr_per_task(q: Queries, k: int) -> np.ndarray:
+    """1 / rank of the first relevant item, 0 beyond the top k (its expectation under
+    ``expected``)."""
+    return _first_hit(q, k, lambda position: 1.0 / (position + 1))
+
+
+def tied_per_task(q: Queries) -> np.ndarray:
+    """1 when every query prediction of the task is equal, else 0; NaN under two items."""
+    low = np.where(q.mask, q.predicted, np.inf).min(axis=1)
+    high = np.where(q.mask, q.predicted, -np.inf).max(axis=1)
+    return np.where(q.lengths >= 2, (low == high).astype(np.float64), np.nan)
+
+
 def auc_per_task(q: Queries) -> np.ndarray:
-    """Probability that a liked query item is scored above a disliked one (ties count half)."""
-    like = (q.actual >= q.like_threshold) & q.mask
-    dislike = (q.actual < q.like_threshold) & q.mask
+    """Probability that a relevant query item is scored above a non-relevant one; a tie counts
+    half under ``expected``, and for the item listed first under a deterministic policy."""
+    like = q.relevant
+    dislike = ~like & q.mask
     diff = q.predicted[:, :, None] - q.predicted[:, None, :]
     pair = like[:, :, None] & dislike[:, None, :]
-    wins = np.where(pair, (diff > 0) + 0.5 * (diff == 0), 0.0).sum((1, 2))
+    if q.tie_policy == DEFAULT_TIE_POLICY:
+        tie_win = np.full(diff.shape[1:], 0.5)
+    else:
+        positions = np.arange(diff.shape[1])
+        tie_win = (positions[:, None] < positions[None, :]).astype(np.float64)
+    wins = np.where(pair, (diff > 0) + tie_win * (diff == 0), 0.0).sum((1, 2))
     pairs = pair.sum((1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pairs > 0, wins / np.maximum(pairs, 1), np.nan)
@@ -206,16 +298,42 @@ for _k in (1, 3, 5, 10):
             partial(ndcg_per_task, k=_k),
             True,
             description=f"NDCG of the top {_k} of a task's query items ranked by prediction "
-            "(gain 2^r - 1 or r: the suite's ndcg_gain), mean over tasks",
+            "(gain 2^r - 1, r or binary: the suite's ndcg_gain), mean over tasks",
         ),
     )
+_IN_QUERY = "of a task's query items ranked by prediction; relevance: the protocol's rule"
+for _k in (1, 3, 5, 10):
+    for _name, _fn, _what in (
+        ("precision", precision_per_task, "relevant items in the top {k} / {k}"),
+        ("recall", recall_per_task, "relevant items in the top {k} / relevant items"),
+        ("hit", hit_per_task, "1 if a relevant item is in the top {k}"),
+        ("mrr", mrr_per_task, "1 / rank of the first relevant item within the top {k}"),
+    ):
+        METRICS.register(
+            f"{_name}@{_k}/query",
+            Metric(
+                f"{_name}@{_k}/query",
+                partial(_fn, k=_k),
+                True,
+                description=f"{_what.format(k=_k)}, {_IN_QUERY}, mean over tasks",
+            ),
+        )
+METRICS.register(
+    "tied_share",
+    Metric(
+        "tied_share",
+        tied_per_task,
+        False,
+        description="share of tasks whose query predictions are all equal (recorded in every cell)",
+    ),
+)
 METRICS.register(
     "auc",
     Metric(
         "auc",
         auc_per_task,
         True,
-        description="chance a liked query item outranks a disliked one; mean over tasks with both",
+        description="chance a relevant query item outranks another; mean over tasks with both",
     ),
 )
 
@@ -229,6 +347,15 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "accuracy",
     "auc",
 )
+
+
+ALWAYS_RECORDED: tuple[str, ...] = ("tied_share",)
+"""Recorded in every evaluation whatever the suite's metrics, to flag degenerate predictions."""
+
+
+def is_ranking_metric(name: str) -> bool:
+    """Whether the metric's value depends on the order of the predictions (so on ties)."""
+    return "@" in name or name == "auc"
 
 
 def higher_is_better(name: str) -> bool:

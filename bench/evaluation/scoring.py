@@ -9,6 +9,7 @@ import torch
 
 from bench.data.dataset import Dataset
 from bench.evaluation.metrics import MetricValue, Queries, evaluate
+from bench.evaluation.ranking import DEFAULT_TIE_POLICY, THRESHOLD_RELEVANCE, RelevanceRule
 from bench.protocol.episodes import TaskBatch
 
 
@@ -22,6 +23,8 @@ def score(
     gain: str,
     learner: str,
     where: str,
+    tie_policy: str = DEFAULT_TIE_POLICY,
+    relevance: RelevanceRule = THRESHOLD_RELEVANCE,
 ) -> dict[str, MetricValue]:
     """The ``metrics`` of ``predicted`` against the query ratings of ``labelled``'s tasks."""
     queries = scored_queries(
@@ -32,6 +35,8 @@ def score(
         gain=gain,
         learner=learner,
         where=where,
+        tie_policy=tie_policy,
+        relevance=relevance,
     )
     return evaluate(queries, metrics)
 
@@ -45,6 +50,8 @@ def scored_queries(
     gain: str,
     learner: str,
     where: str,
+    tie_policy: str = DEFAULT_TIE_POLICY,
+    relevance: RelevanceRule = THRESHOLD_RELEVANCE,
 ) -> Queries:
     """``predicted`` beside the query ratings of ``labelled``'s tasks, ready to score.
 
@@ -64,6 +71,8 @@ def scored_queries(
         like_threshold=like_threshold,
         rating_scale=dataset.rating_scale,
         gain=gain,
+        tie_policy=tie_policy,
+        relevance=relevance,
     )
     if not np.isfinite(queries.predicted[queries.mask]).all():
         raise ValueError(f"learner {learner!r} predicted non-finite ratings ({where})")

@@ -12,6 +12,7 @@ import numpy as np
 from bench.config import stable_hash
 from bench.data.dataset import Dataset
 from bench.errors import ConfigError, excerpt
+from bench.protocol.relevance import DEFAULT_RELEVANCE, DEFAULT_RELEVANCE_TIES, RelevanceRule
 
 SCENARIOS: tuple[str, ...] = ("warm", "user_cold", "item_cold", "user_item_cold")
 # (task user is new, pool item is new) for task_axis = user; mirrored for item.
@@ -68,8 +69,17 @@ class ProtocolConfig:
     validation_fraction: float = 0.1
     order: Literal["random", "time"] = "random"
     max_tasks: int | None = None
+    relevance: str = DEFAULT_RELEVANCE
+    """Which query items the hit metrics count as relevant: ``threshold`` (the like threshold)
+    or ``top:N`` (the N highest-rated of the query)."""
+    relevance_ties: str = DEFAULT_RELEVANCE_TIES
+    """With ``top:N``, which of the items tied at the cut are relevant."""
 
     def __post_init__(self) -> None:
+        try:
+            self.relevance_rule  # noqa: B018 (parsing is the check)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if self.task_axis not in ("user", "item"):
             raise ConfigError(f"task_axis must be 'user' or 'item', got {self.task_axis!r}")
         if self.order not in ("random", "time"):
@@ -118,8 +128,20 @@ class ProtocolConfig:
         finite = [k for k in self.support_sizes if isinstance(k, int)]
         return max(finite) if finite else 1
 
+    @property
+    def relevance_rule(self) -> RelevanceRule:
+        return RelevanceRule.parse(self.relevance, self.relevance_ties)
+
     def fingerprint(self) -> str:
-        return stable_hash(asdict(self))
+        fields = asdict(self)
+        # Left out at their defaults, so protocols from before relevance rules keep their hash.
+        for name, default in (
+            ("relevance", DEFAULT_RELEVANCE),
+            ("relevance_ties", DEFAULT_RELEVANCE_TIES),
+        ):
+            if fields[name] == default:
+                del fields[name]
+        return stable_hash(fields)
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,7 +6,9 @@ What is written (the columns of :mod:`bench.results.analysis.frames`):
 - ``timings``: one row per timed phase;
 - ``per-task``: one row per task and metric, keyed by the task entity's own id;
 - ``predictions``: one row per query rating with its prediction (suites with ``keep_predictions``);
-- ``summary``: means over seeds with their 95% t-intervals.
+- ``summary``: means over seeds with their 95% t-intervals, with ``at_floor`` (on a ranking
+  metric of a run with floors: not significantly above the higher floor; else empty) and
+  ``degenerate`` (at least half of a seed's tasks fully tied).
 """
 
 from __future__ import annotations
@@ -45,8 +47,19 @@ def rows_of(results: Results, kind: str) -> pd.DataFrame:
             )
         return frame
     if kind == "summary":
-        return summarise(results)
+        return with_floor_marks(results, summarise(results))
     raise BenchError(f"unknown export {kind!r}; choose from {', '.join(KINDS)}")
+
+
+def with_floor_marks(results: Results, summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the ``at_floor`` and ``degenerate`` columns joined on its lines."""
+    from bench.results.analysis.floors import degenerate_cells, floor_marks
+
+    line = ["dataset", "protocol", "scenario", "k", "learner", "device"]
+    marks = floor_marks(results)[[*line, "metric", "at_floor"]]
+    tied = degenerate_cells(results)[[*line, "degenerate"]]
+    out = summary.merge(marks, on=[*line, "metric"], how="left")
+    return out.merge(tied, on=line, how="left")
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from bench.evaluation.ranking import TIE_POLICIES
 from bench.protocol import SCENARIOS
 from bench.protocol.base import WARM_HISTORY_NOTE
 from bench.results.analysis.stats import t_interval
@@ -41,10 +42,19 @@ def _order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
     return ranked + sorted(values - set(ranked))
 
 
+Marks = dict[tuple[str, ...], list[str]]
+"""Per (dataset, protocol, scenario, k, learner, device): words shown in a table's notes column
+(``at floor: ndcg@5``, ``degenerate``), from :func:`bench.results.analysis.floors.marks_by_line`."""
+
+
 def metric_tables(
-    rows: list[dict[str, Any]], metrics: Sequence[str], learner_order: Sequence[str] = ()
+    rows: list[dict[str, Any]],
+    metrics: Sequence[str],
+    learner_order: Sequence[str] = (),
+    marks: Marks | None = None,
 ) -> list[tuple[str, list[str], list[list[str]]]]:
-    """Group tidy metric rows into (title, headers, body) tables."""
+    """Group tidy metric rows into (title, headers, body) tables; with ``marks``, a notes column
+    says which lines are at floor or degenerate."""
     grouped: dict[tuple[str, str, str], dict[tuple[str, str, str], dict[str, list[float]]]] = (
         defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     )
@@ -62,6 +72,8 @@ def metric_tables(
         lines = grouped[table]
         learners = _order({line[0] for line in lines}, learner_order)
         headers = ["learner", "k", *(["device"] if show_device else []), *metrics, "tasks"]
+        if marks is not None:
+            headers.append("notes")
         body = []
         for k in sorted({line[1] for line in lines}, key=_k_order):
             for learner in learners:
@@ -73,7 +85,10 @@ def metric_tables(
                     counts = sorted(tasks.get((*table, *line), {0}))
                     # Seeds (or folds) may give different task counts: show their range.
                     n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-                    body.append([learner, k, *([device] if show_device else []), *cells, n])
+                    row = [learner, k, *([device] if show_device else []), *cells, n]
+                    if marks is not None:
+                        row.append("; ".join(marks.get((*table, k, learner, device), [])))
+                    body.append(row)
         title = f"{table[0]} · {table[1]} · {table[2]}"
         out.append((title, headers, body))
     return out
@@ -123,7 +138,7 @@ def timing_table(
 def metric_footer(title: str, body: list[list[str]]) -> str:
     """The symbols of one metric table, explained under it."""
     protocol = title.split(" · ")[1] if title.count(" · ") >= 2 else "protocol@N"
-    ranged = any("-" in row[-1] for row in body)
+    ranged = any("-" in row[-1] for row in body if row)
     footer = (
         f"  {protocol}: protocol name@version. k: support ratings per task ('all': its whole "
         "pool). Values: mean ±95% CI over seeds (no ± with one seed). tasks: tasks scored per "
@@ -133,6 +148,14 @@ def metric_footer(title: str, body: list[list[str]]) -> str:
         footer += f"\n  {WARM_HISTORY_NOTE}"
     return footer
 
+
+MARKS_FOOTER = (
+    "  notes: at floor: not significantly above the higher of floor-random and floor-constant "
+    "on that ranking metric (paired Wilcoxon per task, Holm-adjusted, alpha 0.05); ignores "
+    "support: on a seed, no task's predictions changed when its support set was taken away; "
+    "degenerate: at least half of the tasks of a seed got the same prediction for every query "
+    "item."
+)
 
 TIMING_FOOTER = (
     "  fit s: mean ±95% CI over seeds. adapt+predict s: mean seconds per (scenario, k), after a "
@@ -157,12 +180,18 @@ def render_terminal(
     metrics: Sequence[str],
     learner_order: Sequence[str] = (),
     summaries: dict[str, Any] | None = None,
+    marks: Marks | None = None,
+    tie_policy: str | None = None,
 ) -> str:
     parts = []
-    for title, headers, body in metric_tables(metric_rows, metrics, learner_order):
+    for title, headers, body in metric_tables(metric_rows, metrics, learner_order, marks):
         parts.append(f"\n{title}  (mean ±95% CI over seeds)")
         parts.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
-        parts.append(metric_footer(title, body))
+        parts.append(metric_footer(title, [r[:-1] if marks is not None else r for r in body]))
+        if marks is not None and any(r[-1] for r in body):
+            parts.append(MARKS_FOOTER)
+    if tie_policy is not None:
+        parts.append(f"\nties in the predictions: {tie_policy} ({TIE_POLICIES[tie_policy]})")
     if timing_rows:
         headers, body = timing_table(timing_rows, learner_order)
         parts.append(

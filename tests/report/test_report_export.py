@@ -1,6 +1,7 @@
 """``bench export --predictions`` and ``--per-task``: every stored metric is recomputed from the
-exported predictions by implementations independent of ``bench.evaluation.metrics`` (scikit-learn, and an
-NDCG written here from its formula) and agrees to 1e-9; Parquet round-trips."""
+exported predictions by implementations independent of ``bench.evaluation.metrics`` (scikit-learn, whose
+NDCG averages over tied predictions as the default ``expected`` tie policy does) and agrees to
+1e-9; Parquet round-trips."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import mean_absolute_error, mean_squared_error, roc_auc_score
+from sklearn.metrics import mean_absolute_error, mean_squared_error, ndcg_score, roc_auc_score
 
 from bench.cli import main
 from bench.errors import BenchError
@@ -30,13 +31,12 @@ def export(capsys: pytest.CaptureFixture[str], store: Path, *flags: str) -> pd.D
 
 
 def ndcg_at(ratings: np.ndarray, predictions: np.ndarray, k: int) -> float:
-    """NDCG@k with gains 2^r - 1 and discounts 1 / log2(rank + 1); the query is ranked by
-    prediction, equal predictions keeping query order."""
-    order = sorted(range(len(ratings)), key=lambda i: (-predictions[i], i))
-    ideal = sorted(ratings, reverse=True)
-    dcg = sum((2.0 ** ratings[i] - 1) / math.log2(rank + 2) for rank, i in enumerate(order[:k]))
-    idcg = sum((2.0**r - 1) / math.log2(rank + 2) for rank, r in enumerate(ideal[:k]))
-    return dcg / idcg if idcg > 0 else 1.0
+    """NDCG@k with gains 2^r - 1, equal predictions scored by the mean over their orders
+    (scikit-learn's tie-averaged DCG)."""
+    gains = 2.0 ** np.asarray(ratings, dtype=float) - 1
+    if not gains.any():
+        return 1.0
+    return float(ndcg_score(gains[None, :], np.asarray(predictions)[None, :], k=k))
 
 
 def recompute(group: pd.DataFrame) -> dict[str, float]:
@@ -66,6 +66,8 @@ def recompute(group: pd.DataFrame) -> dict[str, float]:
         if like.any() and not like.all():
             aucs.append(roc_auc_score(like, t["prediction"].to_numpy()))
     out["auc"] = float(np.mean(aucs)) if aucs else math.nan
+    tied = [float(np.ptp(t["prediction"].to_numpy()) == 0) for t in tasks if len(t) >= 2]
+    out["tied_share"] = float(np.mean(tied)) if tied else math.nan
     return out
 
 
@@ -85,8 +87,8 @@ def test_every_metric_is_recomputed_from_the_exported_predictions(
             else:
                 assert abs(value - expected) <= TOLERANCE, (key, metric, value, expected)
             compared += 1
-    # 7 learners x 2 seeds x 4 scenarios x 2 support sizes, 8 metrics each.
-    assert compared == 7 * 2 * 4 * 2 * 8
+    # 7 learners x 2 seeds x 4 scenarios x 2 support sizes, 8 metrics and tied_share each.
+    assert compared == 7 * 2 * 4 * 2 * 9
 
 
 def test_per_task_values_are_keyed_by_the_users_own_ids_and_match_the_predictions(
@@ -111,7 +113,7 @@ def test_per_task_values_are_keyed_by_the_users_own_ids_and_match_the_prediction
     # ... and two learners that predict alike are never marked different.
     versus = compare_to_reference(load_results(run_store), "item-mean")
     twins = versus[versus["learner"] == "item-mean-twin"]
-    assert len(twins) == 4 * 2 * 8 and set(twins["verdict"]) == {"same"}
+    assert len(twins) == 4 * 2 * 9 and set(twins["verdict"]) == {"same"}
     assert (twins["p_holm"] == 1.0).all()
 
 

@@ -42,7 +42,8 @@ def test_predictions_are_kept_only_when_asked_and_added_on_a_later_run(tmp_path:
     evaluated = results.metrics[results.metrics["metric"] == "rmse"]
     # One row per query rating: the ci suite asks for 5 per task.
     assert len(predictions) == 5 * evaluated["n_tasks"].sum()
-    assert len(results.metrics) == len(evaluated) * 8  # nothing duplicated by the recompute
+    # 8 metrics and tied_share; nothing duplicated by the recompute.
+    assert len(results.metrics) == len(evaluated) * 9
 
 
 def test_each_run_records_the_cells_it_computed_or_reused(tmp_path: Path) -> None:

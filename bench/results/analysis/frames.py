@@ -50,6 +50,8 @@ CELL_COLUMNS = (
     "task_axis",
     "like_threshold",
     "ndcg_gain",
+    "tie_policy",
+    "support_ignored",
     "rating_min",
     "rating_max",
     "split_summary",
@@ -158,7 +160,8 @@ class Results:
         path: the store read.
         cells: one row per cell (``CELL_COLUMNS``): what was fitted, on which split, by which run;
             ``config`` and ``split_summary`` hold dicts; ``like_threshold`` is the split's (it
-            may come from the training ratings' median) and ``ndcg_gain`` the suite's.
+            may come from the training ratings' median), ``ndcg_gain`` the suite's and
+            ``tie_policy`` the one its ranking metrics were scored under.
         metrics: one row per (cell, scenario, k, metric) (``METRIC_COLUMNS``): ``value`` is the
             metric on that seed (``rmse``, ``mae`` and ``accuracy`` pooled over the query ratings,
             ``ndcg@k`` and ``auc`` averaged over the tasks they can score); ``n_tasks`` tasks were
@@ -357,6 +360,11 @@ def _labelled_cells(rows: list[dict[str, Any]]) -> pd.DataFrame:
     cells["task_axis"] = [i.get("task_axis", "user") for i in info]
     cells["like_threshold"] = [float(i.get("like_threshold", np.nan)) for i in info]
     cells["ndcg_gain"] = [i.get("ndcg_gain", DEFAULT_GAIN) for i in info]
+    # Cells stored before tie policies existed were ranked with ties in query order.
+    cells["tie_policy"] = [i.get("tie_policy", "query-order") for i in info]
+    # Per "scenario/k" of a cold scenario: the share of tasks whose predictions did not move
+    # when the support set was taken away.
+    cells["support_ignored"] = [dict(i.get("support_ignored", {})) for i in info]
     cells["rating_min"] = [float(i.get("rating_scale", [np.nan])[0]) for i in info]
     cells["rating_max"] = [float(i.get("rating_scale", [np.nan, np.nan])[-1]) for i in info]
     return cells[list(CELL_COLUMNS)].reset_index(drop=True)

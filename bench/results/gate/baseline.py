@@ -55,7 +55,14 @@ UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 CELL_NAME_FIELDS = ("dataset", "protocol", "scenario", "k", "learner", "device", "metric")
 TIMING_NAME_FIELDS = ("dataset", "protocol", "learner", "device", "phase")
-ORIGIN_FIELDS = ("protocol_version", "dataset_hash", "protocol_hash", "ndcg_gain", "config_hash")
+ORIGIN_FIELDS = (
+    "protocol_version",
+    "dataset_hash",
+    "protocol_hash",
+    "ndcg_gain",
+    "config_hash",
+    "tie_policy",
+)
 REFRESH_HINT = "write a new one with `bench baseline --suite NAME --out FILE`"
 
 
@@ -166,6 +173,8 @@ class _Reader:
             protocol_hash=self.get(obj, "protocol_hash", str, where),
             ndcg_gain=self.get(obj, "ndcg_gain", str, where),
             config_hash=self.get(obj, "config_hash", str, where),
+            # Baselines written before tie policies ranked ties in query order.
+            tie_policy=self.get({"tie_policy": "query-order", **obj}, "tie_policy", str, where),
         )
 
     def seeds(self, obj: dict[str, Any], key: str, where: str) -> dict[int, Any]:

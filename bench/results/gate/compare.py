@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.evaluation.metrics import DEFAULT_METRICS, METRICS, higher_is_better
+from bench.evaluation.metrics import DEFAULT_METRICS, METRICS, higher_is_better, is_ranking_metric
 from bench.results.analysis import holm, k_order, paired_test, scenario_order
 from bench.results.gate.snapshot import CellName, Origin, Snapshot, TimingName
 from bench.results.gate.tolerance import Tolerances
@@ -130,6 +130,8 @@ def _changed_split(old: Origin, new: Origin, protocol: str, metric: str) -> str:
         return f"dataset changed (hash {old.dataset_hash[:8]} -> {new.dataset_hash[:8]})"
     if metric.startswith("ndcg") and old.ndcg_gain != new.ndcg_gain:
         return f"NDCG gain changed: {old.ndcg_gain} -> {new.ndcg_gain}"
+    if is_ranking_metric(metric) and old.tie_policy != new.tie_policy:
+        return f"tie policy changed: {old.tie_policy} -> {new.tie_policy}"
     return ""
 
 

@@ -48,6 +48,8 @@ class Origin:
     protocol_hash: str
     ndcg_gain: str
     config_hash: str
+    tie_policy: str = "query-order"
+    """How ranking metrics ordered tied predictions (before tie policies: query order)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ def _origin(cell: pd.Series) -> Origin:
         protocol_hash=str(cell["protocol_hash"]),
         ndcg_gain=str(cell["ndcg_gain"]),
         config_hash=str(cell["config_hash"]),
+        tie_policy=str(cell["tie_policy"]),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.evaluation.floors import is_floor
 from bench.evaluation.metrics import DEFAULT_METRICS
 from bench.results.analysis import (
     Results,
@@ -25,6 +26,7 @@ from bench.results.analysis import (
     summarise,
     unscorable,
 )
+from bench.results.analysis.floors import marks_by_line
 from bench.results.analysis.frames import LOAD_MARGIN
 from bench.results.analysis.summary import SPREAD_FLAG
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
@@ -96,6 +98,7 @@ class _Builder:
         self.comparisons = compare_to_reference(results, options.reference, options.alpha)
         self.marks = best_marks(results, self.summary, options.alpha, options.unranked)
         self.unscorable = unscorable(results)
+        self.notes = marks_by_line(results)
         self.metrics = [m for m in options.metrics if m in set(self.summary["metric"])]
         self.show_device = results.cells["device"].nunique() > 1
         tables = self.summary[["dataset", "protocol", "scenario"]].drop_duplicates()
@@ -274,9 +277,28 @@ class _Builder:
             m: "↑" if summary[summary["metric"] == m]["higher_is_better"].all() else "↓"
             for m in self.metrics
         }
+        noted = any(key[:3] == tuple(where.values()) for key in self.notes)
+        cells = rows_where(self.results.cells, dataset=where["dataset"], protocol=where["protocol"])
+        policies = sorted(set(cells[~cells["learner"].map(is_floor)]["tie_policy"]))
+        caption = "Mean over seeds ±95% t-interval"
+        if policies:
+            caption += f"; ties in the predictions ranked: {', '.join(policies)}"
+        if noted:
+            caption += (
+                "; at floor: not significantly above the higher of floor-random and "
+                "floor-constant (paired Wilcoxon per task, Holm-adjusted); degenerate: at least "
+                "half of a seed's tasks fully tied; ignores support: no task's predictions "
+                "changed without its support set"
+            )
         table = Table(
-            [*self._line_headers(), *(f"{m} {arrows[m]}" for m in self.metrics), "seeds", "tasks"],
-            caption="Mean over seeds ±95% t-interval",
+            [
+                *self._line_headers(),
+                *(f"{m} {arrows[m]}" for m in self.metrics),
+                "seeds",
+                "tasks",
+                *(["notes"] if noted else []),
+            ],
+            caption=caption,
         )
         values = summary.set_index(LINE_METRIC)
         marks = rows_where(self.marks, **where).set_index(LINE_METRIC)
@@ -300,6 +322,9 @@ class _Builder:
             seeds = int(line["seed"].nunique())
             tasks = fmt_count_range(list(line["n_tasks"])) if len(line) else "0"
             row += [Cell(str(seeds), seeds), Cell(tasks, float(line["n_tasks"].mean()))]
+            if noted:
+                words = self.notes.get((*where.values(), k, learner, device), [])
+                row.append(Cell("; ".join(words)))
             table.rows.append(row)
         return table
 

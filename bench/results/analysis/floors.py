@@ -1,0 +1,120 @@
+"""Learners against the floors, and cells whose predictions are degenerate.
+
+- :func:`floor_marks`: in each family (table, k, device, ranking metric) that holds a floor
+  learner (:mod:`bench.evaluation.floors`), every other learner is tested against the higher
+  floor on their paired per-task values (Wilcoxon signed-rank, Holm-adjusted across the
+  family's learners, as every comparison in :mod:`bench.results.analysis.summary`); it is *at floor*
+  unless the adjusted p-value is below ``alpha`` with the difference in its favour.
+- :func:`degenerate_cells`: per (table, k, learner, device), the share of tasks whose query
+  predictions are all equal (the ``tied_share`` metric, worst seed); at least
+  :data:`DEGENERATE_SHARE` of them tied marks the line *degenerate*.
+
+Stability: experimental.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.evaluation.floors import is_floor
+from bench.evaluation.metrics import is_ranking_metric
+from bench.results.analysis.frames import Results
+from bench.results.analysis.stats import holm, paired_test
+from bench.results.analysis.summary import (
+    ALPHA,
+    FAMILY_KEYS,
+    TABLE_KEYS,
+    learner_order,
+    paired_families,
+    sort_rows,
+)
+
+FLOOR_COLUMNS = (
+    *FAMILY_KEYS,
+    "learner",
+    "floor",
+    "n_pairs",
+    "mean_diff",
+    "p_value",
+    "p_holm",
+    "at_floor",
+)
+DEGENERATE_SHARE = 0.5
+"""A cell with at least this share of fully tied tasks is degenerate."""
+DEGENERATE_COLUMNS = (*TABLE_KEYS, "k", "learner", "device", "tied_share", "degenerate")
+
+
+def floor_marks(results: Results, alpha: float = ALPHA) -> pd.DataFrame:
+    """Each non-floor learner against the higher floor of each ranking family (``FLOOR_COLUMNS``)."""
+    rows = []
+    for family, wide in paired_families(results):
+        if not is_ranking_metric(str(family["metric"])):
+            continue
+        floors = [c for c in wide.columns if is_floor(c)]
+        if not floors:
+            continue
+        floor = max(floors, key=lambda c: float(np.nanmean(wide[c].to_numpy(dtype=float))))
+        others = [c for c in wide.columns if not is_floor(c)]
+        tests = [paired_test(wide[o].to_numpy(), wide[floor].to_numpy()) for o in others]
+        adjusted = holm([t.p_value for t in tests])
+        for learner, test, p_holm in zip(others, tests, adjusted, strict=True):
+            above = bool(p_holm < alpha and test.difference.mean > 0)
+            rows.append(
+                {
+                    **family,
+                    "learner": learner,
+                    "floor": floor,
+                    "n_pairs": test.n_pairs,
+                    "mean_diff": test.difference.mean,
+                    "p_value": test.p_value,
+                    "p_holm": float(p_holm),
+                    "at_floor": not above,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(FLOOR_COLUMNS))
+    return sort_rows(frame, learner_order(results))
+
+
+def degenerate_cells(results: Results) -> pd.DataFrame:
+    """The worst seed's ``tied_share`` of each line (``DEGENERATE_COLUMNS``); floors included."""
+    metrics = results.metrics
+    tied = metrics[metrics["metric"] == "tied_share"]
+    keys = [*TABLE_KEYS, "k", "learner", "device"]
+    rows = []
+    for key, group in tied.groupby(keys, sort=False):
+        share = float(np.nanmax(group["value"].to_numpy(dtype=float))) if len(group) else np.nan
+        row = dict(zip(keys, key, strict=True))
+        row.update(tied_share=share, degenerate=bool(share >= DEGENERATE_SHARE))
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(DEGENERATE_COLUMNS))
+    return sort_rows(frame, learner_order(results))
+
+
+def marks_by_line(results: Results) -> dict[tuple[str, ...], list[str]]:
+    """Per (dataset, protocol, scenario, k, learner, device): the words a table shows beside it:
+    ``at floor: METRIC, ...``, ``ignores support`` (in a cold scenario, every task's predictions
+    stay the same without its support set, on some seed) and ``degenerate`` (floors themselves
+    are not marked)."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    line = [*TABLE_KEYS, "k", "learner", "device"]
+    marks = floor_marks(results)
+    for key, group in marks[marks["at_floor"].astype(bool)].groupby(line, sort=False):
+        names = ", ".join(sorted(set(group["metric"])))
+        out.setdefault(tuple(map(str, key)), []).append(f"at floor: {names}")
+    for cell in results.cells.itertuples(index=False):
+        if is_floor(str(cell.learner)):
+            continue
+        for where, share in dict(cell.support_ignored).items():
+            scenario, _, k = where.partition("/")
+            if share >= 1.0:
+                key = (str(cell.dataset), str(cell.protocol), scenario, k, str(cell.learner))
+                words = out.setdefault((*key, str(cell.device)), [])
+                if "ignores support" not in words:
+                    words.append("ignores support")
+    degenerate = degenerate_cells(results)
+    for row in degenerate[degenerate["degenerate"].astype(bool)].itertuples(index=False):
+        if not is_floor(str(row.learner)):
+            key = tuple(str(getattr(row, c)) for c in line)
+            out.setdefault(key, []).append(f"degenerate ({row.tied_share:.0%} of tasks tied)")
+    return out
