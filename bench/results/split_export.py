@@ -34,6 +34,7 @@ from bench.data import Dataset
 from bench.episodes import make_meta_train
 from bench.errors import BenchError, ConfigError, DataError, RegistryError
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
+from bench.protocol.audit import Check, audit
 from bench.protocol.manifest import (
     MANIFEST_VERSION,
     SplitTables,
@@ -336,4 +337,24 @@ def load_tables(directory: Path) -> list[SplitTables]:
                 evaluated=tuple(evaluated_of(manifest)),
             )
         )
+    return out
+
+
+def audit_splits(
+    suite: Suite | None,
+    directory: Path | None = None,
+    dataset: str | None = None,
+    seed: int | None = None,
+) -> list[tuple[str, list[Check]]]:
+    """The audit of each split of ``suite`` (as a learner would receive it), or of each split
+    exported to ``directory`` (as its files hold it now), labelled by dataset and seed."""
+    if directory is not None:
+        return [(f"{t.dataset} seed {t.seed} ({directory})", audit(t)) for t in load_tables(directory)]
+    assert suite is not None, "audit needs a suite or an exported split"
+    chosen = select(suite, dataset, seed)
+    out = []
+    for ref, data in chosen.datasets:
+        for s in chosen.seeds:
+            _, tables = compute(data, chosen.protocol, s, chosen.evaluated)
+            out.append((f"{ref} seed {s} ({chosen.protocol.label})", audit(tables)))
     return out
