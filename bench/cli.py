@@ -314,7 +314,8 @@ def _print_split_summaries(summaries: dict[str, Any]) -> None:
             f"new users, {summary.get('existing_items')} existing / {summary.get('new_items')} "
             f"new items, {summary.get('train_ratings')} training ratings"
             f"{_training_variants(summary)}, "
-            f"{summary.get('validation_tasks')} validation tasks{_likes(summary)}; "
+            f"{summary.get('validation_tasks')} validation tasks{_likes(summary)}"
+            f"{_audited(summary)}; "
             f"{', '.join(parts)}"
         )
 
@@ -329,6 +330,15 @@ def _training_variants(summary: dict[str, Any]) -> str:
     if summary.get("train_ratings") == dropped and kept != dropped:
         return f" (entities outside the activity filter dropped; keeping them: {kept})"
     return f" (dropping the entities outside the activity filter, as MeLU's paper does: {dropped})"
+
+
+def _audited(summary: dict[str, Any]) -> str:
+    outcome = summary.get("audit")
+    if not isinstance(outcome, dict):
+        return ""
+    if outcome.get("passed"):
+        return f", leakage audit passed ({len(outcome.get('checks', {}))} checks)"
+    return f", leakage audit FAILED ({', '.join(outcome.get('failed', {}))})"
 
 
 def _likes(summary: dict[str, Any]) -> str:
@@ -511,7 +521,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _add_referee_parsers(sub: Any) -> None:
-    split = sub.add_parser("split", help="export a suite's splits as files, or verify exported ones")
+    split = sub.add_parser(
+        "split", help="export a suite's splits as files, or verify exported ones"
+    )
     verbs = split.add_subparsers(dest="split_command", required=True)
     export = verbs.add_parser("export", help="write training, support, query and validation data")
     export.add_argument("--suite", required=True, help="a shipped suite name or a TOML path")
@@ -541,7 +553,9 @@ def _add_referee_parsers(sub: Any) -> None:
         help="CSV or Parquet: dataset, seed, scenario, k, user, item, prediction",
     )
     imported.add_argument("--scores", type=Path, help="scores of candidate items (ranking suites)")
-    imported.add_argument("--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]")
+    imported.add_argument(
+        "--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]"
+    )
     imported.add_argument("--data-dir", help="folder holding the dataset folders")
 
 

@@ -37,6 +37,9 @@ from bench.errors import ConfigError, StoreError
 from bench.learner import Budget, learner_class, make_learner, split_budget
 from bench.metrics import DEFAULT_GAIN, Queries, evaluate
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
+from bench.protocol.audit import audit
+from bench.protocol.audit import summary as audit_summary
+from bench.protocol.manifest import split_tables
 from bench.provenance import code_fingerprint, collect
 from bench.scoring import scored_queries
 from bench.seeding import Seeds
@@ -492,6 +495,31 @@ def iter_cells(
                     )
 
 
+def audit_splits(
+    cache: SplitCache,
+    datasets: list[Dataset],
+    seeds: tuple[int, ...],
+    wanted: list[tuple[str, SupportSize]],
+    log: Callable[[str], None],
+) -> None:
+    """The leakage audit (:mod:`bench.protocol.audit`) of every split, on the training view the
+    learners will fit on, before any cell runs. Its outcome is kept in the split's summary, and so
+    stored with every cell; each failed check is reported. A split that cannot be made is left
+    to its cells, which report why."""
+    for dataset in datasets:
+        for seed in seeds:
+            try:
+                split, train = cache.split(dataset, seed)
+            except Exception:  # the cells of this split fail and say why
+                continue
+            tables = split_tables(dataset, cache.protocol, split, seed, wanted, train)
+            checks = audit(tables)
+            split.summary["audit"] = audit_summary(checks)
+            for check in checks:
+                if not check.passed:
+                    log(f"audit of {dataset.name} seed {seed}: {check.line()}")
+
+
 CLAIM_POLL_S = 2.0
 """How often a run looks again at cells that another run has claimed."""
 
@@ -537,6 +565,7 @@ def run_suite(
     # A protocol may offer fewer scenarios (predefined folds are warm only); skip the others.
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
+    audit_splits(cache, datasets, suite.seeds, wanted, log)
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
     in_process = isinstance(executor, LocalExecutor)
     context = RunContext(suite, protocol, outcome.run_id, fingerprint, progress and in_process)

@@ -139,12 +139,17 @@ def check_validation(tables: SplitTables) -> Check:
     offending = []
     for scenario, k in tables.evaluated:
         tested = set(tables.tables[task_table(scenario, k, "query")]["task"].astype(str))
-        offending += [f"{tables.task_axis} {e} in {scenario} {k_folder(k)}" for e in sorted(entities & tested)]
+        offending += [
+            f"{tables.task_axis} {e} in {scenario} {k_folder(k)}" for e in sorted(entities & tested)
+        ]
     listed = pd.Series(sorted(entities), dtype=object)
     trained = listed[listed.isin(tables.tables["train"][tables.task_axis].astype(str))]
     offending += [f"{tables.task_axis} {e} in training" for e in trained]
     return Check(
-        "validation tasks apart from test tasks and training", len(entities), "validation tasks", offending
+        "validation tasks apart from test tasks and training",
+        len(entities),
+        "validation tasks",
+        offending,
     )
 
 
@@ -163,7 +168,9 @@ def check_statistics(tables: SplitTables, tolerance: float = 1e-9) -> Check:
     if stats.get("rating_scale_from") != "declared" and len(ratings):
         low, high = float(ratings.min()), float(ratings.max())
         if [low, high] != [float(v) for v in stats["rating_scale"]]:
-            offending.append(f"rating scale {stats['rating_scale']}, training range [{low:g}, {high:g}]")
+            offending.append(
+                f"rating scale {stats['rating_scale']}, training range [{low:g}, {high:g}]"
+            )
     levels = np.unique(ratings)
     given_levels = np.asarray(stats.get("rating_levels", levels), dtype=np.float64)
     extra = np.setdiff1d(given_levels, levels)
@@ -181,7 +188,10 @@ def check_statistics(tables: SplitTables, tolerance: float = 1e-9) -> Check:
     offending += [f"item {item} mean" for item in both.loc[differs, "item"]]
     checked = 3 + len(both)  # threshold, scale, levels, and one mean per item
     return Check(
-        "statistics from training only", checked, "statistics", offending,
+        "statistics from training only",
+        checked,
+        "statistics",
+        offending,
         "like threshold, rating scale, rating levels, item means",
     )
 

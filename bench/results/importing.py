@@ -78,9 +78,7 @@ def read_predictions(path: Path, data: bytes) -> pd.DataFrame:
     bad = seeds.isna() | (seeds != seeds.round())
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"{path}: row {row + 1}: seed {out['seed'].iloc[row]!r} is not an integer"
-        )
+        raise DataError(f"{path}: row {row + 1}: seed {out['seed'].iloc[row]!r} is not an integer")
     out["seed"] = seeds.astype(np.int64).astype(str)
     prediction = pd.to_numeric(frame["prediction"], errors="coerce")
     text = frame["prediction"].astype(str).str.strip().str.lower()
@@ -107,7 +105,8 @@ class _Group:
 
 def _required(chosen: Selection) -> tuple[list[_Group], pd.DataFrame]:
     """Every query rating the suite scores, keyed like the file, with its place in its batch."""
-    groups, frames = [], []
+    groups: list[_Group] = []
+    frames: list[pd.DataFrame] = []
     for ref, dataset in chosen.datasets:
         for seed in chosen.seeds:
             split = chosen.protocol.split(dataset, seed)
@@ -186,7 +185,15 @@ def _record(
     device = suite.devices[0]
     config_hash = provenance["sha256"][:16]
     key = cell_key(
-        dataset, protocol, learner, config_hash, group.seed, device, fingerprint, None, suite.ndcg_gain
+        dataset,
+        protocol,
+        learner,
+        config_hash,
+        group.seed,
+        device,
+        fingerprint,
+        None,
+        suite.ndcg_gain,
     )
     record = CellRecord(
         cell_key=key,
@@ -300,8 +307,13 @@ def import_predictions(
     ]
     outcome = ImportOutcome(run_id, learner, predictions, digest, len(found))
     with ResultStore(store_path) as store:
-        run_provenance = {**collect(list(suite.devices[:1])), "imported": {**provenance, "path": str(predictions)}}
-        store.start_run(run_id, suite.name, {**suite.resolved(), "imported": learner}, run_provenance)
+        run_provenance = {
+            **collect(list(suite.devices[:1])),
+            "imported": {**provenance, "path": str(predictions)},
+        }
+        store.start_run(
+            run_id, suite.name, {**suite.resolved(), "imported": learner}, run_provenance
+        )
         status = "failed"
         try:
             for record in records:

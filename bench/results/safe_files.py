@@ -8,6 +8,7 @@ never a way out.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path, PurePosixPath
 
@@ -45,10 +46,8 @@ class BoundedFolder:
         fd = os.open(self.root, _DIR_FLAGS)
         try:
             for name in parts[:-1]:
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(name, dir_fd=fd)
-                except FileExistsError:
-                    pass
                 try:
                     inner = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:

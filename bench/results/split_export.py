@@ -32,7 +32,7 @@ import pandas as pd
 from bench.cards import load_dataset
 from bench.data import Dataset
 from bench.episodes import make_meta_train
-from bench.errors import BenchError, ConfigError, DataError, RegistryError
+from bench.errors import BenchError, ConfigError, DataError
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.protocol.audit import Check, audit
 from bench.protocol.manifest import (
@@ -105,7 +105,9 @@ def compute(
 ) -> tuple[Split, SplitTables]:
     """A split and its tables, with the statistics of the training view learners fit on."""
     split = protocol.split(dataset, seed)
-    return split, split_tables(dataset, protocol, split, seed, evaluated, make_meta_train(dataset, split))
+    return split, split_tables(
+        dataset, protocol, split, seed, evaluated, make_meta_train(dataset, split)
+    )
 
 
 # Formats ------------------------------------------------------------------------------------
@@ -158,7 +160,9 @@ def _atomic(frame: pd.DataFrame, header: list[str]) -> bytes:
 
 
 def _inter(*frames: pd.DataFrame) -> bytes:
-    rows = pd.concat([f[["user", "item", "rating", "timestamp"]] for f in frames], ignore_index=True)
+    rows = pd.concat(
+        [f[["user", "item", "rating", "timestamp"]] for f in frames], ignore_index=True
+    )
     header = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
     return _atomic(rows, header)
 
@@ -168,7 +172,9 @@ def _entities(frame: pd.DataFrame, side: str) -> bytes:
     header = [f"{side}_id:token"] + (["features:float_seq"] if features else [])
     plain = frame[["id"]].copy()
     if features:
-        plain["features"] = [" ".join(repr(float(v)) for v in row) for row in frame[features].to_numpy()]
+        plain["features"] = [
+            " ".join(repr(float(v)) for v in row) for row in frame[features].to_numpy()
+        ]
     return _atomic(plain, header)
 
 
@@ -214,7 +220,9 @@ def sha256(data: bytes) -> str:
 # Export -------------------------------------------------------------------------------------
 
 
-def _split_entry(ref: str, dataset: Dataset, split: Split, tables: SplitTables, folder: str) -> dict[str, Any]:
+def _split_entry(
+    ref: str, dataset: Dataset, split: Split, tables: SplitTables, folder: str
+) -> dict[str, Any]:
     return {
         "dataset": ref,
         "dataset_name": dataset.name,
@@ -266,7 +274,9 @@ def export_split(
         "format": fmt,
         "suite": suite.name,
         "protocol": protocol_entry,
-        "scenarios": sorted({s for s, _ in chosen.evaluated}, key=[s for s, _ in chosen.evaluated].index),
+        "scenarios": sorted(
+            {s for s, _ in chosen.evaluated}, key=[s for s, _ in chosen.evaluated].index
+        ),
         "support_sizes": list(chosen.protocol.config.support_sizes),
         "datasets": {ref: {"options": suite.dataset.get(ref, {})} for ref, _ in chosen.datasets},
         "data_dir": suite.data_dir,
@@ -323,7 +333,13 @@ def load_tables(directory: Path) -> list[SplitTables]:
         }
         stats = {
             key: entry.get(key)
-            for key in ("like_threshold", "like_threshold_source", "rating_scale", "rating_scale_from", "rating_levels")
+            for key in (
+                "like_threshold",
+                "like_threshold_source",
+                "rating_scale",
+                "rating_scale_from",
+                "rating_levels",
+            )
         }
         out.append(
             SplitTables(
@@ -349,7 +365,9 @@ def audit_splits(
     """The audit of each split of ``suite`` (as a learner would receive it), or of each split
     exported to ``directory`` (as its files hold it now), labelled by dataset and seed."""
     if directory is not None:
-        return [(f"{t.dataset} seed {t.seed} ({directory})", audit(t)) for t in load_tables(directory)]
+        return [
+            (f"{t.dataset} seed {t.seed} ({directory})", audit(t)) for t in load_tables(directory)
+        ]
     assert suite is not None, "audit needs a suite or an exported split"
     chosen = select(suite, dataset, seed)
     out = []

@@ -18,6 +18,7 @@ import pandas as pd
 from bench.cards import load_dataset
 from bench.errors import BenchError, DataError
 from bench.protocol import make_protocol
+from bench.results.safe_files import read_inside
 from bench.results.split_export import (
     MANIFEST,
     SHOWN_ROWS,
@@ -30,7 +31,6 @@ from bench.results.split_export import (
     sha256,
     table_ext,
 )
-from bench.results.safe_files import read_inside
 
 COMPARED = (
     "like_threshold",
@@ -60,7 +60,9 @@ def _files_on_disk(directory: Path) -> set[str]:
     return found
 
 
-def _check_hashes(directory: Path, manifest: dict[str, Any], result: Verification) -> dict[str, bytes]:
+def _check_hashes(
+    directory: Path, manifest: dict[str, Any], result: Verification
+) -> dict[str, bytes]:
     """The listed files' bytes; a missing, edited or unlisted file is a difference."""
     present: dict[str, bytes] = {}
     on_disk = _files_on_disk(directory)
@@ -85,7 +87,9 @@ def _protocol(manifest: dict[str, Any]) -> Any:
     try:
         protocol = make_protocol(str(name), params)
     except BenchError as exc:
-        raise BenchError(f"the manifest's protocol {name!r} is unknown or invalid here: {exc}") from exc
+        raise BenchError(
+            f"the manifest's protocol {name!r} is unknown or invalid here: {exc}"
+        ) from exc
     now = {"version": protocol.config.version, "hash": protocol.config.fingerprint()}
     for key, value in now.items():
         if pinned.get(key) != value:
