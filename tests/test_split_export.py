@@ -246,3 +246,38 @@ def test_links_in_the_output_folder_are_refused(
     assert export(suite, out, "--seed", "0") == 2
     assert "the file is a link" in capsys.readouterr().err
     assert victim.read_text() == "keep me"
+
+
+def test_tables_from_a_provider_are_written_hashed_and_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The extension point for ranking candidates: a provider's table travels like the others."""
+    from bench.results import split_export
+
+    def first_items(dataset, split, tables, settings):  # type: ignore[no-untyped-def]
+        assert settings["name"] == "export-cold-random"
+        items = tables.tables["items"]["id"].head(3)
+        return {"candidates": pd.DataFrame({"item": items})}
+
+    monkeypatch.setattr(split_export, "EXTRA_TABLES", [first_items])
+    out = tmp_path / "split"
+    assert export(synthetic_suite(tmp_path, "cold-random"), out, "--seed", "0") == 0
+    path = out / "synthetic" / "seed-0" / "candidates.csv"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "synthetic/seed-0/candidates.csv" in manifest["files"]
+    assert main(["split", "verify", str(out)]) == 0
+    path.write_text("item\n0\n1\n7\n")
+    capsys.readouterr()
+    assert main(["split", "verify", str(out)]) == 1
+    assert "candidates.csv: 1 row(s) in the file only: item=7" in capsys.readouterr().out
+
+
+def test_a_folder_holding_other_files_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "split"
+    out.mkdir()
+    (out / "thesis.tex").write_text("mine")
+    assert export(synthetic_suite(tmp_path, "cold-random"), out, "--seed", "0") == 2
+    assert "holds other files" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]

@@ -51,11 +51,12 @@ MANIFEST = "manifest.json"
 SHOWN_ROWS = 5
 """How many differing rows ``verify`` lists per table."""
 
-ExtraTables = Callable[[Dataset, Split, SplitTables, Suite], dict[str, pd.DataFrame]]
+ExtraTables = Callable[[Dataset, Split, SplitTables, dict[str, Any]], dict[str, pd.DataFrame]]
 EXTRA_TABLES: list[ExtraTables] = []
-"""Providers of further tables of a split (ranking candidates, sampled negatives): each returns
-``{name: frame}`` for the suites that ask for them and ``{}`` otherwise. Their tables are written,
-hashed and verified like the others."""
+"""Providers of further tables of a split (ranking candidates, sampled negatives). Each receives
+the dataset, the split, its tables and the suite's resolved settings (as the manifest keeps them,
+so that ``verify`` calls it alike) and returns ``{name: frame}`` for the suites that ask for such
+tables, ``{}`` otherwise. Their tables are written, hashed and verified like the others."""
 
 RECBOLE_NOTES = [
     "Each FOLDER/recbole/SCENARIO-kK is one RecBole dataset: set data_path to FOLDER/recbole, "
@@ -101,13 +102,22 @@ def select(suite: Suite, dataset: str | None = None, seed: int | None = None) ->
 
 
 def compute(
-    dataset: Dataset, protocol: Protocol, seed: int, evaluated: list[tuple[str, SupportSize]]
+    dataset: Dataset,
+    protocol: Protocol,
+    seed: int,
+    evaluated: list[tuple[str, SupportSize]],
+    settings: dict[str, Any] | None = None,
 ) -> tuple[Split, SplitTables]:
-    """A split and its tables, with the statistics of the training view learners fit on."""
+    """A split and its tables, with the statistics of the training view learners fit on; with
+    the suite's ``settings``, the tables of :data:`EXTRA_TABLES` too."""
     split = protocol.split(dataset, seed)
-    return split, split_tables(
+    tables = split_tables(
         dataset, protocol, split, seed, evaluated, make_meta_train(dataset, split)
     )
+    if settings is not None:
+        for provide in EXTRA_TABLES:
+            tables.tables.update(provide(dataset, split, tables, settings))
+    return split, tables
 
 
 # Formats ------------------------------------------------------------------------------------
@@ -250,14 +260,18 @@ def export_split(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown split format {fmt!r}; choose from {', '.join(FORMATS)}")
     chosen = select(suite, dataset, seed)
+    settings = json.loads(json.dumps(suite.resolved(), default=str))
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise BenchError(
+            f"{out} holds other files; export a split into a new or empty folder (or over an "
+            "earlier export)"
+        )
     target = BoundedFolder(out)
     entries, hashes = [], {}
     protocol_entry: dict[str, Any] = {}
     for ref, data in chosen.datasets:
         for s in chosen.seeds:
-            split, tables = compute(data, chosen.protocol, s, chosen.evaluated)
-            for provide in EXTRA_TABLES:
-                tables.tables.update(provide(data, split, tables, suite))
+            split, tables = compute(data, chosen.protocol, s, chosen.evaluated, settings)
             folder = split_folder(data, s)
             names, files = files_of(tables, fmt, folder)
             for path, payload in files.items():
@@ -274,12 +288,11 @@ def export_split(
         "format": fmt,
         "suite": suite.name,
         "protocol": protocol_entry,
-        "scenarios": sorted(
-            {s for s, _ in chosen.evaluated}, key=[s for s, _ in chosen.evaluated].index
-        ),
+        "scenarios": list(dict.fromkeys(s for s, _ in chosen.evaluated)),
         "support_sizes": list(chosen.protocol.config.support_sizes),
         "datasets": {ref: {"options": suite.dataset.get(ref, {})} for ref, _ in chosen.datasets},
         "data_dir": suite.data_dir,
+        "suite_config": settings,
         "splits": entries,
         "files": dict(sorted(hashes.items())),
     }

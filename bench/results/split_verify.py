@@ -145,7 +145,8 @@ def _compare_split(
             f"the manifest pins {entry.get('dataset_hash')}"
         )
     seed = int(entry["seed"])
-    split, tables = compute(dataset, protocol, seed, evaluated_of(manifest))
+    settings = manifest.get("suite_config")
+    split, tables = compute(dataset, protocol, seed, evaluated_of(manifest), settings)
     label = f"{ref} seed {seed}"
     recomputed = {
         "task_axis": tables.task_axis,
@@ -167,7 +168,11 @@ def _compare_split(
         if path is None:
             result.differences.append(f"{label}: table {name!r} is not in the manifest")
         elif path in present and present[path] != files[names[name]]:
-            actual = parse(present[path], table_ext(fmt), f"{directory}/{path}")
+            try:
+                actual = parse(present[path], table_ext(fmt), f"{directory}/{path}")
+            except DataError as exc:
+                result.differences.append(str(exc))
+                continue
             result.differences += row_differences(normalised(frame), actual, path)
     for path, data in files.items():
         if path in names.values() or path not in manifest["files"]:
