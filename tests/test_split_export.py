@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -231,10 +232,11 @@ def test_links_in_the_output_folder_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     suite = synthetic_suite(tmp_path, "cold-random")
+    out = tmp_path / "split"
+    assert export(suite, out, "--seed", "0") == 0  # an earlier export may be written over
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    out = tmp_path / "split"
-    out.mkdir()
+    shutil.rmtree(out / "synthetic")
     (out / "synthetic").symlink_to(elsewhere, target_is_directory=True)
     assert export(suite, out, "--seed", "0") == 2
     assert "'synthetic' is a link or not a folder" in capsys.readouterr().err
@@ -242,6 +244,7 @@ def test_links_in_the_output_folder_are_refused(
     (out / "synthetic").unlink()
     victim = tmp_path / "victim.json"
     victim.write_text("keep me")
+    (out / "manifest.json").unlink()
     (out / "manifest.json").symlink_to(victim)
     assert export(suite, out, "--seed", "0") == 2
     assert "the file is a link" in capsys.readouterr().err

@@ -19,7 +19,7 @@ they came from, so an audit can recompute them from the training table alone.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -198,15 +198,13 @@ def split_tables(
     )
 
 
-def protocol_record(protocol: Protocol, params: dict[str, Any], split: Split) -> dict[str, Any]:
-    """The protocol as the manifest pins it: the suite's table, the config built from it and the
-    config in force for this split (a dataset card may fill in defaults)."""
+def protocol_record(protocol: Protocol, params: dict[str, Any]) -> dict[str, Any]:
+    """The protocol as a manifest pins it: the suite's ``[protocol]`` table and what it builds.
+    (A dataset card may fill in defaults per dataset; each split records its own config hash.)"""
     return {
         "name": protocol.config.name,
         "version": protocol.config.version,
         "label": protocol.label,
         "hash": protocol.config.fingerprint(),
         "params": params,
-        "split_config": asdict(split.config),
-        "split_hash": split.config.fingerprint(),
     }

@@ -268,7 +268,6 @@ def export_split(
         )
     target = BoundedFolder(out)
     entries, hashes = [], {}
-    protocol_entry: dict[str, Any] = {}
     for ref, data in chosen.datasets:
         for s in chosen.seeds:
             split, tables = compute(data, chosen.protocol, s, chosen.evaluated, settings)
@@ -280,14 +279,11 @@ def export_split(
             entry = _split_entry(ref, data, split, tables, folder)
             entry["tables"] = names
             entries.append(entry)
-            protocol_entry = protocol_record(chosen.protocol, _params(suite), split)
-    protocol_entry.pop("split_config", None)
-    protocol_entry.pop("split_hash", None)
     manifest: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
         "format": fmt,
         "suite": suite.name,
-        "protocol": protocol_entry,
+        "protocol": protocol_record(chosen.protocol, _params(suite)),
         "scenarios": list(dict.fromkeys(s for s, _ in chosen.evaluated)),
         "support_sizes": list(chosen.protocol.config.support_sizes),
         "datasets": {ref: {"options": suite.dataset.get(ref, {})} for ref, _ in chosen.datasets},
