@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_check_parsers(sub)
+    _add_referee_parsers(sub)
     for name in COMMANDS.names():
         if name in BUILT_IN:
             raise BenchError(
@@ -333,7 +334,8 @@ def _print_split_summaries(summaries: dict[str, Any]) -> None:
             f"new users, {summary.get('existing_items')} existing / {summary.get('new_items')} "
             f"new items, {summary.get('train_ratings')} training ratings"
             f"{_training_variants(summary)}, "
-            f"{summary.get('validation_tasks')} validation tasks{_likes(summary)}; "
+            f"{summary.get('validation_tasks')} validation tasks{_likes(summary)}"
+            f"{_audited(summary)}; "
             f"{', '.join(parts)}"
         )
 
@@ -348,6 +350,15 @@ def _training_variants(summary: dict[str, Any]) -> str:
     if summary.get("train_ratings") == dropped and kept != dropped:
         return f" (entities outside the activity filter dropped; keeping them: {kept})"
     return f" (dropping the entities outside the activity filter, as MeLU's paper does: {dropped})"
+
+
+def _audited(summary: dict[str, Any]) -> str:
+    outcome = summary.get("audit")
+    if not isinstance(outcome, dict):
+        return ""
+    if outcome.get("passed"):
+        return f", leakage audit passed ({len(outcome.get('checks', {}))} checks)"
+    return f", leakage audit FAILED ({', '.join(outcome.get('failed', {}))})"
 
 
 def _likes(summary: dict[str, Any]) -> str:
@@ -538,6 +549,94 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else comparison.exit_code
 
 
+def _add_referee_parsers(sub: Any) -> None:
+    split = sub.add_parser(
+        "split", help="export a suite's splits as files, or verify exported ones"
+    )
+    verbs = split.add_subparsers(dest="split_command", required=True)
+    export = verbs.add_parser("export", help="write training, support, query and validation data")
+    export.add_argument("--suite", required=True, help="a shipped suite name or a TOML path")
+    export.add_argument("--dataset", help="only this dataset of the suite")
+    export.add_argument("--seed", type=int, help="only this seed")
+    export.add_argument("--out", type=Path, required=True, help="folder to write into")
+    export.add_argument("--format", choices=["csv", "parquet", "recbole"], default="csv")
+    export.add_argument("--data-dir", help="folder holding the dataset folders")
+    verify = verbs.add_parser("verify", help="recompute an exported split; exit 1 on a difference")
+    verify.add_argument("dir", type=Path, help="the folder holding manifest.json")
+    verify.add_argument("--data-dir", help="folder holding the dataset folders")
+
+    audit = sub.add_parser("audit", help="check a suite's splits (or an exported one) for leaks")
+    target = audit.add_mutually_exclusive_group(required=True)
+    target.add_argument("--suite", help="a shipped suite name or a TOML path")
+    target.add_argument("--split", type=Path, metavar="DIR", help="an exported split's folder")
+    audit.add_argument("--dataset", help="only this dataset of the suite")
+    audit.add_argument("--seed", type=int, help="only this seed")
+    audit.add_argument("--data-dir", help="folder holding the dataset folders")
+
+    imported = sub.add_parser("import", help="score an outside model's predictions on a suite")
+    imported.add_argument("--suite", required=True, help="a shipped suite name or a TOML path")
+    imported.add_argument("--learner", required=True, help="the name its cells are stored under")
+    imported.add_argument(
+        "--predictions",
+        type=Path,
+        help="CSV or Parquet: dataset, seed, scenario, k, user, item, prediction",
+    )
+    imported.add_argument("--scores", type=Path, help="scores of candidate items (ranking suites)")
+    imported.add_argument(
+        "--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]"
+    )
+    imported.add_argument("--data-dir", help="folder holding the dataset folders")
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from bench.engine.split_export import export_split
+    from bench.engine.split_verify import verify
+
+    if args.split_command == "export":
+        manifest = export_split(
+            _check_suite(args.suite, args.data_dir),
+            args.out,
+            args.format,
+            dataset=args.dataset,
+            seed=args.seed,
+        )
+        print(f"{args.out}: {len(manifest['splits'])} split(s), {len(manifest['files'])} files")
+        return 0
+    result = verify(args.dir, args.data_dir)
+    for line in result.differences:
+        print(line)
+    verdict = f"{len(result.differences)} difference(s)" if result.differences else "identical"
+    print(f"{args.dir}: {result.splits} split(s) recomputed, {result.files} files: {verdict}")
+    return 1 if result.differences else 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from bench.engine.split_export import audit_splits
+
+    if args.split is not None and (args.dataset or args.seed is not None):
+        raise BenchError("--dataset and --seed choose among a suite's splits; not with --split")
+    suite = _check_suite(args.suite, args.data_dir) if args.suite else None
+    failed = 0
+    for label, checks in audit_splits(suite, args.split, args.dataset, args.seed):
+        print(label)
+        for check in checks:
+            print(f"  {check.line()}")
+            failed += not check.passed
+    print(f"audit: {failed} check(s) failed" if failed else "audit: every check passed")
+    return 1 if failed else 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from bench.engine.importing import import_predictions
+
+    suite = _check_suite(args.suite, args.data_dir)
+    outcome = import_predictions(
+        suite, args.learner, args.predictions, args.scores, args.store or default_store()
+    )
+    print(outcome.describe())
+    return 0
+
+
 BUILT_IN = {
     "run": cmd_run,
     "ls": cmd_ls,
@@ -546,6 +645,9 @@ BUILT_IN = {
     "report": cmd_report,
     "baseline": cmd_baseline,
     "check": cmd_check,
+    "split": cmd_split,
+    "audit": cmd_audit,
+    "import": cmd_import,
 }
 
 

@@ -36,16 +36,18 @@ from bench.engine.tuning import Tuned, TuneSpec, search, validation_objective
 from bench.errors import ConfigError, StoreError
 from bench.evaluation.floors import scoring_tie_policy
 from bench.evaluation.metrics import (
-    ALWAYS_RECORDED,
     DEFAULT_GAIN,
     RANKING_VERSION,
     Queries,
     evaluate,
+    recorded_metrics,
 )
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY
 from bench.evaluation.scoring import scored_queries
 from bench.evaluation.timing import timed
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
+from bench.protocol.audit import audit
+from bench.protocol.audit import summary as audit_summary
 from bench.protocol.episodes import (
     MetaTrain,
     TaskBatch,
@@ -61,6 +63,7 @@ from bench.protocol.learner import (
     split_budget,
     stream_name,
 )
+from bench.protocol.manifest import split_tables
 from bench.provenance import code_fingerprint, collect, learner_fingerprint
 from bench.results.claims import LEASE_S, Claim, LeaseKeeper, check_lease
 from bench.results.store import (
@@ -427,8 +430,7 @@ def run_cell(
             tie_policy=scoring_tie_policy(cell.learner, suite.tie_policy),
             relevance=split.config.relevance_rule,
         )
-        recorded = (*suite.metrics, *(m for m in ALWAYS_RECORDED if m not in suite.metrics))
-        for name, value in evaluate(queries, recorded).items():
+        for name, value in evaluate(queries, recorded_metrics(suite.metrics)).items():
             record.metrics.append(
                 (
                     scenario,
@@ -575,6 +577,31 @@ def iter_cells(
                     )
 
 
+def audit_splits(
+    cache: SplitCache,
+    datasets: list[Dataset],
+    seeds: tuple[int, ...],
+    wanted: list[tuple[str, SupportSize]],
+    log: Callable[[str], None],
+) -> None:
+    """The leakage audit (:mod:`bench.protocol.audit`) of every split, on the training view the
+    learners will fit on, before any cell runs. Its outcome is kept in the split's summary, and so
+    stored with every cell; each failed check is reported. A split that cannot be made is left
+    to its cells, which report why."""
+    for dataset in datasets:
+        for seed in seeds:
+            try:
+                split, train = cache.split(dataset, seed)
+            except Exception:  # the cells of this split fail and say why
+                continue
+            tables = split_tables(dataset, cache.protocol, split, seed, wanted, train)
+            checks = audit(tables)
+            split.summary["audit"] = audit_summary(checks)
+            for check in checks:
+                if not check.passed:
+                    log(f"audit of {dataset.name} seed {seed}: {check.line()}")
+
+
 CLAIM_POLL_S = 2.0
 """How often a run looks again at cells that another run has claimed."""
 CLAIM_WAIT_S = 24 * 3600.0
@@ -624,6 +651,7 @@ def run_suite(
     # A protocol may offer fewer scenarios (predefined folds are warm only); skip the others.
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
+    audit_splits(cache, datasets, suite.seeds, wanted, log)
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
     # Cells an earlier run could not store are written now, and only those this run would compute.
     store.write_kept_cells({cell.key: cell_identity(cell, fingerprint) for cell in cells})

@@ -353,6 +353,11 @@ ALWAYS_RECORDED: tuple[str, ...] = ("tied_share",)
 """Recorded in every evaluation whatever the suite's metrics, to flag degenerate predictions."""
 
 
+def recorded_metrics(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics an evaluation records: the suite's, then those always recorded."""
+    return (*metrics, *(m for m in ALWAYS_RECORDED if m not in metrics))
+
+
 def is_ranking_metric(name: str) -> bool:
     """Whether the metric's value depends on the order of the predictions (so on ties)."""
     return "@" in name or name == "auc"

@@ -136,6 +136,7 @@ COVERAGE_COLUMNS = (
     "min_pool",
     "outside_activity_filter",
     "validation_tasks",
+    "audit",
 )
 
 LOAD_MARGIN = 0.5
@@ -315,11 +316,21 @@ class Results:
                         "min_pool": summary.get("min_pool"),
                         "outside_activity_filter": outside,
                         "validation_tasks": summary.get("validation_tasks", 0),
+                        "audit": _audit_outcome(summary.get("audit")),
                     }
                 )
         if not rows:
             return pd.DataFrame(columns=list(COVERAGE_COLUMNS))
         return pd.DataFrame(rows, columns=list(COVERAGE_COLUMNS))
+
+
+def _audit_outcome(outcome: Any) -> str:
+    """``passed``, ``failed: CHECK, ...``, or empty where the split was not audited."""
+    if not isinstance(outcome, dict):
+        return ""
+    if outcome.get("passed"):
+        return "passed"
+    return "failed: " + ", ".join(outcome.get("failed", {}))
 
 
 def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:

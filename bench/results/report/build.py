@@ -417,6 +417,7 @@ class _Builder:
             )
         if not lossy:
             notes.append("Every metric scored every task.")
+        notes += audit_notes(coverage)
         blocks: list[Any] = [table]
         if warnings:
             blocks.append(
@@ -519,3 +520,16 @@ def summary_frame(results: Results, options: ReportOptions) -> pd.DataFrame:
         marks[[*keys, "is_best", "not_worse", "p_vs_best"]], on=keys, how="left"
     )
     return merged
+
+
+def audit_notes(coverage: pd.DataFrame) -> list[str]:
+    """What the leakage audit said about the seeds of one table (nothing where not audited)."""
+    outcomes = coverage.drop_duplicates("seed")[["seed", "audit"]]
+    audited = outcomes[outcomes["audit"].astype(bool)]
+    if audited.empty:
+        return []
+    failed = audited[audited["audit"] != "passed"]
+    if failed.empty:
+        return ["The leakage audit (`bench audit`) passed on every seed."]
+    listed = "; ".join(f"seed {r.seed}: {r.audit}" for r in failed.itertuples(index=False))
+    return [f"⚠ The leakage audit (`bench audit`) failed: {listed}."]
