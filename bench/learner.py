@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from bench.config import build_config, config_hash
-from bench.episodes import MetaTrain, TaskBatch
+from bench.episodes import MetaTrain, TaskBatch, predict_in_chunks
 from bench.errors import ConfigError, RegistryError
 from bench.registry import Registry
 from bench.seeding import Seeds
@@ -116,6 +117,24 @@ class Learner(abc.ABC):
     @abc.abstractmethod
     def predict(self, tasks: TaskBatch) -> torch.Tensor: ...
 
+    @property
+    def score_chunk(self) -> int:
+        """The most (task, candidate) pairs one ``predict`` call receives from the default
+        :meth:`score` (bounds its memory)."""
+        return 1 << 18
+
+    def score(self, tasks: TaskBatch, candidates: torch.Tensor) -> torch.Tensor:
+        """Scores of candidate items for each task, higher ranked first: ``[tasks, C]``.
+
+        ``candidates`` is ``[C]`` (the same items for every task) or ``[tasks, C]``. ``tasks``
+        hold their support but an empty query: ranking never sees the query. The default asks
+        :meth:`predict` for the rating of each (task, candidate) pair, in chunks; a learner whose
+        score is cheaper for many items at once overrides it. Ties are broken by the harness.
+        """
+        return score_by_predict(
+            self.predict, tasks, candidates, self.score_chunk, self.predict_chunk
+        )
+
 
 def _check_learner(name: str, obj: Any) -> None:
     if not (isinstance(obj, type) and issubclass(obj, Learner)):
@@ -142,6 +161,28 @@ def make_learner(name: str, overrides: dict[str, Any] | None = None) -> Learner:
     accepted and ignored here: the runner reads it with :func:`split_budget`)."""
     config, _ = split_budget(overrides, f"[learner.{name}]")
     return learner_class(name).from_overrides(config, name)
+
+
+def score_by_predict(
+    predict: Callable[[TaskBatch], torch.Tensor],
+    tasks: TaskBatch,
+    candidates: torch.Tensor,
+    pairs: int,
+    task_chunk: int,
+) -> torch.Tensor:
+    """Scores from ``predict``: the candidates become the tasks' query, at most ``pairs`` (task,
+    item) pairs and ``task_chunk`` tasks per call."""
+    if tasks.axis != "user":
+        raise ValueError("scoring candidate items needs user tasks")
+    grid = candidates.expand(tasks.n_tasks, -1) if candidates.dim() == 1 else candidates
+    width = max(1, pairs // max(min(tasks.n_tasks, task_chunk), 1))
+    parts = [
+        predict_in_chunks(predict, tasks.with_queries(grid[:, c : c + width]), task_chunk)
+        for c in range(0, grid.shape[1], width)
+    ]
+    if not parts:
+        return torch.zeros(grid.shape, device=grid.device)
+    return torch.cat(parts, 1)
 
 
 def clamp_to_scale(pred: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
