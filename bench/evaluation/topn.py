@@ -83,6 +83,33 @@ def topn_names(views: Iterable[str], top_k: Iterable[int]) -> tuple[str, ...]:
     )
 
 
+TOPN_SHOWN: tuple[str, ...] = ("recall", "ndcg")
+"""The measures a terminal table shows by default, at the largest K, for each view stored."""
+
+
+def shown_name(metric: str, ranked: bool) -> str:
+    """A metric's name in a table: where the table also shows top-N metrics, the in-query NDCG
+    is shown as ``ndcg@K/query`` so that no column leaves its candidate set unsaid."""
+    if ranked and metric.startswith("ndcg@") and "/" not in metric:
+        return f"{metric}/query"
+    return metric
+
+
+def with_topn(shown: Iterable[str], stored: Iterable[str]) -> tuple[str, ...]:
+    """``shown`` plus, when it names no top-N metric, recall and NDCG at the largest stored K
+    of each view stored."""
+    shown = tuple(shown)
+    if any(is_topn_metric(m) for m in shown):
+        return shown
+    parsed = [p for name in set(stored) if (p := parse_topn_name(name))]
+    extra = []
+    for view in VIEWS:
+        ks = [k for m, k, v in parsed if v == view]
+        if ks:
+            extra += [topn_name(m, max(ks), view) for m in TOPN_SHOWN]
+    return shown + tuple(n for n in extra if n in set(stored))
+
+
 def describe(name: str) -> str:
     parsed = parse_topn_name(name)
     if parsed is None:

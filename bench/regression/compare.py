@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.analysis import holm, k_order, paired_test, scenario_order
+from bench.analysis.summary import higher_is_better
 from bench.errors import BenchError
-from bench.metrics import DEFAULT_METRICS, METRICS, higher_is_better
+from bench.evaluation.topn import is_topn_metric
+from bench.metrics import DEFAULT_METRICS, METRICS
 from bench.regression.snapshot import CellName, Origin, Snapshot, TimingName
 from bench.regression.tolerance import Tolerances
 
@@ -169,7 +171,7 @@ def _metric_verdict(old: Snapshot, new: Snapshot, name: CellName) -> Verdict:
     o = old.cells[name]
     seeds = sorted(set(o.seeds) & set(n.seeds))
     reason = _changed_split(o.origin, n.origin, protocol, metric)
-    if not reason and metric not in METRICS:
+    if not reason and metric not in METRICS and not is_topn_metric(metric):
         reason = f"metric {metric!r} is no longer registered"
     if not reason and not seeds:
         reason = f"no seed in common (baseline {_seeds_text(o.seeds)}, now {_seeds_text(n.seeds)})"

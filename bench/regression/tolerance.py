@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.errors import ConfigError, excerpt
+from bench.evaluation.topn import is_topn_metric
 from bench.metrics import METRICS
 
 DEFAULT_RELATIVE = 0.01
@@ -106,7 +107,7 @@ def _limit(base: Limit, table: Mapping[str, Any], where: str) -> Limit:
 
 
 def _check_metric(name: str, where: str) -> None:
-    if name not in METRICS:
+    if name not in METRICS and not is_topn_metric(name):
         raise ConfigError(f"{where}: {METRICS.unknown_message(name)}")
 
 
