@@ -128,13 +128,17 @@ class BiasBaseline(Learner):
         )
 
 
+NUDGE = 1e-4
+"""How far, as a share of the rating scale's span, popularity moves its rating predictions."""
+
+
 class Popularity(Learner):
     """Most-rated item first: the popularity floor of top-N ranking (counts of training ratings).
 
     Its score of an item is the number of training ratings it has, the same for every task; a
-    new item has none. Its rating predictions map that count linearly onto the rating scale
-    (the most-rated item gets the top rating), so in-query rankings order by popularity too;
-    they are not meant as rating estimates.
+    new item has none. As a rating it predicts the global mean, nudged by at most a ten-thousandth
+    of the scale's span in the order of popularity: its RMSE is the global mean's, and in-query
+    rankings order by popularity too.
     """
 
     def fit(
@@ -150,13 +154,14 @@ class Popularity(Learner):
         n_other = train.n_items if by_user else train.n_users
         counts = np.bincount(other, minlength=n_other).astype(np.float64)
         self.counts = torch.as_tensor(counts, dtype=torch.float32, device=device)
-        self.scale = train.rating_scale
+        self.mean = float(train.rating.mean())
+        self.nudge = NUDGE * (train.rating_scale[1] - train.rating_scale[0])
         self.top = float(max(counts.max(initial=0.0), 1.0))
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         query_other = tasks.query_items if tasks.axis == "user" else tasks.query_users
-        low, high = self.scale
-        return low + (high - low) * self.counts[query_other] / self.top
+        share = self.counts[query_other] / self.top
+        return self.mean + self.nudge * (share - 0.5)
 
     def score(self, tasks: TaskBatch, candidates: torch.Tensor) -> torch.Tensor:
         counts = self.counts[candidates]

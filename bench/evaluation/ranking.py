@@ -100,6 +100,7 @@ def rank_full(
     learner: str = "",
 ) -> Ranked:
     """Rank every task's full candidate set (the pool minus its exclusions) to depth ``k``."""
+    _check_sizes(tasks, sets)
     device = tasks.entities.device
     pool = torch.as_tensor(sets.pool, dtype=torch.long, device=device)
     n_pool = len(sets.pool)
@@ -143,6 +144,7 @@ def rank_sampled(
     """Rank each task's relevant items among its sampled negatives to depth ``k``."""
     if sets.negatives is None:
         raise ValueError("sampled ranking needs candidate sets drawn with negatives")
+    _check_sizes(tasks, sets)
     device = tasks.entities.device
     per_task = [sets.sampled(t) for t in range(len(sets))]
     candidates = torch.as_tensor(_padded(per_task), device=device)
@@ -162,6 +164,13 @@ def rank_sampled(
         hits.append(_hits(top_keys, top_items, relevant[start : start + rows], k))
     n_candidates = np.array([len(c) for c in per_task], dtype=np.int64)
     return Ranked(_joined(hits, k), sets.n_relevant, n_candidates)
+
+
+def _check_sizes(tasks: TaskBatch, sets: CandidateSets) -> None:
+    if tasks.n_tasks != len(sets):
+        raise ValueError(
+            f"{tasks.n_tasks} tasks but candidate sets for {len(sets)}: they must be the same tasks"
+        )
 
 
 def _joined(hits: list[torch.Tensor], k: int) -> np.ndarray:
