@@ -9,6 +9,8 @@ synthetic split and checks what the harness relies on; it raises :class:`Contrac
 - ``predict`` returns the query's shape on the fitting device, finite and within the rating scale,
   in every scenario, with no support ratings (k = 0) and with some;
 - predicting tasks in chunks gives the same ratings as all at once (the runner chunks);
+- ``score`` gives every (task, candidate) a number, the same for candidates shared by all tasks
+  as for the same candidates given per task, and never reads the query (it gets none);
 - a pickled fitted learner predicts the same;
 - two fits from the same seeds predict identically;
 - with ``expected``, each named metric lies in its band on the ``user_cold`` tasks at k = 5.
@@ -137,6 +139,22 @@ def score(
     return {name: value.value for name, value in evaluate(queries, metrics).items()}
 
 
+def _check_scores(name: str, learner: Learner, tasks: TaskBatch, n_items: int) -> None:
+    bare = tasks.without_queries()
+    items = torch.arange(n_items, device=bare.entities.device)
+    with torch.no_grad():
+        shared = learner.score(bare, items)
+        reversed_ = learner.score(bare, items.flip(0).expand(bare.n_tasks, -1).contiguous())
+    shape = (bare.n_tasks, n_items)
+    _require(tuple(shared.shape) == shape, name, f"scores {tuple(shared.shape)}, expected {shape}")
+    _require(not bool(torch.isnan(shared).any()), name, "NaN scores")
+    _require(
+        torch.allclose(reversed_.flip(1), shared, atol=1e-5),
+        name,
+        "scores of candidates given per task differ from the same candidates shared by all tasks",
+    )
+
+
 def check_learner(
     name: str,
     overrides: Mapping[str, Any] | None = None,
@@ -201,6 +219,7 @@ def check_learner(
         name,
         "predicting tasks in chunks gives other ratings than predicting them all at once",
     )
+    _check_scores(name, learner, tasks, dataset.n_items)
     copy = pickle.loads(pickle.dumps(learner))
     _require(
         torch.allclose(whole, _predict(copy, tasks), atol=1e-6),

@@ -20,6 +20,7 @@ from bench.protocol import make_protocol
 from bench.runner import SplitCache, learner_seeds, run_suite
 from bench.store import ResultStore
 from bench.suite import suite_from_dict
+from bench.testing import ContractError, check_learner
 from learners.baselines import GlobalMean
 
 from real_formats import real_data_dir
@@ -241,3 +242,21 @@ def test_popularity_beats_a_constant_on_ml100k_warm_full_ranking(tmp_path: Any) 
     assert recall["popularity"]["n_tasks"] > 100
     assert recall["popularity"]["value"] > recall["global-mean"]["value"] + 0.1
     assert recall["global-mean"]["value"] < 0.05  # a constant ranks ~1,600 items at random
+
+
+class ScoresByPosition(GlobalMean):
+    """Scores a candidate by where it stands in the list, not by what it is: a broken score."""
+
+    def score(self, tasks: TaskBatch, candidates: torch.Tensor) -> torch.Tensor:
+        width = candidates.shape[-1]
+        return torch.arange(width, dtype=torch.float32).expand(tasks.n_tasks, width)
+
+
+if "test-scores-by-position" not in LEARNERS:
+    LEARNERS.register("test-scores-by-position", ScoresByPosition)
+
+
+def test_the_learner_contract_checks_scores() -> None:
+    check_learner("popularity")
+    with pytest.raises(ContractError, match="candidates given per task differ"):
+        check_learner("test-scores-by-position")
