@@ -148,6 +148,9 @@ def run_grid(
     devices: Sequence[str] = ("cpu",),
     metrics: Sequence[str] | None = None,
     ndcg_gain: str | None = None,
+    ranking: Sequence[str] | None = None,
+    negatives: int | None = None,
+    top_k: Sequence[int] | None = None,
     keep_predictions: bool = False,
     data_dir: str | Path | None = None,
     name: str = "grid",
@@ -171,6 +174,10 @@ def run_grid(
         devices: ``["cpu"]``, ``["cuda"]`` or both.
         metrics: the metrics to compute [every default metric].
         ndcg_gain: ``"exponential"`` or ``"linear"`` [exponential].
+        ranking: the views of ranking, of ``"query"``, ``"full"`` and ``"sampled"`` [query and
+            full on real data with user tasks, query on synthetic data]; see docs/metrics.md.
+        negatives: sampled negatives per task for ``"sampled"`` [100].
+        top_k: the cut-offs of the top-N metrics [10, 20].
         keep_predictions: store every query rating's prediction.
         data_dir: the folder holding the dataset folders.
         name: the suite name the run is stored under.
@@ -196,7 +203,14 @@ def run_grid(
         "devices": _plain(devices),
         "keep_predictions": keep_predictions,
     }
-    optional = {"scenarios": scenarios, "metrics": metrics, "ndcg_gain": ndcg_gain}
+    optional = {
+        "scenarios": scenarios,
+        "metrics": metrics,
+        "ndcg_gain": ndcg_gain,
+        "ranking": ranking,
+        "negatives": negatives,
+        "top_k": top_k,
+    }
     raw.update({key: _plain(value) for key, value in optional.items() if value is not None})
     if data_dir is not None:
         raw["data_dir"] = str(data_dir)

@@ -260,3 +260,24 @@ def test_the_learner_contract_checks_scores() -> None:
     check_learner("popularity")
     with pytest.raises(ContractError, match="candidates given per task differ"):
         check_learner("test-scores-by-position")
+
+
+def test_run_grid_takes_the_ranking_keys(tmp_path: Any) -> None:
+    from bench import api
+
+    results = api.run_grid(
+        learners=["popularity"],
+        seeds=1,
+        scenarios=["warm"],
+        protocol=dict(PROTOCOL),
+        datasets={"synthetic": {"n_users": 80, "n_items": 60}},
+        ranking=("query", "sampled"),
+        negatives=10,
+        top_k=(5,),
+        store=tmp_path / "g.sqlite",
+        progress=False,
+    )
+    names = set(results.metrics["metric"])
+    assert "recall@5/sampled" in names and "recall@5" not in names and "ndcg@3" in names
+    with pytest.raises(ConfigError, match=r"api\.run_grid\(\): 'negatives'"):
+        api.run_grid(learners=["popularity"], ranking=["sampled"], negatives=0, progress=False)
