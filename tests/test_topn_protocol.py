@@ -91,10 +91,17 @@ def test_suite_ranking_keys_are_checked() -> None:
         ({"negatives": True}, "'negatives' must be a whole number"),
         ({"top_k": [10, 0]}, "'top_k' entries"),
         ({"top_k": [10, 10]}, "cut-off twice"),
+        ({"negatives": 10**9}, "from 1 to 100,000"),
+        ({"top_k": [10**6]}, "from 1 to 10,000"),
+        ({"top_k": ["10"]}, "'top_k' entries"),
+        ({"ranking": "full,query"}, None),
         ({"top_k": 10}, "'top_k' must be a list"),
         ({"ranking": ["query"], "shown_metrics": ["rmse", "recall@20"]}, "not produced"),
         ({"shown_metrics": ["recall@30"]}, "not produced"),
     ):
+        if message is None:  # a comma-separated string is a list, as for every list key
+            assert base_suite(**bad).ranking == ("full", "query")
+            continue
         with pytest.raises(ConfigError, match=message):
             base_suite(**bad)
     item_tasks = {**PROTOCOL, "task_axis": "item"}

@@ -34,6 +34,12 @@ RANKING_VIEWS: tuple[str, ...] = ("query", "full", "sampled")
 ``sampled``: the relevant items among sampled negatives."""
 
 
+MAX_NEGATIVES = 100_000
+"""At most this many sampled negatives per task (they are held as a tasks x N array)."""
+MAX_TOP_K = 10_000
+"""The deepest cut-off: a top-K is held per task while ranking."""
+
+
 @dataclass(frozen=True, eq=False)
 class CandidateSets:
     """One scenario's candidate sets at one support size.
@@ -107,13 +113,21 @@ def check_ranking(
         )
     if len(set(ranking)) < len(ranking):
         raise ConfigError(f"{where}: 'ranking' lists a view twice: {list(ranking)}")
-    if isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 1:
-        raise ConfigError(f"{where}: 'negatives' must be a whole number >= 1, got {negatives!r}")
+    if (
+        isinstance(negatives, bool)
+        or not isinstance(negatives, int)
+        or not 1 <= negatives <= MAX_NEGATIVES
+    ):
+        raise ConfigError(
+            f"{where}: 'negatives' must be a whole number from 1 to {MAX_NEGATIVES:,}, got {negatives!r}"
+        )
     if not top_k:
         raise ConfigError(f"{where}: 'top_k' is empty; give cut-offs such as [10, 20]")
     for k in top_k:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"{where}: 'top_k' entries must be whole numbers >= 1, got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOP_K:
+            raise ConfigError(
+                f"{where}: 'top_k' entries must be whole numbers from 1 to {MAX_TOP_K:,}, got {k!r}"
+            )
     if len(set(top_k)) < len(top_k):
         raise ConfigError(f"{where}: 'top_k' lists a cut-off twice: {list(top_k)}")
 
