@@ -130,7 +130,8 @@ def _changed_split(old: Origin, new: Origin, protocol: str, metric: str) -> str:
         )
     if old.dataset_hash != new.dataset_hash:
         return f"dataset changed (hash {old.dataset_hash[:8]} -> {new.dataset_hash[:8]})"
-    if metric.startswith("ndcg") and old.ndcg_gain != new.ndcg_gain:
+    graded = metric.startswith("ndcg") and not is_topn_metric(metric)  # top-N gain is binary
+    if graded and old.ndcg_gain != new.ndcg_gain:
         return f"NDCG gain changed: {old.ndcg_gain} -> {new.ndcg_gain}"
     return ""
 
