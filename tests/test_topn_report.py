@@ -182,3 +182,14 @@ def test_bench_check_gates_the_top_n_metrics(
     mf = [v for v in document["verdicts"] if v["learner"] == "mf" and v["metric"] == "recall@20"]
     assert mf and all(v["verdict"] != "not comparable" and v["n_pairs"] > 0 for v in mf)
     assert any(v["change"] != 0 for v in mf)
+
+
+def test_a_changed_ndcg_gain_leaves_top_n_comparable() -> None:
+    from bench.regression.compare import _changed_split
+    from bench.regression.snapshot import Origin
+
+    old = Origin(1, "d", "p", "exponential", "c")
+    new = Origin(1, "d", "p", "linear", "c")
+    assert _changed_split(old, new, "cold-random", "ndcg@10").startswith("NDCG gain changed")
+    assert _changed_split(old, new, "cold-random", "ndcg@20/full") == ""
+    assert _changed_split(old, new, "cold-random", "ndcg@20/sampled") == ""
