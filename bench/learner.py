@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from bench.config import build_config, config_hash
-from bench.episodes import MetaTrain, TaskBatch, predict_in_chunks
+from bench.episodes import MetaTrain, TaskBatch
 from bench.errors import ConfigError, RegistryError
 from bench.registry import Registry
 from bench.seeding import Seeds
@@ -171,18 +171,26 @@ def score_by_predict(
     task_chunk: int,
 ) -> torch.Tensor:
     """Scores from ``predict``: the candidates become the tasks' query, at most ``pairs`` (task,
-    item) pairs and ``task_chunk`` tasks per call."""
+    item) pairs and ``task_chunk`` tasks per call. Tasks are split before candidates, so that a
+    learner that adapts to each task's support in ``predict`` adapts once per task whenever all
+    candidates fit in ``pairs``."""
     if tasks.axis != "user":
         raise ValueError("scoring candidate items needs user tasks")
     grid = candidates.expand(tasks.n_tasks, -1) if candidates.dim() == 1 else candidates
-    width = max(1, pairs // max(min(tasks.n_tasks, task_chunk), 1))
-    parts = [
-        predict_in_chunks(predict, tasks.with_queries(grid[:, c : c + width]), task_chunk)
-        for c in range(0, grid.shape[1], width)
-    ]
-    if not parts:
+    n_candidates = grid.shape[1]
+    if tasks.n_tasks == 0 or n_candidates == 0:
         return torch.zeros(grid.shape, device=grid.device)
-    return torch.cat(parts, 1)
+    rows = max(1, min(task_chunk, pairs // n_candidates))
+    width = max(1, pairs // rows)
+    blocks = []
+    for r in range(0, tasks.n_tasks, rows):
+        sub, items = tasks.select(slice(r, r + rows)), grid[r : r + rows]
+        columns = [
+            predict(sub.with_queries(items[:, c : c + width]))
+            for c in range(0, n_candidates, width)
+        ]
+        blocks.append(torch.cat(columns, 1))
+    return torch.cat(blocks, 0)
 
 
 def clamp_to_scale(pred: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:

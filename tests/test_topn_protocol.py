@@ -291,3 +291,26 @@ def test_run_grid_takes_the_ranking_keys(tmp_path: Any) -> None:
     assert "recall@5/sampled" in names and "recall@5" not in names and "ndcg@3" in names
     with pytest.raises(ConfigError, match=r"api\.run_grid\(\): 'negatives'"):
         api.run_grid(learners=["popularity"], ranking=["sampled"], negatives=0, progress=False)
+
+
+def test_scoring_through_predict_sees_each_task_once_when_its_candidates_fit(
+    cache: tuple[SplitCache, Dataset],
+) -> None:
+    splits, dataset = cache
+    tasks = splits.tasks(dataset, 0, "warm", 2).without_queries()
+    calls: list[tuple[list[int], int]] = []
+
+    def predict(batch: TaskBatch) -> torch.Tensor:
+        assert batch.query_ratings is None
+        calls.append((batch.entities.tolist(), batch.query_items.shape[1]))
+        return batch.query_items.float()
+
+    items = torch.arange(50)
+    scores = score_by_predict(predict, tasks, items, pairs=200, task_chunk=13)
+    assert torch.equal(scores, items.float().expand(tasks.n_tasks, -1))
+    seen = [e for entities, _ in calls for e in entities]
+    assert sorted(seen) == sorted(tasks.entities.tolist())  # one predict per task
+    assert all(len(e) * width <= 200 and width == 50 for e, width in calls)
+    calls.clear()
+    score_by_predict(predict, tasks, items, pairs=20, task_chunk=13)  # 50 > 20: in pieces
+    assert len(calls) == 3 * tasks.n_tasks and max(w for _, w in calls) == 20
