@@ -20,7 +20,7 @@ from bench.errors import BenchError
 from bench.learner import LEARNERS, make_learner
 from bench.protocol import SCENARIOS, make_protocol
 from bench.provenance import code_fingerprint
-from bench.runner import cell_key, run_suite
+from bench.runner import cell_key, ranking_key, run_suite
 from bench.store import (
     FIT_SCOPE,
     SCHEMA_VERSION,
@@ -553,8 +553,20 @@ def test_a_run_keys_its_cells_and_reads_files_from_the_suites_data_dir(
     dataset = load_dataset(str(card), data_dir=tmp_path / "data")
     protocol = make_protocol("predefined")
     fingerprint = code_fingerprint()
+    # Real data ranks the catalogue by default: the ranking settings are part of the key.
+    ranking = ranking_key(suite, dataset, protocol)
+    assert ranking == {"views": ["full", "query"], "top_k": [10, 20]}
     expected = [
-        cell_key(dataset, protocol, name, make_learner(name).config_hash, seed, "cpu", fingerprint)
+        cell_key(
+            dataset,
+            protocol,
+            name,
+            make_learner(name).config_hash,
+            seed,
+            "cpu",
+            fingerprint,
+            ranking=ranking,
+        )
         for seed in (0, 1)
         for name in ("global-mean", "item-mean")
     ]
