@@ -314,3 +314,18 @@ def test_scoring_through_predict_sees_each_task_once_when_its_candidates_fit(
     calls.clear()
     score_by_predict(predict, tasks, items, pairs=20, task_chunk=13)  # 50 > 20: in pieces
     assert len(calls) == 3 * tasks.n_tasks and max(w for _, w in calls) == 20
+
+
+def test_a_process_pool_ranks_like_the_local_executor(tmp_path: Any) -> None:
+    from bench.executors.process import ProcessExecutor
+
+    from executor_grid import assert_same_rows, grid, run_on
+
+    ranked = grid(ranking=["query", "full", "sampled"], negatives=15, top_k=[3, 10], seeds=1)
+    local = run_on(tmp_path / "local.sqlite", ranked)
+    pooled = run_on(tmp_path / "pool.sqlite", ranked, ProcessExecutor(workers=2))
+    assert local.exit_code == pooled.exit_code == 0 and pooled.computed == 3
+    assert_same_rows(tmp_path / "local.sqlite", tmp_path / "pool.sqlite")
+    with ResultStore(tmp_path / "pool.sqlite") as store:
+        names = {r["metric"] for r in store.metric_rows()}
+    assert {"recall@10", "mrr@3/sampled"} <= names
