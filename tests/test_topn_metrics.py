@@ -173,8 +173,15 @@ def test_chunked_top_k_equals_the_unchunked_one() -> None:
     score = _scorer(scores, sets.pool)
     whole = rank_full(score, tasks, sets, 20, tie_seed=11, budget=10**6)
     for budget in (1, 7, 49, 120):  # pieces of the item axis, and several tasks per chunk
-        chunked = rank_full(score, tasks, sets, 20, tie_seed=11, budget=budget)
+        held: list[int] = []
+
+        def bounded(t: TaskBatch, c: torch.Tensor, held: list[int] = held) -> torch.Tensor:
+            held.append(t.n_tasks * c.shape[-1])
+            return score(t, c)
+
+        chunked = rank_full(bounded, tasks, sets, 20, tie_seed=11, budget=budget)
         assert np.array_equal(chunked.hits, whole.hits)
+        assert max(held) <= budget  # never more scores at once than the budget
     float_scores = torch.as_tensor(rng.random((30, 50)), dtype=torch.float32)
     score = _scorer(float_scores, sets.pool)
     reference = rank_full(score, tasks, sets, 20, tie_seed=0, budget=10**6)
