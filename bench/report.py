@@ -159,7 +159,7 @@ UNSCORED_REASONS = {
 
 
 def unscored_reason(metric: str) -> str:
-    if is_topn_metric(metric):
+    if is_topn_metric(metric) or metric.startswith("each top-N"):
         return "no liked query item to find"
     return UNSCORED_REASONS.get(metric.partition("@")[0], "empty query")
 
@@ -196,9 +196,9 @@ def render_terminal(
         parts.append(f"\n{title}  (mean ±95% CI over seeds)")
         parts.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
         parts.append(metric_footer(title, body))
-        if any(is_topn_metric(m) for m in metrics):
-            parts.append(RANKING_FOOTER)
         parts.extend(agreeing.get(tuple(title.split(" · ")), []))  # type: ignore[arg-type]
+    if any(is_topn_metric(m) for m in metrics):
+        parts.append(RANKING_FOOTER.replace("  ", "\n", 1))
     if timing_rows:
         headers, body = timing_table(timing_rows, learner_order)
         parts.append(
@@ -211,6 +211,10 @@ def render_terminal(
         counts: dict[str, int] = defaultdict(int)
         for r in unscored:
             counts[r["metric"]] += r["n_unscored"]
+        top_n = {m: n for m, n in counts.items() if is_topn_metric(m)}
+        if len(top_n) > 1 and len(set(top_n.values())) == 1:  # one line for them all
+            counts = {m: n for m, n in counts.items() if m not in top_n}
+            counts[f"each top-N metric ({len(top_n)})"] = next(iter(top_n.values()))
         note = "; ".join(f"{m}: {n} ({unscored_reason(m)})" for m, n in sorted(counts.items()))
         parts.append(f"\ntasks that could not be scored (summed over cells): {note}")
     return "\n".join(parts)
