@@ -27,7 +27,6 @@ import numpy as np
 
 from bench.errors import ConfigError
 from bench.protocol.base import SCENARIO_NEWNESS
-from bench.seeding import Seeds
 
 RANKING_VIEWS: tuple[str, ...] = ("query", "full", "sampled")
 """``query``: each task's own query (the in-query metrics); ``full``: every candidate item;
@@ -193,6 +192,8 @@ def build_candidate_sets(
     if negatives is not None:
         if seed is None:
             raise ValueError("sampled negatives need the split's seed")
+        from bench.seeding import Seeds  # imports torch: not needed to check a suite
+
         rng = Seeds(seed).numpy("negatives", scenario, k_label)
         drawn = np.full((len(task_users), negatives), -1, dtype=np.int64)
         for t in range(len(task_users)):
