@@ -24,7 +24,7 @@ Scorer = Callable[[TaskBatch, torch.Tensor], torch.Tensor]
 ``[tasks, C]``; returns ``[tasks, C]`` scores, higher ranks first."""
 
 DEFAULT_BUDGET = 1 << 22
-"""Most (task, item) scores held at once: 4M scores, about 100 MB with their keys."""
+"""Most (task, item) scores held at once: 4M, about 200 MB at the peak with their sort keys."""
 
 _PRIME = 2_147_483_647  # 2^31 - 1: every product below stays within int64
 _MIX = (1_103_515_245, 2_013_265_921, 1_664_525_013)
