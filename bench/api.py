@@ -149,6 +149,9 @@ def run_grid(
     metrics: Sequence[str] | None = None,
     ndcg_gain: str | None = None,
     tie_policy: str | None = None,
+    ranking: Sequence[str] | None = None,
+    negatives: int | None = None,
+    top_k: Sequence[int] | None = None,
     keep_predictions: bool = False,
     data_dir: str | Path | None = None,
     name: str = "grid",
@@ -173,6 +176,10 @@ def run_grid(
         metrics: the metrics to compute [every default metric].
         ndcg_gain: ``"exponential"``, ``"linear"`` or ``"binary"`` [exponential].
         tie_policy: ``"expected"``, ``"query-order"`` or ``"lower-position-first"`` [expected].
+        ranking: the views of ranking, of ``"query"``, ``"full"`` and ``"sampled"`` [query and
+            full on real data with user tasks, query on synthetic data]; see docs/metrics.md.
+        negatives: sampled negatives per task for ``"sampled"`` [100].
+        top_k: the cut-offs of the top-N metrics [10, 20].
         keep_predictions: store every query rating's prediction.
         data_dir: the folder holding the dataset folders.
         name: the suite name the run is stored under.
@@ -208,6 +215,9 @@ def run_grid(
         "metrics": metrics,
         "ndcg_gain": ndcg_gain,
         "tie_policy": tie_policy,
+        "ranking": ranking,
+        "negatives": negatives,
+        "top_k": top_k,
     }
     raw.update({key: _plain(value) for key, value in optional.items() if value is not None})
     if data_dir is not None:

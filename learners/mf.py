@@ -168,14 +168,15 @@ class MatrixFactorisation(Learner):
         feats = torch.tensor(features, dtype=params.dtype, device=params.device)
         return _feature_map(feats, params, known, self.config.feature_reg)
 
-    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+    def _task_entities(self, tasks: TaskBatch) -> tuple[TaskBatch, torch.Tensor, torch.Tensor]:
+        """The standardised tasks, each task entity's ``[p, b]`` (trained or folded in) and the
+        other side's parameters."""
         tasks = self.standardiser.tasks(tasks)
         by_user = tasks.axis == "user"
         own, other = (self.users, self.items) if by_user else (self.items, self.users)
         own_prior = self.user_prior if by_user else self.item_prior
         known = self.known_users if by_user else self.known_items
         support_other = tasks.support_items if by_user else tasks.support_users
-        query_other = tasks.query_items if by_user else tasks.query_users
 
         # Fold-in: ridge solve for [p, b] of each task entity on its support, centred on the prior.
         other_s = other[support_other]
@@ -187,8 +188,25 @@ class MatrixFactorisation(Learner):
         rhs = (design * target[..., None]).sum(1)
         folded = ridge_solve(gram, rhs, self.config.fold_in_reg, own_prior[tasks.entities])
         entity = torch.where(known[tasks.entities][:, None], own[tasks.entities], folded)
+        return tasks, entity, other
 
+    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        tasks, entity, other = self._task_entities(tasks)
+        query_other = tasks.query_items if tasks.axis == "user" else tasks.query_users
         other_q = other[query_other]
         pred = self.mean + entity[:, None, -1] + other_q[..., -1]
         pred = pred + (entity[:, None, :-1] * other_q[..., :-1]).sum(-1)
         return self.standardiser.back(clamp_to_scale(pred.float(), self.scale))
+
+    def score(self, tasks: TaskBatch, candidates: torch.Tensor) -> torch.Tensor:
+        """The unclamped predicted rating of every candidate: one matrix product per call."""
+        if tasks.axis != "user":
+            return super().score(tasks, candidates)
+        _, entity, items = self._task_entities(tasks)
+        if candidates.dim() == 1:
+            chosen = items[candidates]
+            pred = entity[:, :-1] @ chosen[:, :-1].T + chosen[None, :, -1]
+        else:
+            chosen = items[candidates]
+            pred = (entity[:, None, :-1] * chosen[..., :-1]).sum(-1) + chosen[..., -1]
+        return self.standardiser.back((pred + entity[:, -1:] + self.mean).float())

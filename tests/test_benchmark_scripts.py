@@ -43,3 +43,15 @@ def test_scale_prints_every_phase_per_size() -> None:
         seconds, mib = [float(x.replace(",", "")) for x in row[1::2]], row[2::2]
         assert all(s >= 0 for s in seconds) and all(float(m.replace(",", "")) > 0 for m in mib)
     assert int(rows[0][0].replace(",", "")) < int(rows[1][0].replace(",", "")) <= 20000
+
+
+def test_topn_ranking_prints_a_row_per_size() -> None:
+    done = run_script(
+        "benchmarks/topn_ranking.py", "--items", "200,400", "--tasks", "30", "--devices", "cpu"
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in rows] == ["200", "400"]
+    assert all(row[2] == "cpu" and float(row[4].replace(",", "")) > 0 for row in rows)
+    # A random factor model finds about 20 of the ~145 / ~345 unexcluded items' 5 relevant ones.
+    assert all(0.0 <= float(row[-1]) <= 1.0 for row in rows)

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from bench.data.cards import load_dataset
-from bench.engine.runner import cell_key, run_suite
+from bench.engine.runner import cell_key, ranking_key, run_suite
 from bench.engine.suite import Suite, suite_from_dict
 from bench.errors import BenchError
 from bench.protocol import SCENARIOS, make_protocol
-from bench.protocol.learner import LEARNERS, make_learner
-from bench.provenance import code_fingerprint
+from bench.protocol.learner import LEARNERS, learner_class, make_learner
+from bench.provenance import code_fingerprint, learner_fingerprint
 from bench.results.store import (
     FIT_SCOPE,
     SCHEMA_VERSION,
@@ -553,8 +553,20 @@ def test_a_run_keys_its_cells_and_reads_files_from_the_suites_data_dir(
     dataset = load_dataset(str(card), data_dir=tmp_path / "data")
     protocol = make_protocol("predefined")
     fingerprint = code_fingerprint()
+    # Real data ranks the catalogue by default: the ranking settings are part of the key.
+    ranking = ranking_key(suite, dataset, protocol)
+    assert ranking == {"views": ["full", "query"], "top_k": [10, 20]}
     expected = [
-        cell_key(dataset, protocol, name, make_learner(name).config_hash, seed, "cpu", fingerprint)
+        cell_key(
+            dataset,
+            protocol,
+            name,
+            make_learner(name).config_hash,
+            seed,
+            "cpu",
+            f"{fingerprint}+{learner_fingerprint(learner_class(name))}",
+            ranking=ranking,
+        )
         for seed in (0, 1)
         for name in ("global-mean", "item-mean")
     ]

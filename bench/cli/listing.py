@@ -70,8 +70,22 @@ def suites() -> Entries:
 
 def metrics() -> Entries:
     from bench.evaluation.metrics import METRICS
+    from bench.evaluation.topn import MEASURES, VIEWS
 
-    return [(name, METRICS.get(name).description) for name in METRICS.names()]
+    in_query = [(name, METRICS.get(name).description) for name in METRICS.names()]
+    # Top-N metrics exist at every K a suite's top_k names: listed once per measure and view.
+    top_n = [
+        (
+            f"{measure}@K" + ("/full" if measure == "ndcg" else ""),
+            f"{text}; candidates: {VIEWS['full']}",
+        )
+        for measure, text in MEASURES.items()
+    ]
+    top_n += [
+        (f"{measure}@K/sampled", f"{text}; candidates: {VIEWS['sampled']}")
+        for measure, text in MEASURES.items()
+    ]
+    return in_query + top_n
 
 
 LISTINGS: dict[str, Callable[[], Entries]] = {

@@ -45,9 +45,11 @@ from bench.evaluation.metrics import (
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY
 from bench.evaluation.scoring import scored_queries
 from bench.evaluation.timing import timed
+from bench.evaluation.topk import topn_values
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
 from bench.protocol.audit import audit
 from bench.protocol.audit import summary as audit_summary
+from bench.protocol.candidates import CandidateSets, build_candidate_sets
 from bench.protocol.episodes import (
     MetaTrain,
     TaskBatch,
@@ -210,6 +212,7 @@ def cell_key(
     ndcg_gain: str = DEFAULT_GAIN,
     tuning: TuneSpec | None = None,
     tie_policy: str = DEFAULT_TIE_POLICY,
+    ranking: dict[str, Any] | None = None,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -230,6 +233,8 @@ def cell_key(
         key["tie_policy"] = tie_policy  # likewise
     if tuning is not None:
         key["tuning"] = tuning.as_dict()  # the search, not its outcome, defines the cell
+    if ranking is not None:
+        key["ranking"] = ranking  # more metrics, and for sampled views the negatives drawn
     return stable_hash(key, length=24)
 
 
@@ -249,6 +254,24 @@ def cell_identity(cell: Cell, fingerprint: str) -> dict[str, Any]:
     }
 
 
+def ranking_key(suite: Suite, dataset: Dataset, protocol: Protocol) -> dict[str, Any] | None:
+    """What of the suite's ranking settings defines a cell of ``dataset``: None when it ranks
+    in-query only (the cells as they were before catalogue ranking existed)."""
+    views = suite.ranking_for(dataset, protocol)
+    if views == ("query",):
+        return None
+    key: dict[str, Any] = {"views": sorted(views), "top_k": sorted(suite.top_k)}
+    if "sampled" in views:
+        key["negatives"] = suite.negatives
+    return key
+
+
+def tie_seed(seed: int) -> int:
+    """The seed of the tie-breaking order of a cell's rankings: one per split seed, shared by
+    every learner, so two learners that score alike rank alike."""
+    return int(Seeds(seed).child("ties").sequence.generate_state(1)[0]) & 0x7FFFFFFF
+
+
 class SplitCache:
     """Splits, training views and task batches, built once per (dataset, seed) and shared."""
 
@@ -257,6 +280,7 @@ class SplitCache:
         self._splits: dict[tuple[str, int], tuple[Split, MetaTrain]] = {}
         self._tasks: dict[tuple[str, int, str, SupportSize], TaskBatch] = {}
         self._on_device: dict[tuple[str, int, str, SupportSize, torch.device], TaskBatch] = {}
+        self._candidates: dict[tuple[str, int, str, SupportSize, int | None], CandidateSets] = {}
 
     def split(self, dataset: Dataset, seed: int) -> tuple[Split, MetaTrain]:
         key = (dataset.content_hash, seed)
@@ -291,6 +315,37 @@ class SplitCache:
             self._on_device[key] = labelled.without_labels().to(device)
         return self._on_device[key]
 
+    def candidates(
+        self, dataset: Dataset, seed: int, scenario: str, k: SupportSize, negatives: int | None
+    ) -> CandidateSets:
+        """The candidate sets of a scenario's tasks at ``k`` (with ``negatives`` sampled ones per
+        task, when given): the same for every learner of the split."""
+        key = (dataset.content_hash, seed, scenario, k, negatives)
+        if key not in self._candidates:
+            split, train = self.split(dataset, seed)
+            tasks = self.tasks(dataset, seed, scenario, k)
+            assert tasks.query_ratings is not None
+            self._candidates[key] = build_candidate_sets(
+                scenario,
+                axis=tasks.axis,
+                n_items=dataset.n_items,
+                new_items=split.new_items,
+                train_user=train.user,
+                train_item=train.item,
+                n_users=dataset.n_users,
+                task_users=tasks.entities.numpy(),
+                support_items=tasks.support_items.numpy(),
+                support_mask=tasks.support_mask.numpy(),
+                query_items=tasks.query_items.numpy(),
+                query_ratings=tasks.query_ratings.numpy(),
+                query_mask=tasks.query_mask.numpy(),
+                like_threshold=train.like_threshold,
+                negatives=negatives,
+                seed=seed,
+                k_label=str(k),
+            )
+        return self._candidates[key]
+
     def adopt(self, dataset: Dataset, seed: int, split: Split, train: MetaTrain) -> None:
         """Use a split built elsewhere (a Ray task receives the driver's)."""
         self._splits[(dataset.content_hash, seed)] = (split, train)
@@ -301,6 +356,8 @@ class SplitCache:
             del self._tasks[key]
         for moved in [k for k in self._on_device if k[:2] == (dataset.content_hash, seed)]:
             del self._on_device[moved]
+        for drawn in [k for k in self._candidates if k[:2] == (dataset.content_hash, seed)]:
+            del self._candidates[drawn]
 
 
 def tune_cell(
@@ -388,6 +445,7 @@ def run_cell(
             "relevance": split.config.relevance_rule.label,
             "ranking_version": RANKING_VERSION,
             "task_axis": split.config.task_axis,
+            **(ranking_key(suite, cell.dataset, cell.protocol) or {}),
         },
         tuning=tuned.record if tuned else None,
         trials=tuned.trials if tuned else [],
@@ -430,7 +488,9 @@ def run_cell(
             tie_policy=scoring_tie_policy(cell.learner, suite.tie_policy),
             relevance=split.config.relevance_rule,
         )
-        for name, value in evaluate(queries, recorded_metrics(suite.metrics)).items():
+        views = suite.ranking_for(cell.dataset, cell.protocol)
+        in_query = suite.metrics if "query" in views else _rating_metrics(suite.metrics)
+        for name, value in evaluate(queries, recorded_metrics(in_query)).items():
             record.metrics.append(
                 (
                     scenario,
@@ -441,6 +501,10 @@ def run_cell(
                     value.n_unscored,
                     value.per_task,
                 )
+            )
+        if {"full", "sampled"} & set(views):
+            record.metrics.extend(
+                _ranked_rows(cell, suite, cache, learner, scenario, k, views, tasks, record)
             )
         if suite.keep_predictions:
             record.predictions.append(
@@ -471,6 +535,53 @@ def support_ignored(
     same = (gap.amax(1) <= 1e-6 * scale).cpu()
     has_support = support_mask.any(1)
     return float(same[has_support].float().mean())
+
+
+def _rating_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics that do not rank a task's query (kept when a suite drops the query view)."""
+    return tuple(n for n in names if not n.startswith("ndcg@"))
+
+
+def _ranked_rows(
+    cell: Cell,
+    suite: Suite,
+    cache: SplitCache,
+    learner: Any,
+    scenario: str,
+    k: SupportSize,
+    views: tuple[str, ...],
+    tasks: TaskBatch,
+    record: CellRecord,
+) -> list[tuple[Any, ...]]:
+    """The top-N metric rows of one (scenario, k), ranking the catalogue with ``learner.score``;
+    the candidate sets' sizes and the negatives' digest go into the cell's split summary."""
+    negatives = suite.negatives if "sampled" in views else None
+    sets = cache.candidates(cell.dataset, cell.seed, scenario, k, negatives)
+    with torch.no_grad():
+        values = topn_values(
+            learner.score,
+            tasks.without_queries(),
+            sets,
+            views,
+            suite.top_k,
+            tie_seed=tie_seed(cell.seed),
+            learner=cell.learner,
+        )
+    sizes = sets.n_candidates
+    record.split_summary.setdefault("ranking", {})[f"{scenario} k={k}"] = {
+        "pool": len(sets.pool),
+        "candidates_mean": float(sizes.mean()) if len(sizes) else 0.0,
+        "tasks_without_relevant": int((sets.n_relevant == 0).sum()),
+        **(
+            {"negatives": negatives, "negatives_digest": sets.negatives_digest()}
+            if negatives
+            else {}
+        ),
+    }
+    k_label = str(k)
+    return [
+        (scenario, k_label, v.name, v.value, v.n_scored, v.n_unscored, v.per_task) for v in values
+    ]
 
 
 def compute_cell(
@@ -563,6 +674,7 @@ def iter_cells(
                         suite.ndcg_gain,
                         specs.get(learner_name),
                         suite.tie_policy,
+                        ranking_key(suite, dataset, protocol),
                     )
                     yield Cell(
                         dataset,

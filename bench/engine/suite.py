@@ -15,8 +15,10 @@ from typing import Any
 from bench.errors import BenchError, ConfigError, RegistryError, excerpt
 from bench.evaluation.metrics import DEFAULT_GAIN, DEFAULT_METRICS, GAINS, METRICS
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY, TIE_POLICIES
+from bench.evaluation.topn import DEFAULT_NEGATIVES, DEFAULT_TOP_K, is_topn_metric, topn_names
 from bench.limits import MAX_ID_CHARS, load_toml, read_text
 from bench.protocol import SCENARIOS, make_protocol
+from bench.protocol.candidates import check_ranking, resolve_views
 from bench.registry import Registry
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "suites"
@@ -55,10 +57,23 @@ class Suite:
     """Tolerances of ``bench check``, the ``[check]`` table (see :mod:`bench.results.gate.tolerance`)."""
     data_dir: str | None = None
     """Where dataset folders live; None: ``$BENCH_DATA_DIR``, else the per-user cache."""
+    ranking: tuple[str, ...] | None = None
+    """Views of ranking (:data:`bench.protocol.candidates.RANKING_VIEWS`); None: ``query`` and
+    ``full`` on real datasets with user tasks, ``query`` alone on synthetic data or item tasks."""
+    negatives: int = DEFAULT_NEGATIVES
+    """Sampled negatives per task for the ``sampled`` view."""
+    top_k: tuple[int, ...] = DEFAULT_TOP_K
+    """Cut-offs K of the top-N metrics."""
     source: str = "<defaults>"
 
     def resolved(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def ranking_for(self, dataset: Any, protocol: Any) -> tuple[str, ...]:
+        """The ranking views of ``dataset``'s cells (the suite's, or the default for it)."""
+        return resolve_views(
+            self.ranking, synthetic=dataset.truth is not None, task_axis=protocol.config.task_axis
+        )
 
 
 SUITES: Registry[Path] = Registry("suite")
@@ -140,8 +155,17 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
         )
     values: dict[str, Any] = {"source": where}
     for key, value in raw.items():
-        if key in ("datasets", "scenarios", "learners", "devices", "metrics", "shown_metrics"):
+        lists = ("datasets", "scenarios", "learners", "devices", "metrics", "shown_metrics")
+        if key in (*lists, "ranking"):
             values[key] = _as_tuple(value, key, where)
+        elif key == "top_k":
+            if not isinstance(value, list):
+                raise ConfigError(
+                    f"{where}: 'top_k' must be a list of cut-offs, got {excerpt(value)}"
+                )
+            values[key] = tuple(value)
+        elif key == "negatives":
+            values[key] = value  # checked by validate
         elif key == "seeds":
             values[key] = parse_seeds(value, where)
         elif key in ("protocol", "learner", "dataset", "tune", "check"):
@@ -218,11 +242,26 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
             raise ConfigError(
                 f"{at('scenarios')}: unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}"
             )
-    for metric in (*suite.metrics, *suite.shown_metrics):
+    check_ranking(
+        suite.ranking if suite.ranking is not None else ("query",),
+        suite.negatives,
+        suite.top_k,
+        at("ranking"),
+    )
+    stored_topn = topn_names(suite.ranking or ("full",), suite.top_k)
+    for metric in suite.metrics:
         if metric not in METRICS:
             raise ConfigError(f"{where}: {METRICS.unknown_message(metric)}")
     for shown in suite.shown_metrics:
-        if shown not in suite.metrics:
+        if is_topn_metric(shown):
+            if shown not in stored_topn:
+                raise ConfigError(
+                    f"{where}: shown metric {shown!r} is not produced by 'ranking' and 'top_k' "
+                    f"(they give: {', '.join(stored_topn) or 'no top-N metric'})"
+                )
+        elif shown not in METRICS:
+            raise ConfigError(f"{where}: {METRICS.unknown_message(shown)}")
+        elif shown not in suite.metrics:
             raise ConfigError(f"{where}: shown metric {shown!r} is not among 'metrics'")
     if suite.ndcg_gain not in GAINS:
         raise ConfigError(
@@ -245,6 +284,12 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         protocol = make_protocol(suite.protocol["name"], suite.protocol)
     except (TypeError, ValueError) as exc:  # a value of a type the protocol cannot take
         raise ConfigError(f"{where}: [protocol]: {excerpt(str(exc), 200)}") from exc
+    if set(suite.ranking or ()) & {"full", "sampled"} and protocol.config.task_axis != "user":
+        raise ConfigError(
+            f"{where}: 'ranking' asks to rank the catalogue ('full' or 'sampled'), which needs "
+            f"user tasks; protocol {protocol.label} has task_axis = "
+            f"{protocol.config.task_axis!r}"
+        )
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     if not offered:
         raise ConfigError(

@@ -9,6 +9,8 @@ synthetic split and checks what the harness relies on; it raises :class:`Contrac
 - ``predict`` returns the query's shape on the fitting device, finite and within the rating scale,
   in every scenario, with no support ratings (k = 0) and with some;
 - predicting tasks in chunks gives the same ratings as all at once (the runner chunks);
+- ``score`` gives every (task, candidate) a number, the same for candidates shared by all tasks
+  as for the same candidates given per task, and never reads the query (it gets none);
 - a pickled fitted learner predicts the same;
 - two fits from the same seeds predict identically;
 - with ``expected``, each named metric lies in its band on the ``user_cold`` tasks at k = 5.
@@ -146,6 +148,22 @@ def score(
     return {name: value.value for name, value in evaluate(queries, metrics).items()}
 
 
+def _check_scores(name: str, learner: Learner, tasks: TaskBatch, n_items: int) -> None:
+    bare = tasks.without_queries()
+    items = torch.arange(n_items, device=bare.entities.device)
+    with torch.no_grad():
+        shared = learner.score(bare, items)
+        reversed_ = learner.score(bare, items.flip(0).expand(bare.n_tasks, -1).contiguous())
+    shape = (bare.n_tasks, n_items)
+    _require(tuple(shared.shape) == shape, name, f"scores {tuple(shared.shape)}, expected {shape}")
+    _require(not bool(torch.isnan(shared).any()), name, "NaN scores")
+    _require(
+        torch.allclose(reversed_.flip(1), shared, atol=1e-5),
+        name,
+        "scores of candidates given per task differ from the same candidates shared by all tasks",
+    )
+
+
 @dataclass
 class ContractFit:
     """A learner fitted on the contract's split, with what the rules compare against."""
@@ -248,6 +266,13 @@ def rule_chunks_predict_alike(fit: ContractFit) -> None:
     )
 
 
+def rule_scores_rank_candidates(fit: ContractFit) -> None:
+    """``score`` gives a number per (task, candidate), the same for candidates shared by all
+    tasks as for the same candidates given per task (full ranking passes them either way)."""
+    tasks, _ = _band_tasks(fit)
+    _check_scores(fit.name, fit.learner, tasks, fit.dataset.n_items)
+
+
 def rule_pickle_round_trips(fit: ContractFit) -> None:
     """A pickled fitted learner predicts the same (process and Ray workers send learners)."""
     tasks, whole = _band_tasks(fit)
@@ -307,6 +332,7 @@ def check_learner(
     rule_fit_leaves_training_data(fit)
     report = rule_predictions_in_every_scenario(fit)
     rule_chunks_predict_alike(fit)
+    rule_scores_rank_candidates(fit)
     rule_pickle_round_trips(fit)
     rule_same_seeds_same_predictions(fit)
     rule_bands(fit, report, expected or {})

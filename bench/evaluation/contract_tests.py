@@ -34,6 +34,7 @@ from bench.evaluation.contract import (
     rule_pickle_round_trips,
     rule_predictions_in_every_scenario,
     rule_same_seeds_same_predictions,
+    rule_scores_rank_candidates,
 )
 
 
@@ -65,6 +66,9 @@ class LearnerContract:
 
     def test_chunks_predict_alike(self, contract_fit: ContractFit) -> None:
         rule_chunks_predict_alike(contract_fit)
+
+    def test_scores_rank_candidates(self, contract_fit: ContractFit) -> None:
+        rule_scores_rank_candidates(contract_fit)
 
     def test_pickle_round_trips(self, contract_fit: ContractFit) -> None:
         rule_pickle_round_trips(contract_fit)

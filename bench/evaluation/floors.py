@@ -55,10 +55,10 @@ class ConstantFloor(Learner):
         device: torch.device,
         budget: Budget | None = None,
     ) -> None:
-        self.score = float(train.rating.mean()) if len(train.rating) else 0.0
+        self.level = float(train.rating.mean()) if len(train.rating) else 0.0
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
-        return torch.full(tasks.query_items.shape, self.score, device=tasks.query_items.device)
+        return torch.full(tasks.query_items.shape, self.level, device=tasks.query_items.device)
 
 
 class RandomFloor(ConstantFloor):

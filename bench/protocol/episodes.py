@@ -49,6 +49,26 @@ class TaskBatch:
     def without_labels(self) -> TaskBatch:
         return replace(self, query_ratings=None)
 
+    def without_queries(self) -> TaskBatch:
+        """The tasks with an empty query: what ``Learner.score`` receives, so that ranking the
+        catalogue never learns which items the task's user rated in its query."""
+        empty = self.query_items[:, :0]
+        return replace(
+            self,
+            query_users=empty,
+            query_items=empty,
+            query_mask=self.query_mask[:, :0],
+            query_ratings=None,
+        )
+
+    def with_queries(self, items: torch.Tensor) -> TaskBatch:
+        """The tasks with ``items`` ``[tasks, C]`` as an unlabelled query (user tasks)."""
+        users = self.entities[:, None].expand_as(items)
+        mask = torch.ones(items.shape, dtype=torch.bool, device=items.device)
+        return replace(
+            self, query_users=users, query_items=items, query_mask=mask, query_ratings=None
+        )
+
     def select(self, index: slice | torch.Tensor) -> TaskBatch:
         """A sub-batch of tasks (a slice or an index tensor)."""
         picked: dict[str, Any] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -124,6 +124,24 @@ class Learner(abc.ABC):
     @abc.abstractmethod
     def predict(self, tasks: TaskBatch) -> torch.Tensor: ...
 
+    @property
+    def score_chunk(self) -> int:
+        """The most (task, candidate) pairs one ``predict`` call receives from the default
+        :meth:`score` (bounds its memory)."""
+        return 1 << 18
+
+    def score(self, tasks: TaskBatch, candidates: torch.Tensor) -> torch.Tensor:
+        """Scores of candidate items for each task, higher ranked first: ``[tasks, C]``.
+
+        ``candidates`` is ``[C]`` (the same items for every task) or ``[tasks, C]``. ``tasks``
+        hold their support but an empty query: ranking never sees the query. The default asks
+        :meth:`predict` for the rating of each (task, candidate) pair, in chunks; a learner whose
+        score is cheaper for many items at once overrides it. Ties are broken by the harness.
+        """
+        return score_by_predict(
+            self.predict, tasks, candidates, self.score_chunk, self.predict_chunk
+        )
+
 
 def _check_learner(name: str, obj: Any) -> None:
     if not (isinstance(obj, type) and issubclass(obj, Learner)):
@@ -155,6 +173,36 @@ def make_learner(name: str, overrides: dict[str, Any] | None = None) -> Learner:
     accepted and ignored here: the runner reads it with :func:`split_budget`)."""
     config, _ = split_budget(overrides, f"[learner.{name}]")
     return learner_class(name).from_overrides(config, name)
+
+
+def score_by_predict(
+    predict: Callable[[TaskBatch], torch.Tensor],
+    tasks: TaskBatch,
+    candidates: torch.Tensor,
+    pairs: int,
+    task_chunk: int,
+) -> torch.Tensor:
+    """Scores from ``predict``: the candidates become the tasks' query, at most ``pairs`` (task,
+    item) pairs and ``task_chunk`` tasks per call. Tasks are split before candidates, so that a
+    learner that adapts to each task's support in ``predict`` adapts once per task whenever all
+    candidates fit in ``pairs``."""
+    if tasks.axis != "user":
+        raise ValueError("scoring candidate items needs user tasks")
+    grid = candidates.expand(tasks.n_tasks, -1) if candidates.dim() == 1 else candidates
+    n_candidates = grid.shape[1]
+    if tasks.n_tasks == 0 or n_candidates == 0:
+        return torch.zeros(grid.shape, device=grid.device)
+    rows = max(1, min(task_chunk, pairs // n_candidates))
+    width = max(1, pairs // rows)
+    blocks = []
+    for r in range(0, tasks.n_tasks, rows):
+        sub, items = tasks.select(slice(r, r + rows)), grid[r : r + rows]
+        columns = [
+            predict(sub.with_queries(items[:, c : c + width]))
+            for c in range(0, n_candidates, width)
+        ]
+        blocks.append(torch.cat(columns, 1))
+    return torch.cat(blocks, 0)
 
 
 def clamp_to_scale(pred: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:

@@ -12,9 +12,11 @@ import numpy as np
 from tabulate import tabulate
 
 from bench.evaluation.ranking import TIE_POLICIES
+from bench.evaluation.topn import is_topn_metric, shown_name, with_topn
 from bench.protocol import SCENARIOS
 from bench.protocol.base import WARM_HISTORY_NOTE
 from bench.results.analysis.stats import t_interval
+from bench.results.analysis.views import agreements
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
@@ -68,10 +70,12 @@ def metric_tables(
             tasks[(*table, *line)].add(r["n_tasks"])
     out = []
     show_device = len(devices) > 1
+    ranked = any(is_topn_metric(m) for m in metrics)
+    named = [shown_name(m, ranked) for m in metrics]
     for table in sorted(grouped, key=lambda t: (t[0], t[1], _scenario_rank(t[2]))):
         lines = grouped[table]
         learners = _order({line[0] for line in lines}, learner_order)
-        headers = ["learner", "k", *(["device"] if show_device else []), *metrics, "tasks"]
+        headers = ["learner", "k", *(["device"] if show_device else []), *named, "tasks"]
         if marks is not None:
             headers.append("notes")
         body = []
@@ -164,6 +168,13 @@ TIMING_FOOTER = (
     "other learners included; on CUDA the peak memory torch allocated on the device."
 )
 
+RANKING_FOOTER = (
+    "  ndcg@K/query: the task's own query ranked (graded gain). recall@K, ndcg@K/full: every "
+    "candidate item ranked (all items but the user's training and support items; new items "
+    "only in item_cold and user_item_cold). /sampled: the liked query items among the task's "
+    "fixed sampled negatives. Relevant: liked query items."
+)
+
 UNSCORED_REASONS = {
     "ndcg": "query of fewer than 2 ratings",
     "auc": "query without both a liked and a disliked rating",
@@ -171,7 +182,27 @@ UNSCORED_REASONS = {
 
 
 def unscored_reason(metric: str) -> str:
+    if is_topn_metric(metric) or metric.startswith("each top-N"):
+        return "no liked query item to find"
     return UNSCORED_REASONS.get(metric.partition("@")[0], "empty query")
+
+
+def agreement_lines(
+    metric_rows: list[dict[str, Any]], exclude: Sequence[str] = ("oracle",)
+) -> dict[tuple[str, str, str], list[str]]:
+    """Per table, one line per (k, device) on how full and sampled ranking order the learners."""
+    import pandas as pd
+
+    if not metric_rows:
+        return {}
+    frame = pd.DataFrame(metric_rows)
+    keys = ["dataset", "protocol", "scenario", "k", "device", "learner", "metric"]
+    means = frame.groupby(keys, as_index=False)["value"].mean().rename(columns={"value": "mean"})
+    out: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for (dataset, protocol, scenario, k, device), found in agreements(means, exclude).items():
+        where = f"k={k}" + (f", {device}" if means["device"].nunique() > 1 else "")
+        out[(dataset, protocol, scenario)].append(f"  {where}: {found.sentence()}")
+    return out
 
 
 def render_terminal(
@@ -184,12 +215,17 @@ def render_terminal(
     tie_policy: str | None = None,
 ) -> str:
     parts = []
+    metrics = with_topn(metrics, {r["metric"] for r in metric_rows})
+    agreeing = agreement_lines(metric_rows)
     for title, headers, body in metric_tables(metric_rows, metrics, learner_order, marks):
         parts.append(f"\n{title}  (mean ±95% CI over seeds)")
         parts.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
         parts.append(metric_footer(title, [r[:-1] if marks is not None else r for r in body]))
         if marks is not None and any(r[-1] for r in body):
             parts.append(MARKS_FOOTER)
+        parts.extend(agreeing.get(tuple(title.split(" · ")), []))  # type: ignore[arg-type]
+    if any(is_topn_metric(m) for m in metrics):
+        parts.append(RANKING_FOOTER.replace("  ", "\n", 1))
     if tie_policy is not None:
         parts.append(f"\nties in the predictions: {tie_policy} ({TIE_POLICIES[tie_policy]})")
     if timing_rows:
@@ -204,6 +240,10 @@ def render_terminal(
         counts: dict[str, int] = defaultdict(int)
         for r in unscored:
             counts[r["metric"]] += r["n_unscored"]
+        top_n = {m: n for m, n in counts.items() if is_topn_metric(m)}
+        if len(top_n) > 1 and len(set(top_n.values())) == 1:  # one line for them all
+            counts = {m: n for m, n in counts.items() if m not in top_n}
+            counts[f"each top-N metric ({len(top_n)})"] = next(iter(top_n.values()))
         note = "; ".join(f"{m}: {n} ({unscored_reason(m)})" for m, n in sorted(counts.items()))
         parts.append(f"\ntasks that could not be scored (summed over cells): {note}")
     return "\n".join(parts)

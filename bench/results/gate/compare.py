@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.evaluation.metrics import DEFAULT_METRICS, METRICS, higher_is_better, is_ranking_metric
+from bench.evaluation.metrics import DEFAULT_METRICS, METRICS, is_ranking_metric
+from bench.evaluation.topn import is_topn_metric
 from bench.results.analysis import holm, k_order, paired_test, scenario_order
+from bench.results.analysis.summary import higher_is_better
 from bench.results.gate.snapshot import CellName, Origin, Snapshot, TimingName
 from bench.results.gate.tolerance import Tolerances
 
@@ -128,7 +130,8 @@ def _changed_split(old: Origin, new: Origin, protocol: str, metric: str) -> str:
         )
     if old.dataset_hash != new.dataset_hash:
         return f"dataset changed (hash {old.dataset_hash[:8]} -> {new.dataset_hash[:8]})"
-    if metric.startswith("ndcg") and old.ndcg_gain != new.ndcg_gain:
+    graded = metric.startswith("ndcg") and not is_topn_metric(metric)  # top-N gain is binary
+    if graded and old.ndcg_gain != new.ndcg_gain:
         return f"NDCG gain changed: {old.ndcg_gain} -> {new.ndcg_gain}"
     if is_ranking_metric(metric) and old.tie_policy != new.tie_policy:
         return f"tie policy changed: {old.tie_policy} -> {new.tie_policy}"
@@ -171,7 +174,7 @@ def _metric_verdict(old: Snapshot, new: Snapshot, name: CellName) -> Verdict:
     o = old.cells[name]
     seeds = sorted(set(o.seeds) & set(n.seeds))
     reason = _changed_split(o.origin, n.origin, protocol, metric)
-    if not reason and metric not in METRICS:
+    if not reason and metric not in METRICS and not is_topn_metric(metric):
         reason = f"metric {metric!r} is no longer registered"
     if not reason and not seeds:
         reason = f"no seed in common (baseline {_seeds_text(o.seeds)}, now {_seeds_text(n.seeds)})"

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.errors import ConfigError, excerpt
 from bench.evaluation.metrics import METRICS
+from bench.evaluation.topn import is_topn_metric
 
 DEFAULT_RELATIVE = 0.01
 DEFAULT_ALPHA = 0.05
@@ -106,7 +107,7 @@ def _limit(base: Limit, table: Mapping[str, Any], where: str) -> Limit:
 
 
 def _check_metric(name: str, where: str) -> None:
-    if name not in METRICS:
+    if name not in METRICS and not is_topn_metric(name):
         raise ConfigError(f"{where}: {METRICS.unknown_message(name)}")
 
 

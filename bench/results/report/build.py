@@ -43,6 +43,7 @@ from bench.results.report.formatting import (
     verdict_mark,
 )
 from bench.results.report.machine import provenance_section, timing_section
+from bench.results.report.ranking import REPORTED_TOPN, agreement_blocks, footer_items, headers
 from bench.results.report.tuning import tuning_section
 
 LINE_METRIC = ["k", "learner", "device", "metric"]
@@ -70,7 +71,7 @@ class ReportOptions:
 
     reference: str = "mf"
     alpha: float = 0.05
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metrics: tuple[str, ...] = (*DEFAULT_METRICS, *REPORTED_TOPN)
     baselines: tuple[str, ...] = ("oracle", "global-mean", "item-mean", "mf", "fine-tune")
     unranked: tuple[str, ...] = ("oracle",)
     verdict_metrics: tuple[str, ...] = ("rmse", "ndcg@10")
@@ -254,6 +255,7 @@ class _Builder:
         where = {"dataset": dataset, "protocol": protocol, "scenario": scenario}
         summary = rows_where(self.summary, **where)
         section.blocks.append(self.metric_table(summary, where))
+        section.blocks += agreement_blocks(summary, where, self.options.unranked, self.show_device)
         section.blocks.append(self.comparison_table(where))
         section.blocks.extend(self.coverage(where))
         if self.figure_dir is not None:
@@ -293,7 +295,7 @@ class _Builder:
         table = Table(
             [
                 *self._line_headers(),
-                *(f"{m} {arrows[m]}" for m in self.metrics),
+                *headers(self.metrics, arrows),
                 "seeds",
                 "tasks",
                 *(["notes"] if noted else []),
@@ -335,7 +337,7 @@ class _Builder:
             return Paragraph(f"`{reference}` did not run on this table: no paired comparison.")
         reference = str(versus["reference"].iat[0])
         table = Table(
-            [*self._line_headers(), *(f"Δ {m}" for m in self.metrics)],
+            [*self._line_headers(), *(f"Δ {n}" for n in headers(self.metrics))],
             caption=(
                 f"Paired comparison with {reference}: Δ = learner − {reference} per task, mean "
                 "±95% t-interval over the paired tasks of all seeds; p from the Wilcoxon "
@@ -482,6 +484,7 @@ class _Builder:
             f"gets its own row); *vary* when the slowest fit took {SPREAD_FLAG:g}× the fastest "
             "or more. GPU/CPU is the GPU figure divided by the CPU figure: below 1 for fit "
             "seconds and above 1 for tasks per second mean the GPU was faster.",
+            *footer_items(self.metrics),
         )
         return Section("Statistics and symbols", [Bullets(items)], anchor="statistics")
 
