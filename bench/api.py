@@ -60,8 +60,11 @@ class Results(analysis.Results):
 
     def summary(self) -> pd.DataFrame:
         """Mean over seeds and 95% t-interval of every metric, one row per (dataset, protocol,
-        scenario, k, learner, device, metric): the rows of ``bench export --summary``."""
-        return analysis.summarise(self)
+        scenario, k, learner, device, metric), with ``at_floor`` and ``degenerate``: the rows of
+        ``bench export --summary``."""
+        from bench.results.analysis.floors import summary_with_marks
+
+        return summary_with_marks(self)
 
 
 def run(

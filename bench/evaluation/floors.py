@@ -7,7 +7,7 @@
 - ``floor-constant``: the same single score, scored under the suite's tie policy: it shows what
   the tie policy alone earns (under ``expected`` the two floors coincide).
 
-Both are ordinary learners: they run as cells beside every other learner, so their per-task values
+Both are ordinary learners (:mod:`bench.evaluation.floor_learners`): they run as cells beside every other learner, so their per-task values
 pair with every learner's on the same tasks of the same seeds, and every table, export and paired
 test handles them like any learner. Their rating metrics (RMSE...) are those of the training mean.
 A learner that is not significantly above the higher of the two floors on a ranking metric is
@@ -20,12 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
-
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY
-from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.protocol.learner import Budget, Learner
-from bench.seeding import Seeds
 
 RANDOM_FLOOR = "floor-random"
 CONSTANT_FLOOR = "floor-constant"
@@ -42,24 +37,3 @@ def is_floor(learner: str) -> bool:
 def scoring_tie_policy(learner: str, suite_policy: str) -> str:
     """The tie policy a learner's predictions are scored under."""
     return FLOOR_POLICIES.get(learner) or suite_policy
-
-
-class ConstantFloor(Learner):
-    """One score for every item (the training mean): what the tie policy alone earns."""
-
-    def fit(
-        self,
-        train: MetaTrain,
-        *,
-        rng: Seeds,
-        device: torch.device,
-        budget: Budget | None = None,
-    ) -> None:
-        self.level = float(train.rating.mean()) if len(train.rating) else 0.0
-
-    def predict(self, tasks: TaskBatch) -> torch.Tensor:
-        return torch.full(tasks.query_items.shape, self.level, device=tasks.query_items.device)
-
-
-class RandomFloor(ConstantFloor):
-    """The expected ranking metrics of a uniformly random order (scored under expected ties)."""

@@ -22,7 +22,8 @@ from typing import IO, Any
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results.analysis import Results, summarise, to_records
+from bench.results.analysis import Results, to_records
+from bench.results.analysis.floors import summary_with_marks
 from bench.results.outputs import write_file
 
 KINDS = ("metrics", "timings", "per-task", "predictions", "summary")
@@ -47,19 +48,8 @@ def rows_of(results: Results, kind: str) -> pd.DataFrame:
             )
         return frame
     if kind == "summary":
-        return with_floor_marks(results, summarise(results))
+        return summary_with_marks(results)
     raise BenchError(f"unknown export {kind!r}; choose from {', '.join(KINDS)}")
-
-
-def with_floor_marks(results: Results, summary: pd.DataFrame) -> pd.DataFrame:
-    """``summary`` with the ``at_floor`` and ``degenerate`` columns joined on its lines."""
-    from bench.results.analysis.floors import degenerate_cells, floor_marks
-
-    line = ["dataset", "protocol", "scenario", "k", "learner", "device"]
-    marks = floor_marks(results)[[*line, "metric", "at_floor"]]
-    tied = degenerate_cells(results)[[*line, "degenerate"]]
-    out = summary.merge(marks, on=[*line, "metric"], how="left")
-    return out.merge(tied, on=line, how="left")
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

@@ -91,6 +91,18 @@ def degenerate_cells(results: Results) -> pd.DataFrame:
     return sort_rows(frame, learner_order(results))
 
 
+def summary_with_marks(results: Results) -> pd.DataFrame:
+    """:func:`bench.results.analysis.summary.summarise` with ``at_floor`` (on a ranking metric of a
+    family with floors; empty elsewhere) and ``degenerate`` joined on its lines."""
+    from bench.results.analysis.summary import summarise
+
+    line = [*TABLE_KEYS, "k", "learner", "device"]
+    marks = floor_marks(results)[[*line, "metric", "at_floor"]]
+    tied = degenerate_cells(results)[[*line, "degenerate"]]
+    out = summarise(results).merge(marks, on=[*line, "metric"], how="left")
+    return out.merge(tied, on=line, how="left")
+
+
 def marks_by_line(results: Results) -> dict[tuple[str, ...], list[str]]:
     """Per (dataset, protocol, scenario, k, learner, device): the words a table shows beside it:
     ``at floor: METRIC, ...``, ``ignores support`` (in a cold scenario, every task's predictions
