@@ -72,7 +72,7 @@ leaderboard: $(STAMP)
 MUTANTS_metrics := 'bench.evaluation.metrics.*'
 MUTANTS_protocol := 'bench.protocol.*'
 MUTANTS_episodes := 'bench.protocol.episodes.*'
-MUTANTS_runner := $(foreach f,x_cell_key x_run_suite x__drive x__needed x__store_result x__release,'bench.engine.runner.$(f)__mutmut_*')
+MUTANTS_runner := 'bench.engine.cells.x_cell_key__mutmut_*' $(foreach f,x_run_suite x__drive x__needed x__store_result x__release,'bench.engine.runner.$(f)__mutmut_*')
 MUTANTS_store := 'bench.results.store.*'
 MUTANTS_mf := 'learners.mf.*' 'learners.als.*'
 MUTANTS_maml := 'learners.network.adaptation.*' 'learners.network.losses.*'

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataError
 
 MAX_JSON_DEPTH = 64
 """How deeply JSON or TOML values may nest (the harness writes at most a few levels)."""
@@ -77,3 +78,24 @@ def read_text(path: Any, what: str, error: type[Exception] = BenchError) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def relative_inside(value: object, what: str) -> str:
+    """``value`` as a path relative to a folder it cannot leave: no absolute path, no ``..``,
+    nothing but plain names. Card and suite options name files this way, so that a card from
+    elsewhere can neither read nor unpack files outside its dataset's folder."""
+    text = value if isinstance(value, str) else ""
+    parts = Path(text).parts
+    if (
+        not text
+        or "\0" in text
+        or "\\" in text
+        or Path(text).is_absolute()
+        or text.startswith("~")
+        or any(part in ("..", ".") or ":" in part for part in parts)
+    ):
+        raise DataError(
+            f"{what} must be a relative path inside the dataset's folder (no '..', no absolute "
+            f"path), got {value!r:.80}"
+        )
+    return text

@@ -39,7 +39,8 @@ import torch
 from config_overrides import parse_overrides
 
 from bench.data.cards import load_dataset
-from bench.engine.runner import SplitCache, learner_seeds
+from bench.engine.cells import learner_seeds
+from bench.engine.splits import SplitCache
 from bench.engine.suite import load_suite
 from bench.errors import BenchError
 from bench.evaluation.metrics import Queries, evaluate

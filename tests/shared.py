@@ -17,14 +17,14 @@ import numpy as np
 import torch
 
 from bench.data.dataset import Dataset
+from bench.engine.cells import CellFailure, CellJob, Workload
 from bench.engine.executors import LocalExecutor
-from bench.engine.runner import CellFailure, CellJob, Workload
 from bench.evaluation.metrics import Queries, evaluate
 from bench.evaluation.timing import TimingRow
 from bench.protocol import Split, SupportSize, TaskSet
 from bench.protocol.episodes import build_tasks
 from bench.protocol.learner import Learner
-from bench.results.store import FIT_SCOPE, CellRecord, Evaluation
+from bench.results.records import FIT_SCOPE, CellRecord, Evaluation
 from learners.baselines import GlobalMean
 
 SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}

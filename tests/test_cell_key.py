@@ -14,7 +14,8 @@ import pytest
 
 from bench.data.cards import load_dataset
 from bench.data.synthetic import SyntheticConfig
-from bench.engine.runner import cell_key, iter_cells, run_suite
+from bench.engine.cells import cell_key, iter_cells
+from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, suite_from_dict
 from bench.engine.tuning import Dimension, TuneSpec
 from bench.evaluation.metrics import DEFAULT_GAIN

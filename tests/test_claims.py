@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import pytest
 
 import bench.engine.runner
-from bench.engine.runner import iter_cells, run_suite
+from bench.engine.cells import iter_cells
+from bench.engine.runner import run_suite
 from bench.processes import start_time
 from bench.protocol.learner import LEARNERS
 from bench.results.store import SCHEMA_VERSION, ResultStore

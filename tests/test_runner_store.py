@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from bench.devices import DeviceError
+from bench.engine.cells import TRIAL_SINKS, CellFailure, CellJob, Workload
 from bench.engine.executors import LocalExecutor
-from bench.engine.runner import TRIAL_SINKS, CellFailure, CellJob, Workload, run_suite
+from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, load_suite
 from bench.errors import StoreError
 from bench.protocol.episodes import MetaTrain
 from bench.protocol.learner import LEARNERS, Budget
-from bench.results.store import CellRecord, ResultStore
+from bench.results.records import CellRecord
+from bench.results.store import ResultStore
 from bench.seeding import Seeds
 from learners.baselines import BiasBaseline
 

@@ -30,7 +30,8 @@ from bench.protocol.episodes import MetaTrain
 from bench.protocol.learner import LEARNERS, Budget
 from bench.provenance import PROJECT_ROOT
 from bench.results import kept_cells
-from bench.results.store import SCHEMA_VERSION, ResultStore, TrialRecord, TuningRecord
+from bench.results.records import TrialRecord, TuningRecord
+from bench.results.store import SCHEMA_VERSION, ResultStore
 from bench.seeding import Seeds
 from learners.baselines import BiasBaseline
 

@@ -16,21 +16,15 @@ import numpy as np
 import pytest
 
 from bench.data.cards import load_dataset
-from bench.engine.runner import cell_key, ranking_key, run_suite
+from bench.engine.cells import cell_key, ranking_key
+from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, suite_from_dict
 from bench.errors import BenchError
 from bench.protocol import SCENARIOS, make_protocol
 from bench.protocol.learner import LEARNERS, learner_class, make_learner
 from bench.provenance import code_fingerprint, learner_fingerprint
-from bench.results.store import (
-    FIT_SCOPE,
-    SCHEMA_VERSION,
-    Evaluation,
-    Predictions,
-    ResultStore,
-    TrialRecord,
-    TuningRecord,
-)
+from bench.results.records import FIT_SCOPE, Evaluation, Predictions, TrialRecord, TuningRecord
+from bench.results.store import SCHEMA_VERSION, ResultStore
 from learners.baselines import GlobalMean
 
 from real_formats import shipped_card, write_ml100k

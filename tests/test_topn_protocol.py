@@ -13,7 +13,9 @@ from test_cell_key import assert_all_keys_change, base_suite, keys_of
 
 from bench.data.cards import load_dataset
 from bench.data.dataset import Dataset
-from bench.engine.runner import SplitCache, learner_seeds, run_suite
+from bench.engine.cells import learner_seeds
+from bench.engine.runner import run_suite
+from bench.engine.splits import SplitCache
 from bench.engine.suite import suite_from_dict
 from bench.errors import ConfigError
 from bench.evaluation.contract import ContractError, check_learner

@@ -90,7 +90,7 @@ def test_budget_in_a_suite_table(tmp_path: Path) -> None:
         config = store.runs()[-1]["config"]
         assert '"max_fit_seconds": 1' in config
     from bench.data.cards import load_dataset
-    from bench.engine.runner import iter_cells
+    from bench.engine.cells import iter_cells
 
     dataset = load_dataset("synthetic", base.dataset.get("synthetic"))
     protocol = make_protocol("cold-random", base.protocol)

@@ -17,9 +17,10 @@ import torch
 
 from bench.cli import main
 from bench.data.synthetic import SyntheticConfig, generate
+from bench.engine.cells import TRIAL_SINKS, CellFailure, CellJob
 from bench.engine.executors import LocalExecutor
 from bench.engine.executors.process import ProcessExecutor
-from bench.engine.runner import TRIAL_SINKS, CellFailure, CellJob, run_suite
+from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, suite_from_dict
 from bench.engine.tuning import TuneSpec, parse_tuning, search
 from bench.errors import ConfigError
@@ -27,7 +28,8 @@ from bench.protocol import make_protocol
 from bench.protocol.episodes import MetaTrain
 from bench.protocol.learner import LEARNERS, Budget
 from bench.results.analysis import load_results
-from bench.results.store import CellRecord, ResultStore, TrialRecord
+from bench.results.records import CellRecord, TrialRecord
+from bench.results.store import ResultStore
 from bench.results.tuning_text import tuning_lines
 from bench.seeding import Seeds
 from learners.baselines import BiasBaseline

@@ -16,7 +16,8 @@ from untrusted import FAST_RUN, bench, refused
 
 from bench.results import kept_cells
 from bench.results.claims import MAX_LEASE_S, Claim
-from bench.results.store import Evaluation, ResultStore
+from bench.results.records import Evaluation
+from bench.results.store import ResultStore
 
 
 @pytest.fixture(scope="module")

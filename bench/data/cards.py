@@ -64,7 +64,7 @@ FILE_OPTIONS = ("path", "ratings", "movies", "users")
 
 
 def read_card(path: Path) -> Card:
-    from bench.data.loaders.sources import relative_inside
+    from bench.limits import relative_inside
 
     raw = load_toml(
         read_text(path, "dataset card", ConfigError), f"dataset card {path}", ConfigError

@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 
 from bench.data.dataset import Dataset
-from bench.engine.runner import cell_key, kept_predictions
+from bench.engine.cells import cell_key
+from bench.engine.compute import kept_predictions
 from bench.engine.split_export import Selection, select
 from bench.engine.suite import Suite
 from bench.errors import BenchError, DataError, RegistryError
@@ -34,7 +35,8 @@ from bench.protocol.base import split_like_threshold
 from bench.protocol.episodes import TaskBatch, build_tasks
 from bench.protocol.learner import LEARNERS
 from bench.provenance import code_fingerprint, collect
-from bench.results.store import CellRecord, Evaluation, ResultStore
+from bench.results.records import CellRecord, Evaluation
+from bench.results.store import ResultStore
 
 COLUMNS = ("dataset", "seed", "scenario", "k", "user", "item", "prediction")
 KEYS = list(COLUMNS[:-1])

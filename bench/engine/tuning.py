@@ -48,7 +48,7 @@ from bench.evaluation.scoring import score
 from bench.protocol import SupportSize
 from bench.protocol.episodes import MetaTrain, TaskBatch, predict_in_chunks
 from bench.protocol.learner import Budget, learner_class, make_learner, split_budget
-from bench.results.store import TrialRecord, TuningRecord
+from bench.results.records import TrialRecord, TuningRecord
 from bench.results.tuning_text import budget_text, dimension_text
 from bench.seeding import Seeds
 

@@ -20,7 +20,7 @@ import numpy as np
 from bench.limits import MAX_JSON_DEPTH, check_depth
 
 if TYPE_CHECKING:
-    from bench.results.store import CellRecord
+    from bench.results.records import CellRecord
 
 FORMAT = "bench-kept-cell"
 VERSION = 1
@@ -190,14 +190,8 @@ class _Fields:
 
 def decode(text: str) -> CellRecord:
     """The record in ``text``, every field checked; a :class:`KeptCellError` names what is wrong."""
-    from bench.results.store import (
-        CellRecord,
-        Evaluation,
-        Predictions,
-        TimingRow,
-        TrialRecord,
-        TuningRecord,
-    )
+    from bench.evaluation.timing import TimingRow
+    from bench.results.records import CellRecord, Evaluation, Predictions, TrialRecord, TuningRecord
 
     try:
         raw = json.loads(text)

@@ -21,7 +21,8 @@ from bench.results.analysis import (
     summarise,
     t_interval,
 )
-from bench.results.store import CellRecord, Evaluation, ResultStore
+from bench.results.records import CellRecord, Evaluation
+from bench.results.store import ResultStore
 
 
 def test_t_interval_matches_scipy() -> None:

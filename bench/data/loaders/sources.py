@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.errors import DataError
+from bench.limits import relative_inside
 
 if TYPE_CHECKING:
     from bench.data.cards import Card
@@ -73,27 +74,6 @@ def verify(path: Path, expected: str | None) -> str:
             f"{expected}; the file is damaged or a different version (delete it to fetch it again)"
         )
     return actual
-
-
-def relative_inside(value: object, what: str) -> str:
-    """``value`` as a path relative to a folder it cannot leave: no absolute path, no ``..``,
-    nothing but plain names. Card and suite options name files this way, so that a card from
-    elsewhere can neither read nor unpack files outside its dataset's folder."""
-    text = value if isinstance(value, str) else ""
-    parts = Path(text).parts
-    if (
-        not text
-        or "\0" in text
-        or "\\" in text
-        or Path(text).is_absolute()
-        or text.startswith("~")
-        or any(part in ("..", ".") or ":" in part for part in parts)
-    ):
-        raise DataError(
-            f"{what} must be a relative path inside the dataset's folder (no '..', no absolute "
-            f"path), got {value!r:.80}"
-        )
-    return text
 
 
 def dataset_folder(card: Card, data_dir: str | Path | None) -> Path:

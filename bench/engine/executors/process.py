@@ -17,14 +17,15 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bench.engine.executors import Executor
+from bench.engine.executors.base import Executor
 
 if TYPE_CHECKING:
     import torch
 
     from bench.data.dataset import Dataset
-    from bench.engine.runner import CellFailure, CellJob, RunContext, SplitCache, Workload
-    from bench.results.store import CellRecord
+    from bench.engine.cells import CellFailure, CellJob, RunContext, Workload
+    from bench.engine.splits import SplitCache
+    from bench.results.records import CellRecord
 
 
 def available_cpus() -> int:
@@ -54,7 +55,8 @@ def _start_worker(context: RunContext, datasets: dict[str, Dataset], threads: in
     import torch
 
     from bench.devices import resolve_devices
-    from bench.engine.runner import SplitCache, warm_up
+    from bench.engine.compute import warm_up
+    from bench.engine.splits import SplitCache
 
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -66,7 +68,7 @@ def _start_worker(context: RunContext, datasets: dict[str, Dataset], threads: in
 
 
 def _compute(job: CellJob) -> CellRecord | CellFailure:
-    from bench.engine.runner import compute_cell
+    from bench.engine.compute import compute_cell
 
     assert _worker is not None, "the worker was not started"
     cell = job.cell(_worker.datasets)

@@ -15,16 +15,16 @@ import logging
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from bench.engine.executors import Executor
+from bench.engine.executors.base import Executor
 from bench.engine.executors.process import available_cpus
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:
     from bench.data.dataset import Dataset
-    from bench.engine.runner import CellFailure, CellJob, RunContext, Workload
+    from bench.engine.cells import CellFailure, CellJob, RunContext, Workload
     from bench.protocol import Split
     from bench.protocol.episodes import MetaTrain
-    from bench.results.store import CellRecord
+    from bench.results.records import CellRecord
 
 TASK_THREADS = 1
 """torch threads per task; each task asks Ray for one CPU."""
@@ -53,7 +53,9 @@ def _ray_task(
     import torch
 
     from bench.devices import resolve_devices
-    from bench.engine.runner import CellFailure, SplitCache, compute_cell, warm_up
+    from bench.engine.cells import CellFailure
+    from bench.engine.compute import compute_cell, warm_up
+    from bench.engine.splits import SplitCache
     from bench.provenance import code_fingerprint
 
     if context.fingerprint not in _checked_code:

@@ -1,0 +1,344 @@
+"""Computing one cell, wherever an executor runs it: an optional search on validation tasks, one
+fit, then adapt-and-predict (chunked by the learner's ``predict_chunk``, here and nowhere else) and
+scoring on every (scenario, k). Every executor calls :func:`compute_cell`; nothing here touches the
+store.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from bench.data.dataset import Dataset
+from bench.engine.suite import Suite
+from bench.engine.tuning import Tuned, TuneSpec, search, validation_objective
+from bench.evaluation.floors import scoring_tie_policy
+from bench.evaluation.metrics import (
+    RANKING_VERSION,
+    Queries,
+    evaluate,
+    recorded_metrics,
+)
+from bench.evaluation.scoring import scored_queries
+from bench.evaluation.timing import timed
+from bench.evaluation.topk import topn_values
+from bench.protocol import SupportSize
+from bench.protocol.episodes import (
+    TaskBatch,
+    predict_in_chunks,
+)
+from bench.protocol.learner import (
+    Learner,
+    make_learner,
+    split_budget,
+)
+from bench.results.records import FIT_SCOPE, CellRecord, Evaluation, Predictions, TrialRecord
+
+if TYPE_CHECKING:
+    pass
+from bench.engine.cells import (
+    TRIAL_SINKS,
+    Cell,
+    CellFailure,
+    RunContext,
+    learner_seeds,
+    ranking_key,
+    tie_seed,
+)
+from bench.engine.splits import SplitCache
+
+WARMUP_TASKS = 8
+
+
+def warm_up(device: torch.device) -> None:
+    """Run the kernels most learners use once, so one-off library start-up is not timed."""
+    generator = torch.Generator().manual_seed(0)  # a private generator: the global one is untouched
+    a = torch.randn(64, 8, 8, generator=generator, dtype=torch.float64).to(device)
+    torch.linalg.solve(a @ a.transpose(1, 2) + torch.eye(8, device=device, dtype=a.dtype), a)
+    x = torch.randn(256, 64, generator=generator).to(device).requires_grad_()
+    w = torch.randn(32, 64, generator=generator).to(device)
+    torch.nn.functional.linear(x, w).relu().sum().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def tune_cell(
+    cell: Cell,
+    spec: TuneSpec,
+    suite: Suite,
+    cache: SplitCache,
+    device: torch.device,
+    progress: bool,
+    on_trial: Callable[[TrialRecord], None],
+) -> Tuned:
+    """Search the cell's learner config on its split's validation tasks, resuming from the
+    trials already stored under the cell's key (``cell.done_trials``); ``on_trial`` receives
+    each new trial as it finishes."""
+    split, train = cache.split(cell.dataset, cell.seed)
+    validation = cache.validation(cell.dataset, cell.seed, spec.k)
+    if validation.n_tasks == 0:
+        raise ValueError(
+            f"tuning {cell.learner} needs validation tasks, but the split of {cell.dataset.name} "
+            f"seed {cell.seed} has none (validation_fraction = "
+            f"{split.config.validation_fraction:g}, or too few entities can form a task)"
+        )
+    fixed, _ = split_budget(suite.learner.get(cell.learner), f"[learner.{cell.learner}]")
+    seeds = learner_seeds(cell.seed, cell.learner)
+    objective = validation_objective(
+        cell.learner,
+        fixed,
+        spec,
+        train=train,
+        validation=validation,
+        dataset=cell.dataset,
+        device=device,
+        seeds=seeds,
+        budget=cell.budget,
+        gain=suite.ndcg_gain,
+        tie_policy=suite.tie_policy,
+        relevance=split.config.relevance_rule,
+    )
+    return search(
+        spec,
+        objective,
+        seeds=seeds.child("tune"),
+        done=list(cell.done_trials),
+        on_trial=on_trial,
+        validation_tasks=validation.n_tasks,
+        progress=progress,
+        label=f"tuning {cell.learner} seed {cell.seed}",
+    )
+
+
+def run_cell(
+    cell: Cell,
+    suite: Suite,
+    cache: SplitCache,
+    run_id: str,
+    fingerprint: str,
+    needed: list[tuple[str, SupportSize]],
+    device: torch.device,
+    tuned: Tuned | None = None,
+) -> CellRecord:
+    """Fit the cell's learner (with the config a search chose, when ``tuned``) and evaluate it
+    on the ``needed`` (scenario, k) pairs."""
+    overrides = {**suite.learner.get(cell.learner, {}), **(tuned.params if tuned else {})}
+    learner = make_learner(cell.learner, overrides)
+    split, train = cache.split(cell.dataset, cell.seed)
+    record = CellRecord(
+        cell_key=cell.key,
+        run_id=run_id,
+        dataset=cell.dataset.name,
+        dataset_hash=cell.dataset.content_hash,
+        protocol=cell.protocol.label,
+        protocol_hash=cell.protocol.config.fingerprint(),
+        learner=cell.learner,
+        config_hash=cell.config_hash or learner.config_hash,
+        config=learner.config_dict(),
+        seed=cell.seed,
+        device=cell.device,
+        code_fingerprint=fingerprint,
+        split_summary={**split.summary, "load_report": cell.dataset.extras.get("load_report", {})},
+        dataset_info={
+            "rating_scale": list(cell.dataset.rating_scale),
+            "like_threshold": train.like_threshold,
+            "ndcg_gain": suite.ndcg_gain,
+            "tie_policy": scoring_tie_policy(cell.learner, suite.tie_policy),
+            "relevance": split.config.relevance_rule.label,
+            "ranking_version": RANKING_VERSION,
+            "task_axis": split.config.task_axis,
+            **(ranking_key(suite, cell.dataset, cell.protocol) or {}),
+        },
+        tuning=tuned.record if tuned else None,
+        trials=tuned.trials if tuned else [],
+    )
+    if device.type == "cuda":
+        torch.empty(1, device=device)  # create the CUDA context outside the timed region
+    seeds = learner_seeds(cell.seed, cell.learner)
+    with timed("fit", device) as fit_time:
+        learner.fit(train, rng=seeds, device=device, budget=cell.budget)
+    record.timings.append(fit_time.row(FIT_SCOPE, FIT_SCOPE))
+
+    for scenario, k in needed:
+        labelled = cache.tasks(cell.dataset, cell.seed, scenario, k)
+        k_label = str(k)
+        entities = cell.dataset.raw_ids(labelled.axis, labelled.entities.numpy())
+        lengths = labelled.query_mask.sum(1).tolist()
+        record.evaluations.append(Evaluation(scenario, k_label, entities, lengths))
+        if labelled.n_tasks == 0:
+            continue
+        tasks = cache.unlabelled(cell.dataset, cell.seed, scenario, k, device)
+        chunk = learner.predict_chunk
+        with torch.no_grad():
+            predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), chunk)
+        with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
+            predicted = predict_in_chunks(learner.predict, tasks, chunk)
+        record.timings.append(t.row(scenario, k_label))
+        if scenario in COLD_SCENARIOS and bool(labelled.support_mask.any()):
+            unchanged = support_ignored(learner, tasks, predicted, labelled.support_mask)
+            record.dataset_info.setdefault("support_ignored", {})[f"{scenario}/{k_label}"] = (
+                unchanged
+            )
+        queries = scored_queries(
+            labelled,
+            predicted,
+            dataset=cell.dataset,
+            like_threshold=train.like_threshold,
+            gain=suite.ndcg_gain,
+            learner=cell.learner,
+            where=f"{scenario}, k={k_label}",
+            tie_policy=scoring_tie_policy(cell.learner, suite.tie_policy),
+            relevance=split.config.relevance_rule,
+        )
+        views = suite.ranking_for(cell.dataset, cell.protocol)
+        in_query = suite.metrics if "query" in views else _rating_metrics(suite.metrics)
+        for name, value in evaluate(queries, recorded_metrics(in_query)).items():
+            record.metrics.append(
+                (
+                    scenario,
+                    k_label,
+                    name,
+                    value.value,
+                    value.n_scored,
+                    value.n_unscored,
+                    value.per_task,
+                )
+            )
+        if {"full", "sampled"} & set(views):
+            record.metrics.extend(
+                _ranked_rows(cell, suite, cache, learner, scenario, k, views, tasks, record)
+            )
+        if suite.keep_predictions:
+            record.predictions.append(
+                kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
+            )
+    return record
+
+
+COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
+"""Where a learner must use its support set: nothing else tells it about the new entity."""
+
+
+def support_ignored(
+    learner: Learner, tasks: TaskBatch, predicted: torch.Tensor, support_mask: torch.Tensor
+) -> float:
+    """The share of the tasks with a support set whose query predictions stay the same when the
+    support is taken away (every support rating masked out); 1.0: the learner ignores it."""
+    blank = replace(
+        tasks,
+        support_mask=torch.zeros_like(tasks.support_mask),
+        support_ratings=torch.zeros_like(tasks.support_ratings),
+    )
+    with torch.no_grad():
+        without = predict_in_chunks(learner.predict, blank, learner.predict_chunk)
+    mask = tasks.query_mask
+    gap = torch.where(mask, (without - predicted).abs(), torch.zeros_like(predicted))
+    scale = torch.where(mask, predicted.abs(), torch.zeros_like(predicted)).amax(1).clamp(min=1.0)
+    same = (gap.amax(1) <= 1e-6 * scale).cpu()
+    has_support = support_mask.any(1)
+    return float(same[has_support].float().mean())
+
+
+def _rating_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics that do not rank a task's query (kept when a suite drops the query view)."""
+    return tuple(n for n in names if not n.startswith("ndcg@"))
+
+
+def _ranked_rows(
+    cell: Cell,
+    suite: Suite,
+    cache: SplitCache,
+    learner: Any,
+    scenario: str,
+    k: SupportSize,
+    views: tuple[str, ...],
+    tasks: TaskBatch,
+    record: CellRecord,
+) -> list[tuple[Any, ...]]:
+    """The top-N metric rows of one (scenario, k), ranking the catalogue with ``learner.score``;
+    the candidate sets' sizes and the negatives' digest go into the cell's split summary."""
+    negatives = suite.negatives if "sampled" in views else None
+    sets = cache.candidates(cell.dataset, cell.seed, scenario, k, negatives)
+    with torch.no_grad():
+        values = topn_values(
+            learner.score,
+            tasks.without_queries(),
+            sets,
+            views,
+            suite.top_k,
+            tie_seed=tie_seed(cell.seed),
+            learner=cell.learner,
+        )
+    sizes = sets.n_candidates
+    record.split_summary.setdefault("ranking", {})[f"{scenario} k={k}"] = {
+        "pool": len(sets.pool),
+        "candidates_mean": float(sizes.mean()) if len(sizes) else 0.0,
+        "tasks_without_relevant": int((sets.n_relevant == 0).sum()),
+        **(
+            {"negatives": negatives, "negatives_digest": sets.negatives_digest()}
+            if negatives
+            else {}
+        ),
+    }
+    k_label = str(k)
+    return [
+        (scenario, k_label, v.name, v.value, v.n_scored, v.n_unscored, v.per_task) for v in values
+    ]
+
+
+def compute_cell(
+    cell: Cell,
+    needed: tuple[tuple[str, SupportSize], ...],
+    context: RunContext,
+    cache: SplitCache,
+    devices: Mapping[str, torch.device],
+) -> CellRecord | CellFailure:
+    """One cell, computed where the executor runs it; every executor calls this. An exception
+    becomes a :class:`CellFailure` (one failed cell must not stop the others); an interrupt is
+    not caught.
+
+    This may run in another process or on another machine: it must not touch the store. Whatever
+    a cell produces (a tuning search's trials included) travels back inside its record; in the
+    driver's process a search also hands each trial to the run's :data:`TRIAL_SINKS` entry."""
+    finished: list[TrialRecord] = []
+    sink = TRIAL_SINKS.get(context.run_id)
+
+    def keep(trial: TrialRecord) -> None:
+        finished.append(trial)
+        if sink is not None:
+            sink(cell.key, trial)
+
+    try:
+        device = devices[cell.device]
+        tuned = None
+        if cell.tuning is not None:
+            tuned = tune_cell(
+                cell, cell.tuning, context.suite, cache, device, context.progress, keep
+            )
+        return run_cell(
+            cell,
+            context.suite,
+            cache,
+            context.run_id,
+            context.fingerprint,
+            list(needed),
+            device,
+            tuned,
+        )
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        return CellFailure(message, traceback.format_exc(), tuple(finished))
+
+
+def kept_predictions(
+    dataset: Dataset, scenario: str, k: str, tasks: TaskBatch, queries: Queries
+) -> Predictions:
+    """The query ratings and predictions of one evaluation, in the dataset's own ids."""
+    mask = queries.mask
+    users = dataset.raw_ids("user", tasks.query_users.numpy()[mask])
+    items = dataset.raw_ids("item", tasks.query_items.numpy()[mask])
+    return Predictions(scenario, k, users, items, queries.actual[mask], queries.predicted[mask])

@@ -1,0 +1,111 @@
+"""Splits, training views, task batches and candidate sets, built once per (dataset, seed) and
+shared by every cell of that split: each (scenario, k) task batch is built once and moved to each
+device once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from bench.data.dataset import Dataset
+from bench.protocol import Protocol, Split, SupportSize
+from bench.protocol.candidates import CandidateSets, build_candidate_sets
+from bench.protocol.episodes import (
+    MetaTrain,
+    TaskBatch,
+    build_tasks,
+    make_meta_train,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+class SplitCache:
+    """Splits, training views and task batches, built once per (dataset, seed) and shared."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+        self._splits: dict[tuple[str, int], tuple[Split, MetaTrain]] = {}
+        self._tasks: dict[tuple[str, int, str, SupportSize], TaskBatch] = {}
+        self._on_device: dict[tuple[str, int, str, SupportSize, torch.device], TaskBatch] = {}
+        self._candidates: dict[tuple[str, int, str, SupportSize, int | None], CandidateSets] = {}
+
+    def split(self, dataset: Dataset, seed: int) -> tuple[Split, MetaTrain]:
+        key = (dataset.content_hash, seed)
+        if key not in self._splits:
+            split = self.protocol.split(dataset, seed)
+            split.summary.update(dataset=dataset.name, seed=seed)
+            self._splits[key] = (split, make_meta_train(dataset, split))
+        return self._splits[key]
+
+    def tasks(self, dataset: Dataset, seed: int, scenario: str, k: SupportSize) -> TaskBatch:
+        key = (dataset.content_hash, seed, scenario, k)
+        if key not in self._tasks:
+            split, _ = self.split(dataset, seed)
+            self._tasks[key] = build_tasks(dataset, split.scenarios[scenario], k)
+        return self._tasks[key]
+
+    def validation(self, dataset: Dataset, seed: int, k: SupportSize) -> TaskBatch:
+        """The split's validation tasks at support size ``k``, built like a scenario's tasks."""
+        key = (dataset.content_hash, seed, "validation", k)
+        if key not in self._tasks:
+            split, _ = self.split(dataset, seed)
+            self._tasks[key] = build_tasks(dataset, split.validation, k)
+        return self._tasks[key]
+
+    def unlabelled(
+        self, dataset: Dataset, seed: int, scenario: str, k: SupportSize, device: torch.device
+    ) -> TaskBatch:
+        """The tasks without their query labels, moved to ``device`` once for every learner."""
+        key = (dataset.content_hash, seed, scenario, k, device)
+        if key not in self._on_device:
+            labelled = self.tasks(dataset, seed, scenario, k)
+            self._on_device[key] = labelled.without_labels().to(device)
+        return self._on_device[key]
+
+    def candidates(
+        self, dataset: Dataset, seed: int, scenario: str, k: SupportSize, negatives: int | None
+    ) -> CandidateSets:
+        """The candidate sets of a scenario's tasks at ``k`` (with ``negatives`` sampled ones per
+        task, when given): the same for every learner of the split."""
+        key = (dataset.content_hash, seed, scenario, k, negatives)
+        if key not in self._candidates:
+            split, train = self.split(dataset, seed)
+            tasks = self.tasks(dataset, seed, scenario, k)
+            assert tasks.query_ratings is not None
+            self._candidates[key] = build_candidate_sets(
+                scenario,
+                axis=tasks.axis,
+                n_items=dataset.n_items,
+                new_items=split.new_items,
+                train_user=train.user,
+                train_item=train.item,
+                n_users=dataset.n_users,
+                task_users=tasks.entities.numpy(),
+                support_items=tasks.support_items.numpy(),
+                support_mask=tasks.support_mask.numpy(),
+                query_items=tasks.query_items.numpy(),
+                query_ratings=tasks.query_ratings.numpy(),
+                query_mask=tasks.query_mask.numpy(),
+                like_threshold=train.like_threshold,
+                negatives=negatives,
+                seed=seed,
+                k_label=str(k),
+            )
+        return self._candidates[key]
+
+    def adopt(self, dataset: Dataset, seed: int, split: Split, train: MetaTrain) -> None:
+        """Use a split built elsewhere (a Ray task receives the driver's)."""
+        self._splits[(dataset.content_hash, seed)] = (split, train)
+
+    def drop(self, dataset: Dataset, seed: int) -> None:
+        self._splits.pop((dataset.content_hash, seed), None)
+        for key in [k for k in self._tasks if k[:2] == (dataset.content_hash, seed)]:
+            del self._tasks[key]
+        for moved in [k for k in self._on_device if k[:2] == (dataset.content_hash, seed)]:
+            del self._on_device[moved]
+        for drawn in [k for k in self._candidates if k[:2] == (dataset.content_hash, seed)]:
+            del self._candidates[drawn]
