@@ -34,6 +34,9 @@ QUICK: dict[str, dict[str, Any]] = {
     "protonet": {**EPISODIC, "proto_dim": 8},
     "fine-tune": {**SMALL_NET, "epochs": 1},
     "mf": {"rank": 4, "iterations": 3},
+    "content-map": {"rank": 4, "iterations": 3},
+    "dropoutnet": {**SMALL_NET, "rank": 4, "epochs": 2},
+    "meta-embedding": {**SMALL_NET, "epochs": 1, "meta_steps": 4, "meta_batch": 8},
 }
 """Config overrides that keep each built-in learner's fit to a second or so."""
 
