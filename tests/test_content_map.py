@@ -7,38 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import Dataset
-from bench.episodes import MetaTrain, build_tasks, make_meta_train
+from bench.episodes import build_tasks
 from bench.errors import ConfigError
 from bench.learner import Learner, make_learner
-from bench.protocol import Split, make_protocol
-from bench.seeding import Seeds
-from bench.synthetic import SyntheticConfig, generate
+from bench.synthetic import SyntheticConfig
 from bench.testing import score
 from learners.content_map import ContentMap, ridge_map
+
+from shared import fitted, synthetic_split
 
 # Every latent column (factors and bias) is exactly a linear map of the features, on both sides.
 LINEAR = SyntheticConfig(
     n_users=400, n_items=300, mean_ratings_per_user=60, feature_share=1.0, noise=0.3, seed=5
 )
-# Ratings driven by item features that item-mean cannot see (as in the MeLU tests).
-CONTENT = SyntheticConfig(
-    n_users=300, n_items=200, mean_ratings_per_user=60, feature_share=0.9, item_bias_std=0.8, seed=3
-)
-PROTOCOL = {"support_sizes": [0, 5], "query_size": 5, "new_item_fraction": 0.3}
-
-
-def fitted(name: str, train: MetaTrain, overrides: dict | None = None, stream: str = "") -> Learner:
-    learner = make_learner(name, overrides)
-    rng = Seeds(0).child("learner", stream or name)
-    learner.fit(train, rng=rng, device=torch.device("cpu"))
-    return learner
-
-
-def split_of(config: SyntheticConfig) -> tuple[Dataset, Split, MetaTrain]:
-    data = generate(config)
-    split = make_protocol("cold-random", PROTOCOL).split(data, 0)
-    return data, split, make_meta_train(data, split)
 
 
 def test_the_ridge_map_is_the_closed_form_and_recovers_an_exact_linear_map() -> None:
@@ -60,7 +41,7 @@ def test_the_ridge_map_is_the_closed_form_and_recovers_an_exact_linear_map() -> 
 
 
 def test_new_items_get_the_closed_form_map_of_the_mf_factors_and_it_recovers_the_truth() -> None:
-    data, split, train = split_of(LINEAR)
+    data, split, train = synthetic_split(LINEAR)
     learner = fitted("content-map", train)
     assert isinstance(learner, ContentMap)
     known = train.known_items
@@ -92,7 +73,7 @@ def test_new_items_get_the_closed_form_map_of_the_mf_factors_and_it_recovers_the
 
 
 def test_seen_entities_keep_their_mf_factors_and_new_ones_ignore_the_support() -> None:
-    data, split, train = split_of(CONTENT)
+    data, split, train = synthetic_split()
     learner = fitted("content-map", train, {"rank": 8})
     mf = fitted("mf", train, {"rank": 8}, stream="content-map")  # the same starting factors
 
@@ -114,7 +95,7 @@ def test_seen_entities_keep_their_mf_factors_and_new_ones_ignore_the_support() -
 
 
 def test_content_map_beats_item_mean_on_new_items_from_their_content() -> None:
-    data, split, train = split_of(CONTENT)
+    data, split, train = synthetic_split()
     metrics = ("rmse", "ndcg@3")
     baseline = score(fitted("item-mean", train), data, split, "item_cold", 5, metrics)
     mapped = score(fitted("content-map", train), data, split, "item_cold", 5, metrics)
