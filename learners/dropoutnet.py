@@ -20,7 +20,7 @@ dropout rate 0.5 and the tanh layers are the paper's (Sec. 4, with its released 
 two hidden layers of 800 and 400 units, an output rank equal to the input rank of 200, SGD with
 momentum 0.9 at 0.005 on batches of 100 pairs, 10 epochs). Those sizes serve 1.5 million users;
 here the layers are 200 and 100 wide, the output rank is the warm model's rank, and Adam at 1e-3 on
-batches of 256 pairs trains them in a few epochs, with early stopping on the validation tasks.
+batches of 512 pairs trains them in a few epochs, with early stopping on the validation tasks.
 Preference inputs are standardised per column (as the released code does) over seen entities.
 """
 
@@ -63,7 +63,7 @@ class DropoutNetConfig(NetworkConfig):
     random_pairs: float = 1.0
     """Random seen (user, item) pairs per observed training pair in each minibatch."""
     epochs: int = 10
-    batch_size: int = 256
+    batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 3

@@ -26,7 +26,8 @@ def test_without_dropout_and_content_it_reduces_to_the_warm_model_on_warm_pairs(
     data, split, _ = synthetic_split()
     bare = dataclasses.replace(data, user_features=None, item_features=None, content_hash="")
     train = make_meta_train(bare, split)
-    learner = fitted("dropoutnet", train, {"dropout": 0.0})
+    # Trained to the end (no early stop), so that the towers come as close as they can.
+    learner = fitted("dropoutnet", train, {"dropout": 0.0, "epochs": 15, "patience": 15})
     assert isinstance(learner, DropoutNet)
     assert learner.model.user_content is None and learner.model.item_content is None
     batch = build_tasks(bare, split.scenarios["warm"], 5).without_labels()
@@ -39,8 +40,8 @@ def test_without_dropout_and_content_it_reduces_to_the_warm_model_on_warm_pairs(
     def gap(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(((a - b)[mask] ** 2).mean().sqrt())
 
-    # The towers learn the warm model's scores: within 0.06 stars of them (RMSE), while the
-    # biases alone are about 0.38 away.
+    # The towers learn the warm model's scores: within 0.06 stars of them (RMSE; 0.04 measured),
+    # while the biases alone are about 0.38 away.
     assert gap(towers, warm) < 0.06 and gap(towers, warm) < gap(biases, warm) / 5
 
 
