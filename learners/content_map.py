@@ -5,9 +5,9 @@ tunes it like ``mf``) is fitted on the training ratings. Then, per side that has
 features; user features where the dataset has them), a ridge regression maps an entity's content
 to its ``[factors..., bias]``, fitted on the entities seen in training. Entities seen in training
 keep their own factors; every other entity, task or query side, gets the mapped ones. This is the
-linear mapping baseline of the content-to-embedding family (as in Gantner et al., ICDM 2010,
-"Learning attribute-to-feature mappings for cold-start recommendations", and the "linear map"
-rows of the DropoutNet and ColdRec comparisons).
+linear mapping baseline of the content-to-embedding family (Gantner et al., "Learning
+attribute-to-feature mappings for cold-start recommendations", ICDM 2010, map attributes to the
+factors of a trained factorisation model in this way).
 
 By default the support set is not used: a new entity is predicted from its content alone. With
 ``fold_in = true`` a new task entity's factors are instead folded in on its support ratings by

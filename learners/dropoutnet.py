@@ -1,25 +1,25 @@
-"""DropoutNet (Volkovs, Yu and Poutanen, "DropoutNet: Addressing Cold Start in Recommender
-Systems", NeurIPS 2017), registered as ``dropoutnet``.
+"""DropoutNet (Volkovs, Yu and Poutanen, "DropoutNet: Addressing Cold Start in Recommender Systems",
+NeurIPS 2017), registered as ``dropoutnet``.
 
-A warm model, here the biased matrix factorisation of :mod:`learners.mf` (the paper uses WMF),
-gives every entity seen in training a preference vector ``[factors..., bias]``. Two towers, one
-per side, map an entity's preference vector concatenated with its content (dense tanh layers, then
-a linear output) to a latent vector and a bias; a rating is the dot product of the two latent
-vectors plus both biases and an offset. The towers learn to reproduce the warm model's scores
-(paper, Sec. 3) on the observed training pairs and on as many random pairs of seen users and items
-(the released code mixes each user's top-scored and random items). *Preference dropout*: in every
-minibatch, each pair's user preference input and, independently, its item preference input are
-set to zero with probability ``dropout``, so the content path alone must predict the warm scores
-(Sec. 3.1). An entity never seen in training enters with a zero preference input: its content
-decides. A new task entity with support ratings gets its preference input from them instead
-(the paper's *transform*, Sec. 3.2, which averages the preference vectors of the items a user
-interacted with; for explicit ratings it is here the ridge fold-in of ``mf`` on the support).
+A warm model, here the biased matrix factorisation of :mod:`learners.mf` (the paper uses WMF), gives
+every entity seen in training a preference vector ``[factors..., bias]``. Two towers, one per side,
+map an entity's preference vector concatenated with its content (dense tanh layers, then a linear
+output) to a latent vector and a bias; a rating is the dot product of the two latent vectors plus
+both biases and an offset. The towers learn to reproduce the warm model's scores (paper, Sec. 3) on
+the observed training pairs and on as many random pairs of seen users and items (the released code
+mixes each user's top-scored and random items). *Preference dropout*: in every minibatch, each
+pair's user preference input and, independently, its item preference input are set to zero with
+probability ``dropout``, so the content path alone must predict the warm scores (Sec. 3, Algorithm
+1). An entity never seen in training enters with a zero preference input: its content decides. A new
+task entity with support ratings gets its preference input from them instead (the paper's
+*transform*, Algorithm 1, which averages the preference vectors of the items a user interacted with;
+for explicit ratings it is here the ridge fold-in of ``mf`` on the support).
 
 Explicit ratings, not implicit relevance, are reproduced, hence the bias outputs. Defaults: the
-dropout rate 0.5 and the tanh layers are the paper's (Sec. 4, with its released configuration:
+dropout rate 0.5 and the tanh layers are the paper's (experiments, Sec. 4, and the released code:
 two hidden layers of 800 and 400 units, an output rank equal to the input rank of 200, SGD with
-momentum 0.9 at 0.005 on batches of 100 pairs, 10 epochs). Those sizes serve 1.5 million users;
-here the layers are 200 and 100 wide, the output rank is the warm model's rank, and Adam at 1e-3 on
+momentum 0.9 at 0.005 on batches of 100 pairs, 10 epochs). Those sizes serve 1.5 million users; here
+the layers are 200 and 100 wide, the output rank is the warm model's rank, and Adam at 1e-3 on
 batches of 512 pairs trains them in a few epochs, with early stopping on the validation tasks.
 Preference inputs are standardised per column (as the released code does) over seen entities.
 """
@@ -46,14 +46,15 @@ class DropoutNetConfig(NetworkConfig):
     embedding_dim: int = 16
     """Output rank of each tower (the paper: the warm model's rank, 200)."""
     hidden: tuple[int, ...] = (200, 100)
-    """Tanh layers of each tower (the paper, Sec. 4: 800 and 400 for 1.5 million users)."""
+    """Tanh layers of each tower (the released code: 800 and 400, for 1.5 million users)."""
     dropout: float = 0.5
     """Probability that a pair's user (and, independently, item) preference input is dropped
-    (Sec. 3.1; 0.5 in the paper's experiments, Sec. 4)."""
+    (Sec. 3, Algorithm 1; 0.5 in the released code, the rate's effect studied in Sec. 4)."""
     content: bool = True
     """Feed side features into the towers (the content path); off, only preferences go in."""
     transform: bool = True
-    """A new task entity's preference input from its support ratings (Sec. 3.2), else zero."""
+    """A new task entity's preference input from its support ratings (the transform of Algorithm
+    1), else zero."""
     rank: int = 16
     """Rank of the warm ``mf`` model (its default)."""
     reg: float = 0.05

@@ -4,22 +4,24 @@ Predictions via Learning to Learn ID Embeddings", SIGIR 2019), registered as ``m
 The base model is the shared rating network (:mod:`learners.network.model`) with id embeddings of
 the other side (items when tasks are users), pre-trained on all training ratings exactly as
 ``fine-tune`` pre-trains it. An id never seen in training has no embedding worth the name (the
-network gives it zero). Meta-Embedding learns a *generator* of initial id embeddings from content:
-a dense layer with a tanh output over the entity's content embedding, taken from the pre-trained
-network and frozen (paper, Sec. 3.3; the authors' released code uses one dense layer without bias
-and divides its tanh output by 5, which ``output_scale`` keeps).
+network gives it zero). Meta-Embedding learns a *generator* of initial id embeddings from content: a
+dense layer with a tanh output over the entity's content embedding, taken from the pre-trained
+network and frozen (paper, Sec. 3, where the generator reuses the base model's embedding layers,
+frozen, under a light compositional layer; the authors' released code uses one dense layer without
+bias and divides its tanh output by 5, which ``output_scale`` keeps).
 
-The generator trains with the paper's two-batch meta objective (Sec. 3.2, Algorithm 1), the base
-model frozen: each seen entity is a task; two disjoint minibatches ``a`` and ``b`` of its training
-ratings are drawn; the generated embedding predicts ``a`` (the cold-start loss), takes one
-gradient step of size ``cold_lr`` on it, and the updated embedding predicts ``b`` (the warm-up
-loss); the generator minimises ``alpha * loss_a + (1 - alpha) * loss_b`` through that step. After
-training, every unseen id of the other side gets its generated embedding, and tasks adapt on their
-support as in ``fine-tune``.
+The generator trains with the paper's two-batch meta objective (Sec. 3, Algorithm 1), the base model
+frozen: each seen entity is a task; two disjoint minibatches ``a`` and ``b`` of its training ratings
+are drawn; the generated embedding predicts ``a`` (the cold-start loss), takes one gradient step of
+size ``cold_lr`` on it, and the updated embedding predicts ``b`` (the warm-up loss); the generator
+minimises ``alpha * loss_a + (1 - alpha) * loss_b`` through that step. After training, every unseen
+id of the other side gets its generated embedding, and tasks adapt on their support as in
+``fine-tune``.
 
-Defaults: ``alpha`` 0.1 (Sec. 4.3), the warm-up step 1e-4 and the generator's Adam step 1e-3 of the
-released code; 20 ratings per minibatch (the paper draws minibatches of K samples per ad, Sec. 3.2);
-the base model and the per-task adaptation are ``fine-tune``'s defaults.
+Defaults: ``alpha`` 0.1, the warm-up step 1e-4 and the generator's Adam step 1e-3 of the released
+code (the paper's experiments, Sec. 4); 20 ratings per minibatch (our choice: the paper draws two
+minibatches of K samples per ad, Sec. 3); the base model and the per-task adaptation are
+``fine-tune``'s defaults.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from learners.network.trainer import Schedule, TrainingLog, train_model
 @dataclass(frozen=True)
 class MetaEmbeddingConfig(FineTuneConfig):
     alpha: float = 0.1
-    """Weight of the cold-start loss against the warm-up loss in the meta objective (Sec. 4.3)."""
+    """Weight of the cold-start loss against the warm-up loss in the meta objective (Sec. 3; 0.1 in
+    the released code)."""
     cold_lr: float = 1e-4
     """Step size of the one warm-up step on the generated embedding (the released code's)."""
     generator_lr: float = 1e-3
