@@ -144,8 +144,7 @@ def _with_content(
 
 
 class DropoutNet(NetworkLearner):
-    """DropoutNet (Volkovs et al., NeurIPS 2017): towers over MF preferences and content,
-    trained with preference dropout."""
+    """DropoutNet (Volkovs et al., NeurIPS 2017): MF preferences and content, preference dropout."""
 
     config_class = DropoutNetConfig
     config: DropoutNetConfig
