@@ -85,6 +85,26 @@ def _feature_map(
     return x @ weights
 
 
+def fold_in(
+    other: torch.Tensor,
+    support_other: torch.Tensor,
+    support_ratings: torch.Tensor,
+    support_mask: torch.Tensor,
+    mean: float,
+    reg: float,
+    prior: torch.Tensor,
+) -> torch.Tensor:
+    """Each task entity's ``[factors..., bias]`` from its support ratings by one ridge solve with
+    the other side's parameters ``other`` fixed, centred on ``prior`` (one row per task)."""
+    other_s = other[support_other]
+    design = torch.cat([other_s[..., :-1], torch.ones_like(other_s[..., :1])], -1)
+    design = design * support_mask.to(design.dtype)[..., None]
+    target = support_ratings.to(design.dtype) - mean - other_s[..., -1]
+    gram = design.transpose(1, 2) @ design
+    rhs = (design * target[..., None]).sum(1)
+    return ridge_solve(gram, rhs, reg, prior)
+
+
 class MatrixFactorisation(Learner):
     """Biased matrix factorisation (ALS); unseen entities folded in by a ridge solve on the support."""
 
@@ -178,15 +198,15 @@ class MatrixFactorisation(Learner):
         known = self.known_users if by_user else self.known_items
         support_other = tasks.support_items if by_user else tasks.support_users
 
-        # Fold-in: ridge solve for [p, b] of each task entity on its support, centred on the prior.
-        other_s = other[support_other]
-        design = torch.cat([other_s[..., :-1], torch.ones_like(other_s[..., :1])], -1)
-        mask = tasks.support_mask.to(design.dtype)[..., None]
-        design = design * mask
-        target = tasks.support_ratings.to(design.dtype) - self.mean - other_s[..., -1]
-        gram = design.transpose(1, 2) @ design
-        rhs = (design * target[..., None]).sum(1)
-        folded = ridge_solve(gram, rhs, self.config.fold_in_reg, own_prior[tasks.entities])
+        folded = fold_in(
+            other,
+            support_other,
+            tasks.support_ratings,
+            tasks.support_mask,
+            self.mean,
+            self.config.fold_in_reg,
+            own_prior[tasks.entities],
+        )
         entity = torch.where(known[tasks.entities][:, None], own[tasks.entities], folded)
         return tasks, entity, other
 

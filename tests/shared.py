@@ -1,7 +1,8 @@
 """What several test modules share: checks of a split's task sets, the error of a learner on a
 scenario's tasks, configs that keep each built-in learner quick to fit, a finished cell to write
-to the results store, another process's lock on a store, a learner that runs nowhere, and an
-executor whose cells are still being computed when the driver looks."""
+to the results store, another process's lock on a store, a learner that runs nowhere, an
+executor whose cells are still being computed when the driver looks, and the split on which the
+content models must see what item-mean cannot."""
 
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ import numpy as np
 import torch
 
 from bench.data.dataset import Dataset
+from bench.data.synthetic import SyntheticConfig, generate
 from bench.engine.cells import CellFailure, CellJob, Workload
 from bench.engine.executors import LocalExecutor
 from bench.evaluation.metrics import Queries, evaluate
 from bench.evaluation.timing import TimingRow
-from bench.protocol import Split, SupportSize, TaskSet
-from bench.protocol.episodes import build_tasks
-from bench.protocol.learner import Learner
+from bench.protocol import Split, SupportSize, TaskSet, make_protocol
+from bench.protocol.episodes import MetaTrain, build_tasks, make_meta_train
+from bench.protocol.learner import Learner, make_learner
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation
+from bench.seeding import Seeds
 from learners.baselines import GlobalMean
 
 SMALL_NET: dict[str, Any] = {"embedding_dim": 8, "hidden": [16, 16]}
@@ -35,8 +38,43 @@ QUICK: dict[str, dict[str, Any]] = {
     "protonet": {**EPISODIC, "proto_dim": 8},
     "fine-tune": {**SMALL_NET, "epochs": 1},
     "mf": {"rank": 4, "iterations": 3},
+    "content-map": {"rank": 4, "iterations": 3},
+    "dropoutnet": {**SMALL_NET, "rank": 4, "epochs": 2},
+    "meta-embedding": {**SMALL_NET, "epochs": 1, "meta_steps": 4, "meta_batch": 8},
 }
 """Config overrides that keep each built-in learner's fit to a second or so."""
+
+
+CONTENT = SyntheticConfig(
+    n_users=300, n_items=200, mean_ratings_per_user=60, feature_share=0.9, item_bias_std=0.8, seed=3
+)
+"""Ratings driven by item features: 90% of every latent column's variance is a view of them, and
+item biases are wide. item-mean knows nothing of a new item; a content model does."""
+CONTENT_PROTOCOL: dict[str, Any] = {
+    "support_sizes": [0, 5],
+    "query_size": 5,
+    "new_item_fraction": 0.3,
+}
+
+
+def synthetic_split(
+    config: SyntheticConfig = CONTENT,
+) -> tuple[Dataset, Split, MetaTrain]:
+    """A cold-random split of the synthetic data (seed 0) and its training view."""
+    data = generate(config)
+    split = make_protocol("cold-random", CONTENT_PROTOCOL).split(data, 0)
+    return data, split, make_meta_train(data, split)
+
+
+def fitted(
+    name: str, train: MetaTrain, overrides: dict[str, Any] | None = None, stream: str = ""
+) -> Learner:
+    """The learner ``name`` fitted on the CPU from the seed stream of ``stream`` (default: its
+    own name)."""
+    learner = make_learner(name, overrides)
+    rng = Seeds(0).child("learner", stream or name)
+    learner.fit(train, rng=rng, device=torch.device("cpu"))
+    return learner
 
 
 def rmse_at(learner: Learner, dataset: Dataset, taskset: TaskSet, k: SupportSize) -> float:

@@ -34,6 +34,15 @@ def test_every_built_in_learner_has_its_contract_class() -> None:
     assert set(BUILT_IN) <= covered, sorted(set(BUILT_IN) - covered)
 
 
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU; none is available here"
+)
+@pytest.mark.parametrize("name", ["content-map", "dropoutnet", "meta-embedding"])
+def test_the_content_learners_keep_the_contract_on_cuda(name: str) -> None:
+    report = check_learner(name, device="cuda")
+    assert report.metrics[("item_cold", 5)]["rmse"] > 0
+
+
 def test_bands_hold_for_the_baselines_and_fail_when_violated() -> None:
     # The synthetic ratings' noise alone puts the RMSE floor near 0.65 on a 1-5 scale; the mean
     # rating alone is about 1.0 off.

@@ -53,6 +53,30 @@ class TestMeLU(LearnerContract):
     learner = "melu"
 
 
+class TestPopularity(LearnerContract):
+    learner = "popularity"
+
+
+class TestContentMap(LearnerContract):
+    learner = "content-map"
+
+
+class TestDropoutNet(LearnerContract):
+    learner = "dropoutnet"
+
+
+class TestMetaEmbedding(LearnerContract):
+    learner = "meta-embedding"
+
+
+class TestFloorRandom(LearnerContract):
+    learner = "floor-random"
+
+
+class TestFloorConstant(LearnerContract):
+    learner = "floor-constant"
+
+
 class TestABandThatFails(LearnerContract):
     """A band the learner cannot meet fails its own test and no other."""
 

@@ -99,7 +99,12 @@ class NetworkLearner(Learner):
         self.log = train_model(
             self.model, lambda i: self.train_step(standardised, i, sampling), validate, schedule
         )
+        self.finish(standardised, sampling, schedule.deadline)
         self.release()
+
+    def finish(self, train: MetaTrain, rng: np.random.Generator, deadline: float | None) -> None:
+        """A second training phase after the model's own, before :meth:`release` (none by default;
+        ``deadline`` is the budget's end as a ``time.perf_counter()`` value, or None)."""
 
     @property
     def history(self) -> list[tuple[int, float]]:

@@ -182,11 +182,19 @@ class RatingNetwork(nn.Module):
         )
         return net.initialise(generator)
 
-    def embed(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Input features ``[..., input_width]`` of each (user, item) pair."""
+    def embed(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        other_embedding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Input features ``[..., input_width]`` of each (user, item) pair; ``other_embedding``
+        (broadcast to the pairs) replaces the other side's id embeddings from the table."""
         other, task = (items, users) if self.axis == "user" else (users, items)
         parts = []
-        if self.embed_ids:
+        if self.embed_ids and other_embedding is not None:
+            parts.append(other_embedding.expand(*other.shape, -1))
+        elif self.embed_ids:
             parts.append(self.embedding["other_id"](other) * self.other_known[other].unsqueeze(-1))
         if self.has_other_features:
             parts.append(self.embedding["other_features"](self.other_table[other]))
