@@ -4,6 +4,7 @@ keeps the audit's outcome with each split."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -218,3 +219,36 @@ def test_run_keeps_the_audit_with_each_split(
     assert "leakage audit passed (6 checks)" in capsys.readouterr().out
     coverage = load_results(store).coverage
     assert set(coverage["audit"]) == {"passed"}
+
+
+def test_statistics_a_split_computes_are_checked_against_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file without a declared scale or like threshold: the split likes its training median
+    and the scale is the observed range; an edited threshold or an extra level is caught."""
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 120, 9000), rng.integers(0, 80, 9000)
+    ratings = pd.DataFrame({"user": [f"u{u}" for u in users], "item": [f"i{i}" for i in items]})
+    ratings["rating"] = rng.integers(1, 11, len(ratings)) / 2
+    ratings["timestamp"] = rng.integers(0, 10**6, len(ratings))
+    ratings = ratings.drop_duplicates(["user", "item"])
+    source = tmp_path / "mine.csv"
+    ratings.to_csv(source, index=False)
+    text = SUITE.format(protocol="cold-random").split("[dataset.synthetic]")[0]
+    suite = write(tmp_path / "mine.toml", text.replace('"synthetic"', f'"csv:{source}"'))
+    out = tmp_path / "split"
+    assert main(["split", "export", "--suite", str(suite), "--out", str(out)]) == 0
+    assert main(["split", "verify", str(out)]) == 0
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    entry = manifest["splits"][0]
+    assert entry["like_threshold_source"] == "median of the training ratings"
+    assert entry["rating_scale_from"] == "inferred"
+    code, lines = audited(out, capsys)
+    assert code == 0
+    entry["like_threshold"] += 0.5
+    entry["rating_levels"] = [*entry["rating_levels"], 5.25]
+    path.write_text(json.dumps(manifest))
+    code, lines = audited(out, capsys)
+    line = failed(lines)["statistics from training only"]
+    assert code == 1 and "training median" in line and "rating levels 5.25 given" in line

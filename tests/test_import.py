@@ -57,7 +57,10 @@ def ci_keep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
 def store(ci_keep: tuple[Path, Path, str], tmp_path: Path) -> Path:
     """A copy of the module's store, so that each test starts from the ``mf`` run alone."""
     copy = tmp_path / "s.sqlite"
-    shutil.copy(ci_keep[1], copy)
+    for suffix in ("", "-wal", "-shm"):  # the write-ahead log may still hold the last writes
+        source = ci_keep[1].with_name(ci_keep[1].name + suffix)
+        if source.exists():
+            shutil.copy(source, copy.with_name(copy.name + suffix))
     return copy
 
 

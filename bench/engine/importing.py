@@ -235,7 +235,8 @@ def _record(
             continue
         here = rows[(rows["scenario"] == scenario) & (rows["k"] == k)]
         predicted = np.zeros(tuple(labelled.query_items.shape), dtype=np.float64)
-        predicted[here["task"].to_numpy(), here["slot"].to_numpy()] = here["prediction"]
+        place = here["task"].to_numpy(dtype=np.int64), here["slot"].to_numpy(dtype=np.int64)
+        predicted[place] = here["prediction"].to_numpy(dtype=np.float64)
         queries = scored_queries(
             labelled,
             torch.from_numpy(predicted),

@@ -62,6 +62,8 @@ def _pairs(frame: pd.DataFrame) -> pd.Series:
 
 def _show(frame: pd.DataFrame, mask: pd.Series | np.ndarray, label: str = "") -> list[str]:
     """The ratings of ``frame`` under ``mask``, named by their pairs, each listed once."""
+    if not np.asarray(mask).any():
+        return []
     picked = frame.loc[mask, ["user", "item"]].drop_duplicates().sort_values(["user", "item"])
     prefix = f"{label}: " if label else ""
     return [f"{prefix}(user {u}, item {i})" for u, i in picked.itertuples(index=False)]
