@@ -4,7 +4,7 @@ KDD 2020), registered as ``mamo``.
 The recommender (paper, the model section): the task entity's profile ``p_u`` (its content fields,
 embedded field by field by the shared :class:`~learners.network.model.RatingNetwork`) and the other
 side's profile ``p_i`` pass through their own embedding MLPs to ``e_u`` and ``e_i``; the rating
-model takes ``[e_u, e_i]`` through a *memory layer* (a square linear layer), one hidden layer and
+model takes ``[e_u, e_i]`` through a *memory layer* (a square linear layer), ``hidden`` layers and
 the output. Two kinds of memory personalise where MAML starts from one global point:
 
 - *feature-specific memories*: a profile memory ``M_P`` (``memories`` rows of profile width) and an
@@ -42,6 +42,7 @@ the untrained model predicts the mean rating.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,8 @@ CLIP_NORM = 5.0
 class MAMOConfig(EpochConfig):
     embedding_dim: int = 32
     """Width of each content field's embedding and of ``e_u`` and ``e_i``."""
+    hidden: tuple[int, ...] = (32,)
+    """Hidden layers of the rating model after the memory layer (released: one, ``e_u``'s width)."""
     memories: int = 3
     """Memory slots ``n_k`` (released configuration: 3)."""
     profile_rate: float = 0.5
@@ -112,7 +115,9 @@ def rating_model(params: Params, e: torch.Tensor) -> torch.Tensor:
     e_u = two_layers(params, "user", p_u)
     e_i = two_layers(params, "item", p_i)
     h = F.linear(torch.cat([e_u, e_i], -1), params["memory.weight"], params["memory.bias"])
-    h = leaky(F.linear(h, params["hidden.weight"], params["hidden.bias"]))
+    n_hidden = sum(1 for name in params if name.startswith("hidden.") and name.endswith("weight"))
+    for n in range(n_hidden):
+        h = leaky(F.linear(h, params[f"hidden.{n}.weight"], params[f"hidden.{n}.bias"]))
     return F.linear(h, params["output.weight"], params["output.bias"]).squeeze(-1)
 
 
@@ -123,7 +128,9 @@ class MAMOModel(nn.Module):
     bias_memory: torch.Tensor
     preference_memory: torch.Tensor
 
-    def __init__(self, profiles: RatingNetwork, cfg: MAMOConfig, generator: torch.Generator) -> None:
+    def __init__(
+        self, profiles: RatingNetwork, cfg: MAMOConfig, generator: torch.Generator
+    ) -> None:
         super().__init__()
         self.profiles = profiles
         task_module = profiles.embedding["task_features"] if profiles.has_task_features else None
@@ -135,13 +142,15 @@ class MAMOModel(nn.Module):
             middle = max(width // 2, 1)
             return nn.Sequential(nn.Linear(width, middle), nn.Linear(middle, d))
 
+        widths = [2 * d, *cfg.hidden]
+        hidden = [nn.Linear(a, b) for a, b in itertools.pairwise(widths)]
         self.phi = nn.ModuleDict(
             {
                 "user": two_layers(self.task_width),
                 "item": two_layers(other_width),
                 "memory": nn.Linear(2 * d, 2 * d),
-                "hidden": nn.Linear(2 * d, d),
-                "output": nn.Linear(d, 1),
+                "hidden": nn.Sequential(*hidden),
+                "output": nn.Linear(widths[-1], 1),
             }
         )
         with torch.no_grad():
@@ -204,7 +213,7 @@ class MAMOModel(nn.Module):
 
 
 def _clipped(g: Params) -> Params:
-    norm = torch.sqrt(sum((v**2).sum() for v in g.values()) + 1e-12)
+    norm = torch.sqrt(torch.stack([(v**2).sum() for v in g.values()]).sum() + 1e-12)
     scale = torch.clamp(CLIP_NORM / norm, max=1.0)
     return {k: v * scale for k, v in g.items()}
 
@@ -329,4 +338,3 @@ class MAMO(WholeSupportEpisodes):
         with torch.enable_grad():
             pred, _, _, _ = self._adapt(tasks, first_order=True, labels=False)
         return pred.detach()
-

@@ -25,12 +25,13 @@ the encoder.
 Defaults are the paper's (Sec. 4, experimental settings; the authors' released ``train.sh`` sets the
 same): latent paths of 32 and 16 units and ``z`` of 32, a task embedding of 16 from hidden layers of
 32, decoder layers of 32, 32 and 16, ``k = 10`` clusters, ``alpha = 1`` and ``lambda = 1``, no
-dropout, Adam at 1e-4 on batches of 32 tasks for 100 epochs. The decoder's output layer starts at
-zero, so the untrained model predicts the mean rating.
+dropout, Adam at 1e-4 on batches of 32 tasks for 100 epochs. The decoder's output bias starts at
+zero, the mean of the standardised ratings.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -92,7 +93,7 @@ class TaNPConfig(EpochConfig):
 def mlp(widths: list[int]) -> nn.Sequential:
     """Linear layers of the given widths with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for n, (a, b) in enumerate(zip(widths, widths[1:], strict=False)):
+    for n, (a, b) in enumerate(itertools.pairwise(widths)):
         if n:
             layers.append(nn.ReLU())
         layers.append(nn.Linear(a, b))
@@ -111,7 +112,7 @@ class ModulatedDecoder(nn.Module):
     def __init__(self, in_width: int, hidden: tuple[int, ...], task_dim: int, gating: bool) -> None:
         super().__init__()
         widths = [in_width, *hidden]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         # Per layer: scale and shift from o (and, gated, an alternative eta and its gate delta).
         parts = 4 if gating else 2
         self.modulation = nn.ModuleList(nn.Linear(task_dim, parts * h, bias=False) for h in hidden)
@@ -154,7 +155,6 @@ class TaNPModel(nn.Module):
             # Xavier-uniform cluster memories, as the released code draws them.
             bound = (6.0 / (cfg.clusters + cfg.task_dim)) ** 0.5
             start = (torch.rand(cfg.clusters, cfg.task_dim, generator=generator) * 2 - 1) * bound
-            self.decoder.output.weight.zero_()
             self.decoder.output.bias.zero_()
         self.memories = nn.Parameter(start)
         self.temperature = cfg.temperature

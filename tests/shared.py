@@ -34,6 +34,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "protonet": {**EPISODIC, "proto_dim": 8},
     "fine-tune": {**SMALL_NET, "epochs": 1},
     "mf": {"rank": 4, "iterations": 3},
+    "tanp": {**EPISODIC, "latent_dim": 8, "task_dim": 8, "encoder_hidden": [8], "task_hidden": [8]},
+    "mamo": {**EPISODIC, "hidden": [8], "local_steps": 1},
 }
 """Config overrides that keep each built-in learner's fit to a second or so."""
 

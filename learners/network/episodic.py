@@ -109,7 +109,8 @@ class WholeSupportEpisodes(EpisodicLearner):
     When the protocol evaluates a task's whole support (``"all"``), training tasks keep theirs too,
     up to the widest validation task (a heavy training entity's support is a random subset that
     wide); otherwise they mix the protocol's finite support sizes. Every meta-batch is padded to
-    one support width, so its shape never changes.
+    one support width, so its shape never changes. A protocol that evaluates ``k = 0`` gets
+    training tasks without support among the others.
     """
 
     config: EpochConfig
@@ -118,15 +119,18 @@ class WholeSupportEpisodes(EpisodicLearner):
         super().setup(train, rng=rng, device=device)
         self.whole_support = "all" in train.support_sizes
         finite = [k for k in train.support_sizes if isinstance(k, int) and k > 0]
+        # Tasks evaluated without support train without it too (a model that reads its task
+        # from the support set must still tell query pairs apart then).
+        empty = [0] if 0 in train.support_sizes else []
         if train.validation is not None and train.validation.n_tasks:
             widest = int(train.validation.support_mask.sum(1).max())
         else:
             widest = int(train.sampler.counts.max(initial=0)) - self.query_size
         self.support_width = max(widest, 1)
         if self.whole_support:
-            self.sizes = sorted({*finite, self.support_width})
+            self.sizes = sorted({*empty, *finite, self.support_width})
         else:
-            self.sizes = training_support_sizes(train)
+            self.sizes = sorted({*empty, *training_support_sizes(train)})
         needed = self.query_size + 1 if self.whole_support else max(self.sizes) + self.query_size
         self.task_pool = train.sampler.entities_with(needed)
         if len(self.task_pool) == 0:
