@@ -108,11 +108,10 @@ def two_layers(params: Params, name: str, x: torch.Tensor) -> torch.Tensor:
     return F.linear(hidden, params[f"{name}.1.weight"], params[f"{name}.1.bias"])
 
 
-def rating_model(params: Params, e: torch.Tensor) -> torch.Tensor:
-    """The recommender on ``e = [p_u, p_i]`` profiles ``[..., W]`` with parameters ``params``."""
-    width = params["user.0.weight"].shape[1]
-    p_u, p_i = e[..., :width], e[..., width:]
-    e_u = two_layers(params, "user", p_u)
+def rating_model(params: Params, p_u: torch.Tensor, p_i: torch.Tensor) -> torch.Tensor:
+    """Ratings ``[N]`` of one task's pairs: its profile ``p_u`` ``[W_u]`` (embedded once) with the
+    other side's profiles ``p_i`` ``[N, W_i]``, under parameters ``params``."""
+    e_u = two_layers(params, "user", p_u).expand(*p_i.shape[:-1], -1)
     e_i = two_layers(params, "item", p_i)
     h = F.linear(torch.cat([e_u, e_i], -1), params["memory.weight"], params["memory.bias"])
     n_hidden = sum(1 for name in params if name.startswith("hidden.") and name.endswith("weight"))
@@ -239,11 +238,10 @@ class MAMO(WholeSupportEpisodes):
         profiles.decision = nn.Sequential()  # only the profile embeddings are used
         return MAMOModel(profiles, cfg, generator)
 
-    def _profiles(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``[T, N, W]`` rows ``[p_u, p_i]``: the task side's profile first."""
+    def _other(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[T, N, W_i]``: the other side's profile of each pair."""
         x = self.model.profiles.embed(users, items)
-        width = self.model.task_width
-        return torch.cat([x[..., x.shape[-1] - width :], x[..., : x.shape[-1] - width]], -1)
+        return x[..., : x.shape[-1] - self.model.task_width]
 
     def _adapt(
         self, tasks: TaskBatch, *, first_order: bool, labels: bool
@@ -251,32 +249,35 @@ class MAMO(WholeSupportEpisodes):
         """Query predictions after the local update, the attention, the adapted parameters and,
         with ``labels``, each task's query gradient of its adapted parameters."""
         m, cfg = self.model, self.config
-        e_s = self._profiles(tasks.support_users, tasks.support_items)
-        e_q = self._profiles(tasks.query_users, tasks.query_items)
-        # The task entity's profile: the same on every row of a task, read from its entity id.
-        task_ids = tasks.entities.to(e_s.device)
-        a = m.attention(m.task_profile(task_ids))
+        e_s = self._other(tasks.support_users, tasks.support_items)
+        e_q = self._other(tasks.query_users, tasks.query_items)
+        p_u = m.task_profile(tasks.entities.to(e_s.device))
+        a = m.attention(p_u)
         start = m.personalised_start(a, cfg.tau)
 
-        def support_loss(fast: Params, e: torch.Tensor, r: torch.Tensor, mask: torch.Tensor) -> Any:
-            return masked_mse(rating_model(fast, e), r, mask)
+        def pair_loss(
+            fast: Params, u: torch.Tensor, e: torch.Tensor, r: torch.Tensor, mask: torch.Tensor
+        ) -> torch.Tensor:
+            return masked_mse(rating_model(fast, u, e), r, mask)
 
-        def local(fast: Params, e: torch.Tensor, r: torch.Tensor, mask: torch.Tensor) -> Params:
+        def local(
+            fast: Params, u: torch.Tensor, e: torch.Tensor, r: torch.Tensor, mask: torch.Tensor
+        ) -> Params:
             for _ in range(cfg.local_steps):
-                g = _clipped(grad(support_loss)(fast, e, r, mask))
+                g = _clipped(grad(pair_loss)(fast, u, e, r, mask))
                 if first_order:
                     g = {k: v.detach() for k, v in g.items()}
                 fast = {k: fast[k] - cfg.local_lr * g[k] for k in fast}
             return fast
 
-        adapted = vmap(local)(start, e_s, tasks.support_ratings, tasks.support_mask)
-        pred = vmap(rating_model)(adapted, e_q)
+        adapted = vmap(local)(start, p_u, e_s, tasks.support_ratings, tasks.support_mask)
+        pred = vmap(rating_model)(adapted, p_u, e_q)
         query_grads: Params = {}
         if labels:
             assert tasks.query_ratings is not None
             detached = {k: v.detach() for k, v in adapted.items()}
-            query_grads = vmap(grad(support_loss))(
-                detached, e_q.detach(), tasks.query_ratings, tasks.query_mask
+            query_grads = vmap(grad(pair_loss))(
+                detached, p_u.detach(), e_q.detach(), tasks.query_ratings, tasks.query_mask
             )
         return pred, a, adapted, query_grads
 
