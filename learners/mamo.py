@@ -29,9 +29,9 @@ weights towards zero, so the rating would stop depending on the pair.)
 Prediction reads the memories and never writes them, so a task's prediction depends on its own
 support alone.
 
-Defaults follow the authors' released configuration, which the paper's parameter settings
-describe: ``memories`` (n_k) 3, ``alpha`` 0.5, ``beta`` 0.05, ``gamma`` 0.1, ``tau`` 0.01, local step
-``rho`` 0.01 taken 3 times, embedding MLPs of two layers, leaky ReLU. Two departures: ratings are
+Defaults are those the authors released with the paper (``configs.py`` of the MAMO code):
+``memories`` (n_k) 3, ``alpha`` 0.5, ``beta`` 0.05, ``gamma`` 0.1, ``tau`` 0.01, local step ``rho``
+0.01 taken 3 times, embedding MLPs of two layers, leaky ReLU. Departures: ratings are
 regressed (MSE on standardised ratings, as RecBole-MetaRec's MAMO does) rather than classified
 into rating levels, and the global step uses Adam (``outer_lr`` 1e-3, RecBole's default; the
 released code's plain step of 0.05 on a sum of task gradients has no counterpart at this batch
@@ -46,6 +46,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import grad, vmap
@@ -86,7 +87,8 @@ class MAMOConfig(EpochConfig):
     outer_lr: float = 1e-3
     meta_batch: int = 32
     epochs: int = 30
-    """Passes over the training tasks (RecBole-MetaRec's MAMO configuration: 30)."""
+    """Passes over the training tasks (RecBole-MetaRec's MAMO configuration gives 30; the released
+    code runs 3 over a hundred users)."""
     embed_ids: bool = False
     """Also embed the other side's id (not MAMO: the paper embeds content alone)."""
 
@@ -218,7 +220,7 @@ def _clipped(g: Params) -> Params:
 
 
 class MAMO(WholeSupportEpisodes):
-    """MAMO (Dong et al., KDD 2020): memory-personalised starts for a locally updated recommender."""
+    """MAMO (Dong et al., KDD 2020): memory-personalised starts of a locally updated model."""
 
     config_class = MAMOConfig
     config: MAMOConfig
@@ -297,15 +299,10 @@ class MAMO(WholeSupportEpisodes):
     def meta_step(self, batch: TaskBatch) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         loss, writes = self._meta_loss_and_writes(batch)
-        loss.backward()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not torch.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
-            # A non-finite step would poison every parameter: it is skipped and counted.
-            self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
-            return float("nan")
-        self.optimizer.step()
-        self.write_memories(batch, writes)
-        return float(loss.detach())
+        value = self.step_if_finite(loss)
+        if not np.isnan(value):
+            self.write_memories(batch, writes)
+        return value
 
     @torch.no_grad()
     def write_memories(self, batch: TaskBatch, writes: dict[str, Any]) -> None:

@@ -1,9 +1,10 @@
 """TaNP (Lin et al., "Task-adaptive Neural Process for User Cold-Start Recommendation", WWW 2021),
 registered as ``tanp``.
 
-Each task is a stochastic process over its (user, item) pairs (paper, Sec. 3). Pairs are embedded
-by the shared network's field-wise content embeddings (:class:`~learners.network.model.RatingNetwork`,
-MeLU's inputs; the paper embeds user and item features the same way). Three parts:
+Each task is a stochastic process over its (user, item) pairs (the paper's model section). Pairs
+are embedded by the shared network's field-wise content embeddings
+(:class:`~learners.network.model.RatingNetwork`, MeLU's inputs; the paper embeds user and item
+features the same way). Three parts:
 
 - the *encoder*: every support pair ``(x, y)`` goes through two MLPs whose outputs are averaged over
   the support set: a latent path giving the mean and log-variance of ``q(z | S)`` and a
@@ -14,19 +15,20 @@ MeLU's inputs; the paper embeds user and item features the same way). Three part
 - the *adaptive decoder*: an MLP over ``[x, z]`` whose every hidden layer is modulated by ``o``,
   FiLM-style (``h = tanh(W_g o) * (W x) + tanh(W_b o)``) or with the paper's gating variant.
 
-Training (Sec. 3, the evidence lower bound and the clustering loss) samples ``z`` from the
-posterior ``q(z | S u Q)`` of the whole task, scores the query ratings, and adds
+Training (the paper's objective: the evidence lower bound and the clustering loss) samples ``z``
+from the posterior ``q(z | S u Q)`` of the whole task, scores the query ratings, and adds
 ``KL(q(z | S u Q) || q(z | S))`` and ``cluster_weight`` times ``KL(P || C)``, where ``C`` holds the
 batch's soft assignments and ``P`` their sharpened target distribution (as in deep embedded
 clustering, held fixed within a step). Prediction decodes with the prior's mean, so it is
 deterministic. Nothing adapts by gradient at prediction time: the support set only enters through
 the encoder.
 
-Defaults are the paper's (Sec. 4, experimental settings; the authors' released ``train.sh`` sets the
-same): latent paths of 32 and 16 units and ``z`` of 32, a task embedding of 16 from hidden layers of
-32, decoder layers of 32, 32 and 16, ``k = 10`` clusters, ``alpha = 1`` and ``lambda = 1``, no
-dropout, Adam at 1e-4 on batches of 32 tasks for 100 epochs. The decoder's output bias starts at
-zero, the mean of the standardised ratings.
+Defaults are those the authors released with the paper for its experiments (``train.sh``;
+RecBole-MetaRec's TaNP configuration agrees on k, alpha, lambda and the step size): latent paths
+of 32 and 16 units and ``z`` of 32, a task embedding of 16 from hidden layers of 32, decoder layers
+of 32, 32 and 16, ``k = 10`` clusters, ``alpha = 1`` and ``lambda = 1``, no dropout, Adam at 1e-4
+on batches of 32 tasks for 100 epochs. The decoder's output bias starts at zero, the mean of the
+standardised ratings.
 """
 
 from __future__ import annotations
@@ -53,27 +55,27 @@ class TaNPConfig(EpochConfig):
     embedding_dim: int = 32
     """Width of each content field's embedding (the paper's first embedding layer: 32)."""
     hidden: tuple[int, ...] = (32, 32, 16)
-    """The decoder's hidden layers (Sec. 4: 32, 32, 16)."""
+    """The decoder's hidden layers (train.sh: 32, 32, 16)."""
     encoder_hidden: tuple[int, ...] = (32, 16)
-    """Hidden layers of the latent path's pair encoder (Sec. 4: 32, 16)."""
+    """Hidden layers of the latent path's pair encoder (train.sh: 32, 16)."""
     latent_dim: int = 32
-    """Width of the aggregated latent representation and of ``z`` (Sec. 4: 32)."""
+    """Width of the aggregated latent representation and of ``z`` (train.sh: 32)."""
     task_hidden: tuple[int, ...] = (32, 32)
-    """Hidden layers of the deterministic path's task encoder (Sec. 4: 32, 32)."""
+    """Hidden layers of the deterministic path's task encoder (train.sh: 32, 32)."""
     task_dim: int = 16
-    """Width of the task embedding ``t`` and of each cluster memory (Sec. 4: 16)."""
+    """Width of the task embedding ``t`` and of each cluster memory (train.sh: 16)."""
     clusters: int = 10
-    """Task cluster memories ``k`` in the global pool (Sec. 4: 10)."""
+    """Task cluster memories ``k`` in the global pool (train.sh: 10)."""
     temperature: float = 1.0
-    """Degrees of freedom ``alpha`` of the Student's t assignment kernel (Sec. 4: 1)."""
+    """Degrees of freedom ``alpha`` of the Student's t assignment kernel (train.sh: 1)."""
     cluster_weight: float = 1.0
-    """Weight ``lambda`` of the clustering loss (Sec. 4: 1)."""
+    """Weight ``lambda`` of the clustering loss (train.sh: 1)."""
     modulation: Literal["film", "gating"] = "film"
     """FiLM (the paper's TaNP-FiLM, its released default) or the gating variant (TaNP-Gating)."""
     outer_lr: float = 1e-4
-    """Adam's step size (Sec. 4: 1e-4)."""
+    """Adam's step size (train.sh: 1e-4)."""
     meta_batch: int = 32
-    """Tasks per step (Sec. 4: 32)."""
+    """Tasks per step (train.sh: 32)."""
     epochs: int = 100
     """Passes over the training tasks (the released script's 100)."""
     embed_ids: bool = False
@@ -234,15 +236,7 @@ class TaNP(WholeSupportEpisodes):
 
     def meta_step(self, batch: TaskBatch) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.meta_loss(batch)
-        loss.backward()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not torch.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
-            # A non-finite step would poison every parameter: it is skipped and counted.
-            self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
-            return float("nan")
-        self.optimizer.step()
-        return float(loss.detach())
+        return self.step_if_finite(self.meta_loss(batch))
 
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
         assert batch.query_ratings is not None

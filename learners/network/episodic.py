@@ -52,6 +52,7 @@ class EpisodicLearner(NetworkLearner):
         """Mean query loss over the batch after adaptation (differentiable in the model)."""
 
     def setup(self, train: MetaTrain, *, rng: Seeds, device: torch.device) -> None:
+        self.skipped_steps = 0
         self.sizes = training_support_sizes(train)
         self.query_size = train.query_size
         super().setup(train, rng=rng, device=device)
@@ -86,6 +87,20 @@ class EpisodicLearner(NetworkLearner):
 
     def train_step(self, train: MetaTrain, step: int, rng: np.random.Generator) -> None:
         self.meta_step(self.sample(train, rng))
+
+    skipped_steps: int = 0
+    """Meta-steps :meth:`step_if_finite` refused in the last ``fit``."""
+
+    def step_if_finite(self, loss: torch.Tensor) -> float:
+        """Back-propagate ``loss`` and take the optimiser's step, unless the loss or a gradient is
+        not finite: such a step would turn every parameter into NaN, so it is skipped and counted."""
+        loss.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not torch.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
+            self.skipped_steps += 1
+            return float("nan")
+        self.optimizer.step()
+        return float(loss.detach())
 
 
 @dataclass(frozen=True)
