@@ -286,3 +286,17 @@ def test_both_need_side_features() -> None:
         reason = cls.not_applicable(bare)
         assert reason is not None and "side features" in reason
         assert cls.not_applicable(data) is None
+
+
+def test_training_tasks_take_the_evaluated_support_sizes_empty_included(
+    content: tuple[Dataset, Split, MetaTrain],
+) -> None:
+    _, _, train = content
+    learner = make_learner("tanp", QUICK["tanp"])
+    assert isinstance(learner, TaNP)
+    learner.setup(train, rng=Seeds(0), device=CPU)
+    assert learner.sizes == [0, 5]
+    batch = learner.sample(train, np.random.default_rng(0))
+    counts = batch.support_mask.sum(1)
+    assert set(counts.tolist()) == {0, 5}
+    assert batch.support_mask.shape[1] == 5
