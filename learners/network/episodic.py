@@ -46,6 +46,8 @@ class EpisodicLearner(NetworkLearner):
     """
 
     config: EpisodicConfig
+    skipped_steps: int = 0
+    """Meta-steps :meth:`step_if_finite` refused in the last ``fit``."""
 
     @abc.abstractmethod
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
@@ -87,9 +89,6 @@ class EpisodicLearner(NetworkLearner):
 
     def train_step(self, train: MetaTrain, step: int, rng: np.random.Generator) -> None:
         self.meta_step(self.sample(train, rng))
-
-    skipped_steps: int = 0
-    """Meta-steps :meth:`step_if_finite` refused in the last ``fit``."""
 
     def step_if_finite(self, loss: torch.Tensor) -> float:
         """Back-propagate ``loss`` and take the optimiser's step, unless the loss or a gradient is
