@@ -21,24 +21,20 @@ layer starts at zero, so the untrained estimator predicts the mean rating.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.seeding import Seeds
+from bench.protocol.episodes import MetaTrain
 from learners.maml.vectorised import VectorisedMAML, VectorisedMAMLConfig
+from learners.network.episodic import EpochConfig, WholeSupportEpisodes
 from learners.network.model import RatingNetwork
-from learners.network.support import mixed_support, training_support_sizes
-from learners.network.trainer import Schedule
 
 
 @dataclass(frozen=True)
-class MeLUConfig(VectorisedMAMLConfig):
+class MeLUConfig(EpochConfig, VectorisedMAMLConfig):
     embedding_dim: int = 32
     hidden: tuple[int, ...] = (64, 64)
     inner_lr: float = 5e-6
@@ -50,18 +46,11 @@ class MeLUConfig(VectorisedMAMLConfig):
     meta_batch: int = 32
     epochs: int = 20
     """Passes over the training tasks (one task per task entity with enough ratings)."""
-    meta_steps: int = 0
-    """Meta-steps to train for; 0 (the default) derives them from ``epochs``."""
     embed_ids: bool = False
     """Also embed the other side's id (not MeLU: the paper embeds content alone)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.epochs < 0:
-            raise ValueError("epochs must be >= 0")
 
-
-class MeLU(VectorisedMAML):
+class MeLU(WholeSupportEpisodes, VectorisedMAML):
     """MeLU (Lee et al., KDD 2019): content embeddings, a decision MLP, local update of its layers."""
 
     config_class = MeLUConfig
@@ -101,57 +90,3 @@ class MeLU(VectorisedMAML):
         with torch.no_grad():
             last.weight.zero_()
         return net
-
-    def setup(self, train: MetaTrain, *, rng: Seeds, device: torch.device) -> None:
-        super().setup(train, rng=rng, device=device)
-        # The whole support when the protocol evaluates it, as wide as the validation tasks'
-        # widest (they are drawn like the evaluated tasks), else as the largest training pool.
-        self.whole_support = "all" in train.support_sizes
-        finite = [k for k in train.support_sizes if isinstance(k, int) and k > 0]
-        if train.validation is not None and train.validation.n_tasks:
-            widest = int(train.validation.support_mask.sum(1).max())
-        else:
-            widest = int(train.sampler.counts.max(initial=0)) - self.query_size
-        self.support_width = max(widest, 1)
-        if self.whole_support:
-            self.sizes = sorted({*finite, self.support_width})
-        else:
-            self.sizes = training_support_sizes(train)
-        needed = self.query_size + 1 if self.whole_support else max(self.sizes) + self.query_size
-        self.task_pool = train.sampler.entities_with(needed)
-        if len(self.task_pool) == 0:
-            self.task_pool = train.sampler.entities_with(1)
-
-    def schedule(self, train: MetaTrain) -> Schedule:
-        cfg = self.config
-        per_epoch = math.ceil(len(self.task_pool) / cfg.meta_batch)
-        steps = cfg.meta_steps or cfg.epochs * per_epoch
-        return Schedule(steps, cfg.eval_every, cfg.patience)
-
-    def sample(self, train: MetaTrain, rng: np.random.Generator) -> TaskBatch:
-        cfg = self.config
-        pool = self.task_pool
-        entities = rng.choice(pool, size=cfg.meta_batch, replace=len(pool) < cfg.meta_batch)
-        batch = train.sampler.sample(
-            rng, cfg.meta_batch, max(self.sizes), self.query_size, entities=entities
-        )
-        # A fixed support width keeps every meta-batch the same shape (one CUDA graph serves all).
-        batch = _pad_support(batch, max(self.sizes))
-        return mixed_support(batch, self.sizes, rng).to(self.device)
-
-
-def _pad_support(batch: TaskBatch, width: int) -> TaskBatch:
-    extra = width - batch.support_mask.shape[1]
-    if extra <= 0:
-        return batch
-
-    def pad(t: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(t, (0, extra))
-
-    return replace(
-        batch,
-        support_users=pad(batch.support_users),
-        support_items=pad(batch.support_items),
-        support_ratings=pad(batch.support_ratings),
-        support_mask=pad(batch.support_mask),
-    )

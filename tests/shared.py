@@ -41,6 +41,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "content-map": {"rank": 4, "iterations": 3},
     "dropoutnet": {**SMALL_NET, "rank": 4, "epochs": 2},
     "meta-embedding": {**SMALL_NET, "epochs": 1, "meta_steps": 4, "meta_batch": 8},
+    "tanp": {**EPISODIC, "latent_dim": 8, "task_dim": 8, "encoder_hidden": [8], "task_hidden": [8]},
+    "mamo": {**EPISODIC, "hidden": [8], "local_steps": 1},
 }
 """Config overrides that keep each built-in learner's fit to a second or so."""
 

@@ -69,6 +69,14 @@ class TestMetaEmbedding(LearnerContract):
     learner = "meta-embedding"
 
 
+class TestTaNP(LearnerContract):
+    learner = "tanp"
+
+
+class TestMAMO(LearnerContract):
+    learner = "mamo"
+
+
 class TestFloorRandom(LearnerContract):
     learner = "floor-random"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -36,4 +37,22 @@ def mixed_support(batch: TaskBatch, sizes: Sequence[int], rng: np.random.Generat
         query_items=batch.query_items,
         query_mask=batch.query_mask,
         query_ratings=batch.query_ratings,
+    )
+
+
+def pad_support(batch: TaskBatch, width: int) -> TaskBatch:
+    """The same tasks with their support padded (masked out) to ``width`` columns."""
+    extra = width - batch.support_mask.shape[1]
+    if extra <= 0:
+        return batch
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, extra))
+
+    return replace(
+        batch,
+        support_users=pad(batch.support_users),
+        support_items=pad(batch.support_items),
+        support_ratings=pad(batch.support_ratings),
+        support_mask=pad(batch.support_mask),
     )
