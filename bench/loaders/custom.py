@@ -30,7 +30,14 @@ from bench.data import Dataset
 from bench.errors import DataError, excerpt, excerpt_list
 from bench.loaders.cache import cached
 from bench.loaders.sources import sha256_file
-from bench.loaders.table import Kind, declared_scale, ratings_table, read_columns, text_encoding
+from bench.loaders.table import (
+    Kind,
+    declared_scale,
+    ids_from_text,
+    ratings_table,
+    read_columns,
+    text_encoding,
+)
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "user": (
@@ -136,16 +143,6 @@ def _column(
     return position if position < n_fields else None
 
 
-def _ids(raw: np.ndarray) -> np.ndarray:
-    """Integer ids when every id is written as a plain integer (so they sort numerically), else the
-    strings: "007" and "7" stay two ids."""
-    try:
-        ints = np.asarray(raw, dtype=np.int64)
-    except (ValueError, OverflowError):
-        return raw
-    return ints if np.array_equal(ints.astype(str), raw) else raw
-
-
 def _finish(
     card: Any,
     options: dict[str, Any],
@@ -166,8 +163,8 @@ def _finish(
         timestamp = timestamp.astype(np.int64)
     scale, like = declared_scale(options, card, where)
     table = ratings_table(
-        _ids(cols["user"]),
-        _ids(cols["item"]),
+        ids_from_text(cols["user"]),
+        ids_from_text(cols["item"]),
         cols["rating"],
         timestamp,
         lines,
@@ -206,8 +203,8 @@ def parse_csv(card: Any, options: dict[str, Any], data_dir: str | Path | None = 
         names = fields if header else None
         roles: dict[str, tuple[int, Kind]] = {}
         wanted: tuple[tuple[str, Kind], ...] = (
-            ("user", "str"),
-            ("item", "str"),
+            ("user", "id"),
+            ("item", "id"),
             ("rating", "float"),
             ("timestamp", "float"),
         )
