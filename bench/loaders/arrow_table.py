@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -119,7 +119,7 @@ def _delimited(
     kinds = {index: kind for index, kind in columns.values()}
     arrow_type = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "id": pa.string()}
 
-    def read(types: dict[int, str]) -> Any:
+    def read(types: dict[int, Kind]) -> Any:
         return pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(
@@ -149,7 +149,7 @@ def _delimited(
     try:  # numbers converted while parsing, in parallel
         table = read(kinds)
     except pa.ArrowInvalid:  # padded numbers, or a value the line reader must judge
-        table = read(dict.fromkeys(kinds, "str"))
+        table = read(dict.fromkeys(kinds, cast(Kind, "str")))
     skip = 1 if header_fields is not None else 0
     rows = table.num_rows + skip
     if _count_lines(path) == rows:
