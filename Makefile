@@ -24,8 +24,14 @@ lint: $(STAMP)
 	$(BIN)/mypy bench learners
 
 # Micro-benchmarks print timings rather than assert them; `make benchmark` runs them.
+# The tests run on every core (pytest-xdist, one torch thread per worker); tests that share a
+# costly or exclusive fixture run together on one worker (tests/conftest.py). `-rs` lists why
+# each skipped test was skipped. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= auto
+
 test: lint
-	$(BIN)/python -m pytest -q --ignore=tests/benchmarks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup \
+		--ignore=tests/benchmarks
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
