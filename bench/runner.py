@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,6 +33,7 @@ from bench.claims import LEASE_S, Claim, LeaseKeeper
 from bench.config import stable_hash
 from bench.data import Dataset
 from bench.devices import check_device_name, resolve_devices
+from bench.engine.progress import CellProgress
 from bench.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train, predict_in_chunks
 from bench.errors import ConfigError, StoreError
 from bench.learner import Budget, learner_class, make_learner, split_budget
@@ -133,6 +135,9 @@ class CellFailure:
 
 
 TRIAL_SINKS: dict[str, Callable[[str, TrialRecord], None]] = {}
+PROGRESS_SINKS: dict[str, Callable[[Cell, str, int, int], None]] = {}
+"""Per run id, where a cell computed in the driver's own process reports its fit's steps and its
+search's trials (the run's progress bar)."""
 """Per run id, where a search in the driver's own process stores each trial as it finishes, so
 that even a killed run resumes its search. Workers elsewhere have none: their trials travel back
 with the cell (or its failure) and the driver stores them then."""
@@ -302,6 +307,7 @@ def tune_cell(
         validation_tasks=validation.n_tasks,
         progress=progress,
         label=f"tuning {cell.learner} seed {cell.seed}",
+        report=cell.budget.progress,
     )
 
 
@@ -409,6 +415,9 @@ def compute_cell(
     driver's process a search also hands each trial to the run's :data:`TRIAL_SINKS` entry."""
     finished: list[TrialRecord] = []
     sink = TRIAL_SINKS.get(context.run_id)
+    report = PROGRESS_SINKS.get(context.run_id)
+    if report is not None:  # in the driver's process: the fit and the search tell its bar
+        cell = replace(cell, budget=replace(cell.budget, progress=partial(report, cell)))
 
     def keep(trial: TrialRecord) -> None:
         finished.append(trial)
@@ -552,6 +561,7 @@ def run_suite(
     if in_process:  # a search here stores each trial at once, so even a killed run resumes it
         run_id = outcome.run_id
         TRIAL_SINKS[run_id] = lambda key, trial: store.write_trial(key, run_id, trial)
+    report_cells = in_process and progress
     try:
         _drive(
             cells,
@@ -565,10 +575,12 @@ def run_suite(
             log,
             claim_wait_s,
             suite.keep_predictions,
+            report_cells,
         )
         status = "failed" if outcome.failed else "finished"
     finally:
         TRIAL_SINKS.pop(outcome.run_id, None)
+        PROGRESS_SINKS.pop(outcome.run_id, None)
         executor.close(cancel=status == "interrupted")
         leases.stop()
         _release(store, None, outcome.run_id, None, log)
@@ -588,6 +600,7 @@ def _drive(
     log: Callable[[str], None],
     claim_wait_s: float | None,
     keep_predictions: bool,
+    report_cells: bool = False,
 ) -> None:
     """The driver's loop: settle each cell (skip, reuse, wait for another run, or compute), keep
     the executor's slots busy, and write each result as it arrives, one transaction per cell."""
@@ -597,9 +610,12 @@ def _drive(
     running: dict[Future[CellRecord | CellFailure], Cell] = {}
     deadline = None if claim_wait_s is None else time.monotonic() + claim_wait_s
     listed: set[str] = set()
+    if report_cells:  # the cell in this process tells the bar its steps
+        PROGRESS_SINKS[outcome.run_id] = CellProgress(bar, log)
 
     def settled(cell: Cell) -> None:
         bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}", refresh=False)
+        bar.n = int(bar.n)  # drop the share a cell in progress had added
         bar.update()
 
     try:

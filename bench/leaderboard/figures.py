@@ -10,12 +10,8 @@ import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -24,6 +20,17 @@ from bench.leaderboard.document import Figure
 
 DPI = 80
 COLUMNS = 4
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported on the first figure: reports without
+    figures (CSV, JSON) never load it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def slug(*parts: str) -> str:
@@ -37,6 +44,8 @@ def kshot_figure(
     metrics: Sequence[str],
     learners: Sequence[str],
     path_stem: Path,
+    *,
+    svg: bool = True,
 ) -> Figure:
     """Draw one (dataset, protocol, scenario): a panel per metric, x = support size k, a line per
     learner with its 95% interval as a band (as error bars where there is a single k).
@@ -44,6 +53,7 @@ def kshot_figure(
     ``summary`` holds that table's rows of :func:`bench.analysis.summarise`. Learners run on
     several devices get one line per device.
     """
+    plt = _pyplot()
     ks = sorted(set(summary["k"]), key=k_order)
     devices = sorted(set(summary["device"]))
     shown = [m for m in metrics if m in set(summary["metric"])]
@@ -118,7 +128,8 @@ def kshot_figure(
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     png = buffer.getvalue()
     png_path.write_bytes(png)
-    with plt.rc_context({"svg.hashsalt": "coldstart-bench"}):
-        fig.savefig(svg_path, format="svg", metadata={"Date": None, "Creator": None})
+    if svg:  # only the Markdown report links the SVG
+        with plt.rc_context({"svg.hashsalt": "coldstart-bench"}):
+            fig.savefig(svg_path, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
-    return Figure(title=title, png_path=png_path, svg_path=svg_path, png=png)
+    return Figure(title=title, png_path=png_path, svg_path=svg_path if svg else None, png=png)

@@ -46,6 +46,7 @@ class EpisodicLearner(NetworkLearner):
     """
 
     config: EpisodicConfig
+    step_name = "meta-step"
 
     @abc.abstractmethod
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:
