@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
+.PHONY: gpu-check setup run test lint benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,12 @@ regression-check: $(STAMP)
 refresh-baseline: $(STAMP)
 	$(BIN)/python -m bench baseline --suite ci --out $(CI_BASELINE) --no-progress \
 		--store "$$(mktemp -d)/ci.sqlite"
+
+# One prepared check on a CUDA machine without network, in under 8 minutes: CUDA tests, `bench
+# perf` at 256/1024/4096 tasks, ml100k-cold on cuda and cpu into one store, one report in
+# reports/gpu-check/ (docs/gpu-check.md).
+gpu-check: $(STAMP)
+	scripts/gpu_check.sh $(BIN)/python
 
 # The committed leaderboard: the meta and ml100k-cold suites on CPU, then `bench report`.
 leaderboard: $(STAMP)

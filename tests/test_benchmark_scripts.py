@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,3 +54,20 @@ def test_scale_compares_the_csv_readers_and_prints_every_stage_per_size() -> Non
     assert [int(row[0].replace(",", "")) for row in rows] == [4000, 8000]
     (slopes,) = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["slope"]]
     assert len(slopes) == 1 + 6 and slopes[-1] == "nan"
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="a CUDA machine runs the check itself (make gpu-check)"
+)
+def test_the_gpu_check_refuses_a_machine_without_cuda_before_doing_anything(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path / "out")}
+    done = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", sys.executable],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "sees no CUDA GPU" in done.stderr
+    assert not (tmp_path / "out" / "summary.md").exists()
