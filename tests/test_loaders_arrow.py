@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bench.errors import DataError
@@ -69,6 +69,17 @@ def test_clean_files_read_by_arrow_equal_the_line_reader(
     fast, slow = both(path, sep, quote, header=True)
     same(fast, slow)
     assert slow[1].tolist() == [2, 4, 5] and slow[2] == ["u", "i", "r", "t"]
+
+
+def test_a_header_after_blank_lines_is_still_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text("\n\nisbn,year,x,y\nA1,1999,1,2\nB2,2001,3,4\n")
+    columns = {"isbn": (0, "str"), "year": (1, "str")}
+    slow = read_columns_by_line(path, sep=",", n_fields=4, columns=columns, header=True)
+    fast = read_columns(path, sep=",", n_fields=4, columns=columns, header=True, quotechar='"')
+    assert slow[2] == fast[2] == ["isbn", "year", "x", "y"]
+    assert fast[0]["isbn"].tolist() == slow[0]["isbn"].tolist() == ["A1", "B2"]
+    assert fast[1].tolist() == slow[1].tolist() == [4, 5]
 
 
 def test_quoted_fields_with_separators_escapes_and_latin1(tmp_path: Path) -> None:
@@ -161,12 +172,14 @@ FIELD = st.one_of(
     route=st.sampled_from(ROUTES),
     newline=st.sampled_from(["\n", "\r\n"]),
     blanks=st.lists(st.integers(0, 12), max_size=3),
+    header=st.booleans(),
 )
 def test_arrow_never_disagrees_with_the_line_reader(
     rows: list[list[str]],
     route: tuple[str | None, str | None],
     newline: str,
     blanks: list[int],
+    header: bool,
 ) -> None:
     sep, quote = route
     lines = [(sep or " ").join(row) for row in rows]
@@ -175,7 +188,7 @@ def test_arrow_never_disagrees_with_the_line_reader(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "f.txt"
         path.write_bytes((newline.join(lines) + newline).encode())
-        options = {"n_fields": None, "columns": COLUMNS}
+        options = {"n_fields": None, "columns": COLUMNS, "header": header}
         try:
             slow = read_columns_by_line(path, sep=sep, quotechar=quote, **options)  # type: ignore[arg-type]
         except DataError:
@@ -185,14 +198,50 @@ def test_arrow_never_disagrees_with_the_line_reader(
             sep=sep,
             quotechar=quote,
             encoding="utf-8-sig",
-            header=False,
             skip_blank=True,
             first_record=_first_record(path, sep, "utf-8", quote)
             if sep is not None and len(sep) == 1
             else None,
             **options,  # type: ignore[arg-type]
         )
+        event("the line reader decides" if fast is None else "Arrow read it")
         if fast is None:
             return  # the line reader decides: tested above that it names the line
         assert slow is not None, "Arrow read a file the line reader rejects"
         same(fast, slow)
+
+
+VALID_ROW = st.tuples(
+    st.integers(-(10**9), 10**9).map(str),
+    st.sampled_from(["7", "007", "ab", "é", "x y", " 12", "-3", "Café"]),
+    st.floats(-1e6, 1e6, allow_nan=False).map(repr) | st.integers(0, 10).map(str),
+    st.integers(0, 10**12).map(str),
+).map(list)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(VALID_ROW, min_size=1, max_size=12),
+    route=st.sampled_from(ROUTES),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    blanks=st.lists(st.integers(0, 12), max_size=3),
+)
+def test_arrow_reads_well_formed_files_as_the_line_reader_does(
+    rows: list[list[str]],
+    route: tuple[str | None, str | None],
+    newline: str,
+    blanks: list[int],
+) -> None:
+    sep, quote = route
+    if sep is None or quote is None:  # unquoted: a field may not hold the separator
+        rows = [[f.replace(" ", "_") if sep is None else f for f in row] for row in rows]
+    lines = [(sep or " ").join(row) for row in rows]
+    for at in sorted(blanks, reverse=True):
+        lines.insert(min(at, len(lines)), "")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "f.txt"
+        path.write_bytes((newline.join(lines) + newline).encode())
+        fast, slow = both(path, sep, quote)
+        event("the line reader decides" if fast is None else "Arrow read it")
+        if fast is not None:
+            same(fast, slow)

@@ -78,6 +78,12 @@ def _convert(pa: Any, pc: Any, strings: Any, kind: Kind) -> np.ndarray | None:
     return np.asarray(values.to_numpy(), dtype=np.int64 if kind == "int" else np.float64)
 
 
+def _first_line_blank(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        first = handle.readline()
+    return not first.removeprefix(b"\xef\xbb\xbf").strip(b"\r\n")
+
+
 def _count_lines(path: Path) -> int:
     """Physical lines of a file whose line breaks are single ``\\n`` bytes."""
     count, last = 0, b"\n"
@@ -257,6 +263,10 @@ def read_columns_arrow(
             width = len(first_record)
             need = max((index for index, _ in columns.values()), default=-1) + 1
             if width < need or (n_fields is not None and width != n_fields):
+                return None
+            if header and _first_line_blank(
+                path
+            ):  # Arrow would skip the blank line, not the header
                 return None
             header_fields = [f.strip() for f in first_record] if header else None
             return _delimited(
