@@ -161,6 +161,9 @@ def test_own_parquet(tmp_path: Path) -> None:
     data = load_dataset(f"parquet:{path}")
     assert (data.n_users, data.n_items, data.n_ratings) == (2, 2, 3)
     assert data.rating_scale == pytest.approx((0.1, 0.9))
+    assert data.user_ids is not None and data.user_ids.dtype.kind == "i"
+    assert data.user_ids.tolist() == [3, 4]  # integer ids stay integers, as in a CSV file
+    assert data.item_ids is not None and data.item_ids.tolist() == ["a", "b"]
 
 
 @pytest.mark.parametrize(

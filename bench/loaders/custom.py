@@ -286,6 +286,8 @@ def _parquet_column(column: Any, role: str, name: str, where: str) -> np.ndarray
         row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{where}, row {row + 1}: column {excerpt(name)} is empty (null)")
     try:
+        if role not in ("rating", "timestamp") and pa.types.is_integer(column.type):
+            return column.to_numpy().astype(np.int64)  # integer ids stay integers, as from text
         if role in ("rating", "timestamp") and pa.types.is_timestamp(column.type):
             values = column.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
         else:
