@@ -62,8 +62,8 @@ def xdist_group_of(item: pytest.Item) -> str | None:
         definition = definitions[-1]
         if name in _CHEAP_SHARED_FIXTURES or definition.scope == "function":
             continue
-        if definition.baseid == "" and not definition.argname.startswith(("ml", "planted")):
-            continue  # pytest's own (tmp_path_factory, ...)
+        if definition.baseid == "":
+            continue  # pytest's own and plugins' (tmp_path_factory, ...)
         if definition.scope == "module" or definition.baseid.endswith(".py"):
             return module
         shared.append(f"{definition.baseid or 'tests'}::{name}")
