@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint docs benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
+.PHONY: gpu-check setup run test lint docs benchmark benchmark-save benchmark-check regression-check refresh-baseline perf leaderboard mutate clean
 
 setup: $(STAMP)
 
@@ -22,8 +22,14 @@ lint: $(STAMP)
 	$(BIN)/mypy bench learners
 
 # Micro-benchmarks print timings rather than assert them; `make benchmark` runs them.
+# The tests run on every core (pytest-xdist, one torch thread per worker); tests that share a
+# costly or exclusive fixture run together on one worker (tests/conftest.py). `-rs` lists why
+# each skipped test was skipped. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= auto
+
 test: lint
-	$(BIN)/python -m pytest -q --ignore=tests/benchmarks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup \
+		--ignore=tests/benchmarks
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict turns every warning (a broken
 # link, an unreadable API docstring) into an error. The CLI page is generated from the parser.
@@ -61,6 +67,12 @@ regression-check: $(STAMP)
 refresh-baseline: $(STAMP)
 	$(BIN)/python -m bench baseline --suite ci --out $(CI_BASELINE) --no-progress \
 		--store "$$(mktemp -d)/ci.sqlite"
+
+# One prepared check on a CUDA machine without network, in under 8 minutes: CUDA tests, `bench
+# perf` at 256/1024/4096 tasks, ml100k-cold on cuda and cpu into one store, one report in
+# reports/gpu-check/ (docs/gpu-check.md).
+gpu-check: $(STAMP)
+	scripts/gpu_check.sh $(BIN)/python
 
 # The committed leaderboard: the meta and ml100k-cold suites on CPU, then `bench report`.
 leaderboard: $(STAMP)

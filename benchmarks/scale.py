@@ -1,141 +1,244 @@
-"""How the pipeline grows with the data: wall time and peak memory of each phase per size.
+"""How the pipeline grows with the data, and how fast files load against pandas, in one run.
 
-For each size (10^5, 10^6 and 10^7 ratings by default) a synthetic long-format CSV is written
-(not timed: user, item, rating and timestamp columns; about 80 ratings per user and 200 per item,
-as in ``mf_scaling.py``), then timed one phase after another, as a run does them:
+Two parts, each on synthetic ratings streamed to Parquet (``bench.data.synthetic_stream``; 100 ratings
+per user, one item per 1,000 ratings and at least 1,000 items; generation is not timed):
 
-- ``load``: parse the CSV through the project's loader (``csv:PATH``; a fresh parse cache);
-- ``split``: the ``cold-random`` protocol's split of seed 0;
-- ``episodes``: the training view and every scenario's task batch at k = 1 and 5;
-- ``mf``: ``mf``'s fit with its default config;
-- ``maml``: ``maml``'s fit, capped at ``--maml-steps`` meta-steps (600 by default in the learner;
-  its work per step does not grow with the data, so the cap keeps 10^7 within minutes on two
-  cores; the output says so).
+1. **Parsing a CSV file** (sizes up to ``--csv-max``): the project's reader
+   (``bench.data.loaders.table.read_columns``: Arrow), ``pandas.read_csv`` with the C engine, and the
+   line-by-line reader it replaced (sizes up to ``--line-max``), run ``--repeats`` times in turn
+   within one process. Printed: the median, the fastest and slowest run of each, and the ratio of
+   medians to the project's reader. Ratios taken in one run on one machine are comparable even
+   when the machine is busy; the seconds themselves are not.
+2. **The pipeline per size**, one stage after another as a run does them, with wall time, peak
+   resident memory (of the whole process, so it includes what earlier stages hold) and the
+   log-log slope of time against ratings between consecutive sizes:
+   ``load`` (``parquet:PATH`` through the loader, a fresh parse cache), ``cached`` (the same load
+   from the parse cache), ``split`` (``cold-random``, seed 0), ``fit`` (the training view and
+   ``mf``'s fit), ``predict`` (every scenario's task batch at k = 1 and 5, adapted and predicted in
+   the learner's chunks), ``rank`` (full-ranking Recall@20 on a sample of ``--rank-users`` tasks:
+   run where the top-N code provides ``bench.evaluation.topn.full_ranking_recall``, else shown as
+   not run).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/scale.py
-    PYTHONPATH=. .venv/bin/python benchmarks/scale.py --sizes 1e5,1e6 --maml-steps 50
+    PYTHONPATH=. .venv/bin/python benchmarks/scale.py --sizes 1e6,1e7,1e8
+    PYTHONPATH=. .venv/bin/python benchmarks/scale.py --sizes 1e5 --repeats 3 --csv-max 1e5
 
-Peak memory is the process's resident set sampled during the phase (everything loaded so far
-included), so the figures grow through the phases. The load average is printed at the start and
-end: take figures on a quiet machine.
+The load average is printed at the start and end: a figure from a loaded machine is not a
+measurement of the code.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import math
 import os
+import statistics
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
 
 from bench.data.cards import load_dataset
+from bench.data.synthetic_stream import StreamConfig, write_parquet
 from bench.evaluation.timing import timed
 from bench.protocol import make_protocol
 from bench.protocol.episodes import build_tasks, make_meta_train
 from bench.protocol.learner import make_learner
 from bench.seeding import Seeds
 
-RATINGS_PER_USER = 80
-RATINGS_PER_ITEM = 200
 SUPPORT_SIZES = (1, 5)
-PHASES = ("load", "split", "episodes", "mf", "maml")
+STAGES = ("load", "cached", "split", "fit", "predict", "rank")
+RATINGS_PER_USER = 100
 
 
-def write_ratings(path: Path, n_ratings: int, seed: int = 0) -> int:
-    """About ``n_ratings`` distinct (user, item) ratings on a 1-5 scale from a rank-8 model, with
-    popular items and active users, written as CSV; returns the number of rows."""
-    rng = np.random.default_rng(seed)
-    n_users = max(n_ratings // RATINGS_PER_USER, 20)
-    n_items = max(n_ratings // RATINGS_PER_ITEM, 100)
-    activity = rng.lognormal(0.0, 0.8, size=n_users)
-    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    draws = int(n_ratings * 2.5)
-    user = rng.choice(n_users, size=draws, p=activity / activity.sum())
-    item = rng.choice(n_items, size=draws, p=popularity / popularity.sum())
-    pair = np.unique(user.astype(np.int64) * n_items + item)[:n_ratings]
-    pair = pair[rng.permutation(len(pair))]
-    user, item = pair // n_items, pair % n_items
-    p, q = rng.normal(scale=0.4, size=(n_users, 8)), rng.normal(scale=0.4, size=(n_items, 8))
-    latent = 3.5 + np.einsum("ij,ij->i", p[user], q[item]) + rng.normal(scale=0.8, size=len(pair))
-    frame = pd.DataFrame(
-        {
-            "user_id": user,
-            "item_id": item,
-            "rating": np.clip(np.round(latent), 1, 5).astype(np.int8),
-            "timestamp": rng.integers(10**9, 10**9 + 10**8, size=len(pair)),
-        }
-    )
-    frame.to_csv(path, index=False)
-    return len(frame)
+def config_for(n_ratings: int, seed: int = 0) -> StreamConfig:
+    """100 ratings per user; one item per 1,000 ratings (at least 1,000): 10^8 ratings are 10^6
+    users and 10^5 items."""
+    n_users = max(n_ratings // RATINGS_PER_USER, 50)
+    n_items = max(n_ratings // 1000, 1000)
+    n_items = max(n_items, -(-2 * n_ratings // n_users))  # room: each user rates at most half
+    return StreamConfig(n_ratings=n_ratings, n_users=n_users, n_items=n_items, seed=seed)
 
 
-def measure(path: Path, maml_steps: int) -> dict[str, tuple[float, float]]:
-    """(seconds, peak MiB) per phase."""
+def spread(seconds: list[float]) -> str:
+    return f"{statistics.median(seconds):8.3f} s [{min(seconds):.3f}-{max(seconds):.3f}]"
+
+
+def compare_csv(parquet: Path, scratch: Path, repeats: int, with_line_reader: bool) -> None:
+    """Time the three CSV readers on the same file, in turn, ``repeats`` times."""
+    import pandas as pd
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from bench.data.loaders.table import read_columns, read_columns_by_line
+
+    csv_path = scratch / "ratings.csv"
+    pacsv.write_csv(pq.read_table(parquet), csv_path)
+    columns: dict[str, Any] = {
+        "user": (0, "int"),
+        "item": (1, "int"),
+        "rating": (2, "float"),
+        "timestamp": (3, "int"),
+    }
+    options: dict[str, Any] = {"sep": ",", "n_fields": 4, "header": True, "quotechar": '"'}
+    readers: dict[str, Callable[[], Any]] = {
+        "arrow (project)": lambda: read_columns(csv_path, columns=columns, **options),
+        "pandas C engine": lambda: pd.read_csv(
+            csv_path,
+            engine="c",
+            dtype={"user_id": "int64", "item_id": "int64", "rating": "float64"},
+        ),
+    }
+    if with_line_reader:
+        readers["line reader (old)"] = lambda: read_columns_by_line(
+            csv_path, columns=columns, **options
+        )
+    times: dict[str, list[float]] = {name: [] for name in readers}
+    for _ in range(repeats):
+        for name, read in readers.items():
+            start = time.perf_counter()
+            read()
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["arrow (project)"])
+    for name, seconds in times.items():
+        ratio = statistics.median(seconds) / base
+        print(f"    {name:<18} {spread(seconds)}  {ratio:5.2f}x the project's time", flush=True)
+    csv_path.unlink()
+
+
+def _rank_hook() -> Callable[..., float] | None:
+    try:
+        module = importlib.import_module("bench.evaluation.topn")
+    except ImportError:
+        return None
+    hook = getattr(module, "full_ranking_recall", None)
+    return hook if callable(hook) else None
+
+
+def pipeline(parquet: Path, rank_users: int) -> dict[str, tuple[float, float] | None]:
+    """(seconds, peak MiB) per stage; None for a stage that did not run."""
+    import torch
+
+    from bench.protocol.episodes import predict_in_chunks
+
     cpu = torch.device("cpu")
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, tuple[float, float] | None] = {}
 
     def record(name: str, t: Any) -> None:
         out[name] = (t.seconds, t.peak_memory_bytes / 2**20)
 
     with timed("load", cpu) as t:
-        dataset = load_dataset(f"csv:{path}", {})
+        dataset = load_dataset(f"parquet:{parquet}", {})
     record("load", t)
+    with timed("cached", cpu) as t:
+        dataset = load_dataset(f"parquet:{parquet}", {})
+    record("cached", t)
     protocol = make_protocol("cold-random", {"support_sizes": list(SUPPORT_SIZES)})
     with timed("split", cpu) as t:
         split = protocol.split(dataset, 0)
     record("split", t)
-    with timed("episodes", cpu) as t:
+    learner = make_learner("mf", {})
+    with timed("fit", cpu) as t:
         train = make_meta_train(dataset, split)
+        learner.fit(train, rng=Seeds(0).child("learner", "mf"), device=cpu)
+    record("fit", t)
+    del train
+    with timed("predict", cpu) as t:
         for taskset in split.scenarios.values():
             for k in SUPPORT_SIZES:
-                build_tasks(dataset, taskset, k)
-    record("episodes", t)
-    for name, overrides in (("mf", {}), ("maml", {"meta_steps": maml_steps})):
-        learner = make_learner(name, overrides)
-        with timed(name, cpu) as t:
-            learner.fit(train, rng=Seeds(0).child("learner", name), device=cpu)
-        record(name, t)
-        del learner
+                tasks = build_tasks(dataset, taskset, k)
+                predict_in_chunks(learner.predict, tasks, learner.predict_chunk)
+    record("predict", t)
+    hook = _rank_hook()
+    if hook is None:
+        out["rank"] = None
+    else:
+        with timed("rank", cpu) as t:
+            hook(dataset, split, learner, users=rank_users, k=20, seed=0)
+        record("rank", t)
     return out
+
+
+def slope(a: tuple[int, float], b: tuple[int, float]) -> float:
+    """d log(seconds) / d log(ratings) between two sizes."""
+    if min(a[1], b[1]) <= 0 or a[0] == b[0]:
+        return float("nan")
+    return math.log(b[1] / a[1]) / math.log(b[0] / a[0])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1e5,1e6,1e7", help="ratings per size, comma-separated")
-    parser.add_argument(
-        "--maml-steps", type=int, default=100, help="meta-steps of maml's fit (the cap) [100]"
-    )
+    parser.add_argument("--sizes", default="1e6,1e7,1e8", help="ratings per size [1e6,1e7,1e8]")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each CSV reader [3]")
+    parser.add_argument("--csv-max", default="1e7", help="largest size for the CSV part [1e7]")
+    parser.add_argument("--line-max", default="1e6", help="largest size for the old reader [1e6]")
+    parser.add_argument("--rank-users", type=int, default=10_000, help="tasks ranked [10000]")
+    parser.add_argument("--no-pipeline", action="store_true", help="only the CSV comparison")
     args = parser.parse_args(argv)
     try:
         sizes = [int(float(s)) for s in args.sizes.split(",")]
+        csv_max, line_max = int(float(args.csv_max)), int(float(args.line_max))
     except ValueError:
-        parser.error("--sizes takes comma-separated numbers")
-    if min(sizes) < 1000 or args.maml_steps < 1:
-        parser.error("--sizes must be at least 1000 and --maml-steps at least 1")
+        parser.error("--sizes, --csv-max and --line-max take numbers such as 1e6")
+    if min(sizes) < 1000 or args.repeats < 1:
+        parser.error("--sizes must be at least 1000 and --repeats at least 1")
 
-    print(
-        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; torch "
-        f"{torch.__version__} with {torch.get_num_threads()} threads; maml capped at "
-        f"{args.maml_steps} meta-steps (its default is 600), k in {SUPPORT_SIZES}"
-    )
-    print(f"{'ratings':>11} " + " ".join(f"{p + ' s':>10} {'MiB':>6}" for p in PHASES))
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["BENCH_CACHE_DIR"] = str(Path(scratch) / "cache")  # every load parses afresh
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
+    rows: list[tuple[int, dict[str, tuple[float, float] | None]]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
         for size in sizes:
-            path = Path(scratch) / f"ratings-{size}.csv"
-            rows = write_ratings(path, size)
-            figures = measure(path, args.maml_steps)
-            cells = " ".join(f"{figures[p][0]:>10.2f} {figures[p][1]:>6,.0f}" for p in PHASES)
-            print(f"{rows:>11,} {cells}", flush=True)
-            path.unlink()
+            parquet = scratch / f"ratings-{size}.parquet"
+            start = time.perf_counter()
+            written = write_parquet(config_for(size), parquet)
+            config = config_for(size)
+            print(
+                f"{written:,} ratings ({config.n_users:,} users, {config.n_items:,} items) "
+                f"generated in {time.perf_counter() - start:.1f} s (not timed below)",
+                flush=True,
+            )
+            if size <= csv_max:
+                print(f"  parsing it as CSV, {args.repeats} runs each: median [fastest-slowest]")
+                compare_csv(parquet, scratch, args.repeats, size <= line_max)
+            if not args.no_pipeline:
+                os.environ["BENCH_CACHE_DIR"] = str(scratch / f"cache-{size}")
+                rows.append((written, pipeline(parquet, args.rank_users)))
+            parquet.unlink()
+    if rows:
+        print("\npipeline: seconds and peak MiB per stage; slope = d log s / d log ratings")
+        print(f"{'ratings':>12} " + " ".join(f"{s + ' s':>10} {'MiB':>7}" for s in STAGES))
+        for index, (ratings, stages) in enumerate(rows):
+            cells = []
+            for stage in STAGES:
+                figure = stages[stage]
+                cells.append(
+                    f"{'not run':>10} {'-':>7}"
+                    if figure is None
+                    else f"{figure[0]:>10.2f} {figure[1]:>7,.0f}"
+                )
+            print(f"{ratings:>12,} " + " ".join(cells))
+            if index:
+                before, now = rows[index - 1], rows[index]
+                slopes = []
+                for stage in STAGES:
+                    a, b = before[1][stage], now[1][stage]
+                    value = (
+                        float("nan")
+                        if a is None or b is None
+                        else slope((before[0], a[0]), (now[0], b[0]))
+                    )
+                    slopes.append(f"{value:>10.2f} {'':>7}")
+                print(f"{'slope':>12} " + " ".join(slopes))
+        if all(s["rank"] is None for _, s in rows):
+            print("rank: not run (no bench.evaluation.topn.full_ranking_recall in this version)")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 
 if __name__ == "__main__":
+    np.seterr(all="ignore")
     sys.exit(main())

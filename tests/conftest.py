@@ -40,3 +40,38 @@ def pytest_runtest_makereport(
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"a real-data test was skipped although {REQUIRE_REAL_DATA}=1: {reason}"
+
+
+# `make test` runs the tests on every core with pytest-xdist (`--dist loadgroup`). Tests that share
+# something costly or exclusive go to one worker as a group: a Ray cluster, the browser, and any
+# module- or session-wide fixture (a fitted learner, a planted store, the real datasets), which is
+# then built once rather than once per worker. Everything else is dealt out test by test.
+_EXCLUSIVE_MODULES = {"test_executor_ray.py": "ray", "test_report_browser.py": "browser"}
+_CHEAP_SHARED_FIXTURES = {"small_dataset", "make_cell"}
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The group a test runs in under pytest-xdist, or None to run it anywhere."""
+    module = item.nodeid.split("::")[0]
+    exclusive = _EXCLUSIVE_MODULES.get(module.rsplit("/", 1)[-1])
+    if exclusive:
+        return exclusive
+    info = getattr(item, "_fixtureinfo", None)
+    shared: list[str] = []
+    for name, definitions in sorted((info.name2fixturedefs if info else {}).items()):
+        definition = definitions[-1]
+        if name in _CHEAP_SHARED_FIXTURES or definition.scope == "function":
+            continue
+        if definition.baseid == "":
+            continue  # pytest's own and plugins' (tmp_path_factory, ...)
+        if definition.scope == "module" or definition.baseid.endswith(".py"):
+            return module
+        shared.append(f"{definition.baseid or 'tests'}::{name}")
+    return shared[0] if shared else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group_of(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

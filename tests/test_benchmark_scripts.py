@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,17 +35,25 @@ def test_mf_scaling_prints_a_row_per_size_with_the_slope_between_them() -> None:
     assert math.isfinite(float(rows[1][8]))
 
 
-def test_scale_prints_every_phase_per_size() -> None:
-    done = run_script("benchmarks/scale.py", "--sizes", "10000,20000", "--maml-steps", "2")
+def test_scale_compares_the_csv_readers_and_prints_every_stage_per_size() -> None:
+    done = run_script("benchmarks/scale.py", "--sizes", "4000,8000", "--repeats", "2")
     assert done.returncode == 0, done.stderr
-    assert "maml capped at 2 meta-steps" in done.stdout
+    ratios = [line.split() for line in done.stdout.splitlines() if "the project's time" in line]
+    assert [r[0] for r in ratios] == ["arrow", "pandas", "line"] * 2
+    assert all(r[-4] == "1.00x" for r in ratios if r[0] == "arrow")
+    assert all(float(r[-4].rstrip("x")) > 0 for r in ratios)
     rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    rows = [row for row in rows if "ratings" not in row]
     assert len(rows) == 2
     for row in rows:
-        assert len(row) == 11  # ratings, then seconds and MiB for each of five phases
-        seconds, mib = [float(x.replace(",", "")) for x in row[1::2]], row[2::2]
-        assert all(s >= 0 for s in seconds) and all(float(m.replace(",", "")) > 0 for m in mib)
-    assert int(rows[0][0].replace(",", "")) < int(rows[1][0].replace(",", "")) <= 20000
+        # ratings, then seconds and MiB for each of five stages, then the rank stage not run
+        assert len(row) == 1 + 2 * 5 + 3 and row[-3:] == ["not", "run", "-"]
+        seconds = [float(x.replace(",", "")) for x in row[1:11:2]]
+        mib = [float(x.replace(",", "")) for x in row[2:11:2]]
+        assert all(s >= 0 for s in seconds) and all(m > 0 for m in mib)
+    assert [int(row[0].replace(",", "")) for row in rows] == [4000, 8000]
+    (slopes,) = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["slope"]]
+    assert len(slopes) == 1 + 6 and slopes[-1] == "nan"
 
 
 def test_topn_ranking_prints_a_row_per_size() -> None:
@@ -55,3 +66,20 @@ def test_topn_ranking_prints_a_row_per_size() -> None:
     assert all(row[2] == "cpu" and float(row[4].replace(",", "")) > 0 for row in rows)
     # A random factor model finds about 20 of the ~145 / ~345 unexcluded items' 5 relevant ones.
     assert all(0.0 <= float(row[-1]) <= 1.0 for row in rows)
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="a CUDA machine runs the check itself (make gpu-check)"
+)
+def test_the_gpu_check_refuses_a_machine_without_cuda_before_doing_anything(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path / "out")}
+    done = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", sys.executable],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "sees no CUDA GPU" in done.stderr
+    assert not (tmp_path / "out" / "summary.md").exists()

@@ -4,9 +4,12 @@ bad lines too long to quote. Each gives its documented outcome."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Iterator
+import stat
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +129,9 @@ def test_the_scale_can_be_set_by_flag_card_or_suite(
     path = ratings_csv(tmp_path / "r.csv")
     code, out, _ = run_on(capsys, tmp_path, f"csv:{path}", "--rating-scale", "0,10")
     assert code == 0 and "rating scale 0-10 (declared), like threshold each split's" in out
-    own = card(tmp_path, "mine", "csv", {}, f'rating_scale = [0, 5]\n[options]\npath = "{path}"')
+    own = card(
+        tmp_path, "mine", "csv", {}, f'rating_scale = [0, 5]\n[options]\npath = "{path.name}"'
+    )
     assert load_dataset(str(own)).rating_scale == (0.0, 5.0)
     data = load_dataset(str(own), {"rating_scale": [1, 6], "like_threshold": 5})  # a suite's table
     assert (data.rating_scale, data.like_threshold) == ((1.0, 6.0), 5.0)
@@ -185,20 +190,35 @@ def test_an_empty_learner_list_in_a_suite_file(tmp_path: Path) -> None:
         load_suite(str(write(tmp_path / "s.toml", 'name = "s"\nlearners = []\n')))
 
 
-def tampered(entry: Path, change: str) -> None:
-    """Rewrite a cache entry as someone editing it would: new ratings, the old checksum."""
-    with np.load(entry) as stored:
-        arrays = {key: stored[key] for key in stored.files}
-    if change == "ratings":
-        arrays["rating"] = arrays["rating"] * 0 + 1
-    np.savez(entry, **arrays)
+def rewrite(entry: Path, change: Callable[[dict[str, np.ndarray]], None], plain: bool) -> None:
+    """Rewrite a cache entry as someone without the cache key would: arrays changed, and (with
+    ``plain``) the plain checksum recomputed so that it matches the new contents."""
+    import pyarrow as pa
+
+    with pa.memory_map(str(entry), "r") as stream:
+        table = pa.ipc.open_file(stream).read_all()
+    stored = dict(table.schema.metadata)
+    layouts = json.loads(stored[b"bench.meta"])["layout"]
+    arrays = {name: cache._from_arrow(table.column(name), layouts[name]) for name in layouts}
+    arrays = {name: np.array(values) for name, values in arrays.items()}
+    change(arrays)
+    columns = {name: cache._to_arrow(values)[0] for name, values in arrays.items()}  # type: ignore[index]
+    if plain:
+        stored[b"bench.checksum"] = cache.checksum(arrays, stored[b"bench.meta"].decode()).encode()
+    forged = pa.table(columns).replace_schema_metadata(stored)
+    with pa.OSFile(str(entry), "wb") as sink, pa.ipc.new_file(sink, forged.schema) as writer:
+        writer.write_table(forged)
+
+
+def all_ones(arrays: dict[str, np.ndarray]) -> None:
+    arrays["rating"] = arrays["rating"] * 0 + 1
 
 
 def test_a_tampered_parse_cache_entry_is_rebuilt_and_said_so(tmp_path: Path) -> None:
     path = ratings_csv(tmp_path / "r.csv")
     genuine = load_dataset(f"csv:{path}")
-    (entry,) = (tmp_path / "parsed").glob("*.npz")
-    tampered(entry, "ratings")
+    (entry,) = (tmp_path / "parsed").glob("*.arrow")
+    rewrite(entry, all_ones, plain=False)
     with pytest.warns(DataWarning, match=r"no longer match its checksum; rebuilding it from"):
         rebuilt = load_dataset(f"csv:{path}")
     assert np.array_equal(rebuilt.rating, genuine.rating)
@@ -206,7 +226,65 @@ def test_a_tampered_parse_cache_entry_is_rebuilt_and_said_so(tmp_path: Path) -> 
     entry.write_bytes(entry.read_bytes()[:100])  # a damaged (cut) entry is rebuilt too
     with pytest.warns(DataWarning, match=r"cannot be read"):
         load_dataset(f"csv:{path}")
-    assert np.array_equal(cache.load(entry).rating, genuine.rating)  # rewritten, and intact
+    secret = cache.secret_key(tmp_path / "parsed")
+    key = entry.stem.rsplit("-", 1)[1]
+    assert np.array_equal(cache.load(entry, secret, key).rating, genuine.rating)  # intact again
+
+
+def test_an_entry_rewritten_with_a_recomputed_checksum_fails_its_signature(tmp_path: Path) -> None:
+    path = ratings_csv(tmp_path / "r.csv")
+    genuine = load_dataset(f"csv:{path}")
+    (entry,) = (tmp_path / "parsed").glob("*.arrow")
+    rewrite(entry, all_ones, plain=True)
+    with pytest.warns(DataWarning) as caught:
+        rebuilt = load_dataset(f"csv:{path}")
+    (note,) = [str(w.message) for w in caught]
+    assert "signature does not match this user's cache key" in note and "\n" not in note
+    assert np.array_equal(rebuilt.rating, genuine.rating) and not np.all(rebuilt.rating == 1)
+    with warnings.catch_warnings():  # the rebuilt entry is signed again and used silently
+        warnings.simplefilter("error")
+        assert np.array_equal(load_dataset(f"csv:{path}").rating, genuine.rating)
+
+
+def test_an_entry_is_valid_only_for_the_source_it_was_parsed_from(tmp_path: Path) -> None:
+    first = ratings_csv(tmp_path / "a.csv")
+    load_dataset(f"csv:{first}")
+    (entry_a,) = (tmp_path / "parsed").glob("*.arrow")
+    other = write(tmp_path / "b.csv", "user,item,rating\n1,1,2\n2,1,5\n")
+    truth = load_dataset(f"csv:{other}")
+    (entry_b,) = set((tmp_path / "parsed").glob("*.arrow")) - {entry_a}
+    entry_b.write_bytes(entry_a.read_bytes())  # a genuine entry, moved under another source
+    with pytest.warns(DataWarning, match="signature does not match"):
+        again = load_dataset(f"csv:{other}")
+    assert again.rating.tolist() == truth.rating.tolist()
+
+
+def test_the_cache_key_is_private_and_a_shared_key_turns_the_cache_off(tmp_path: Path) -> None:
+    path = ratings_csv(tmp_path / "r.csv")
+    load_dataset(f"csv:{path}")
+    key = tmp_path / "parsed" / cache.KEY_FILE
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == 32
+    assert cache.secret_key(tmp_path / "parsed") == key.read_bytes()  # made once, then kept
+    key.chmod(0o644)
+    with pytest.warns(DataWarning, match=r"parse cache not used: the key file .* mode 0600"):
+        data = load_dataset(f"csv:{path}")
+    assert data.n_ratings > 0
+    key.unlink()  # a fresh key: old entries no longer verify, and are rebuilt once
+    with pytest.warns(DataWarning, match="signature does not match"):
+        load_dataset(f"csv:{path}")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_cache_entries_hold_no_pickles(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    path = ratings_csv(tmp_path / "r.csv")
+    load_dataset(f"csv:{path}")
+    (entry,) = (tmp_path / "parsed").glob("*.arrow")
+    with pa.memory_map(str(entry), "r") as stream:
+        table = pa.ipc.open_file(stream).read_all()
+    assert all(pa.types.is_large_list(field.type) for field in table.schema)
+    assert b"pickle" not in entry.read_bytes() and entry.read_bytes()[:6] == b"ARROW1"
 
 
 def test_the_parse_cache_is_keyed_by_content_not_by_file_time(tmp_path: Path) -> None:
@@ -214,7 +292,7 @@ def test_the_parse_cache_is_keyed_by_content_not_by_file_time(tmp_path: Path) ->
     load_dataset(f"csv:{path}")
     path.write_bytes(path.read_bytes())  # same content, new modification time
     load_dataset(f"csv:{path}")
-    assert len(list((tmp_path / "parsed").glob("*.npz"))) == 1
+    assert len(list((tmp_path / "parsed").glob("*.arrow"))) == 1
 
 
 def test_errors_quote_only_a_short_excerpt_of_a_bad_line(tmp_path: Path) -> None:

@@ -138,10 +138,10 @@ def test_cards_name_their_source_terms_and_sums() -> None:
 
 def test_second_load_comes_from_the_parse_cache(ml100k_source: Source, ml100k: Dataset) -> None:
     cache = Path(os.environ["BENCH_CACHE_DIR"])
-    entries = sorted(cache.glob("ml-100k-*.npz"))
+    entries = sorted(cache.glob("ml-100k-*.arrow"))
     sources._hash_memo.clear()  # a fresh process would hash the files again
     again = ml100k_source.load()
-    assert sorted(cache.glob("ml-100k-*.npz")) == entries  # nothing new was written
+    assert sorted(cache.glob("ml-100k-*.arrow")) == entries  # nothing new was written
     assert again.content_hash == ml100k.content_hash
     assert np.array_equal(again.extras["folds"]["u3"]["test"], ml100k.extras["folds"]["u3"]["test"])
     assert again.extras["protocol_defaults"] == {"melu": {"item_cutoff": 1997}}

@@ -161,6 +161,9 @@ def test_own_parquet(tmp_path: Path) -> None:
     data = load_dataset(f"parquet:{path}")
     assert (data.n_users, data.n_items, data.n_ratings) == (2, 2, 3)
     assert data.rating_scale == pytest.approx((0.1, 0.9))
+    assert data.user_ids is not None and data.user_ids.dtype.kind == "i"
+    assert data.user_ids.tolist() == [3, 4]  # integer ids stay integers, as in a CSV file
+    assert data.item_ids is not None and data.item_ids.tolist() == ["a", "b"]
 
 
 @pytest.mark.parametrize(
@@ -250,11 +253,11 @@ def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_parsed_cache_is_reused_and_keyed_by_content(tmp_path: Path) -> None:
     path = write(tmp_path / "r.csv", "u,i,r\n1,1,1\n2,1,2\n")
     first = load_dataset(f"csv:{path}")
-    assert len(list((tmp_path / "parsed").glob("*.npz"))) == 1
+    assert len(list((tmp_path / "parsed").glob("*.arrow"))) == 1
     assert load_dataset(f"csv:{path}").content_hash == first.content_hash
     write(path, "u,i,r\n1,1,1\n2,1,3\n")
     assert load_dataset(f"csv:{path}").rating.tolist() == [1, 3]
-    assert len(list((tmp_path / "parsed").glob("*.npz"))) == 2
+    assert len(list((tmp_path / "parsed").glob("*.arrow"))) == 2
 
 
 def test_own_csv_with_another_scale_runs_end_to_end(

@@ -117,6 +117,9 @@ TRIAL_SINKS: dict[str, Callable[[str, TrialRecord], None]] = {}
 """Per run id, where a search in the driver's own process stores each trial as it finishes, so
 that even a killed run resumes its search. Workers elsewhere have none: their trials travel back
 with the cell (or its failure) and the driver stores them then."""
+PROGRESS_SINKS: dict[str, Callable[[Cell, str, int, int], None]] = {}
+"""Per run id, where a cell computed in the driver's own process reports its fit's steps and its
+search's trials (the run's progress bar)."""
 
 
 def learner_seeds(seed: int, learner: str) -> Seeds:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,6 +42,7 @@ from bench.results.records import FIT_SCOPE, CellRecord, Evaluation, Predictions
 if TYPE_CHECKING:
     pass
 from bench.engine.cells import (
+    PROGRESS_SINKS,
     TRIAL_SINKS,
     Cell,
     CellFailure,
@@ -111,6 +113,7 @@ def tune_cell(
         validation_tasks=validation.n_tasks,
         progress=progress,
         label=f"tuning {cell.learner} seed {cell.seed}",
+        report=cell.budget.progress,
     )
 
 
@@ -306,6 +309,9 @@ def compute_cell(
     driver's process a search also hands each trial to the run's :data:`TRIAL_SINKS` entry."""
     finished: list[TrialRecord] = []
     sink = TRIAL_SINKS.get(context.run_id)
+    report = PROGRESS_SINKS.get(context.run_id)
+    if report is not None:  # in the driver's process: the fit and the search tell its bar
+        cell = replace(cell, budget=replace(cell.budget, progress=partial(report, cell)))
 
     def keep(trial: TrialRecord) -> None:
         finished.append(trial)

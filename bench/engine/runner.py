@@ -39,6 +39,7 @@ from bench.results.store import ResultStore
 if TYPE_CHECKING:
     from bench.engine.executors import Executor
 from bench.engine.cells import (
+    PROGRESS_SINKS,
     TRIAL_SINKS,
     Cell,
     CellFailure,
@@ -48,6 +49,7 @@ from bench.engine.cells import (
     cell_identity,
     iter_cells,
 )
+from bench.engine.progress import CellProgress
 from bench.engine.splits import SplitCache
 
 
@@ -163,6 +165,7 @@ def run_suite(
     if in_process:  # a search here stores each trial at once, so even a killed run resumes it
         run_id = outcome.run_id
         TRIAL_SINKS[run_id] = lambda key, trial: store.write_trial(key, run_id, trial)
+    report_cells = in_process and progress
     try:
         _drive(
             cells,
@@ -176,10 +179,12 @@ def run_suite(
             log,
             claim_wait_s,
             suite.keep_predictions,
+            report_cells,
         )
         status = "failed" if outcome.failed else "finished"
     finally:
         TRIAL_SINKS.pop(outcome.run_id, None)
+        PROGRESS_SINKS.pop(outcome.run_id, None)
         executor.close(cancel=status == "interrupted")
         leases.stop()
         _release(store, None, outcome.run_id, None, log)
@@ -199,6 +204,7 @@ def _drive(
     log: Callable[[str], None],
     claim_wait_s: float | None,
     keep_predictions: bool,
+    report_cells: bool = False,
 ) -> None:
     """The driver's loop: settle each cell (skip, reuse, wait for another run, or compute), keep
     the executor's slots busy, and write each result as it arrives, one transaction per cell."""
@@ -208,9 +214,12 @@ def _drive(
     running: dict[Future[CellRecord | CellFailure], Cell] = {}
     deadline = None if claim_wait_s is None else time.monotonic() + claim_wait_s
     listed: set[str] = set()
+    if report_cells:  # the cell in this process tells the bar its steps
+        PROGRESS_SINKS[outcome.run_id] = CellProgress(bar, log)
 
     def settled(cell: Cell) -> None:
         bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}", refresh=False)
+        bar.n = int(bar.n)  # drop the share a cell in progress had added
         bar.update()
 
     try:

@@ -35,10 +35,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
-import torch
-from tqdm import tqdm
-
 from bench.config import accepts, build_config
 from bench.data.dataset import Dataset
 from bench.errors import ConfigError, excerpt
@@ -52,6 +48,16 @@ from bench.results.records import TrialRecord, TuningRecord
 from bench.results.tuning_text import budget_text, dimension_text
 from bench.seeding import Seeds
 
+if typing.TYPE_CHECKING:  # Optuna and torch load where a search runs, not with a report
+    import optuna
+    import torch
+
+    from bench.data.dataset import Dataset
+    from bench.protocol import SupportSize
+    from bench.protocol.episodes import MetaTrain, TaskBatch
+    from bench.protocol.learner import Budget
+    from bench.seeding import Seeds
+
 SETTINGS = ("trials", "seconds", "objective", "k")
 """Keys of the ``[tune]`` table; ``trials`` and ``seconds`` may also be set per learner."""
 BUDGET_SETTINGS = ("trials", "seconds")
@@ -61,7 +67,14 @@ RANGE_KEYS = ("low", "high", "log")
 
 # No line per trial, nor per failed trial: the run summary reports the search and the store keeps
 # every trial with its error.
-optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _optuna() -> Any:
+    """Optuna, imported (quietly) on first use."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return optuna
 
 
 def _is_plain(value: Any) -> bool:
@@ -95,6 +108,7 @@ class Dimension:
         raise ValueError(f"{label!r} is not among the choices of {self.name!r}")
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
+        optuna = _optuna()
         if self.choices:
             return optuna.distributions.CategoricalDistribution(
                 [self.label(c) for c in self.choices]
@@ -319,6 +333,7 @@ def parse_tuning(
                 f"{where}: [tune.{learner}] has no budget: set trials and/or seconds in [tune] "
                 f"(the same for every learner) or in [tune.{learner}]"
             )
+
         fixed, _ = split_budget(dict(learner_tables.get(learner, {})), f"[learner.{learner}]")
         config_class = learner_class(learner).config_class
         space = tuple(
@@ -342,6 +357,7 @@ def _seed(seeds: Seeds) -> int:
 def _sampler(spec: TuneSpec, seeds: Seeds, number: int) -> optuna.samplers.BaseSampler:
     """The sampler that proposes trial ``number``: it depends only on the seeds, the number and
     the trials before it, so a resumed search proposes what an unbroken one would."""
+    optuna = _optuna()
     if spec.uses_grid:
         grid = {d.name: [d.label(c) for c in d.choices] for d in spec.space}
         return optuna.samplers.GridSampler(grid, seed=_seed(seeds.child("grid")))
@@ -377,6 +393,7 @@ def search(
     validation_tasks: int = 0,
     progress: bool = False,
     label: str = "trials",
+    report: Callable[[str, int, int], None] | None = None,
 ) -> Tuned:
     """Run ``objective`` on proposed configs until the budget is spent.
 
@@ -385,6 +402,9 @@ def search(
     it finishes (the runner stores it). A trial that raises an exception is recorded as failed and
     the search goes on; an interruption (``KeyboardInterrupt``) ends it, leaving the stored trials
     for the next run."""
+    from tqdm import tqdm
+
+    optuna = _optuna()
     distributions = {d.name: d.distribution() for d in spec.space}
     study = optuna.create_study(direction=spec.direction)
     trials = list(done)
@@ -406,7 +426,7 @@ def search(
         disable=not progress,
     )  # fmt: skip
 
-    def run_trial(trial: optuna.Trial) -> float:
+    def run_trial(trial: Any) -> float:
         params = {d.name: d.suggest(trial) for d in spec.space}
         start = time.perf_counter()
         value: float | None = None
@@ -437,6 +457,8 @@ def search(
             if spec.seconds is not None and sum(t.seconds for t in trials) >= spec.seconds:
                 break
             study.sampler = _sampler(spec, seeds, len(trials))
+            if report is not None:  # trial j of m (0: no limit on the number of trials)
+                report("trial", len(trials) + 1, spec.max_trials or 0)
             study.optimize(run_trial, n_trials=1, catch=(_TrialFailed,))
             bar.update()
     finally:
@@ -479,6 +501,8 @@ def validation_objective(
 
     It sees the training view and the validation tasks, nothing else of the split: the test
     tasks' labels cannot reach it."""
+    import torch
+
     tasks = validation.without_labels().to(device)
     where = f"validation tasks, k={spec.k}"
 

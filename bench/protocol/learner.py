@@ -32,6 +32,11 @@ class Budget:
     """
 
     max_seconds: float | None = None
+    progress: Callable[[str, int, int], None] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
+    """Told of long work as it goes, as (what, i, n): ("meta-step", 120, 600), ("trial", 3, 20).
+    Set by the runner where a progress bar shows it; a learner calls it, if set, and need not."""
 
     def __post_init__(self) -> None:
         if self.max_seconds is not None and not self.max_seconds > 0:

@@ -48,6 +48,7 @@ class EpisodicLearner(NetworkLearner):
     config: EpisodicConfig
     skipped_steps: int = 0
     """Meta-steps :meth:`step_if_finite` refused in the last ``fit``."""
+    step_name = "meta-step"
 
     @abc.abstractmethod
     def meta_loss(self, batch: TaskBatch) -> torch.Tensor:

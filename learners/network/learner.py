@@ -13,6 +13,7 @@ import abc
 import time
 from dataclasses import replace
 from functools import partial
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +41,8 @@ class NetworkLearner(Learner):
     log: TrainingLog
     standardiser: Standardiser = Standardiser()
     """Ratings as the model sees them; the identity until ``fit`` sets it."""
+    step_name: ClassVar[str] = "step"
+    """What one training step is called in progress reports."""
 
     @abc.abstractmethod
     def build(self, train: MetaTrain, generator: torch.Generator) -> torch.nn.Module:
@@ -95,6 +98,8 @@ class NetworkLearner(Learner):
         schedule = self.schedule(standardised)
         if budget is not None and budget.max_seconds is not None:
             schedule = replace(schedule, deadline=started + budget.max_seconds)
+        if budget is not None and budget.progress is not None:
+            schedule = replace(schedule, progress=partial(budget.progress, self.step_name))
         sampling = rng.numpy("sampling")
         self.log = train_model(
             self.model, lambda i: self.train_step(standardised, i, sampling), validate, schedule

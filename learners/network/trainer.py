@@ -30,6 +30,8 @@ class Schedule:
     patience: int
     deadline: float | None = None
     min_improvement: float = 1e-5
+    progress: Callable[[int, int], None] | None = None
+    """Told (i, steps) after each step, for a progress bar."""
 
 
 @dataclass
@@ -57,6 +59,8 @@ def train_model(
         model.train()
         step(i)
         log.steps = i
+        if schedule.progress is not None:
+            schedule.progress(i, schedule.steps)
         out_of_time = schedule.deadline is not None and time.perf_counter() > schedule.deadline
         last = i == schedule.steps or out_of_time
         if out_of_time:

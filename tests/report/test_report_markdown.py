@@ -178,3 +178,32 @@ def test_report_refuses_bad_input(
     assert main(["report", "--store", missing, "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_figures_are_drawn_only_in_the_formats_asked_for(run_store: Path, tmp_path: Path) -> None:
+    html_only = write_report(load_results(run_store), tmp_path / "h", name="h", formats=["html"])
+    figures = tmp_path / "h" / "h_figures"
+    assert len(list(figures.glob("kshot-*.png"))) == 4  # the page embeds these
+    assert not list(figures.glob("kshot-*.svg")) and not any(p.suffix == ".svg" for p in html_only)
+    both = write_report(load_results(run_store), tmp_path / "m", name="m", formats=["md"])
+    assert len([p for p in both if p.suffix == ".svg"]) == 4
+    assert "([SVG](m_figures/kshot-" in (tmp_path / "m" / "m.md").read_text(encoding="utf-8")
+
+
+def test_a_report_without_figures_loads_neither_matplotlib_nor_torch(
+    run_store: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom bench.cli import main\n"
+        f"code = main(['report', '--store', {str(run_store)!r}, '--out', {str(tmp_path)!r}, "
+        "'--format', 'csv,json'])\n"
+        "print(code, 'matplotlib' in sys.modules, 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.split()[-3:] == ["0", "False", "False"], done.stdout + done.stderr

@@ -33,6 +33,7 @@ from bench.data.loaders.table import (
     Kind,
     bounded_lines,
     declared_scale,
+    ids_from_text,
     ratings_table,
     read_columns,
     text_encoding,
@@ -145,16 +146,6 @@ def _column(
     return position if position < n_fields else None
 
 
-def _ids(raw: np.ndarray) -> np.ndarray:
-    """Integer ids when every id is written as a plain integer (so they sort numerically), else the
-    strings: "007" and "7" stay two ids."""
-    try:
-        ints = np.asarray(raw, dtype=np.int64)
-    except (ValueError, OverflowError):
-        return raw
-    return ints if np.array_equal(ints.astype(str), raw) else raw
-
-
 def _finish(
     card: Any,
     options: dict[str, Any],
@@ -175,8 +166,8 @@ def _finish(
         timestamp = timestamp.astype(np.int64)
     scale, like = declared_scale(options, card, where)
     table = ratings_table(
-        _ids(cols["user"]),
-        _ids(cols["item"]),
+        ids_from_text(cols["user"]),
+        ids_from_text(cols["item"]),
         cols["rating"],
         timestamp,
         lines,
@@ -215,8 +206,8 @@ def parse_csv(card: Any, options: dict[str, Any], data_dir: str | Path | None = 
         names = fields if header else None
         roles: dict[str, tuple[int, Kind]] = {}
         wanted: tuple[tuple[str, Kind], ...] = (
-            ("user", "str"),
-            ("item", "str"),
+            ("user", "id"),
+            ("item", "id"),
             ("rating", "float"),
             ("timestamp", "float"),
         )
@@ -298,6 +289,8 @@ def _parquet_column(column: Any, role: str, name: str, where: str) -> np.ndarray
         row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{where}, row {row + 1}: column {excerpt(name)} is empty (null)")
     try:
+        if role not in ("rating", "timestamp") and pa.types.is_integer(column.type):
+            return column.to_numpy().astype(np.int64)  # integer ids stay integers, as from text
         if role in ("rating", "timestamp") and pa.types.is_timestamp(column.type):
             values = column.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
         else:

@@ -10,15 +10,15 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import numpy as np
 
 from bench.data.dataset import Dataset
+from bench.data.loaders.arrow_table import Kind, read_columns_arrow
 from bench.errors import DataError, excerpt
 from bench.limits import MAX_ID_CHARS, MAX_LINE_CHARS
 
-Kind = Literal["int", "float", "str"]
 DUPLICATE_POLICIES = ("last", "first", "mean", "error")
 _CHUNK = 500_000
 _INT64_LIMIT = 2.0**63
@@ -68,10 +68,22 @@ def _split_lines(
             yield number, line.split(sep) if sep is not None else line.split()
 
 
+def ids_from_text(raw: np.ndarray) -> np.ndarray:
+    """Integer ids when every id is written as a plain integer (so they sort numerically), else the
+    strings: "007" and "7" stay two ids."""
+    if raw.dtype.kind in "iu":
+        return raw
+    try:
+        ints = np.asarray(raw, dtype=np.int64)
+    except (ValueError, OverflowError):
+        return raw
+    return ints if np.array_equal(ints.astype(str), raw) else raw
+
+
 def _convert(
     values: list[str], kind: Kind, path: Path, lines: list[int], column: str
 ) -> np.ndarray:
-    if kind == "str":
+    if kind in ("str", "id"):
         stripped = [v.strip() for v in values]
         longest = max(range(len(stripped)), key=lambda i: len(stripped[i]), default=None)
         if longest is not None and len(stripped[longest]) > MAX_ID_CHARS:
@@ -79,7 +91,8 @@ def _convert(
                 f"{path}, line {lines[longest]}: column {column!r} holds a value of "
                 f"{len(stripped[longest])} characters; at most {MAX_ID_CHARS}"
             )
-        return np.asarray(stripped, dtype=str)
+        strings = np.asarray(stripped, dtype=str)
+        return ids_from_text(strings) if kind == "id" else strings
     dtype = np.int64 if kind == "int" else np.float64
     try:
         out = np.asarray(values, dtype=dtype)
@@ -115,7 +128,63 @@ def read_columns(
 
     Returns the columns, the line number of every row and the header fields (if ``header``).
     ``n_fields`` (when given) is the exact number of fields every line must have.
+
+    A clean file is parsed by Arrow in native code; anything else (a malformed line, a value that
+    does not convert, no pyarrow) is read line by line here, which names what is wrong.
     """
+    fast = read_columns_arrow(
+        path,
+        sep=sep,
+        n_fields=n_fields,
+        columns=columns,
+        encoding=text_encoding(encoding),
+        header=header,
+        quotechar=quotechar,
+        skip_blank=skip_blank,
+        first_record=_first_record(path, sep, encoding, quotechar)
+        if sep is not None and len(sep) == 1
+        else None,
+    )
+    if fast is not None:
+        return fast
+    return read_columns_by_line(
+        path,
+        sep=sep,
+        n_fields=n_fields,
+        columns=columns,
+        encoding=encoding,
+        header=header,
+        quotechar=quotechar,
+        skip_blank=skip_blank,
+    )
+
+
+def _first_record(
+    path: Path, sep: str | None, encoding: str, quotechar: str | None
+) -> list[str] | None:
+    """The first non-blank record of the file, split as the line reader splits it."""
+    try:
+        for _, fields in _split_lines(path, sep, encoding, quotechar):
+            if fields and fields != [""]:
+                return fields
+    except (DataError, UnicodeDecodeError, LookupError, OSError):
+        return None
+    return None
+
+
+def read_columns_by_line(
+    path: Path,
+    *,
+    sep: str | None,
+    n_fields: int | None,
+    columns: dict[str, tuple[int, Kind]],
+    encoding: str = "utf-8",
+    header: bool = False,
+    quotechar: str | None = None,
+    skip_blank: bool = True,
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str] | None]:
+    """:func:`read_columns` one line at a time in Python: the reference reader, and the one whose
+    errors name the file, line and field."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
     buffers: dict[str, list[str]] = {name: [] for name in columns}
     line_parts: list[np.ndarray] = []

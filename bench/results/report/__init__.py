@@ -33,8 +33,8 @@ def write_report(
 ) -> list[Path]:
     """Write the report's files into ``out_dir``; returns their paths.
 
-    ``md`` and ``html`` share the k-shot figures, written as PNG and SVG under
-    ``out_dir/<name>_figures/``; ``csv`` and ``json`` hold the summary with the paired comparison
+    ``md`` and ``html`` share the k-shot figures, drawn once per table under
+    ``out_dir/<name>_figures/``: PNG (which the HTML page embeds) and, for ``md``, SVG; ``csv`` and ``json`` hold the summary with the paired comparison
     and the best marks (``json`` adds timings, coverage, each tuned cell's search and the runs'
     provenance).
     """
@@ -57,7 +57,7 @@ def write_report(
         if figure_dir.is_dir():  # figures of tables that no longer exist must not linger
             for old in figure_dir.glob("kshot-*"):
                 old.unlink()  # a link among them is removed itself, its target is left alone
-        document = build_document(results, options, figure_dir)
+        document = build_document(results, options, figure_dir, svg="md" in formats)
         written += sorted(figure_dir.glob("kshot-*"))
         if "md" in formats:
             path = out_dir / f"{name}.md"

@@ -81,10 +81,13 @@ class ReportOptions:
 
 
 class _Builder:
-    def __init__(self, results: Results, options: ReportOptions, figure_dir: Path | None) -> None:
+    def __init__(
+        self, results: Results, options: ReportOptions, figure_dir: Path | None, svg: bool
+    ) -> None:
         self.results = results
         self.options = options
         self.figure_dir = figure_dir
+        self.svg = svg
         if results.cells.empty:
             raise BenchError(f"results store {results.path} holds no finished cells to report")
         labels = sorted(set(results.cells["learner"]))
@@ -438,7 +441,9 @@ class _Builder:
             "kshot", where["dataset"], where["protocol"], where["scenario"]
         )
         learners = [name for name in self.learners if name in set(summary["learner"])]
-        return kshot_figure(summary, f"k-shot curves: {title}", self.metrics, learners, stem)
+        return kshot_figure(
+            summary, f"k-shot curves: {title}", self.metrics, learners, stem, svg=self.svg
+        )
 
     # Footer ----------------------------------------------------------------------------------
 
@@ -490,10 +495,11 @@ class _Builder:
 
 
 def build_document(
-    results: Results, options: ReportOptions, figure_dir: Path | None = None
+    results: Results, options: ReportOptions, figure_dir: Path | None = None, *, svg: bool = True
 ) -> Document:
-    """The report's document; k-shot figures are written under ``figure_dir`` when given."""
-    return _Builder(results, options, figure_dir).build()
+    """The report's document; k-shot figures are written under ``figure_dir`` when given, as PNG
+    and (with ``svg``) SVG."""
+    return _Builder(results, options, figure_dir, svg).build()
 
 
 def summary_frame(results: Results, options: ReportOptions) -> pd.DataFrame:

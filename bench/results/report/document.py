@@ -41,11 +41,12 @@ class Bullets:
 
 @dataclass(frozen=True)
 class Figure:
-    """A figure written as PNG and SVG; ``png`` holds the bytes the HTML page embeds."""
+    """A figure written as PNG and (for the Markdown report) SVG; ``png`` holds the bytes the HTML
+    page embeds."""
 
     title: str
     png_path: Path
-    svg_path: Path
+    svg_path: Path | None
     png: bytes
 
 

@@ -11,12 +11,8 @@ import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -75,6 +71,17 @@ def learner_colour(name: str) -> str:
     return PALETTE[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(PALETTE)]
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported on the first figure: reports without
+    figures (CSV, JSON) never load it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def slug(*parts: str) -> str:
     """A file-name-safe join of ``parts``; a long one (names from a store may be any length) is
     cut and made unique by a hash of the whole, so that it stays a valid file name."""
@@ -91,6 +98,8 @@ def kshot_figure(
     metrics: Sequence[str],
     learners: Sequence[str],
     path_stem: Path,
+    *,
+    svg: bool = True,
 ) -> Figure:
     """Draw one (dataset, protocol, scenario): a panel per metric, x = support size k, a line per
     learner with its 95% interval as a band (as error bars where there is a single k).
@@ -98,6 +107,7 @@ def kshot_figure(
     ``summary`` holds that table's rows of :func:`bench.results.analysis.summarise`. Learners run on
     several devices get one line per device.
     """
+    plt = _pyplot()
     ks = sorted(set(summary["k"]), key=k_order)
     devices = sorted(set(summary["device"]))
     shown = [m for m in metrics if m in set(summary["metric"])]
@@ -172,9 +182,10 @@ def kshot_figure(
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     png = buffer.getvalue()
     write_file(png_path, png)
-    svg = io.BytesIO()
-    with plt.rc_context({"svg.hashsalt": "coldstart-bench"}):
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    write_file(svg_path, svg.getvalue())
+    if svg:  # only the Markdown report links the SVG
+        drawn = io.BytesIO()
+        with plt.rc_context({"svg.hashsalt": "coldstart-bench"}):
+            fig.savefig(drawn, format="svg", metadata={"Date": None, "Creator": None})
+        write_file(svg_path, drawn.getvalue())
     plt.close(fig)
-    return Figure(title=title, png_path=png_path, svg_path=svg_path, png=png)
+    return Figure(title=title, png_path=png_path, svg_path=svg_path if svg else None, png=png)

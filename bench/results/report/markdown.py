@@ -73,9 +73,7 @@ def render_markdown(doc: Document, base: Path, reproducible_only: bool = False) 
             elif isinstance(block, Table):
                 lines += table_lines(block)
             elif isinstance(block, Figure):
-                lines.append(
-                    f"![{_alt(block.title)}]({_link(block.png_path, base)}) "
-                    f"([SVG]({_link(block.svg_path, base)}))"
-                )
+                svg = f" ([SVG]({_link(block.svg_path, base)}))" if block.svg_path else ""
+                lines.append(f"![{_alt(block.title)}]({_link(block.png_path, base)}){svg}")
             lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
