@@ -283,7 +283,9 @@ def test_a_baseline_ranked_in_query_order_leaves_only_the_rating_metrics_compara
             cell.pop("tie_policy")  # as written before tie policies: read as query order
 
     old = setup.edited("query-order.json", query_order)
-    code, document = check_json(capsys, setup, "--no-timing", baseline=old)
+    # The run that wrote the baseline: other tests add runs to the shared store.
+    (run_id,) = json.loads(setup.baseline.read_text(encoding="utf-8"))["provenance"]["runs"]
+    code, document = check_json(capsys, setup, "--no-timing", "--run", run_id, baseline=old)
     assert code == 2
     incomparable = verdicts(document, "not comparable")
     assert {v["metric"] for v in incomparable} == {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "auc"}

@@ -64,6 +64,7 @@ def test_rows_repeat_exactly_whatever_the_learner_order_and_global_seed(tmp_path
     np.random.seed(12345)
     again = exported(tmp_path / "b.sqlite", order)
     reordered = exported(tmp_path / "c.sqlite", tuple(reversed(order)))
-    assert len(first) == 2 * 5 * 4 * 2 * 8  # seeds x learners x scenarios x k x metrics
+    # seeds x learners x scenarios x k x (8 metrics and tied_share)
+    assert len(first) == 2 * 5 * 4 * 2 * 9
     assert first == again
     assert first == reordered
