@@ -56,7 +56,7 @@ def build_config(cls: type[C], overrides: Mapping[str, Any] | None = None, *, wh
             close = difflib.get_close_matches(name, sorted(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"unknown field {name!r}{hint}{label} for {cls.__name__}; "
+                f"unknown field {name!r}{label} for {cls.__name__}{hint}; "
                 f"valid fields: {', '.join(sorted(fields))}"
             )
         if not accepts(hints[name], value):

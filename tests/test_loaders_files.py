@@ -294,10 +294,12 @@ def test_own_csv_with_another_scale_runs_end_to_end(
             "--store",
             str(tmp_path / "s.sqlite"),
             "--no-progress",
+            "--verbose",
         ]
     )
     out = capsys.readouterr().out
     assert code == 0
+    assert "audit" in out and "FAIL" not in out, out
     assert '"user": "who"' in out and '"rating_scale": [' in out  # the options reached the suite
     for scenario in ("warm", "user_cold", "item_cold", "user_item_cold"):
         assert f"· {scenario}" in out

@@ -273,7 +273,7 @@ def make_meta_train(dataset: Dataset, split: Split) -> MetaTrain:
         item_features=dataset.item_features,
         rating_scale=dataset.rating_scale,
         like_threshold=split_like_threshold(dataset, split),
-        rating_levels=dataset.rating_levels,
+        rating_levels=np.unique(rating),  # the training ratings': test values stay unseen
         validation=validation,
         sampler=EpisodeSampler(
             user, item, rating, axis, dataset.n_users if axis == "user" else dataset.n_items
