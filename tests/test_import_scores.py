@@ -246,3 +246,52 @@ def test_bad_scores_are_an_error_and_nothing_is_stored(
     assert len(err.strip().splitlines()) == 1
     with ResultStore(store, mode="read") as st:
         assert st.runs() == runs and st.cell_rows() == cells
+
+
+def test_sampled_ranking_alone_needs_scores_of_the_sampled_candidates_only(
+    tmp_path: Path,
+) -> None:
+    text = SUITE.replace('ranking = ["query", "full", "sampled"]', 'ranking = ["sampled"]')
+    suite = write(tmp_path / "sampled.toml", text.replace('"warm", "item_cold"', '"warm"'))
+    store, split = tmp_path / "s.sqlite", tmp_path / "split"
+    assert main(["run", "--suite", str(suite), "--store", str(store), "--no-progress"]) == 0
+    assert main(["split", "export", "--suite", str(suite), "--out", str(split)]) == 0
+    folder = split / "synthetic" / "seed-0" / "warm" / "k-5"
+    assert len(pd.read_csv(folder / "pool.csv")) == 100  # negatives come from the full candidates
+    sampled = pd.read_csv(folder / "sampled.csv")
+    dataset = load_dataset("synthetic", {"n_users": 150, "n_items": 100})
+    protocol = make_protocol(
+        "cold-random", {"name": "cold-random", "support_sizes": [5], "query_size": 5}
+    )
+    data_split = protocol.split(dataset, 0)
+    learner = make_learner("mf", {})
+    learner.fit(
+        make_meta_train(dataset, data_split), rng=learner_seeds(0, "mf"), device=torch.device("cpu")
+    )
+    tasks = build_tasks(dataset, data_split.scenarios["warm"], 5)
+    users = tasks.entities.tolist()
+    rows = [sampled.loc[sampled["task"] == u, "item"].to_numpy(dtype=np.int64) for u in users]
+    padded = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int64)
+    for t, r in enumerate(rows):
+        padded[t, : len(r)] = r
+    with torch.no_grad():  # one call over every task's padded candidates, as the ranking makes it
+        scores = learner.score(tasks.without_labels().without_queries(), torch.tensor(padded))
+    file = pd.concat(
+        [
+            pd.DataFrame(
+                {"dataset": "synthetic", "seed": 0, "scenario": "warm", "k": "5", "user": u}
+                | {"item": r, "score": scores[t, : len(r)].numpy().astype(np.float64)}
+            )
+            for t, (u, r) in enumerate(zip(users, rows, strict=True))
+        ]
+    )
+    assert len(file) == len(sampled)
+    path = tmp_path / "scores.csv"
+    file.to_csv(path, index=False)
+    assert import_files(suite, store, "--scores", str(path)) == 0
+    metrics = load_results(store).metrics
+    mf = metrics[metrics["learner"] == "mf"]
+    mf = mf[mf["metric"].str.endswith("/sampled")].set_index(KEYS).sort_index()
+    imported = metrics[metrics["learner"] == "mf-imported"].set_index(KEYS).sort_index()
+    assert len(mf) == 12 and mf.index.equals(imported.index)
+    assert np.array_equal(mf["value"], imported["value"], equal_nan=True)

@@ -7,6 +7,10 @@ them. Every required (dataset, seed, scenario, k, user, item) must be there exac
 other row and a finite prediction; otherwise nothing is stored and the error counts what is
 missing, duplicated, extra and not a number. The cells' config names the file and its SHA-256
 (``provenance = "imported"``), and so does the run that stores them.
+
+With ``--scores`` (:mod:`bench.engine.imported_scores`) an outside model's scores of the candidate
+items of a ranking suite are checked alike and ranked into the top-N metrics, in the same cells
+as its predictions when both are given.
 """
 
 from __future__ import annotations

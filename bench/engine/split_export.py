@@ -69,6 +69,9 @@ RECBOLE_NOTES = [
     "support at k; valid.inter the validation queries; test.inter this scenario's queries.",
     "Set load_col: None (or name the .user and .item columns): RecBole's default load_col reads "
     "only the .inter files, and items in no .inter file are then unknown to it.",
+    "The ranking candidates (FOLDER/SCENARIO/k-K/pool, excluded, sampled) are not in the atomic "
+    "files: RecBole ranks its own candidates. Score ours with the trained model and import them "
+    "with bench import --scores.",
 ]
 
 _TEXT = ("user", "item", "task", "role", "side", "id")
