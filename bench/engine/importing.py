@@ -306,20 +306,21 @@ def _record(
                 )
             if suite.keep_predictions:
                 record.predictions.append(kept_predictions(dataset, scenario, k, labelled, queries))
-        if inputs.scores is not None and inputs.ranked is not None:
+        ranked = inputs.ranked
+        if inputs.scores is not None and ranked is not None and (scenario, k) in ranked.sets:
             rows = inputs.scores
             here = rows[(rows["scenario"] == scenario) & (rows["k"] == k)]
             record.metrics.extend(
                 topn_rows(
                     lookup_scorer(here, dataset.n_items),
                     labelled.without_labels().without_queries(),
-                    inputs.ranked.sets[(scenario, k)],
+                    ranked.sets[(scenario, k)],
                     suite,
                     group.seed,
                     learner,
                     scenario,
                     k,
-                    inputs.ranked.views,
+                    ranked.views,
                     record,
                 )
             )
