@@ -581,7 +581,12 @@ def _add_referee_parsers(sub: Any) -> None:
         type=Path,
         help="CSV or Parquet: dataset, seed, scenario, k, user, item, prediction",
     )
-    imported.add_argument("--scores", type=Path, help="scores of candidate items (ranking suites)")
+    imported.add_argument(
+        "--scores",
+        type=Path,
+        help="CSV or Parquet: dataset, seed, scenario, k, user, item, score, for every candidate "
+        "item of a suite that ranks the catalogue",
+    )
     imported.add_argument(
         "--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]"
     )

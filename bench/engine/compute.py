@@ -26,8 +26,9 @@ from bench.evaluation.metrics import (
 )
 from bench.evaluation.scoring import scored_queries
 from bench.evaluation.timing import timed
-from bench.evaluation.topk import topn_values
+from bench.evaluation.topk import Scorer, topn_values
 from bench.protocol import SupportSize
+from bench.protocol.candidates import CandidateSets
 from bench.protocol.episodes import (
     TaskBatch,
     predict_in_chunks,
@@ -198,7 +199,7 @@ def run_cell(
             relevance=split.config.relevance_rule,
         )
         views = suite.ranking_for(cell.dataset, cell.protocol)
-        in_query = suite.metrics if "query" in views else _rating_metrics(suite.metrics)
+        in_query = suite.metrics if "query" in views else rating_metrics(suite.metrics)
         for name, value in evaluate(queries, recorded_metrics(in_query)).items():
             record.metrics.append(
                 (
@@ -246,7 +247,7 @@ def support_ignored(
     return float(same[has_support].float().mean())
 
 
-def _rating_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+def rating_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
     """The metrics that do not rank a task's query (kept when a suite drops the query view)."""
     return tuple(n for n in names if not n.startswith("ndcg@"))
 
@@ -262,21 +263,44 @@ def _ranked_rows(
     tasks: TaskBatch,
     record: CellRecord,
 ) -> list[tuple[Any, ...]]:
-    """The top-N metric rows of one (scenario, k), ranking the catalogue with ``learner.score``;
-    the candidate sets' sizes and the negatives' digest go into the cell's split summary."""
+    """The top-N metric rows of one (scenario, k), ranking the catalogue with ``learner.score``."""
     negatives = suite.negatives if "sampled" in views else None
     sets = cache.candidates(cell.dataset, cell.seed, scenario, k, negatives)
     with torch.no_grad():
-        values = topn_values(
+        return topn_rows(
             learner.score,
             tasks.without_queries(),
             sets,
+            suite,
+            cell.seed,
+            cell.learner,
+            scenario,
+            k,
             views,
-            suite.top_k,
-            tie_seed=tie_seed(cell.seed),
-            learner=cell.learner,
+            record,
         )
+
+
+def topn_rows(
+    score: Scorer,
+    tasks: TaskBatch,
+    sets: CandidateSets,
+    suite: Suite,
+    seed: int,
+    learner: str,
+    scenario: str,
+    k: SupportSize,
+    views: tuple[str, ...],
+    record: CellRecord,
+) -> list[tuple[Any, ...]]:
+    """The top-N metric rows of one (scenario, k) from ``score`` (a learner's, or imported
+    scores), ranked with the split seed's tie order; the candidate sets' sizes and the
+    negatives' digest go into the cell's split summary."""
+    values = topn_values(
+        score, tasks, sets, views, suite.top_k, tie_seed=tie_seed(seed), learner=learner
+    )
     sizes = sets.n_candidates
+    negatives = suite.negatives if "sampled" in views else None
     record.split_summary.setdefault("ranking", {})[f"{scenario} k={k}"] = {
         "pool": len(sets.pool),
         "candidates_mean": float(sizes.mean()) if len(sizes) else 0.0,

@@ -7,6 +7,10 @@ them. Every required (dataset, seed, scenario, k, user, item) must be there exac
 other row and a finite prediction; otherwise nothing is stored and the error counts what is
 missing, duplicated, extra and not a number. The cells' config names the file and its SHA-256
 (``provenance = "imported"``), and so does the run that stores them.
+
+With ``--scores`` (:mod:`bench.engine.imported_scores`) an outside model's scores of the candidate
+items of a ranking suite are checked alike and ranked into the top-N metrics, in the same cells
+as its predictions when both are given.
 """
 
 from __future__ import annotations
@@ -23,8 +27,14 @@ import pandas as pd
 import torch
 
 from bench.data.dataset import Dataset
-from bench.engine.cells import cell_key
-from bench.engine.compute import kept_predictions
+from bench.engine.cells import cell_key, ranking_key
+from bench.engine.compute import kept_predictions, rating_metrics, topn_rows
+from bench.engine.imported_scores import (
+    RankedGroup,
+    lookup_scorer,
+    ranking_groups,
+    required_candidates,
+)
 from bench.engine.split_export import Selection, select
 from bench.engine.suite import Suite
 from bench.errors import BenchError, DataError, RegistryError
@@ -52,16 +62,20 @@ class ImportOutcome:
     sha256: str
     predictions: int
     cells: list[str] = field(default_factory=list)
+    scores: int = 0
 
     def describe(self) -> str:
+        what = [f"{self.predictions} predictions"] if self.predictions else []
+        what += [f"{self.scores} candidate scores"] if self.scores else []
         return (
-            f"run {self.run_id}: imported {self.predictions} predictions from {self.path} "
+            f"run {self.run_id}: imported {' and '.join(what)} from {self.path} "
             f"(sha256 {self.sha256[:16]}) as learner {self.learner!r}, {len(self.cells)} cell(s)"
         )
 
 
-def read_predictions(path: Path, data: bytes) -> pd.DataFrame:
-    """The file's rows with key columns as text and predictions as float64."""
+def read_predictions(path: Path, data: bytes, value: str = "prediction") -> pd.DataFrame:
+    """The file's rows with key columns as text and its ``value`` column (``prediction`` or
+    ``score``) as float64."""
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(io.BytesIO(data))
@@ -69,10 +83,11 @@ def read_predictions(path: Path, data: bytes) -> pd.DataFrame:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     except (ValueError, TypeError, OSError) as exc:
         raise DataError(f"{path}: cannot be read as CSV or Parquet ({exc})") from exc
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    columns = (*KEYS, value)
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{path}: no column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)} "
+            f"{path}: no column(s) {', '.join(missing)}; expected {', '.join(columns)} "
             f"(found {', '.join(map(str, frame.columns))})"
         )
     out = pd.DataFrame({c: frame[c].astype(str).str.strip() for c in KEYS})
@@ -82,15 +97,15 @@ def read_predictions(path: Path, data: bytes) -> pd.DataFrame:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"{path}: row {row + 1}: seed {out['seed'].iloc[row]!r} is not an integer")
     out["seed"] = seeds.astype(np.int64).astype(str)
-    prediction = pd.to_numeric(frame["prediction"], errors="coerce")
-    text = frame["prediction"].astype(str).str.strip().str.lower()
-    unreadable = prediction.isna() & ~text.isin(["nan", "", "none", "null", "na"])
+    number = pd.to_numeric(frame[value], errors="coerce")
+    text = frame[value].astype(str).str.strip().str.lower()
+    unreadable = number.isna() & ~text.isin(["nan", "", "none", "null", "na"])
     if unreadable.any():
         row = int(np.flatnonzero(unreadable.to_numpy())[0])
         raise DataError(
-            f"{path}: row {row + 1}: prediction {frame['prediction'].iloc[row]!r} is not a number"
+            f"{path}: row {row + 1}: {value} {frame[value].iloc[row]!r} is not a number"
         )
-    out["prediction"] = prediction.to_numpy(dtype=np.float64)
+    out[value] = number.to_numpy(dtype=np.float64)
     return out
 
 
@@ -145,8 +160,21 @@ def _rows(frame: pd.DataFrame) -> str:
     return "; ".join(shown)
 
 
-def matched(path: Path, frame: pd.DataFrame, required: pd.DataFrame) -> pd.DataFrame:
-    """The required rows with their predictions; any problem is one error with its counts."""
+PAIR_LABELS = ("required pair(s) missing", "row(s) for pairs the split does not score")
+SCORE_LABELS = (
+    "required candidate score(s) missing",
+    "row(s) for items that are not the task's candidates",
+)
+
+
+def matched(
+    path: Path,
+    frame: pd.DataFrame,
+    required: pd.DataFrame,
+    value: str = "prediction",
+    labels: tuple[str, str] = PAIR_LABELS,
+) -> pd.DataFrame:
+    """The required rows with their ``value``; any problem is one error with its counts."""
     problems: list[str] = []
     examples: list[str] = []
     duplicated = frame.duplicated(KEYS, keep="first")
@@ -154,12 +182,12 @@ def matched(path: Path, frame: pd.DataFrame, required: pd.DataFrame) -> pd.DataF
     missing = both[both["_merge"] == "left_only"]
     extra = both[both["_merge"] == "right_only"]
     found = both[both["_merge"] == "both"]
-    bad = found[~np.isfinite(found["prediction"].to_numpy(dtype=np.float64))]
+    bad = found[~np.isfinite(found[value].to_numpy(dtype=np.float64))]
     for count, label, short, rows in (
-        (len(missing), "required pair(s) missing", "missing", missing),
+        (len(missing), labels[0], "missing", missing),
         (int(duplicated.sum()), "duplicate row(s)", "duplicate", frame[duplicated]),
-        (len(extra), "row(s) for pairs the split does not score", "extra", extra),
-        (len(bad), "prediction(s) NaN or infinite", "not finite", bad),
+        (len(extra), labels[1], "extra", extra),
+        (len(bad), f"{value}(s) NaN or infinite", "not finite", bad),
     ):
         if count:
             problems.append(f"{count} {label}")
@@ -172,12 +200,22 @@ def matched(path: Path, frame: pd.DataFrame, required: pd.DataFrame) -> pd.DataF
     return found
 
 
+@dataclass
+class _Inputs:
+    """What was imported for one (dataset, seed): the matched rows of each file (None where the
+    file was not given), and the split's candidate sets when scores were."""
+
+    predictions: pd.DataFrame | None
+    scores: pd.DataFrame | None
+    ranked: RankedGroup | None
+
+
 def _record(
     group: _Group,
     protocol: Protocol,
     suite: Suite,
     learner: str,
-    rows: pd.DataFrame,
+    inputs: _Inputs,
     provenance: dict[str, Any],
     run_id: str,
     fingerprint: str,
@@ -185,18 +223,19 @@ def _record(
     dataset, split = group.dataset, group.split
     threshold = split_like_threshold(dataset, split)
     device = suite.devices[0]
-    config_hash = provenance["sha256"][:16]
+    ranking = ranking_key(suite, dataset, protocol) if inputs.scores is not None else None
     key = cell_key(
         dataset,
         protocol,
         learner,
-        config_hash,
+        provenance["config_hash"],
         group.seed,
         device,
         fingerprint,
         None,
         suite.ndcg_gain,
         tie_policy=suite.tie_policy,
+        ranking=ranking,
     )
     record = CellRecord(
         cell_key=key,
@@ -206,8 +245,8 @@ def _record(
         protocol=protocol.label,
         protocol_hash=protocol.config.fingerprint(),
         learner=learner,
-        config_hash=config_hash,
-        config=provenance,
+        config_hash=provenance["config_hash"],
+        config={k: v for k, v in provenance.items() if k != "config_hash"},
         seed=group.seed,
         device=device,
         code_fingerprint=fingerprint,
@@ -225,36 +264,75 @@ def _record(
             "relevance": split.config.relevance_rule.label,
             "ranking_version": RANKING_VERSION,
             "task_axis": split.config.task_axis,
+            **(ranking or {}),
         },
     )
+    views = suite.ranking_for(dataset, protocol)
+    in_query = suite.metrics if "query" in views else rating_metrics(suite.metrics)
     for (scenario, k), labelled in group.batches.items():
         entities = dataset.raw_ids(labelled.axis, labelled.entities.numpy())
         lengths = labelled.query_mask.sum(1).tolist()
         record.evaluations.append(Evaluation(scenario, k, entities, lengths))
         if labelled.n_tasks == 0:
             continue
-        here = rows[(rows["scenario"] == scenario) & (rows["k"] == k)]
-        predicted = np.zeros(tuple(labelled.query_items.shape), dtype=np.float64)
-        place = here["task"].to_numpy(dtype=np.int64), here["slot"].to_numpy(dtype=np.int64)
-        predicted[place] = here["prediction"].to_numpy(dtype=np.float64)
-        queries = scored_queries(
-            labelled,
-            torch.from_numpy(predicted),
-            dataset=dataset,
-            like_threshold=threshold,
-            gain=suite.ndcg_gain,
-            learner=learner,
-            where=f"{scenario}, k={k}",
-            tie_policy=suite.tie_policy,
-            relevance=split.config.relevance_rule,
-        )
-        for name, value in evaluate(queries, recorded_metrics(suite.metrics)).items():
-            record.metrics.append(
-                (scenario, k, name, value.value, value.n_scored, value.n_unscored, value.per_task)
+        if inputs.predictions is not None:
+            rows = inputs.predictions
+            here = rows[(rows["scenario"] == scenario) & (rows["k"] == k)]
+            predicted = np.zeros(tuple(labelled.query_items.shape), dtype=np.float64)
+            place = here["task"].to_numpy(dtype=np.int64), here["slot"].to_numpy(dtype=np.int64)
+            predicted[place] = here["prediction"].to_numpy(dtype=np.float64)
+            queries = scored_queries(
+                labelled,
+                torch.from_numpy(predicted),
+                dataset=dataset,
+                like_threshold=threshold,
+                gain=suite.ndcg_gain,
+                learner=learner,
+                where=f"{scenario}, k={k}",
+                tie_policy=suite.tie_policy,
+                relevance=split.config.relevance_rule,
             )
-        if suite.keep_predictions:
-            record.predictions.append(kept_predictions(dataset, scenario, k, labelled, queries))
+            for name, value in evaluate(queries, recorded_metrics(in_query)).items():
+                record.metrics.append(
+                    (
+                        scenario,
+                        k,
+                        name,
+                        value.value,
+                        value.n_scored,
+                        value.n_unscored,
+                        value.per_task,
+                    )
+                )
+            if suite.keep_predictions:
+                record.predictions.append(kept_predictions(dataset, scenario, k, labelled, queries))
+        ranked = inputs.ranked
+        if inputs.scores is not None and ranked is not None and (scenario, k) in ranked.sets:
+            rows = inputs.scores
+            here = rows[(rows["scenario"] == scenario) & (rows["k"] == k)]
+            record.metrics.extend(
+                topn_rows(
+                    lookup_scorer(here, dataset.n_items),
+                    labelled.without_labels().without_queries(),
+                    ranked.sets[(scenario, k)],
+                    suite,
+                    group.seed,
+                    learner,
+                    scenario,
+                    k,
+                    ranked.views,
+                    record,
+                )
+            )
     return record
+
+
+def _read(path: Path) -> tuple[bytes, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from exc
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def import_predictions(
@@ -264,15 +342,15 @@ def import_predictions(
     scores: Path | None,
     store_path: Path,
 ) -> ImportOutcome:
-    """Validate ``predictions`` against every query of ``suite``'s grid, score them and store
-    them as ``learner``'s cells in one new run. Nothing is written unless every row is valid."""
-    if scores is not None:
+    """Validate ``predictions`` against every query of ``suite``'s grid and ``scores`` against
+    every candidate set it ranks, score them and store them as ``learner``'s cells in one new
+    run (one cell per dataset and seed, holding both). Nothing is written unless every row of
+    every file is valid."""
+    if predictions is None and scores is None:
         raise BenchError(
-            f"--scores {scores}: suite {suite.name!r} ranks no candidate items, so there is "
-            "nothing to score them against; import rating predictions with --predictions"
+            "give the outside model's rating predictions with --predictions FILE, its scores of "
+            "candidate items with --scores FILE, or both"
         )
-    if predictions is None:
-        raise BenchError("give the outside model's rating predictions with --predictions FILE")
     try:
         LEARNERS.get(learner)
     except (RegistryError, ImportError):
@@ -282,23 +360,54 @@ def import_predictions(
             f"--learner {learner!r} is a registered learner; store imported predictions under "
             f"another name (for example {learner}-imported)"
         )
-    try:
-        data = predictions.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {predictions}: {exc.strerror}") from exc
-    digest = hashlib.sha256(data).hexdigest()
-    frame = read_predictions(predictions, data)
     chosen = select(suite)
+    if scores is not None:
+        ranks = [
+            ref
+            for ref, d in chosen.datasets
+            if {"full", "sampled"} & set(suite.ranking_for(d, chosen.protocol))
+        ]
+        if not ranks:
+            raise BenchError(
+                f"--scores {scores}: suite {suite.name!r} ranks no candidate items (its "
+                "'ranking' has neither 'full' nor 'sampled'), so there is nothing to score them "
+                "against; import rating predictions with --predictions"
+            )
     by_ref = {ref: d.name for ref, d in chosen.datasets}
-    frame["dataset"] = frame["dataset"].map(lambda name: by_ref.get(name, name))
     groups, required = _required(chosen)
-    found = matched(predictions, frame, required)
-    provenance = {
-        "provenance": "imported",
-        "file": predictions.name,
-        "sha256": digest,
-        "rows": len(frame),
-    }
+    provenance: dict[str, Any] = {"provenance": "imported"}
+    digests = []
+    found_predictions = found_scores = None
+    ranked: list[RankedGroup | None] = [None] * len(groups)
+    if predictions is not None:
+        data, digest = _read(predictions)
+        frame = read_predictions(predictions, data)
+        frame["dataset"] = frame["dataset"].map(lambda name: by_ref.get(name, name))
+        found_predictions = matched(predictions, frame, required)
+        provenance.update(file=predictions.name, sha256=digest, rows=len(frame))
+        digests.append(digest)
+    if scores is not None:
+        data, digest = _read(scores)
+        frame = read_predictions(scores, data, "score")
+        frame["dataset"] = frame["dataset"].map(lambda name: by_ref.get(name, name))
+        plain = [(g.dataset, g.seed, g.split) for g in groups]
+        ranked_groups = ranking_groups(suite, chosen.protocol, plain, chosen.evaluated)
+        ranked = list(ranked_groups)
+        wanted = required_candidates(
+            [g.dataset for g in groups],
+            [g.seed for g in groups],
+            ranked_groups,
+            [g.batches for g in groups],
+        )
+        found_scores = matched(scores, frame, wanted, "score", SCORE_LABELS)
+        provenance.update(scores_file=scores.name, scores_sha256=digest, score_rows=len(frame))
+        digests.append(digest)
+    # One file: its SHA-256, as before scores could be imported; both: a hash of the two.
+    provenance["config_hash"] = (
+        digests[0][:16]
+        if len(digests) == 1
+        else hashlib.sha256("+".join(digests).encode()).hexdigest()[:16]
+    )
     run_id = uuid.uuid4().hex[:12]
     fingerprint = code_fingerprint()
     records = [
@@ -307,18 +416,33 @@ def import_predictions(
             chosen.protocol,
             suite,
             learner,
-            found[found["group"] == index],
+            _Inputs(
+                _of(found_predictions, index),
+                _of(found_scores, index),
+                ranked[index],
+            ),
             provenance,
             run_id,
             fingerprint,
         )
         for index, group in enumerate(groups)
     ]
-    outcome = ImportOutcome(run_id, learner, predictions, digest, len(found))
+    outcome = ImportOutcome(
+        run_id,
+        learner,
+        predictions if predictions is not None else scores,  # type: ignore[arg-type]
+        digests[0],
+        0 if found_predictions is None else len(found_predictions),
+        scores=0 if found_scores is None else len(found_scores),
+    )
+    imported = {k: v for k, v in provenance.items() if k != "config_hash"}
+    paths = {"path": str(predictions)} if predictions is not None else {}
+    if scores is not None:
+        paths["scores_path"] = str(scores)
     with ResultStore(store_path) as store:
         run_provenance = {
             **collect(list(suite.devices[:1])),
-            "imported": {**provenance, "path": str(predictions)},
+            "imported": {**imported, **paths},
         }
         store.start_run(
             run_id, suite.name, {**suite.resolved(), "imported": learner}, run_provenance
@@ -332,3 +456,7 @@ def import_predictions(
         finally:
             store.finish_run(run_id, status, outcome.cells)
     return outcome
+
+
+def _of(rows: pd.DataFrame | None, index: int) -> pd.DataFrame | None:
+    return None if rows is None else rows[rows["group"] == index]

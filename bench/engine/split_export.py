@@ -12,8 +12,9 @@ Layout under the folder the user names (``FOLDER = DATASET/seed-S``)::
     FOLDER/recbole/SCENARIO-kK/...      with --format recbole: RecBole's atomic files
 
 ``EXT`` is ``csv`` (also under ``--format recbole``) or ``parquet``. The tables are described in
-:mod:`bench.protocol.manifest`. Ranking candidates and sampled negatives join the tables through
-:data:`EXTRA_TABLES` where a suite ranks.
+:mod:`bench.protocol.manifest`. Where a suite ranks the catalogue, ``FOLDER/SCENARIO/k-K/pool``,
+``excluded`` and ``sampled`` hold the candidate sets and sampled negatives
+(:mod:`bench.engine.candidate_tables`, the first of :data:`EXTRA_TABLES`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pandas as pd
 
 from bench.data.cards import load_dataset
 from bench.data.dataset import Dataset
+from bench.engine.candidate_tables import candidate_tables
 from bench.engine.suite import Suite
 from bench.errors import BenchError, ConfigError, DataError
 from bench.protocol import Protocol, Split, SupportSize, make_protocol
@@ -52,8 +54,9 @@ SHOWN_ROWS = 5
 """How many differing rows ``verify`` lists per table."""
 
 ExtraTables = Callable[[Dataset, Split, SplitTables, dict[str, Any]], dict[str, pd.DataFrame]]
-EXTRA_TABLES: list[ExtraTables] = []
-"""Providers of further tables of a split (ranking candidates, sampled negatives). Each receives
+EXTRA_TABLES: list[ExtraTables] = [candidate_tables]
+"""Providers of further tables of a split (the first: ranking candidates and sampled negatives,
+:mod:`bench.engine.candidate_tables`). Each receives
 the dataset, the split, its tables and the suite's resolved settings (as the manifest keeps them,
 so that ``verify`` calls it alike) and returns ``{name: frame}`` for the suites that ask for such
 tables, ``{}`` otherwise. Their tables are written, hashed and verified like the others."""
@@ -66,6 +69,9 @@ RECBOLE_NOTES = [
     "support at k; valid.inter the validation queries; test.inter this scenario's queries.",
     "Set load_col: None (or name the .user and .item columns): RecBole's default load_col reads "
     "only the .inter files, and items in no .inter file are then unknown to it.",
+    "The ranking candidates (FOLDER/SCENARIO/k-K/pool, excluded, sampled) are not in the atomic "
+    "files: RecBole ranks its own candidates. Score ours with the trained model and import them "
+    "with bench import --scores.",
 ]
 
 _TEXT = ("user", "item", "task", "role", "side", "id")
