@@ -161,3 +161,12 @@ def test_json_of_the_bound_depth_still_reads(tmp_path: Path) -> None:
 
     deep = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert json.dumps(load_json(deep, "x")) == deep.replace("][", "], [")
+
+
+def test_a_support_size_no_entity_can_fill_is_an_empty_grid(tmp_path: Path) -> None:
+    suite = suite_file(
+        tmp_path, TINY + '[protocol]\nname = "cold-random"\nsupport_sizes = [50000]\n'
+    )
+    outcome = bench("run", "--suite", suite, "--no-progress", "--store", tmp_path / "s.sqlite")
+    refused(outcome, "nothing to run: a task needs 50010 ratings of one user")
+    assert not (tmp_path / "s.sqlite").exists() or "1 cell(s) computed" not in outcome.out
