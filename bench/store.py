@@ -7,8 +7,11 @@ writes duplicates.
 
 Opening a store for writing checks everything that could stop a run later (the path, the folder,
 write permission, that it is an intact SQLite database), so a problem is one :class:`StoreError`
-before any cell runs. A store that another process keeps busy is retried with back-off; a finished
-cell that still cannot be written is kept in a folder beside the store and written by the next run.
+before any cell runs. Every open (read or write) also checks that the file holds a results store
+and nothing else that could run: no triggers, views, or tables and indexes of its own, since a store
+may come from someone else (see docs/threat-model.md). A store that another process keeps busy is
+retried with back-off; a finished cell that still cannot be written is kept as JSON in a folder
+beside the store and written by the next run that computes the same cell.
 
 Schema version 3 (the tables, one row each per):
 
@@ -980,6 +983,11 @@ class ResultStore:
     ) -> list[dict[str, Any]]:
         rows = self._query(sql, params)
         for row in rows:
+            if "cell_key" in row and not isinstance(row["cell_key"], str):
+                raise StoreError(
+                    f"results store {self.path} holds a cell key {excerpt(row['cell_key'])} that is "
+                    "not text; the store is damaged"
+                )
             for column in (*json_columns, *float_columns):
                 where = f"results store {self.path}: column {column} of cell {excerpt(row.get('cell_key'))}"
                 if column in json_columns:
