@@ -665,6 +665,8 @@ class ResultStore:
         from bench.results import kept_cells
 
         target = self.kept_cells_dir / f"{record.cell_key}{kept_cells.SUFFIX}"
+        if self.kept_cells_dir.is_symlink():
+            return f"the finished cell could not be kept either ({self.kept_cells_dir} is a link)"
         try:
             self.kept_cells_dir.mkdir(exist_ok=True)
             incomplete = target.with_suffix(".partial")
@@ -687,7 +689,10 @@ class ResultStore:
         from bench.results import kept_cells
 
         folder = self.kept_cells_dir
-        if folder.is_symlink() or not folder.is_dir():
+        if folder.is_symlink():
+            self.log(f"results store {self.path}: {folder} is a link, not a folder; it is ignored")
+            return 0
+        if not folder.is_dir():
             return 0
         where = f"results store {self.path}"
         written = 0
