@@ -245,3 +245,21 @@ def test_a_lease_counts_up_to_the_maximum_only() -> None:
     assert not claim(float("nan")).is_live(now)
     assert not claim("soon").is_live(now)
     assert not claim(now - 1).is_live(now)
+
+
+def test_a_link_in_place_of_the_kept_cells_folder_is_not_followed(
+    finished: Path, tmp_path: Path
+) -> None:
+    path = copy_of(finished, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    row = the_cell(path)
+    with ResultStore(path) as store:
+        store.delete_cell(str(row["cell_key"]))
+    plant_kept(path, row, 0.75)
+    (tmp_path / "s.sqlite.unsaved").rename(elsewhere / "cells")
+    (tmp_path / "s.sqlite.unsaved").symlink_to(elsewhere / "cells", target_is_directory=True)
+    outcome = bench(*FAST_RUN, "--store", path)
+    assert outcome.code == 0 and "1 cell(s) computed" in outcome.out
+    assert "is a link, not a folder; it is ignored" in outcome.err
+    assert len(list((elsewhere / "cells").iterdir())) == 1  # nothing read or removed there
