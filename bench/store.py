@@ -273,6 +273,32 @@ _JSON_LISTS = {"entities", "query_lengths", "users", "items"}
 """JSON columns that hold a list; every other JSON column holds an object."""
 
 
+_BLOBS = {"per_task", "ratings", "predicted"}
+"""The columns that hold float64 values as bytes."""
+_NUMBERS = {
+    "value": True, "n_tasks": False, "n_unscored": False, "seconds": False,
+    "cpu_seconds": False, "tasks": False, "tasks_per_s": True, "peak_memory_bytes": False,
+    "torch_threads": False, "load_1m": True, "cpus": False, "seed": False, "trials": False,
+    "best_trial": False, "best_value": False, "validation_tasks": False, "number": False,
+}  # fmt: skip
+"""Numeric columns of the rows the store hands out, and whether each may be NULL."""
+
+
+def _check_numbers(rows: list[dict[str, Any]], path: Path) -> None:
+    """Every numeric column of ``rows`` holds a number (SQLite stores whatever it is given)."""
+    for row in rows:
+        for column, nullable in _NUMBERS.items():
+            value = row.get(column, 0)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                continue
+            if value is None and nullable:
+                continue
+            raise StoreError(
+                f"results store {path}: column {column} of cell {excerpt(row.get('cell_key'))} "
+                f"holds {excerpt(value)}, not a number; the store is damaged"
+            )
+
+
 def _stored_json(value: object, where: str, column: str = "") -> Any:
     """A JSON column read back, checked (syntax, nesting, and an object or a list as stored)."""
     if not isinstance(value, str | bytes):
@@ -323,6 +349,9 @@ class ResultStore:
         except sqlite3.Error as exc:
             self.conn.close()
             raise StoreError(self._explain(exc)) from exc
+        except BaseException:  # a refused store is closed too
+            self.conn.close()
+            raise
 
     @property
     def kept_cells_dir(self) -> Path:
@@ -928,9 +957,17 @@ class ResultStore:
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
         try:
-            return self._retrying("reading", read)
+            rows = self._retrying("reading", read)
         except sqlite3.Error as exc:
             raise StoreError(self._explain(exc)) from exc
+        for row in rows:  # SQLite keeps any type in any column: bytes only where blobs belong
+            for column, value in row.items():
+                if isinstance(value, bytes) and column not in _BLOBS:
+                    raise StoreError(
+                        f"results store {self.path}: column {column} holds bytes where text or "
+                        "a number belongs; the store is damaged"
+                    )
+        return rows
 
     @staticmethod
     def _where_cells(cell_keys: list[str] | None) -> tuple[str, list[str]]:
@@ -953,6 +990,7 @@ class ResultStore:
             "ORDER BY c.dataset, c.protocol, m.scenario, c.learner, m.k, c.seed, c.device, m.metric",
             params,
         )
+        _check_numbers(rows, self.path)
         for row in rows:
             if row["value"] is None:
                 row["value"] = float("nan")
@@ -969,7 +1007,7 @@ class ResultStore:
 
     def timing_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         where, params = self._where_cells(cell_keys)
-        return self._query(
+        rows = self._query(
             "SELECT c.run_id, r.suite, c.dataset, c.protocol, t.scenario, t.k, c.learner, "
             "c.config_hash, c.seed, c.device, t.phase, t.seconds, t.cpu_seconds, t.tasks, "
             "t.tasks_per_s, t.peak_memory_bytes, t.memory_kind, t.torch_threads, t.load_1m, "
@@ -978,6 +1016,8 @@ class ResultStore:
             "ORDER BY c.dataset, c.protocol, c.learner, c.device, c.seed, t.phase, t.scenario, t.k",
             params,
         )
+        _check_numbers(rows, self.path)
+        return rows
 
     def _decoded(
         self,
@@ -987,6 +1027,7 @@ class ResultStore:
         float_columns: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
         rows = self._query(sql, params)
+        _check_numbers(rows, self.path)
         for row in rows:
             if "cell_key" in row and not isinstance(row["cell_key"], str):
                 raise StoreError(

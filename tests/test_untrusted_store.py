@@ -190,13 +190,16 @@ def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path)
         ),
         ("UPDATE cells SET split_summary='{\"a\": ['", "split_summary of cell"),
         ("UPDATE cells SET config='" + "[" * 100_000 + "'", "column config of cell"),
-        ("UPDATE cells SET dataset_info=x'00ff'", "column dataset_info of cell"),
+        ("UPDATE cells SET dataset_info=x'00ff'", "column dataset_info holds bytes"),
         ("UPDATE metrics SET per_task=x'0001020304'", "is not a list of float64 values"),
         ("UPDATE metrics SET per_task=zeroblob(8000)", "values for"),
         ("UPDATE cells SET split_summary='[1, 2]'", "is not a JSON dict"),
         ("UPDATE runs SET provenance='{\"pid\": '", "column provenance of run"),
-        ("UPDATE runs SET config=x'01'", "column config of run"),
+        ("UPDATE runs SET config=x'01'", "column config holds bytes"),
         ("UPDATE evaluations SET entities='[\"u\"]'", "entities for"),
+        ("UPDATE metrics SET n_unscored='many'", "column n_unscored of cell"),
+        ("UPDATE timings SET seconds='slow'", "column seconds of cell"),
+        ("UPDATE metrics SET scenario='elsewhere'", "no tasks stored for it"),
     ],
 )
 def test_a_damaged_store_is_one_error_line(
