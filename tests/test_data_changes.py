@@ -126,7 +126,9 @@ def test_the_scale_can_be_set_by_flag_card_or_suite(
     path = ratings_csv(tmp_path / "r.csv")
     code, out, _ = run_on(capsys, tmp_path, f"csv:{path}", "--rating-scale", "0,10")
     assert code == 0 and "rating scale 0-10 (declared), like threshold each split's" in out
-    own = card(tmp_path, "mine", "csv", {}, f'rating_scale = [0, 5]\n[options]\npath = "{path.name}"')
+    own = card(
+        tmp_path, "mine", "csv", {}, f'rating_scale = [0, 5]\n[options]\npath = "{path.name}"'
+    )
     assert load_dataset(str(own)).rating_scale == (0.0, 5.0)
     data = load_dataset(str(own), {"rating_scale": [1, 6], "like_threshold": 5})  # a suite's table
     assert (data.rating_scale, data.like_threshold) == ((1.0, 6.0), 5.0)

@@ -27,9 +27,9 @@ from bench.errors import StoreError
 from bench.learner import LEARNERS, Budget
 from bench.processes import identity, is_gone
 from bench.provenance import PROJECT_ROOT
+from bench.results import kept_cells
 from bench.runner import run_suite
 from bench.seeding import Seeds
-from bench.results import kept_cells
 from bench.store import SCHEMA_VERSION, ResultStore, TrialRecord, TuningRecord
 from bench.suite import Suite, load_suite
 from learners.baselines import BiasBaseline
@@ -446,7 +446,7 @@ def test_a_kept_cell_round_trips_through_its_json_form_with_trials_and_tuning() 
     back = kept_cells.decode(kept_cells.encode(original))
     assert back.trials == original.trials and back.tuning == original.tuning
     assert kept_cells.identity(back) == kept_cells.identity(original)
-    assert [m[:6] for m in back.metrics][0] == original.metrics[0][:6]
+    assert back.metrics[0][:6] == original.metrics[0][:6]
     for got, want in zip(back.metrics, original.metrics, strict=True):
         np.testing.assert_array_equal(got[6], want[6])  # NaN where a task was not scored
     assert back.timings[0][:5] == original.timings[0][:5]
