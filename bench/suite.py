@@ -287,9 +287,6 @@ def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | No
             f"nothing to run: protocol {protocol.label} offers {', '.join(protocol.scenarios)}; "
             f"the suite asks for {', '.join(suite.scenarios)}"
         )
-    too_few = _no_entity_forms_a_task(protocol, datasets)
-    if too_few:
-        return too_few
     reasons = [
         f"{name} on {d.name}: {reason}"
         for name in suite.learners
@@ -297,7 +294,7 @@ def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | No
         if (reason := learner_class(name).not_applicable(d))
     ]
     if len(reasons) < len(suite.learners) * len(datasets):
-        return None
+        return _no_entity_forms_a_task(protocol, datasets)
     return f"nothing to run: no learner applies to any dataset ({'; '.join(reasons)})"
 
 
