@@ -57,8 +57,15 @@ import numpy as np
 
 from bench.claims import Claim
 from bench.errors import StoreError, excerpt, shorten
-from bench.limits import load_json
 from bench.processes import identity, is_gone
+from bench.results.stored import (
+    BLOBS,
+    check_numbers,
+    columns_of,
+    sqlite_own,
+    stored_floats,
+    stored_json,
+)
 
 SCHEMA_VERSION = 3
 MIGRATABLE_FROM = 2
@@ -123,27 +130,7 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
-def _columns_of_schema() -> dict[str, list[str]]:
-    """Each table of the schema with its column names, in order."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.executescript(_SCHEMA)
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {n: [r[1] for r in conn.execute(f'PRAGMA table_info("{n}")')] for n in names}
-    finally:
-        conn.close()
-
-
-_TABLE_COLUMNS = _columns_of_schema()
-_SQLITE_TABLES = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}
-
-
-def _sqlite_own(kind: str, name: str, sql: str | None) -> bool:
-    """A table or index SQLite makes itself (statistics, autoincrement, primary keys)."""
-    if kind == "table":
-        return name in _SQLITE_TABLES
-    return kind == "index" and sql is None and name.startswith("sqlite_autoindex_")
-
+_TABLE_COLUMNS = columns_of(_SCHEMA)
 
 FIT_SCOPE = "*"  # scenario and k of timing rows that belong to the whole cell (the fit)
 
@@ -256,58 +243,6 @@ class CellRecord:
 
 def _floats(values: np.ndarray) -> bytes:
     return np.asarray(values, dtype="<f8").tobytes()
-
-
-def _from_floats(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f8")
-
-
-def _stored_floats(value: object, where: str) -> np.ndarray:
-    """A float64 column read back, checked: a store from elsewhere may hold anything there."""
-    if not isinstance(value, bytes) or len(value) % 8:
-        raise StoreError(f"{where} is not a list of float64 values; the store is damaged")
-    return _from_floats(value)
-
-
-_JSON_LISTS = {"entities", "query_lengths", "users", "items"}
-"""JSON columns that hold a list; every other JSON column holds an object."""
-
-
-_BLOBS = {"per_task", "ratings", "predicted"}
-"""The columns that hold float64 values as bytes."""
-_NUMBERS = {
-    "value": True, "n_tasks": False, "n_unscored": False, "seconds": False,
-    "cpu_seconds": False, "tasks": False, "tasks_per_s": True, "peak_memory_bytes": False,
-    "torch_threads": False, "load_1m": True, "cpus": False, "seed": False, "trials": False,
-    "best_trial": False, "best_value": False, "validation_tasks": False, "number": False,
-}  # fmt: skip
-"""Numeric columns of the rows the store hands out, and whether each may be NULL."""
-
-
-def _check_numbers(rows: list[dict[str, Any]], path: Path) -> None:
-    """Every numeric column of ``rows`` holds a number (SQLite stores whatever it is given)."""
-    for row in rows:
-        for column, nullable in _NUMBERS.items():
-            value = row.get(column, 0)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                continue
-            if value is None and nullable:
-                continue
-            raise StoreError(
-                f"results store {path}: column {column} of cell {excerpt(row.get('cell_key'))} "
-                f"holds {excerpt(value)}, not a number; the store is damaged"
-            )
-
-
-def _stored_json(value: object, where: str, column: str = "") -> Any:
-    """A JSON column read back, checked (syntax, nesting, and an object or a list as stored)."""
-    if not isinstance(value, str | bytes):
-        raise StoreError(f"{where} is not JSON text; the store is damaged")
-    decoded = load_json(value, where, StoreError)
-    kind = list if column in _JSON_LISTS else dict
-    if not isinstance(decoded, kind):
-        raise StoreError(f"{where} is not a JSON {kind.__name__}; the store is damaged")
-    return decoded
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -454,7 +389,7 @@ class ResultStore:
             if kind == "table" and name in _TABLE_COLUMNS:
                 if (sql or "").lstrip().upper().startswith("CREATE VIRTUAL"):
                     odd.append(f"virtual table {name}")
-            elif not _sqlite_own(kind, name, sql):
+            elif not sqlite_own(kind, name, sql):
                 odd.append(f"{kind} {name}")
         if odd:
             listed = ", ".join(excerpt(o, 60) for o in odd[:8])
@@ -764,7 +699,7 @@ class ResultStore:
         return [
             TrialRecord(
                 r["number"],
-                _stored_json(r["params"], f"results store {self.path}: params of a trial"),
+                stored_json(r["params"], f"results store {self.path}: params of a trial"),
                 r["value"],
                 r["seconds"],
                 r["state"],
@@ -962,7 +897,7 @@ class ResultStore:
             raise StoreError(self._explain(exc)) from exc
         for row in rows:  # SQLite keeps any type in any column: bytes only where blobs belong
             for column, value in row.items():
-                if isinstance(value, bytes) and column not in _BLOBS:
+                if isinstance(value, bytes) and column not in BLOBS:
                     raise StoreError(
                         f"results store {self.path}: column {column} holds bytes where text or "
                         "a number belongs; the store is damaged"
@@ -990,13 +925,13 @@ class ResultStore:
             "ORDER BY c.dataset, c.protocol, m.scenario, c.learner, m.k, c.seed, c.device, m.metric",
             params,
         )
-        _check_numbers(rows, self.path)
+        check_numbers(rows, self.path)
         for row in rows:
             if row["value"] is None:
                 row["value"] = float("nan")
             if with_per_task:
                 where = f"results store {self.path}: per_task of cell {excerpt(row['cell_key'])}"
-                row["per_task"] = _stored_floats(row["per_task"], where)
+                row["per_task"] = stored_floats(row["per_task"], where)
                 tasks = (row["n_tasks"] or 0) + (row["n_unscored"] or 0)
                 if len(row["per_task"]) != tasks:
                     raise StoreError(
@@ -1016,7 +951,7 @@ class ResultStore:
             "ORDER BY c.dataset, c.protocol, c.learner, c.device, c.seed, t.phase, t.scenario, t.k",
             params,
         )
-        _check_numbers(rows, self.path)
+        check_numbers(rows, self.path)
         return rows
 
     def _decoded(
@@ -1027,7 +962,7 @@ class ResultStore:
         float_columns: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
         rows = self._query(sql, params)
-        _check_numbers(rows, self.path)
+        check_numbers(rows, self.path)
         for row in rows:
             if "cell_key" in row and not isinstance(row["cell_key"], str):
                 raise StoreError(
@@ -1037,9 +972,9 @@ class ResultStore:
             for column in (*json_columns, *float_columns):
                 where = f"results store {self.path}: column {column} of cell {excerpt(row.get('cell_key'))}"
                 if column in json_columns:
-                    row[column] = _stored_json(row[column], where, column)
+                    row[column] = stored_json(row[column], where, column)
                 else:
-                    row[column] = _stored_floats(row[column], where)
+                    row[column] = stored_floats(row[column], where)
         return rows
 
     def cell_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
@@ -1142,7 +1077,7 @@ class ResultStore:
         rows = self._query(f"SELECT c.cell_key, c.split_summary FROM cells c{where}", params)
         where = f"results store {self.path}: split_summary of cell"
         return {
-            r["cell_key"]: _stored_json(
+            r["cell_key"]: stored_json(
                 r["split_summary"], f"{where} {excerpt(r['cell_key'])}", "split_summary"
             )
             for r in rows
