@@ -12,6 +12,7 @@ from untrusted import FAST_RUN, Outcome, bench, refused
 
 from bench.data.cards import Card
 from bench.data.loaders import sources
+from bench.errors import DataError
 
 RATINGS = "".join(f"{u} {i} {1 + (u + i) % 5}\n" for u in range(1, 40) for i in range(1, 30))
 
@@ -220,3 +221,18 @@ def test_an_export_over_a_planted_link_is_refused(store: Path, tmp_path: Path) -
     plain = tmp_path / "plain.csv"
     assert bench("export", "--store", store, "-o", plain).code == 0
     assert "global-mean" in plain.read_text()
+
+
+def test_an_archive_over_the_total_bound_is_not_unpacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # stored, not compressed: no expansion at all
+        zf.writestr("ratings.txt", os.urandom(50_000).hex())
+    monkeypatch.setattr(sources, "MAX_EXTRACTED_BYTES", 60_000)
+    folder = tmp_path / "data"
+    with pytest.raises(DataError, match="unpacks to more than 60000 bytes"):
+        sources.unpack(
+            Card("big", "filmtrust", None, url="file:"), archive, folder, ["ratings.txt"]
+        )
+    assert list(folder.iterdir()) == []

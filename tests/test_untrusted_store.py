@@ -191,13 +191,16 @@ def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path)
         ),
         ("UPDATE cells SET split_summary='{\"a\": ['", "split_summary of cell"),
         ("UPDATE cells SET config='" + "[" * 100_000 + "'", "column config of cell"),
-        ("UPDATE cells SET dataset_info=x'00ff'", "column dataset_info of cell"),
+        ("UPDATE cells SET dataset_info=x'00ff'", "column dataset_info holds bytes"),
         ("UPDATE metrics SET per_task=x'0001020304'", "is not a list of float64 values"),
         ("UPDATE metrics SET per_task=zeroblob(8000)", "values for"),
         ("UPDATE cells SET split_summary='[1, 2]'", "is not a JSON dict"),
         ("UPDATE runs SET provenance='{\"pid\": '", "column provenance of run"),
-        ("UPDATE runs SET config=x'01'", "column config of run"),
+        ("UPDATE runs SET config=x'01'", "column config holds bytes"),
         ("UPDATE evaluations SET entities='[\"u\"]'", "entities for"),
+        ("UPDATE metrics SET n_unscored='many'", "column n_unscored of cell"),
+        ("UPDATE timings SET seconds='slow'", "column seconds of cell"),
+        ("UPDATE metrics SET scenario='elsewhere'", "no tasks stored for it"),
     ],
 )
 def test_a_damaged_store_is_one_error_line(
@@ -246,3 +249,21 @@ def test_a_lease_counts_up_to_the_maximum_only() -> None:
     assert not claim(float("nan")).is_live(now)
     assert not claim("soon").is_live(now)
     assert not claim(now - 1).is_live(now)
+
+
+def test_a_link_in_place_of_the_kept_cells_folder_is_not_followed(
+    finished: Path, tmp_path: Path
+) -> None:
+    path = copy_of(finished, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    row = the_cell(path)
+    with ResultStore(path) as store:
+        store.delete_cell(str(row["cell_key"]))
+    plant_kept(path, row, 0.75)
+    (tmp_path / "s.sqlite.unsaved").rename(elsewhere / "cells")
+    (tmp_path / "s.sqlite.unsaved").symlink_to(elsewhere / "cells", target_is_directory=True)
+    outcome = bench(*FAST_RUN, "--store", path)
+    assert outcome.code == 0 and "1 cell(s) computed" in outcome.out
+    assert "is a link, not a folder; it is ignored" in outcome.err
+    assert len(list((elsewhere / "cells").iterdir())) == 1  # nothing read or removed there

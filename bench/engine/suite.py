@@ -359,5 +359,32 @@ def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | No
         if (reason := learner_class(name).not_applicable(d))
     ]
     if len(reasons) < len(suite.learners) * len(datasets):
-        return None
+        return _no_entity_forms_a_task(protocol, datasets)
     return f"nothing to run: no learner applies to any dataset ({'; '.join(reasons)})"
+
+
+def _no_entity_forms_a_task(protocol: Any, datasets: list[Any]) -> str | None:
+    """Why no task could be formed on any dataset (every entity has fewer ratings than the
+    largest support size plus the query size), or None. Such a run would score nothing."""
+    import numpy as np
+
+    from bench.protocol.cold_start import ColdStartProtocol
+
+    if not isinstance(protocol, ColdStartProtocol) or not datasets:
+        return None
+    cfg = protocol.config
+    finite = any(isinstance(k, int) for k in cfg.support_sizes)
+    needed = cfg.query_size + (cfg.max_finite_support if finite else 1)
+    most = 0
+    for d in datasets:
+        task_of = d.user if cfg.task_axis == "user" else d.item
+        if len(task_of):
+            most = max(most, int(np.bincount(task_of).max()))
+    if most >= needed:
+        return None
+    return (
+        f"nothing to run: a task needs {needed} ratings of one {cfg.task_axis} (the largest "
+        f"support size plus query_size {cfg.query_size}), and no {cfg.task_axis} of "
+        f"{', '.join(d.name for d in datasets)} has more than {most}; lower support_sizes or "
+        "query_size"
+    )

@@ -101,22 +101,21 @@ class ProtocolConfig:
                 f"support_sizes lists {len(self.support_sizes)} sizes; at most {MAX_SUPPORT_SIZES}"
             )
         for k in self.support_sizes:
-            if not (
-                k == "all"
-                or (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= MAX_TASK_RATINGS)
-            ):
+            if not (k == "all" or (isinstance(k, int) and not isinstance(k, bool) and k >= 0)):
                 raise ConfigError(
-                    f"support_sizes entries must be integers from 0 to {MAX_TASK_RATINGS} or "
-                    f"'all', got {excerpt(k)}"
+                    f"support_sizes entries must be integers >= 0 or 'all', got {excerpt(k)}"
                 )
-        if not (
-            isinstance(self.query_size, int)
-            and not isinstance(self.query_size, bool)
-            and 1 <= self.query_size <= MAX_TASK_RATINGS
-        ):
+            if isinstance(k, int) and k > MAX_TASK_RATINGS:
+                raise ConfigError(
+                    f"support_sizes entries must be at most {MAX_TASK_RATINGS}, got {k}"
+                )
+        if isinstance(self.query_size, bool) or not isinstance(self.query_size, int):
+            raise ConfigError(f"query_size must be an integer, got {excerpt(self.query_size)}")
+        if self.query_size < 1:
+            raise ConfigError(f"query_size must be at least 1, got {self.query_size}")
+        if self.query_size > MAX_TASK_RATINGS:
             raise ConfigError(
-                f"query_size must be an integer from 1 to {MAX_TASK_RATINGS}, got "
-                f"{excerpt(self.query_size)}"
+                f"query_size must be at most {MAX_TASK_RATINGS}, got {self.query_size}"
             )
 
     @property

@@ -7,8 +7,11 @@ writes duplicates.
 
 Opening a store for writing checks everything that could stop a run later (the path, the folder,
 write permission, that it is an intact SQLite database), so a problem is one :class:`StoreError`
-before any cell runs. A store that another process keeps busy is retried with back-off; a finished
-cell that still cannot be written is kept in a folder beside the store and written by the next run.
+before any cell runs. Every open (read or write) also checks that the file holds a results store
+and nothing else that could run: no triggers, views, or tables and indexes of its own, since a store
+may come from someone else (see docs/threat-model.md). A store that another process keeps busy is
+retried with back-off; a finished cell that still cannot be written is kept as JSON in a folder
+beside the store and written by the next run that computes the same cell.
 
 Schema version 3 (the tables, one row each per):
 
@@ -53,12 +56,19 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from bench.errors import StoreError, excerpt, shorten
-from bench.limits import load_json
 from bench.processes import identity, is_gone
 from bench.results.claims import Claim
 from bench.results.records import (
     CellRecord,
     TrialRecord,
+)
+from bench.results.stored import (
+    BLOBS,
+    check_numbers,
+    columns_of,
+    sqlite_own,
+    stored_floats,
+    stored_json,
 )
 
 SCHEMA_VERSION = 3
@@ -124,27 +134,7 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
-def _columns_of_schema() -> dict[str, list[str]]:
-    """Each table of the schema with its column names, in order."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.executescript(_SCHEMA)
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {n: [r[1] for r in conn.execute(f'PRAGMA table_info("{n}")')] for n in names}
-    finally:
-        conn.close()
-
-
-_TABLE_COLUMNS = _columns_of_schema()
-_SQLITE_TABLES = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}
-
-
-def _sqlite_own(kind: str, name: str, sql: str | None) -> bool:
-    """A table or index SQLite makes itself (statistics, autoincrement, primary keys)."""
-    if kind == "table":
-        return name in _SQLITE_TABLES
-    return kind == "index" and sql is None and name.startswith("sqlite_autoindex_")
-
+_TABLE_COLUMNS = columns_of(_SCHEMA)
 
 BUSY_WAIT_S = 600.0
 """How long a write waits, retrying, for a store that another process keeps locked."""
@@ -166,32 +156,6 @@ def now() -> str:
 
 def _floats(values: np.ndarray) -> bytes:
     return np.asarray(values, dtype="<f8").tobytes()
-
-
-def _from_floats(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f8")
-
-
-def _stored_floats(value: object, where: str) -> np.ndarray:
-    """A float64 column read back, checked: a store from elsewhere may hold anything there."""
-    if not isinstance(value, bytes) or len(value) % 8:
-        raise StoreError(f"{where} is not a list of float64 values; the store is damaged")
-    return _from_floats(value)
-
-
-_JSON_LISTS = {"entities", "query_lengths", "users", "items"}
-"""JSON columns that hold a list; every other JSON column holds an object."""
-
-
-def _stored_json(value: object, where: str, column: str = "") -> Any:
-    """A JSON column read back, checked (syntax, nesting, and an object or a list as stored)."""
-    if not isinstance(value, str | bytes):
-        raise StoreError(f"{where} is not JSON text; the store is damaged")
-    decoded = load_json(value, where, StoreError)
-    kind = list if column in _JSON_LISTS else dict
-    if not isinstance(decoded, kind):
-        raise StoreError(f"{where} is not a JSON {kind.__name__}; the store is damaged")
-    return decoded
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -233,6 +197,9 @@ class ResultStore:
         except sqlite3.Error as exc:
             self.conn.close()
             raise StoreError(self._explain(exc)) from exc
+        except BaseException:  # a refused store is closed too
+            self.conn.close()
+            raise
 
     @property
     def kept_cells_dir(self) -> Path:
@@ -335,7 +302,7 @@ class ResultStore:
             if kind == "table" and name in _TABLE_COLUMNS:
                 if (sql or "").lstrip().upper().startswith("CREATE VIRTUAL"):
                     odd.append(f"virtual table {name}")
-            elif not _sqlite_own(kind, name, sql):
+            elif not sqlite_own(kind, name, sql):
                 odd.append(f"{kind} {name}")
         if odd:
             listed = ", ".join(excerpt(o, 60) for o in odd[:8])
@@ -575,6 +542,8 @@ class ResultStore:
         from bench.results import kept_cells
 
         target = self.kept_cells_dir / f"{record.cell_key}{kept_cells.SUFFIX}"
+        if self.kept_cells_dir.is_symlink():
+            return f"the finished cell could not be kept either ({self.kept_cells_dir} is a link)"
         try:
             self.kept_cells_dir.mkdir(exist_ok=True)
             incomplete = target.with_suffix(".partial")
@@ -597,7 +566,10 @@ class ResultStore:
         from bench.results import kept_cells
 
         folder = self.kept_cells_dir
-        if folder.is_symlink() or not folder.is_dir():
+        if folder.is_symlink():
+            self.log(f"results store {self.path}: {folder} is a link, not a folder; it is ignored")
+            return 0
+        if not folder.is_dir():
             return 0
         where = f"results store {self.path}"
         written = 0
@@ -640,7 +612,7 @@ class ResultStore:
         return [
             TrialRecord(
                 r["number"],
-                _stored_json(r["params"], f"results store {self.path}: params of a trial"),
+                stored_json(r["params"], f"results store {self.path}: params of a trial"),
                 r["value"],
                 r["seconds"],
                 r["state"],
@@ -833,9 +805,17 @@ class ResultStore:
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
         try:
-            return self._retrying("reading", read)
+            rows = self._retrying("reading", read)
         except sqlite3.Error as exc:
             raise StoreError(self._explain(exc)) from exc
+        for row in rows:  # SQLite keeps any type in any column: bytes only where blobs belong
+            for column, value in row.items():
+                if isinstance(value, bytes) and column not in BLOBS:
+                    raise StoreError(
+                        f"results store {self.path}: column {column} holds bytes where text or "
+                        "a number belongs; the store is damaged"
+                    )
+        return rows
 
     @staticmethod
     def _where_cells(cell_keys: list[str] | None) -> tuple[str, list[str]]:
@@ -858,12 +838,13 @@ class ResultStore:
             "ORDER BY c.dataset, c.protocol, m.scenario, c.learner, m.k, c.seed, c.device, m.metric",
             params,
         )
+        check_numbers(rows, self.path)
         for row in rows:
             if row["value"] is None:
                 row["value"] = float("nan")
             if with_per_task:
                 where = f"results store {self.path}: per_task of cell {excerpt(row['cell_key'])}"
-                row["per_task"] = _stored_floats(row["per_task"], where)
+                row["per_task"] = stored_floats(row["per_task"], where)
                 tasks = (row["n_tasks"] or 0) + (row["n_unscored"] or 0)
                 if len(row["per_task"]) != tasks:
                     raise StoreError(
@@ -874,7 +855,7 @@ class ResultStore:
 
     def timing_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
         where, params = self._where_cells(cell_keys)
-        return self._query(
+        rows = self._query(
             "SELECT c.run_id, r.suite, c.dataset, c.protocol, t.scenario, t.k, c.learner, "
             "c.config_hash, c.seed, c.device, t.phase, t.seconds, t.cpu_seconds, t.tasks, "
             "t.tasks_per_s, t.peak_memory_bytes, t.memory_kind, t.torch_threads, t.load_1m, "
@@ -883,6 +864,8 @@ class ResultStore:
             "ORDER BY c.dataset, c.protocol, c.learner, c.device, c.seed, t.phase, t.scenario, t.k",
             params,
         )
+        check_numbers(rows, self.path)
+        return rows
 
     def _decoded(
         self,
@@ -892,13 +875,19 @@ class ResultStore:
         float_columns: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
         rows = self._query(sql, params)
+        check_numbers(rows, self.path)
         for row in rows:
+            if "cell_key" in row and not isinstance(row["cell_key"], str):
+                raise StoreError(
+                    f"results store {self.path} holds a cell key {excerpt(row['cell_key'])} that is "
+                    "not text; the store is damaged"
+                )
             for column in (*json_columns, *float_columns):
                 where = f"results store {self.path}: column {column} of cell {excerpt(row.get('cell_key'))}"
                 if column in json_columns:
-                    row[column] = _stored_json(row[column], where, column)
+                    row[column] = stored_json(row[column], where, column)
                 else:
-                    row[column] = _stored_floats(row[column], where)
+                    row[column] = stored_floats(row[column], where)
         return rows
 
     def cell_rows(self, cell_keys: list[str] | None = None) -> list[dict[str, Any]]:
@@ -1001,7 +990,7 @@ class ResultStore:
         rows = self._query(f"SELECT c.cell_key, c.split_summary FROM cells c{where}", params)
         where = f"results store {self.path}: split_summary of cell"
         return {
-            r["cell_key"]: _stored_json(
+            r["cell_key"]: stored_json(
                 r["split_summary"], f"{where} {excerpt(r['cell_key'])}", "split_summary"
             )
             for r in rows

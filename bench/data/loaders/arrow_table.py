@@ -24,6 +24,8 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from bench.limits import MAX_ID_CHARS
+
 Kind = Literal["int", "float", "str", "id"]
 """``id``: integers where every value is written as a plain integer, else the stripped strings."""
 Result = tuple[dict[str, np.ndarray], np.ndarray, list[str] | None]
@@ -55,6 +57,8 @@ def _convert(pa: Any, pc: Any, strings: Any, kind: Kind) -> np.ndarray | None:
     """One column of strings as NumPy values, or None when a value does not convert cleanly."""
     if kind in ("str", "id"):
         trimmed = pc.utf8_trim_whitespace(strings)
+        if len(trimmed) and pc.max(pc.utf8_length(trimmed)).as_py() > MAX_ID_CHARS:
+            return None  # the line reader names the line of the over-long value
         if kind == "id":
             try:
                 ints = pc.cast(trimmed, pa.int64())

@@ -215,7 +215,13 @@ class Results:
         tasks = {(e["cell_key"], e["scenario"], e["k"]): e for e in evaluations}
         parts: list[pd.DataFrame] = []
         for row in rows:
-            evaluation = tasks[(row["cell_key"], row["scenario"], row["k"])]
+            evaluation = tasks.get((row["cell_key"], row["scenario"], row["k"]))
+            if evaluation is None:
+                raise BenchError(
+                    f"results store {self.path}: cell {excerpt(row['cell_key'])} has "
+                    f"{excerpt(row['metric'])} values for {excerpt(row['scenario'])}, "
+                    f"k={excerpt(row['k'])} but no tasks stored for it; the store is damaged"
+                )
             values = row["per_task"]
             if len(values) != len(evaluation["entities"]):
                 raise BenchError(

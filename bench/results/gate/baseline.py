@@ -133,6 +133,7 @@ def write_baseline(snapshot: Snapshot, path: Path, command: str = "") -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
+        partial.unlink(missing_ok=True)  # a link planted there is removed, never written through
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
     except OSError as exc:
