@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -19,6 +19,7 @@ from bench.engine.suite import suite_from_dict
 from bench.errors import ConfigError
 from bench.protocol import make_protocol
 from bench.protocol.episodes import TaskBatch
+from bench.protocol.learner import LEARNERS
 from bench.protocol.perturbations import (
     KINDS,
     Perturbation,
@@ -30,6 +31,7 @@ from bench.protocol.perturbations import (
 )
 from bench.results.analysis import load_results
 from bench.results.store import ResultStore
+from learners.baselines import GlobalMean
 
 SCALE = (1.0, 5.0)
 LEVELS = np.arange(1.0, 6.0)
@@ -290,3 +292,73 @@ def test_bad_settings_are_refused(table: dict[str, Any], words: str) -> None:
         suite_from_dict(suite_dict(robustness=table), "suite.toml")
     assert words in str(caught.value)
     assert str(caught.value).startswith("suite.toml")
+
+
+BAD_TABLES = {
+    'kinds = ["noise"], strengths = [0.2]': "robustness.kinds: unknown kind 'noise'; allowed: gauss",
+    'kinds = ["flip"], strengths = [0, 1.2]': "robustness.strengths: 1.2 lies outside [0, 1]",
+    'kinds = ["flip"], strengths = [0.05]': "corrupts round(0.05 × k) = 0 ratings",
+}
+
+
+@pytest.mark.parametrize("table", BAD_TABLES)
+def test_validate_and_run_exit_2_and_write_nothing(
+    table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cli import main
+
+    suite = tmp_path / "bad.toml"
+    suite.write_text(
+        'name = "bad"\ndatasets = ["synthetic"]\nscenarios = ["user_cold"]\n'
+        'learners = ["item-mean"]\nseeds = 1\n'
+        f"robustness = {{ {table} }}\n"
+        '[protocol]\nname = "cold-random"\nsupport_sizes = [5]\nquery_size = 5\n',
+        encoding="utf-8",
+    )
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(suite) in err and BAD_TABLES[table] in err
+    store = tmp_path / "results.sqlite"
+    assert main(["run", "--suite", str(suite), "--store", str(store), "--no-progress"]) == 2
+    assert BAD_TABLES[table] in capsys.readouterr().err
+    assert not store.exists()
+
+
+class Recording(GlobalMean):
+    """global-mean that keeps every support set it is asked to predict from."""
+
+    seen: ClassVar[dict[str, list[torch.Tensor]]] = {}
+
+    def predict(self, tasks: TaskBatch) -> torch.Tensor:
+        key = type(self).__name__
+        self.seen.setdefault(key, []).append(
+            torch.where(tasks.support_mask, tasks.support_ratings, -1.0).clone()
+        )
+        return super().predict(tasks)
+
+
+class RecordingToo(Recording):
+    pass
+
+
+for _name, _cls in (("test-recording", Recording), ("test-recording-too", RecordingToo)):
+    if _name not in LEARNERS:
+        LEARNERS.register(_name, _cls)
+
+
+def test_two_learners_receive_identical_corrupted_supports(tmp_path: Path) -> None:
+    Recording.seen.clear()
+    raw = suite_dict(
+        learners=["test-recording", "test-recording-too"],
+        scenarios=["user_cold"],
+        seeds=1,
+        robustness={"kinds": ["flip", "drop"], "strengths": [0.4, 1.0]},
+        learner={},
+    )
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        assert not run_suite(suite_from_dict(raw, "s"), store, progress=False).failed
+    one, two = Recording.seen["Recording"], Recording.seen["RecordingToo"]
+    assert len(one) == len(two) > 4  # clean and four perturbed evaluations, with warm-ups
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
+    assert len({tuple(t.flatten().tolist()) for t in one}) > 4  # the corruptions differ
