@@ -5,13 +5,16 @@ line under every kind."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from bench.engine.runner import run_suite
-from bench.engine.suite import suite_from_dict
+from bench.engine.suite import load_suite, suite_from_dict
+from bench.protocol.learner import learner_class
 from bench.results.analysis import load_results
 from bench.results.analysis.robustness import (
     breakdown_strength,
@@ -127,3 +130,34 @@ def test_paired_degradation_and_the_report(robust_store: Path) -> None:
     assert "user_cold, k=10, outlier: rmse" in text
     assert "## synthetic · cold-random@0 · user_cold~" not in text
     assert "user_cold~" not in text.split("## Robustness")[0]
+
+
+FEWER = {"melu": {"epochs": 1}, "fine-tune": {"epochs": 1}}
+
+
+def quick(name: str) -> dict[str, Any]:
+    return dict(getattr(learner_class(name), "quick_config", {}))
+
+
+def test_the_shipped_suite_in_a_test_sized_form(tmp_path: Path) -> None:
+    """ml100k-robust as shipped, on small synthetic data with one seed, k = 5 and quick configs:
+    every learner fits once and is evaluated at every (kind, strength) of both scenarios."""
+    suite = load_suite("ml100k-robust")
+    small = replace(
+        suite,
+        datasets=("synthetic",),
+        dataset={"synthetic": {"n_users": 100, "n_items": 80}},
+        protocol={"name": "cold-random", "support_sizes": [5], "query_size": 5},
+        seeds=(0,),
+        learner={name: {**quick(name), **FEWER.get(name, {})} for name in suite.learners},
+    )
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        outcome = run_suite(small, store, progress=False)
+    assert not outcome.failed
+    results = load_results(tmp_path / "r.sqlite")
+    labels = set(results.metrics["scenario"])
+    assert len(labels) == 2 + 2 * 5 * 5  # clean, and five kinds at five strengths above 0
+    fits = results.timings[results.timings["phase"] == "fit"]
+    assert len(fits) == len(suite.learners)
+    summary = robustness_summary(results)
+    assert set(summary["learner"]) == set(suite.learners)

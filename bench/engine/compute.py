@@ -182,8 +182,9 @@ def run_cell(
         else:
             tasks = labelled.without_labels().to(device)
         chunk = learner.predict_chunk
-        with torch.no_grad():
-            predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), chunk)
+        if perturbation is None:  # a perturbed evaluation follows a warm one
+            with torch.no_grad():
+                predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), chunk)
         with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
             predicted = predict_in_chunks(learner.predict, tasks, chunk)
         record.timings.append(t.row(scenario, k_label))
