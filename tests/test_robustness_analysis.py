@@ -23,6 +23,8 @@ from bench.results.analysis.robustness import (
     paired_degradation,
     robustness_curves,
     robustness_summary,
+    robustness_verdict,
+    robustness_verdicts,
 )
 from bench.results.report import ReportOptions, build_document
 from bench.results.report.markdown import render_markdown
@@ -161,3 +163,44 @@ def test_the_shipped_suite_in_a_test_sized_form(tmp_path: Path) -> None:
     assert len(fits) == len(suite.learners)
     summary = robustness_summary(results)
     assert set(summary["learner"]) == set(suite.learners)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        # A flatter, significantly less degraded at both top strengths, as accurate: robust
+        ((0.1, 0.5, [True, True], 0.90, 0.90, True), "more robust"),
+        # flatter but its clean error is 0.05 worse than B's (delta 0.01)
+        ((0.1, 0.5, [True, True], 0.95, 0.90, True), "flatter but less accurate"),
+        # flatter, but the paired difference is not significant at one of the top strengths
+        ((0.1, 0.5, [True, False], 0.90, 0.90, True), "no difference"),
+        # B ignores its support: its flat line says nothing about robustness
+        ((0.1, 0.5, [True, True], 0.90, 0.90, False), "no difference"),
+        # A is steeper
+        ((0.5, 0.1, [True, True], 0.90, 0.90, True), "no difference"),
+        # within delta: 0.005 worse is allowed
+        ((0.1, 0.5, [True, True], 0.905, 0.90, True), "more robust"),
+    ],
+)
+def test_the_verdict_rule_on_constructed_cases(case: tuple[Any, ...], expected: str) -> None:
+    assert robustness_verdict(*case)[0] == expected
+
+
+def test_the_verdict_rule_for_a_metric_where_higher_is_better() -> None:
+    # NDCG falls under corruption: a slope of -0.1 is flatter than -0.5
+    assert robustness_verdict(-0.1, -0.5, [True, True], 0.80, 0.80, True, True)[0] == (
+        "more robust"
+    )
+    assert robustness_verdict(-0.1, -0.5, [True, True], 0.70, 0.80, True, True)[0] == (
+        "flatter but less accurate"
+    )
+
+
+def test_verdicts_on_a_run(robust_store: Path) -> None:
+    results = load_results(robust_store)
+    verdicts = robustness_verdicts(results, baseline="global-mean")
+    outlier = verdicts[(verdicts["kind"] == "outlier")].set_index(["learner", "other"])
+    # global-mean is flatter than mf but far less accurate on clean data
+    assert outlier.loc[("global-mean", "mf"), "verdict"] == "flatter but less accurate"
+    # mf against the support-blind global-mean: mf is steeper, no difference in its favour
+    assert outlier.loc[("mf", "global-mean"), "verdict"] == "no difference"

@@ -28,7 +28,7 @@ from bench.protocol.perturbations import (
 
 COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
 """Where a learner must use its support set: nothing else tells it about the new entity."""
-KEYS = ("kinds", "strengths", "sigma", "baseline")
+KEYS = ("kinds", "strengths", "sigma", "baseline", "delta")
 DEFAULT_BASELINE = "item-mean"
 MAX_ENTRIES = 100
 
@@ -107,6 +107,12 @@ def parse_robustness(table: dict[str, Any], where: str) -> Robustness | None:
     if not isinstance(baseline, str):
         raise ConfigError(
             f"{where}: robustness.baseline must name a learner, got {excerpt(baseline)}"
+        )
+    delta = table.get("delta", 0.01)
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 <= delta < 1e6:
+        raise ConfigError(
+            f"{where}: robustness.delta (how much worse a clean error may be in the verdict "
+            f"rule) must be a number >= 0, got {excerpt(delta)}"
         )
     return Robustness(tuple(kinds), tuple(float(s) for s in strengths), float(sigma), baseline)
 

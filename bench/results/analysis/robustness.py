@@ -22,7 +22,9 @@ Stability: experimental.
 
 from __future__ import annotations
 
-from itertools import combinations
+import math
+from collections.abc import Sequence
+from itertools import combinations, permutations
 
 import numpy as np
 import pandas as pd
@@ -272,3 +274,117 @@ def _sorted(frame: pd.DataFrame, results: Results) -> pd.DataFrame:
     frame = frame.assign(_order=frame["learner"].map(order))
     by = [*keys, "_order", *(["strength"] if "strength" in frame else [])]
     return frame.sort_values(by, kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+VERDICT_COLUMNS = (*LINE_KEYS, "metric", "learner", "other", "verdict", "reason")
+DEFAULT_DELTA = 0.01
+"""How much worse A's clean error may be than B's for "A is more robust than B" (RMSE units)."""
+
+
+def robustness_verdict(
+    slope_a: float,
+    slope_b: float,
+    less_at_top: Sequence[bool],
+    clean_a: float,
+    clean_b: float,
+    b_uses_support: bool,
+    higher_better: bool = False,
+    delta: float = DEFAULT_DELTA,
+) -> tuple[str, str]:
+    """The rule fixed before the run: "A is more robust than B" only if A's slope is lower
+    (degrades more slowly), A degrades significantly less per task at each of the largest
+    strengths (``less_at_top``), A's clean metric is no worse than B's by more than ``delta``,
+    and B uses its support set. Returns (verdict, reason): ``more robust``, ``flatter but less
+    accurate`` or ``no difference``."""
+    sign = -1.0 if higher_better else 1.0  # degradation is the metric moving the wrong way
+    flatter = math.isfinite(slope_a) and math.isfinite(slope_b) and sign * slope_a < sign * slope_b
+    if not flatter:
+        return "no difference", "A's slope is not lower"
+    if not less_at_top or not all(less_at_top):
+        return "no difference", "A does not degrade significantly less at the largest strengths"
+    if not b_uses_support:
+        return "no difference", "B ignores its support set"
+    if sign * (clean_a - clean_b) > delta:
+        return (
+            "flatter but less accurate",
+            f"A's clean error is worse than B's by more than {delta:g}",
+        )
+    return "more robust", "every condition holds"
+
+
+def robustness_verdicts(
+    results: Results,
+    metric: str = "rmse",
+    baseline: str = "item-mean",
+    delta: float = DEFAULT_DELTA,
+    alpha: float = ALPHA,
+    top: int = 2,
+) -> pd.DataFrame:
+    """The rule of :func:`robustness_verdict` for every ordered pair of learners per (line,
+    kind) (``VERDICT_COLUMNS``). B uses its support set when its clean per-task values differ
+    significantly from ``baseline``'s (paired Wilcoxon, p < ``alpha``); the baseline itself does
+    not."""
+    summary = robustness_summary(results, (metric,), baseline)
+    curves = robustness_curves(results, (metric,))
+    paired = paired_degradation(results, (metric,), alpha)
+    per_task = results.per_task
+    clean = per_task[(per_task["metric"] == metric)]
+    higher = higher_is_better(metric)
+    rows = []
+    for key, group in summary.groupby(list(LINE_KEYS), sort=False):
+        where = dict(zip(LINE_KEYS, key, strict=True))
+        tests = paired
+        for column, value in where.items():
+            tests = tests[tests[column] == value]
+        strengths = sorted(set(tests["strength"]))[-top:]
+        zero = curves
+        for column, value in where.items():
+            zero = zero[zero[column] == value]
+        zero = zero[zero["strength"] == 0].set_index("learner")["mean"]
+        tasks = clean[
+            (clean["dataset"] == where["dataset"])
+            & (clean["protocol"] == where["protocol"])
+            & (clean["scenario"] == where["scenario"])
+            & (clean["k"] == where["k"])
+            & (clean["device"] == where["device"])
+        ].pivot_table(index=["seed", "entity"], columns="learner", values="value")
+        slopes = group.set_index("learner")["slope"]
+        for a, b in permutations(list(slopes.index), 2):
+            uses = b.split("~", 1)[0] != baseline
+            base = [c for c in tasks.columns if c.split("~", 1)[0] == baseline]
+            if uses and base and b in tasks.columns:
+                test = paired_test(tasks[b].to_numpy(), tasks[base[0]].to_numpy())
+                uses = bool(test.p_value < alpha)
+            less = []
+            for s in strengths:
+                row = tests[
+                    (tests["strength"] == s) & (tests["learner"] == a) & (tests["other"] == b)
+                ]
+                flipped = tests[
+                    (tests["strength"] == s) & (tests["learner"] == b) & (tests["other"] == a)
+                ]
+                if len(row):
+                    less.append(row["verdict"].iat[0] == "less")
+                elif len(flipped):
+                    less.append(flipped["verdict"].iat[0] == "more")
+            verdict, reason = robustness_verdict(
+                float(slopes[a]),
+                float(slopes[b]),
+                less,
+                float(zero.get(a, np.nan)),
+                float(zero.get(b, np.nan)),
+                uses,
+                higher,
+                delta,
+            )
+            rows.append(
+                {
+                    **where,
+                    "metric": metric,
+                    "learner": a,
+                    "other": b,
+                    "verdict": verdict,
+                    "reason": reason,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))

@@ -10,11 +10,13 @@ import pandas as pd
 
 from bench.results.analysis.frames import Results, k_order, scenario_order
 from bench.results.analysis.robustness import (
+    DEFAULT_DELTA,
     LINE_KEYS,
     has_robustness,
     paired_degradation,
     robustness_curves,
     robustness_summary,
+    robustness_verdicts,
 )
 from bench.results.report.document import Bullets, Cell, Paragraph, Section, Table
 from bench.results.report.formatting import fmt_diff, fmt_mean, fmt_p, rows_where
@@ -24,13 +26,15 @@ TESTED_STRENGTHS = 2
 """The paired tests are shown at the largest strengths, this many of them."""
 
 
-def suite_baseline(results: Results) -> str:
-    """The support-blind learner the runs' suites named for the breakdown strength."""
+def suite_setting(results: Results, name: str, default: Any) -> Any:
+    """A setting of the runs' suites' robustness tables (the first run that sets it)."""
     for config in results.runs.get("config", pd.Series(dtype=object)):
         table = config.get("robustness") if isinstance(config, dict) else None
-        if isinstance(table, dict) and isinstance(table.get("baseline"), str):
-            return str(table["baseline"])
-    return DEFAULT_BASELINE
+        kinds = (int, float) if isinstance(default, float) else (type(default),)
+        value = table.get(name) if isinstance(table, dict) else None
+        if isinstance(value, kinds) and not isinstance(value, bool):
+            return value
+    return default
 
 
 def robustness_section(
@@ -42,7 +46,8 @@ def robustness_section(
     stored = set(results.metrics["metric"])
     if metric not in stored:
         metric = sorted(stored)[0]
-    baseline = suite_baseline(results)
+    baseline = str(suite_setting(results, "baseline", DEFAULT_BASELINE))
+    delta = float(suite_setting(results, "delta", DEFAULT_DELTA))
     curves = robustness_curves(results, (metric,))
     summary = robustness_summary(results, (metric,), baseline)
     paired = paired_degradation(results, (metric,), alpha)
@@ -63,13 +68,37 @@ def robustness_section(
         lines.itertuples(index=False, name=None),
         key=lambda t: (t[0], t[1], scenario_order(t[2]), k_order(t[3]), *t[4:]),
     )
+    verdicts = robustness_verdicts(results, metric, baseline, delta, alpha)
     for line in ordered:
         where = dict(zip(LINE_KEYS, line, strict=True))
         section.blocks.append(_curve_table(curves, summary, where, metric))
-        tests = _paired_items(paired, where)
+        tests = _paired_items(paired, where) + _verdict_items(verdicts, where)
         if tests:
             section.blocks.append(Bullets(tuple(tests)))
+    section.blocks.append(
+        Paragraph(
+            f"Verdicts (the suite's rule, fixed before the run): A is *more robust* than B under "
+            f"a kind only if A's slope is lower, A degrades significantly less per task at each "
+            f"of the {TESTED_STRENGTHS} largest strengths, A's clean {metric} is no worse than "
+            f"B's by more than δ = {delta:g}, and B uses its support set (its clean per-task "
+            f"values differ significantly from `{baseline}`'s). A flatter learner that fails "
+            f"only the accuracy condition is *flatter but less accurate*; every other pair shows "
+            f"*no difference*, and is not listed."
+        )
+    )
     return section
+
+
+def _verdict_items(verdicts: pd.DataFrame, where: dict[str, Any]) -> list[str]:
+    here = rows_where(verdicts, **where)
+    here = here[here["verdict"] != "no difference"]
+    return [
+        f"Verdict: {row.learner} is **{row.verdict}** than {row.other} under {row.kind}."
+        if row.verdict == "more robust"
+        else f"Verdict: {row.learner} is *{row.verdict}* than {row.other} under {row.kind} "
+        f"({row.reason})."
+        for row in here.itertuples(index=False)
+    ]
 
 
 def _curve_table(
