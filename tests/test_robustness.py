@@ -338,7 +338,7 @@ class Recording(GlobalMean):
 
 
 class RecordingToo(Recording):
-    pass
+    """The same recorder under a second name: a second learner of the same run."""
 
 
 for _name, _cls in (("test-recording", Recording), ("test-recording-too", RecordingToo)):
