@@ -16,6 +16,7 @@ import torch
 
 from bench.config import stable_hash
 from bench.data.dataset import Dataset
+from bench.engine.robustness import suite_robustness
 from bench.engine.splits import SplitCache
 from bench.engine.suite import Suite, tuning_specs
 from bench.engine.tuning import TuneSpec
@@ -141,6 +142,7 @@ def cell_key(
     tuning: TuneSpec | None = None,
     tie_policy: str = DEFAULT_TIE_POLICY,
     ranking: dict[str, Any] | None = None,
+    robustness: dict[str, Any] | None = None,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -163,6 +165,8 @@ def cell_key(
         key["tuning"] = tuning.as_dict()  # the search, not its outcome, defines the cell
     if ranking is not None:
         key["ranking"] = ranking  # more metrics, and for sampled views the negatives drawn
+    if robustness is not None:
+        key["robustness"] = robustness  # perturbed evaluations beside the clean ones
     return stable_hash(key, length=24)
 
 
@@ -207,6 +211,8 @@ def iter_cells(
     # A tuned learner's also names its search, so that its cells share one hash across seeds
     # whatever config each seed's search chose.
     specs = tuning_specs(suite, protocol)
+    perturbing = suite_robustness(suite)
+    robustness = perturbing.key() if perturbing is not None else None
     config_hashes, budgets = {}, {}
     # The harness's code and each learner's own: editing one learner leaves the others' cells valid.
     code = {
@@ -237,6 +243,7 @@ def iter_cells(
                         specs.get(learner_name),
                         suite.tie_policy,
                         ranking_key(suite, dataset, protocol),
+                        robustness,
                     )
                     yield Cell(
                         dataset,

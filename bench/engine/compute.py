@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.data.dataset import Dataset
+from bench.engine.robustness import COLD_SCENARIOS, perturbation_of
 from bench.engine.suite import Suite
 from bench.engine.tuning import Tuned, TuneSpec, search, validation_objective
 from bench.evaluation.floors import scoring_tie_policy
@@ -168,21 +169,31 @@ def run_cell(
     record.timings.append(fit_time.row(FIT_SCOPE, FIT_SCOPE))
 
     for scenario, k in needed:
-        labelled = cache.tasks(cell.dataset, cell.seed, scenario, k)
+        # A perturbed evaluation (``user_cold~flip@0.2``) uses the clean scenario's tasks with
+        # their support corrupted; the learner stays as fitted.
+        clean, perturbation = perturbation_of(suite, scenario)
+        labelled = cache.tasks(cell.dataset, cell.seed, clean, k)
+        if perturbation is not None:
+            labelled = cache.perturbed(cell.dataset, cell.seed, clean, k, perturbation)
         k_label = str(k)
         entities = cell.dataset.raw_ids(labelled.axis, labelled.entities.numpy())
         lengths = labelled.query_mask.sum(1).tolist()
         record.evaluations.append(Evaluation(scenario, k_label, entities, lengths))
         if labelled.n_tasks == 0:
             continue
-        tasks = cache.unlabelled(cell.dataset, cell.seed, scenario, k, device)
+        if perturbation is None:
+            tasks = cache.unlabelled(cell.dataset, cell.seed, scenario, k, device)
+        else:
+            tasks = labelled.without_labels().to(device)
         chunk = learner.predict_chunk
-        with torch.no_grad():
-            predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), chunk)
+        if perturbation is None:  # a perturbed evaluation follows a warm one
+            with torch.no_grad():
+                predict_in_chunks(learner.predict, tasks.select(slice(0, WARMUP_TASKS)), chunk)
         with torch.no_grad(), timed("adapt+predict", device, labelled.n_tasks) as t:
             predicted = predict_in_chunks(learner.predict, tasks, chunk)
         record.timings.append(t.row(scenario, k_label))
-        if scenario in COLD_SCENARIOS and bool(labelled.support_mask.any()):
+        cold = perturbation is None and scenario in COLD_SCENARIOS
+        if cold and bool(labelled.support_mask.any()):
             unchanged = support_ignored(learner, tasks, predicted, labelled.support_mask)
             record.dataset_info.setdefault("support_ignored", {})[f"{scenario}/{k_label}"] = (
                 unchanged
@@ -214,17 +225,13 @@ def run_cell(
             )
         if {"full", "sampled"} & set(views):
             record.metrics.extend(
-                _ranked_rows(cell, suite, cache, learner, scenario, k, views, tasks, record)
+                _ranked_rows(cell, suite, cache, learner, clean, k, views, tasks, record, scenario)
             )
         if suite.keep_predictions:
             record.predictions.append(
                 kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
             )
     return record
-
-
-COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
-"""Where a learner must use its support set: nothing else tells it about the new entity."""
 
 
 def support_ignored(
@@ -262,8 +269,10 @@ def _ranked_rows(
     views: tuple[str, ...],
     tasks: TaskBatch,
     record: CellRecord,
+    label: str | None = None,
 ) -> list[tuple[Any, ...]]:
-    """The top-N metric rows of one (scenario, k), ranking the catalogue with ``learner.score``."""
+    """The top-N metric rows of one (scenario, k), ranking the catalogue with ``learner.score``;
+    a perturbed evaluation (stored under ``label``) ranks the clean scenario's candidate sets."""
     negatives = suite.negatives if "sampled" in views else None
     sets = cache.candidates(cell.dataset, cell.seed, scenario, k, negatives)
     with torch.no_grad():
@@ -278,6 +287,7 @@ def _ranked_rows(
             k,
             views,
             record,
+            label,
         )
 
 
@@ -292,10 +302,12 @@ def topn_rows(
     k: SupportSize,
     views: tuple[str, ...],
     record: CellRecord,
+    label: str | None = None,
 ) -> list[tuple[Any, ...]]:
     """The top-N metric rows of one (scenario, k) from ``score`` (a learner's, or imported
     scores), ranked with the split seed's tie order; the candidate sets' sizes and the
-    negatives' digest go into the cell's split summary."""
+    negatives' digest go into the cell's split summary; the rows are stored under ``label`` (a
+    perturbed evaluation's) where one is given."""
     values = topn_values(
         score, tasks, sets, views, suite.top_k, tie_seed=tie_seed(seed), learner=learner
     )
@@ -313,7 +325,8 @@ def topn_rows(
     }
     k_label = str(k)
     return [
-        (scenario, k_label, v.name, v.value, v.n_scored, v.n_unscored, v.per_task) for v in values
+        (label or scenario, k_label, v.name, v.value, v.n_scored, v.n_unscored, v.per_task)
+        for v in values
     ]
 
 

@@ -22,6 +22,7 @@ from bench.data.cards import load_dataset
 from bench.data.dataset import Dataset
 from bench.devices import check_device_name, resolve_devices
 from bench.engine.leases import LeaseKeeper
+from bench.engine.robustness import perturbed_evaluations
 from bench.engine.suite import Suite, nothing_to_run
 from bench.errors import ConfigError, StoreError
 from bench.protocol import SupportSize, make_protocol
@@ -148,6 +149,7 @@ def run_suite(
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
     audit_splits(cache, datasets, suite.seeds, wanted, log)
+    wanted += perturbed_evaluations(suite, wanted)  # after the audit: the same tasks, corrupted
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
     # Cells an earlier run could not store are written now, and only those this run would compute.
     store.write_kept_cells({cell.key: cell_identity(cell, fingerprint) for cell in cells})

@@ -18,6 +18,7 @@ from bench.protocol.episodes import (
     build_tasks,
     make_meta_train,
 )
+from bench.protocol.perturbations import Perturbation, perturb
 
 if TYPE_CHECKING:
     pass
@@ -32,6 +33,7 @@ class SplitCache:
         self._tasks: dict[tuple[str, int, str, SupportSize], TaskBatch] = {}
         self._on_device: dict[tuple[str, int, str, SupportSize, torch.device], TaskBatch] = {}
         self._candidates: dict[tuple[str, int, str, SupportSize, int | None], CandidateSets] = {}
+        self._perturbed: dict[tuple[str, int, str, SupportSize, Perturbation], TaskBatch] = {}
 
     def split(self, dataset: Dataset, seed: int) -> tuple[Split, MetaTrain]:
         key = (dataset.content_hash, seed)
@@ -47,6 +49,25 @@ class SplitCache:
             split, _ = self.split(dataset, seed)
             self._tasks[key] = build_tasks(dataset, split.scenarios[scenario], k)
         return self._tasks[key]
+
+    def perturbed(
+        self, dataset: Dataset, seed: int, scenario: str, k: SupportSize, perturbation: Perturbation
+    ) -> TaskBatch:
+        """A scenario's tasks at ``k`` with their support corrupted (queries and labels as they
+        are): drawn once per split and shared by every learner."""
+        key = (dataset.content_hash, seed, scenario, k, perturbation)
+        if key not in self._perturbed:
+            tasks = self.tasks(dataset, seed, scenario, k)
+            self._perturbed[key] = perturb(
+                tasks,
+                perturbation,
+                seed=seed,
+                scenario=scenario,
+                entity_ids=dataset.raw_ids(tasks.axis, tasks.entities.numpy()),
+                rating_scale=dataset.rating_scale,
+                rating_levels=dataset.rating_levels,
+            )
+        return self._perturbed[key]
 
     def validation(self, dataset: Dataset, seed: int, k: SupportSize) -> TaskBatch:
         """The split's validation tasks at support size ``k``, built like a scenario's tasks."""
@@ -107,5 +128,7 @@ class SplitCache:
             del self._tasks[key]
         for moved in [k for k in self._on_device if k[:2] == (dataset.content_hash, seed)]:
             del self._on_device[moved]
+        for corrupted in [k for k in self._perturbed if k[:2] == (dataset.content_hash, seed)]:
+            del self._perturbed[corrupted]
         for drawn in [k for k in self._candidates if k[:2] == (dataset.content_hash, seed)]:
             del self._candidates[drawn]

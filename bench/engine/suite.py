@@ -64,6 +64,10 @@ class Suite:
     """Sampled negatives per task for the ``sampled`` view."""
     top_k: tuple[int, ...] = DEFAULT_TOP_K
     """Cut-offs K of the top-N metrics."""
+    robustness: dict[str, Any] = field(default_factory=dict)
+    """Support perturbations at test time (:mod:`bench.engine.robustness`): ``kinds``,
+    ``strengths`` and optionally ``sigma`` (gauss) and ``baseline`` (the support-blind learner of
+    the breakdown strength); empty: off."""
     source: str = "<defaults>"
 
     def resolved(self) -> dict[str, Any]:
@@ -168,7 +172,7 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
             values[key] = value  # checked by validate
         elif key == "seeds":
             values[key] = parse_seeds(value, where)
-        elif key in ("protocol", "learner", "dataset", "tune", "check"):
+        elif key in ("protocol", "learner", "dataset", "tune", "check", "robustness"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
             if key in ("learner", "dataset"):
@@ -309,6 +313,9 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
     tuning_specs(suite, protocol)
+    from bench.engine.robustness import check_robustness
+
+    check_robustness(suite, protocol)
     if not isinstance(suite.keep_predictions, bool):
         raise ConfigError(
             f"{at('keep_predictions')}: must be true or false, got {suite.keep_predictions!r}"

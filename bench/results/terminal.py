@@ -15,6 +15,7 @@ from bench.evaluation.ranking import TIE_POLICIES
 from bench.evaluation.topn import is_topn_metric, shown_name, with_topn
 from bench.protocol import SCENARIOS
 from bench.protocol.base import WARM_HISTORY_NOTE
+from bench.protocol.perturbations import parse_label
 from bench.results.analysis.stats import t_interval
 from bench.results.analysis.views import agreements
 
@@ -63,6 +64,8 @@ def metric_tables(
     tasks: dict[tuple[str, str, str, str, str, str], set[int]] = defaultdict(set)
     devices = {r["device"] for r in rows}
     for r in rows:
+        if parse_label(r["scenario"])[1] is not None:
+            continue  # perturbed evaluations: the report's Robustness section shows them
         table = (r["dataset"], r["protocol"], r["scenario"])
         line = (r["learner"], r["k"], r["device"])
         grouped[table][line][r["metric"]].append(r["value"])

@@ -14,6 +14,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.evaluation.floors import is_floor
 from bench.evaluation.metrics import DEFAULT_METRICS
+from bench.protocol.perturbations import parse_label
 from bench.results.analysis import (
     Results,
     base_name,
@@ -44,6 +45,7 @@ from bench.results.report.formatting import (
 )
 from bench.results.report.machine import provenance_section, timing_section
 from bench.results.report.ranking import REPORTED_TOPN, agreement_blocks, footer_items, headers
+from bench.results.report.robustness import robustness_section
 from bench.results.report.tuning import tuning_section
 
 LINE_METRIC = ["k", "learner", "device", "metric"]
@@ -106,6 +108,8 @@ class _Builder:
         self.metrics = [m for m in options.metrics if m in set(self.summary["metric"])]
         self.show_device = results.cells["device"].nunique() > 1
         tables = self.summary[["dataset", "protocol", "scenario"]].drop_duplicates()
+        # Perturbed evaluations (``user_cold~flip@0.2``) are shown in the Robustness section.
+        tables = tables[tables["scenario"].map(lambda s: parse_label(s)[1] is None)]
         self.tables = sorted(
             tables.itertuples(index=False, name=None),
             key=lambda t: (t[0], t[1], scenario_order(t[2])),
@@ -122,6 +126,9 @@ class _Builder:
         doc.sections.append(self.verdicts())
         for table in self.tables:
             doc.sections.append(self.table_section(*table))
+        robustness = robustness_section(self.results, alpha=self.options.alpha)
+        if robustness is not None:
+            doc.sections.append(robustness)
         doc.sections.append(timing_section(self.results, self.learners))
         doc.sections.append(provenance_section(self.results, self.options.invocation))
         doc.sections.append(self.footer())
