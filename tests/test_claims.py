@@ -180,15 +180,22 @@ def test_a_run_waits_for_a_held_cell_and_computes_it_when_released(
         held = keys["global-mean", 0]  # the first cell, so that others are queued behind it
         hold_as_other_run(path, held)
 
-        def release_later() -> None:
-            time.sleep(1.0)
+        seen = threading.Event()
+
+        def release_once_waited_for() -> None:
+            # Released a second after this run says it waits: never before it reaches the cell,
+            # however long its start takes on a busy machine.
+            if seen.wait(timeout=300):
+                time.sleep(1.0)
             other_run_lets_go(path)
 
-        releaser = threading.Thread(target=release_later)
+        def log(message: str) -> None:
+            if message.startswith("waiting for"):
+                seen.set()
+
+        releaser = threading.Thread(target=release_once_waited_for)
         releaser.start()
-        outcome = run_suite(
-            suite, store, progress=False, log=lambda _: None, claim_wait_s=claim_wait_s
-        )
+        outcome = run_suite(suite, store, progress=False, log=log, claim_wait_s=claim_wait_s)
         releaser.join()
         assert store.claims() == []
     assert (outcome.computed, outcome.reused, len(outcome.waited), outcome.held) == (3, 0, 1, [])

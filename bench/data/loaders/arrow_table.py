@@ -68,6 +68,10 @@ def _convert(pa: Any, pc: Any, strings: Any, kind: Kind) -> np.ndarray | None:
                 return np.asarray(ints.to_numpy(), dtype=np.int64)
         return np.asarray(trimmed.to_numpy(zero_copy_only=False), dtype=str)
     target = pa.int64() if kind == "int" else pa.float64()
+    if kind == "int" and strings.type == pa.string():
+        decimal = pc.match_substring_regex(pc.utf8_trim_whitespace(strings), r"^[+-]?[0-9]+$")
+        if not pc.all(decimal).as_py():
+            return None
     try:
         values = strings if strings.type == target else pc.cast(strings, target)
     except pa.ArrowException:
@@ -127,7 +131,9 @@ def _delimited(
     names = [f"f{i}" for i in range(width)]
     wanted = sorted({index for index, _ in columns.values()})
     kinds = {index: kind for index, kind in columns.values()}
-    arrow_type = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "id": pa.string()}
+    # Whole numbers are read as text and checked as the line reader reads them (Arrow's own
+    # integer parsing takes forms such as "0x10" that the line reader rejects).
+    arrow_type = {"int": pa.string(), "float": pa.float64(), "str": pa.string(), "id": pa.string()}
 
     def read(types: dict[int, Kind]) -> Any:
         return pacsv.read_csv(
