@@ -166,9 +166,22 @@ def load_dataset(
     return dataset
 
 
-def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
+def check_dataset_options(name: str, options: dict[str, Any] | None = None) -> None:
+    """Check the names, types and ranges of a dataset's options as loading it would, without
+    reading or generating any data (what ``bench validate`` runs)."""
+    card = get_card(name)
+    merged = {**card.options, **(options or {})}
+    if card.parser == "synthetic":
+        _synthetic_config(card, merged)
+    elif card.parser in ("csv", "parquet"):
+        from bench.data.loaders.custom import check_options
+
+        check_options(merged, f"dataset {card.name!r}")
+
+
+def _synthetic_config(card: Card, options: dict[str, Any]) -> Any:
     from bench.config import build_config
-    from bench.data.synthetic import SyntheticConfig, generate
+    from bench.data.synthetic import SyntheticConfig
 
     declared = sorted({"rating_scale", "like_threshold"} & set(options))
     if declared:
@@ -176,7 +189,13 @@ def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None 
             f"dataset {card.name!r} is generated on its own rating scale; {', '.join(declared)} "
             "(and --rating-scale) apply to datasets read from files"
         )
-    config = build_config(SyntheticConfig, options, where=f"dataset card {card.path} [options]")
+    return build_config(SyntheticConfig, options, where=f"dataset card {card.path} [options]")
+
+
+def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
+    from bench.data.synthetic import generate
+
+    config = _synthetic_config(card, options)
     dataset = generate(config, name=card.name)
     dataset.extras["load_report"] = {
         "source": f"generated from seed {config.seed}",

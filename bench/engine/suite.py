@@ -221,7 +221,7 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
 
     Errors name the suite file, or for a field in ``given_as`` where its value came from.
     """
-    from bench.data.cards import get_card
+    from bench.data.cards import check_dataset_options, get_card
     from bench.devices import check_device_name
     from bench.protocol.learner import make_learner
 
@@ -301,6 +301,7 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
             get_card(name)
         except RegistryError as exc:
             raise RegistryError(f"{at('datasets')}: {exc}") from exc
+        check_dataset_options(name, suite.dataset.get(name))
     for extra in set(suite.learner) - set(suite.learners):
         raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
     for name in suite.learners:
