@@ -26,6 +26,25 @@ def _hash_nested(digest: Any, value: Any) -> None:
         digest.update(json.dumps(value, sort_keys=True, default=str).encode())
 
 
+def float32_merges(values: np.ndarray) -> tuple[float, float] | None:
+    """Two ratings that 32-bit storage would not tell apart (or a non-zero rating it would store
+    as zero), as ``(first, second)``; None when every distinct rating stays distinct. Learners
+    and metrics see float32 ratings, so such a file is refused rather than silently merged."""
+    wide = np.asarray(values, dtype=np.float64)
+    wide = np.unique(wide[np.isfinite(wide)])
+    if len(wide) == 0:
+        return None
+    with np.errstate(over="ignore", under="ignore"):
+        narrow = wide.astype(np.float32)
+    zeroed = np.flatnonzero((narrow == 0) & (wide != 0))
+    if len(zeroed):
+        return float(wide[zeroed[0]]), 0.0
+    same = np.flatnonzero(narrow[1:] == narrow[:-1])
+    if len(same):
+        return float(wide[same[0]]), float(wide[same[0] + 1])
+    return None
+
+
 def _frozen(array: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(array)
     array.setflags(write=False)
@@ -86,6 +105,14 @@ class Dataset:
         set_ = object.__setattr__
         set_(self, "user", _frozen(np.asarray(self.user, dtype=np.int64)))
         set_(self, "item", _frozen(np.asarray(self.item, dtype=np.int64)))
+        if np.asarray(self.rating).dtype != np.float32:
+            merged = float32_merges(np.asarray(self.rating))
+            if merged is not None:
+                raise DataError(
+                    f"dataset {self.name!r}: ratings {merged[0]!r} and {merged[1]!r} are the same "
+                    "number once stored as 32-bit floats; rescale the ratings (e.g. subtract "
+                    "their offset or multiply them up) before loading"
+                )
         set_(self, "rating", _frozen(np.asarray(self.rating, dtype=np.float32)))
         set_(self, "timestamp", _frozen(np.asarray(self.timestamp, dtype=np.int64)))
         if n and (self.user.min() < 0 or self.user.max() >= self.n_users):
