@@ -188,3 +188,20 @@ def test_workers_end_when_their_driver_is_killed(tmp_path: Path) -> None:
     for pid in left:  # leave nothing behind whatever the outcome
         os.kill(pid, signal.SIGKILL)
     assert left == [], f"processes {left} outlived their driver"
+
+
+@pytest.mark.parametrize("address", ["bogus.invalid:1", "127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_unreachable_ray_address_is_one_line_within_bounded_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], address: str
+) -> None:
+    """Ray itself retries an address that does not answer for many minutes, printing warnings."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    started = time.monotonic()
+    code = main(
+        ["run", "--suite", "ci", "--learners", "global-mean", "--seeds", "1", "--no-progress",
+         "--executor", "ray", "--ray-address", address, "--store", str(tmp_path / "s.sqlite")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert time.monotonic() - started < 60
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: could not reach Ray at {address} within 10 s (")
