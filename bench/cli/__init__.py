@@ -28,6 +28,22 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _support_sizes(text: str) -> tuple[int | str, ...]:
+    sizes: list[int | str] = []
+    for part in _csv_list(text):
+        if part == "all":
+            sizes.append(part)
+        elif part.isdigit():
+            sizes.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"expected sizes such as 1,3,5 (whole numbers, or all), got {text!r}"
+            )
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected sizes such as 1,3,5, got {text!r}")
+    return tuple(sizes)
+
+
 def _rating_scale(text: str) -> list[float]:
     parts = text.split(",")
     try:
@@ -48,6 +64,7 @@ RUN_FLAGS = {
     "devices": "--device",
     "data_dir": "--data-dir",
     "dataset": "--dataset-option",
+    "protocol": "--support-sizes/--query-size",
 }
 
 
@@ -62,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenarios", type=_csv_list, help="comma-separated scenarios")
     run.add_argument("--seeds", type=positive_int, help="number of seeds (0..N-1)")
     run.add_argument("--device", type=_csv_list, help="cpu, cuda or cpu,cuda")
+    run.add_argument(
+        "--support-sizes",
+        type=_support_sizes,
+        metavar="K,K,...",
+        help="the support sizes of every task, e.g. 1,3,5 [the suite's [protocol] table]",
+    )
+    run.add_argument(
+        "--query-size",
+        type=positive_int,
+        metavar="N",
+        help="query ratings per task [the suite's [protocol] table]",
+    )
     run.add_argument("--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]")
     run.add_argument("--fresh", action="store_true", help="recompute cells already in the store")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -188,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.engine.executors import make_executor
     from bench.engine.runner import run_suite
-    from bench.engine.suite import load_suite, override
+    from bench.engine.suite import load_suite, override, sized_protocol
     from bench.evaluation.metrics import GAINS
     from bench.results.store import ResultStore
     from bench.results.terminal import render_terminal
@@ -205,6 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device,
         data_dir=args.data_dir,
         tune={} if args.no_tune else None,
+        protocol=sized_protocol(suite, args.support_sizes, args.query_size),
     )
     options = _dataset_options(args.dataset_option or [])
     if args.rating_scale:
