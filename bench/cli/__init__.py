@@ -260,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
         tunings = store.tuning_rows(outcome.cell_keys)
-    marks = _floor_marks(args.store or default_store(), outcome.cell_keys)
+    marks, thin = _floor_marks(args.store or default_store(), outcome.cell_keys, suite.scenarios)
     print(
         render_terminal(
             metric_rows,
@@ -291,6 +291,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for description, reason in outcome.skipped:
         print(f"skipped {description}: {reason}")
+    for note in thin:  # after the tables and again last, where a reader of the run looks
+        print(f"warning: {note.where}: {note.text}", file=sys.stderr)
     for description, holder in outcome.waited:
         print(f"waited for {holder} to compute {description}")
     for description, holder in outcome.held:
@@ -304,14 +306,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _floor_marks(store: Any, cell_keys: list[str]) -> dict[tuple[str, ...], list[str]]:
-    """The at-floor and degenerate marks of a run's cells (none when it has no cells)."""
+def _floor_marks(
+    store: Any, cell_keys: list[str], scenarios: Sequence[str]
+) -> tuple[dict[tuple[str, ...], list[str]], list[Any]]:
+    """The at-floor and degenerate marks of a run's cells (none when it has no cells), and the
+    thin-data warnings of the suite's scenarios."""
     from bench.results.analysis import load_results
     from bench.results.analysis.floors import marks_by_line
+    from bench.results.analysis.thin import thin_data
 
     if not cell_keys:
-        return {}
-    return marks_by_line(load_results(store, cell_keys=cell_keys, latest_only=False))
+        return {}, []
+    results = load_results(store, cell_keys=cell_keys, latest_only=False)
+    return marks_by_line(results), thin_data(results.coverage, scenarios)
 
 
 def _dataset_options(pairs: list[str]) -> dict[str, Any]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.results.analysis import Results, timing_summary, to_records
+from bench.results.analysis.thin import thin_data
 from bench.results.outputs import output_folder, plain_name, refuse_link, write_file
 from bench.results.report.build import ReportOptions, build_document, summary_frame
 from bench.results.report.html import render_html
@@ -69,6 +71,11 @@ def write_report(
             written.append(path)
     if "csv" in formats or "json" in formats:
         summary = summary_frame(results, options)
+        notes = thin_data(results.coverage)
+        thin = {(n.dataset, n.protocol, n.scenario): n.text for n in notes}
+        if thin and not summary.empty:  # every row of a thin scenario carries its warning
+            keys = zip(summary["dataset"], summary["protocol"], summary["scenario"], strict=True)
+            summary = summary.assign(thin_data=[thin.get(key, "") for key in keys])
         if "csv" in formats:
             path = out_dir / f"{name}.csv"
             write_file(path, summary.to_csv(index=False))
@@ -81,6 +88,7 @@ def write_report(
                 "summary": to_records(summary),
                 "timing": to_records(timing_summary(results)),
                 "coverage": to_records(results.coverage),
+                "thin_data": [asdict(note) for note in notes],
                 "tunings": to_records(results.tunings),
                 "runs": to_records(results.runs),
             }

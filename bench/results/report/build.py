@@ -29,6 +29,7 @@ from bench.results.analysis import (
 from bench.results.analysis.floors import marks_by_line
 from bench.results.analysis.frames import LOAD_MARGIN
 from bench.results.analysis.summary import SPREAD_FLAG
+from bench.results.analysis.thin import MIN_TASKS, thin_data
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
 from bench.results.report.figures import kshot_figure, slug
 from bench.results.report.formatting import (
@@ -98,6 +99,7 @@ class _Builder:
         self.summary = summary[summary["metric"].isin(options.metrics)].reset_index(drop=True)
         self.comparisons = compare_to_reference(results, options.reference, options.alpha)
         self.marks = best_marks(results, self.summary, options.alpha, options.unranked)
+        self.thin = thin_data(results.coverage)
         self.unscorable = unscorable(results)
         self.notes = marks_by_line(results)
         self.metrics = [m for m in options.metrics if m in set(self.summary["metric"])]
@@ -113,6 +115,8 @@ class _Builder:
     def build(self) -> Document:
         doc = Document(self.options.title)
         doc.sections.append(self.introduction())
+        if self.thin:
+            doc.sections.append(self.thin_section())
         tuning = tuning_section(self.results, self.learners)
         if tuning is not None:
             doc.sections.append(tuning)
@@ -249,10 +253,22 @@ class _Builder:
 
     # One table -------------------------------------------------------------------------------
 
+    def thin_section(self) -> Section:
+        """Every scenario whose values rest on few tasks or one seed, or that has no task."""
+        items = tuple(f"⚠ {note.where}: {note.text}." for note in self.thin)
+        lead = Paragraph(
+            f"Scenarios with fewer than {MIN_TASKS} tasks on a seed, one seed only, or no task: "
+            "their values and intervals mean less than the others'."
+        )
+        return Section("Thin data", [lead, Bullets(items)], anchor="thin-data")
+
     def table_section(self, dataset: str, protocol: str, scenario: str) -> Section:
         title = table_title(dataset, protocol, scenario)
         section = Section(title, anchor=slug("table", dataset, protocol, scenario))
         where = {"dataset": dataset, "protocol": protocol, "scenario": scenario}
+        for note in self.thin:
+            if (note.dataset, note.protocol, note.scenario) == (dataset, protocol, scenario):
+                section.blocks.append(Paragraph(f"⚠ Thin data: {note.text}."))
         summary = rows_where(self.summary, **where)
         section.blocks.append(self.metric_table(summary, where))
         section.blocks += agreement_blocks(summary, where, self.options.unranked, self.show_device)
