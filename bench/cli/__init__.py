@@ -200,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="made_by",
         help="the command to name at the top as the report's origin",
     )
+    report.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="report runs that did not finish too (every table then says it is partial)",
+    )
 
     _add_check_parsers(sub)
     _add_referee_parsers(sub)
@@ -485,6 +490,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         title=args.title,
         command=args.made_by or "",
         invocation="python -m bench " + " ".join(args.argv),
+        allow_partial=args.allow_partial,
         **({"baselines": args.baselines} if args.baselines else {}),
     )
     results = load_results(args.store or default_store(), run_ids=args.run)
