@@ -19,3 +19,5 @@ rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 "$PYTHON" -m bench run --suite ml100k-cold --device cpu --store "$STORE" --no-progress
 "$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
     --format md,html,csv --title "coldstart-bench leaderboard" --command "make leaderboard"
+# The README's results tables come from the same page (tests/test_readme_results.py checks them).
+"$PYTHON" scripts/readme_results.py
