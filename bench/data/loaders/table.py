@@ -14,7 +14,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from bench.data.dataset import Dataset, float32_merges
+from bench.data.dataset import Dataset, float32_loss
 from bench.errors import DataError, excerpt
 from bench.limits import MAX_ID_CHARS, MAX_LINE_CHARS
 
@@ -420,15 +420,13 @@ def ratings_table(
             f"{where}, line {lines[rows[too_big[0]]]}: rating {values[too_big[0]]:g} is too large "
             "to store (ratings are 32-bit floats)"
         )
-    merged = float32_merges(values)
-    if merged is not None:
-        first = lines[rows[np.flatnonzero(values == merged[0])[0]]]
-        other = np.flatnonzero(values == merged[1])
-        second = f"rating {merged[1]!r} (line {lines[rows[other[0]]]})" if len(other) else "zero"
+    lost = float32_loss(values)
+    if lost is not None:
+        line = lines[rows[np.flatnonzero(values == lost[0])[0]]]
         raise DataError(
-            f"{where}, line {first}: rating {merged[0]!r} cannot be told apart from {second} "
-            "once stored as a 32-bit float; rescale the ratings (e.g. subtract their offset or multiply them up) so that "
-            "no two distinct ratings merge"
+            f"{where}, line {line}: rating {lost[0]!r} would be stored as {lost[1]!r} (ratings "
+            "are 32-bit floats), which blurs the ratings' range and can merge distinct ratings; "
+            "rescale them (e.g. subtract their offset or multiply them up) before loading"
         )
     if rating_scale is None:
         scale = (float(values.min()), float(values.max()))
