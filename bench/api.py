@@ -28,7 +28,14 @@ import pandas as pd
 
 from bench.engine.executors import Executor, make_executor
 from bench.engine.runner import RunOutcome, run_suite
-from bench.engine.suite import Suite, load_suite, override, parse_seeds, suite_from_dict
+from bench.engine.suite import (
+    Suite,
+    load_suite,
+    override,
+    parse_seeds,
+    sized_protocol,
+    suite_from_dict,
+)
 from bench.errors import BenchError, ConfigError, excerpt
 from bench.results import analysis
 from bench.results.store import ResultStore
@@ -83,6 +90,8 @@ def run(
     executor: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
+    support_sizes: Sequence[int | str] | None = None,
+    query_size: int | None = None,
 ) -> Results:
     """Run a suite, like ``bench run``, and return the cells it computed or reused.
 
@@ -107,6 +116,9 @@ def run(
             local one); the stored rows are the same whichever computes them.
         workers: the pool's size, or the most cells Ray computes at once.
         ray_address: a running Ray cluster's address (``executor="ray"`` only).
+        support_sizes: the support sizes of every task (``[1, 3, 5]``), instead of the suite's
+            ``[protocol]`` table's.
+        query_size: query ratings per task, instead of the suite's.
 
     Returns:
         The run's cells as :class:`Results`; a failed cell does not stop the others: it is
@@ -126,6 +138,9 @@ def run(
         "seeds": None if seeds is None else parse_seeds(_plain(seeds), _arg("run", "seeds")),
         "keep_predictions": keep_predictions,
         "data_dir": None if data_dir is None else str(data_dir),
+        "protocol": sized_protocol(
+            base, None if support_sizes is None else list(_plain(support_sizes)), query_size
+        ),
     }
     if learners is not None:
         changes["learners"], changes["learner"] = _with_tables(
@@ -269,7 +284,7 @@ def load(
     return _extend(found, None)
 
 
-ARGUMENT = {"learner": "learners", "dataset": "datasets"}
+ARGUMENT = {"learner": "learners", "dataset": "datasets", "protocol": "support_sizes/query_size"}
 """The argument a suite field's value comes from, where their names differ."""
 
 

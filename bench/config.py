@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -63,6 +64,8 @@ def build_config(cls: type[C], overrides: Mapping[str, Any] | None = None, *, wh
             raise ConfigError(
                 f"field {name!r}{label} expects {hints[name]}, got {value!r} ({type(value).__name__})"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"field {name!r}{label} expects a finite number, got {value!r}")
         if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
             overrides[name] = tuple(value)
     try:

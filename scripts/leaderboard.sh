@@ -11,9 +11,13 @@ PYTHON=${1:-.venv/bin/python}
 STORE=${LEADERBOARD_STORE:-.bench/leaderboard.sqlite}
 export BENCH_DATA_DIR=${BENCH_DATA_DIR:-../shared/datasets}
 
-# A fresh store: cells of earlier code or configs must not mix into the page.
+# A fresh store: cells of earlier code or configs must not mix into the page. Each run must
+# finish (set -e stops at the first that fails), and `bench report` refuses a store holding a
+# run that did not finish, so the page is never built from a run still going.
 rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 "$PYTHON" -m bench run --suite meta --device cpu --store "$STORE" --no-progress
 "$PYTHON" -m bench run --suite ml100k-cold --device cpu --store "$STORE" --no-progress
 "$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
     --format md,html,csv --title "coldstart-bench leaderboard" --command "make leaderboard"
+# The README's results tables come from the same page (tests/test_readme_results.py checks them).
+"$PYTHON" scripts/readme_results.py

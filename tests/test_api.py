@@ -209,7 +209,7 @@ def run_bad(call: str, store: Path, **kwargs: Any) -> None:
         ("run", {"devices": ["gpu"]}, r"api\.run\(devices=\.\.\.\): device must be"),
         ("run", {"scenarios": ["cold"]}, r"api\.run\(scenarios=\.\.\.\): unknown scenario 'cold'"),
         ("run", {"datasets": ["nowhere"]}, r"api\.run\(datasets=\.\.\.\): unknown dataset"),
-        ("run", {"learners": {"mf": {"rnk": 1}}}, r"unknown field 'rnk' in \[learner\.mf\]"),
+        ("run", {"learners": {"mf": {"rnk": 1}}}, r"unknown field 'rnk' .*in \[learner\.mf\]"),
         ("run", {"learners": {"mf": 3}}, r"api\.run\(learners=\.\.\.\): the config of 'mf'"),
         ("run", {"learners": 5}, r"api\.run\(learners=\.\.\.\): expected a list of names"),
         ("grid", {"learners": ["nope"]}, r"api\.run_grid\(\): unknown learner 'nope'"),
@@ -218,7 +218,7 @@ def run_bad(call: str, store: Path, **kwargs: Any) -> None:
         (
             "grid",
             {"protocol": {"name": "cold-random", "query": 2}},
-            r"unknown field 'query' in \[protocol\]",
+            r"unknown field 'query' .*in \[protocol\]",
         ),
         ("grid", {"learners": {"mf": {"rank": "x"}}}, r"field 'rank' in \[learner\.mf\] expects"),
         ("grid", {"ndcg_gain": "cubic"}, r"api\.run_grid\(\): ndcg_gain must be one of"),

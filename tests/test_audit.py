@@ -190,7 +190,9 @@ def test_every_synthetic_shipped_suite_passes(
 
 
 @pytest.mark.real_data
-@pytest.mark.parametrize("name", ["ml100k-cold", "ml100k-warm", "ml100k-recbole-metarec"])
+@pytest.mark.parametrize(
+    "name", ["ml100k-cold", "ml100k-warm", "ml100k-recbole-metarec", "ml100k-robust"]
+)
 def test_every_ml100k_shipped_suite_passes(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     data = real_data_dir("ml-100k")
     assert main(["audit", "--suite", name, "--data-dir", str(data)]) == 0
@@ -205,6 +207,7 @@ def test_every_shipped_suite_is_audited_here() -> None:
         "ml100k-cold",
         "ml100k-warm",
         "ml100k-recbole-metarec",
+        "ml100k-robust",
     }
 
 

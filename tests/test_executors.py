@@ -129,3 +129,79 @@ def finished_cells(store: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM cells").fetchone()[0])
     except sqlite3.OperationalError:  # not created yet
         return 0
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_workers_end_when_their_driver_is_killed(tmp_path: Path) -> None:
+    """SIGKILL gives the driver no chance to shut its pool down; the workers notice on their own."""
+    suite_file = tmp_path / "slow.toml"
+    suite_file.write_text(
+        'name = "slow"\nlearners = ["maml"]\nseeds = 2\n'
+        '[protocol]\nname = "cold-random"\nsupport_sizes = [1]\nquery_size = 4\n'
+        "[dataset.synthetic]\nn_users = 80\nn_items = 50\nmin_ratings_per_user = 10\n"
+        "[learner.maml]\nmeta_steps = 100000\neval_every = 0\n"  # far longer than the test
+    )
+    command = [
+        sys.executable, "-m", "bench", "run", "--suite", str(suite_file),
+        "--store", str(tmp_path / "s.sqlite"), "--executor", "process", "--workers", "2",
+        "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    workers: set[int] = set()
+    while len(workers) < 3:  # two workers and the resource tracker
+        assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
+        assert time.monotonic() < deadline, "the pool did not start"
+        time.sleep(0.5)
+        workers = {p for p in _children(driver.pid) if _alive(p)}
+    time.sleep(2)  # the workers are past their start-up, computing
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = [p for p in workers if _alive(p)]
+    for pid in left:  # leave nothing behind whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"processes {left} outlived their driver"
+
+
+@pytest.mark.parametrize("address", ["bogus.invalid:1", "127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_unreachable_ray_address_is_one_line_within_bounded_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], address: str
+) -> None:
+    """Ray itself retries an address that does not answer for many minutes, printing warnings."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    started = time.monotonic()
+    code = main(
+        ["run", "--suite", "ci", "--learners", "global-mean", "--seeds", "1", "--no-progress",
+         "--executor", "ray", "--ray-address", address, "--store", str(tmp_path / "s.sqlite")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert time.monotonic() - started < 60
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: could not reach Ray at {address} within 10 s (")

@@ -351,3 +351,57 @@ def test_shipped_cards_reject_files_that_do_not_match_their_sums(tmp_path: Path)
         write(tmp_path / "ml-latest-small" / file, text)
     with pytest.raises(DataError, match=r"checksum mismatch for .*ml-latest-small/ratings\.csv"):
         load_dataset("ml-latest-small", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("ratings", "expected"),
+    [
+        ([1e-50, 2e-50, 3e-50], "rating 1e-50 would be stored as 0.0"),
+        (
+            [100000001, 100000002, 100000003],
+            "would be stored as 100000000.0",
+        ),
+    ],
+)
+def test_ratings_that_32_bit_storage_would_merge_are_refused(
+    tmp_path: Path, ratings: list[float], expected: str
+) -> None:
+    """Stored as float32, these ratings collapse (to 0, or to one value): every learner would
+    then score perfectly. The file is refused, naming a line, instead; finely graded ratings
+    whose float32 error is negligible against their range still load."""
+    lines = ["user,item,rating"]
+    for u in range(12):
+        for i in range(6):
+            lines.append(f"u{u},i{i},{ratings[(u + i) % len(ratings)]!r}")
+    path = write(tmp_path / "narrow.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="line ") as raised:
+        load_dataset(f"csv:{path}", data_dir=tmp_path / "data")
+    assert expected in str(raised.value) and str(path) in str(raised.value)
+    assert "32-bit" in str(raised.value)
+
+
+def test_finely_graded_ratings_load_though_float32_rounds_them(tmp_path: Path) -> None:
+    lines = ["user,item,rating"]
+    values = np.linspace(1.0, 5.0, 72) + 1e-9  # float32 moves each by far less than 1e-4 of 4
+    for n, value in enumerate(values):
+        lines.append(f"u{n // 6},i{n % 6},{float(value)!r}")
+    path = write(tmp_path / "fine.csv", "\n".join(lines) + "\n")
+    data = load_dataset(f"csv:{path}", data_dir=tmp_path / "data")
+    assert np.allclose(np.sort(data.rating), values, atol=1e-6)
+
+
+def test_a_dataset_built_in_code_refuses_ratings_float32_would_merge() -> None:
+    from bench.data.dataset import Dataset
+
+    with pytest.raises(DataError, match=r"rating 10000000\d.0 would be stored as 10000000\d.0"):
+        Dataset(
+            name="narrow",
+            user=np.array([0, 1]),
+            item=np.array([0, 0]),
+            rating=np.array([100000001.0, 100000002.0]),
+            timestamp=np.zeros(2, dtype=np.int64),
+            n_users=2,
+            n_items=1,
+            rating_scale=(1e8, 2e8),
+            like_threshold=1.5e8,
+        )

@@ -79,7 +79,7 @@ def test_wrong_config_type_names_the_field() -> None:
 
 
 def test_learner_config_errors_name_the_learner_table() -> None:
-    with pytest.raises(ConfigError, match=r"unknown field 'rnak' in \[learner.mf\]"):
+    with pytest.raises(ConfigError, match=r"unknown field 'rnak' .*in \[learner.mf\]"):
         make_learner("mf", {"rnak": 4})
 
 
@@ -114,3 +114,44 @@ def test_suite_unknown_dataset(tmp_path: Path) -> None:
 def test_shipped_suites_validate() -> None:
     for name in ("default", "ci"):
         assert load_suite(name).name == name
+
+
+CHECKED_AS_RUN = """
+name = "t"
+datasets = ["synthetic"]
+scenarios = ["warm"]
+learners = ["mf"]
+seeds = 1
+[learner.mf]
+{learner}
+[dataset.synthetic]
+{dataset}
+"""
+
+
+@pytest.mark.parametrize(
+    ("learner", "dataset", "expected"),
+    [
+        ("reg = nan", "", "field 'reg' in [learner.mf] expects a finite number, got nan"),
+        ("reg = inf", "", "field 'reg' in [learner.mf] expects a finite number, got inf"),
+        ("reg_floor = -inf", "", "field 'reg_floor' in [learner.mf] expects a finite number"),
+        ("", "nusers = 50", "for SyntheticConfig (did you mean 'n_users'?)"),
+        ("", 'n_users = "x"', "field 'n_users' in dataset card"),
+        ("", "n_users = -5", "n_users must lie in [1, 1000000], got -5"),
+    ],
+)
+def test_validate_checks_learner_numbers_and_dataset_options_as_run_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], learner: str, dataset: str, expected: str
+) -> None:
+    from bench.cli import main
+
+    path = tmp_path / "suite.toml"
+    path.write_text(CHECKED_AS_RUN.format(learner=learner, dataset=dataset), encoding="utf-8")
+    for command in (
+        ["validate", str(path)],
+        ["run", "--suite", str(path), "--no-progress", "--store", str(tmp_path / "s.sqlite")],
+    ):
+        code = main(command)
+        captured = capsys.readouterr()
+        assert code == 2, (command, captured)
+        assert captured.err.count("\n") == 1 and expected in captured.err, captured.err

@@ -78,7 +78,7 @@ def bench(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
 def check_json(
     capsys: pytest.CaptureFixture[str], setup: Setup, *args: str, baseline: Path | None = None
 ) -> tuple[int, dict[str, Any]]:
-    code, out, _ = bench(
+    code, out, err = bench(
         capsys,
         "check",
         "--baseline",
@@ -89,6 +89,7 @@ def check_json(
         "json",
         *args,
     )
+    assert out, err
     return code, json.loads(out)
 
 
@@ -283,9 +284,8 @@ def test_a_baseline_ranked_in_query_order_leaves_only_the_rating_metrics_compara
             cell.pop("tie_policy")  # as written before tie policies: read as query order
 
     old = setup.edited("query-order.json", query_order)
-    # The run that wrote the baseline: other tests add runs to the shared store.
-    (run_id,) = json.loads(setup.baseline.read_text(encoding="utf-8"))["provenance"]["runs"]
-    code, document = check_json(capsys, setup, "--no-timing", "--run", run_id, baseline=old)
+    small = setup.suite("small")  # the store also holds the other suites' cells
+    code, document = check_json(capsys, setup, "--suite", small, "--no-timing", baseline=old)
     assert code == 2
     incomparable = verdicts(document, "not comparable")
     assert {v["metric"] for v in incomparable} == {"ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "auc"}
@@ -361,7 +361,7 @@ def test_a_store_with_two_versions_of_a_cell_asks_for_a_run(
         ("newer", f"has format version {FORMAT_VERSION + 1}, newer than this coldstart-bench"),
         ("older", "has format version 0, which this coldstart-bench no longer reads"),
         ("not a baseline", "is not a coldstart-bench baseline"),
-        ("bad field", 'cells[0].protocol_version must be an integer, got "two"'),
+        ("bad field", '/accuracy).protocol_version must be an integer, got "two"'),
         ("short per-task list", "do not match its task list"),
     ],
 )
@@ -432,3 +432,42 @@ def test_ci_runs_the_tests_then_the_regression_check() -> None:
     target = makefile.split("\nregression-check:", 1)[1].split("\n\n", 1)[0]
     assert "bench check --suite ci --baseline $(CI_BASELINE) --no-timing" in target
     assert "CI_BASELINE := reports/baselines/ci.json" in makefile
+
+
+def _blank_seed(document: dict[str, Any]) -> None:
+    document["cells"][0]["seeds"]["1"] = None
+
+
+def _blank_per_task(document: dict[str, Any]) -> None:
+    cell = document["cells"][0]
+    cell["per_task"]["1"] = [None] * len(cell["per_task"]["1"])
+
+
+def _nan_literal(document: dict[str, Any]) -> None:
+    document["cells"][0]["seeds"]["0"] = float("nan")
+
+
+def _missing_seed(document: dict[str, Any]) -> None:
+    del document["cells"][0]["seeds"]["1"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (_blank_seed, "seeds.1 must be a finite number"),
+        (_blank_per_task, "per_task.1 must hold at least one number"),
+        (_nan_literal, "seeds.0 must be a finite number"),
+        (_missing_seed, "per_task.1 names a seed that seeds lacks"),
+    ],
+)
+def test_a_baseline_with_a_missing_or_non_finite_value_is_refused_naming_the_cell(
+    setup: Setup, capsys: pytest.CaptureFixture[str], edit: Any, expected: str
+) -> None:
+    """Otherwise the comparison would average the seeds left, and call the cell the same."""
+    path = setup.edited(f"{edit.__name__}.json", edit)
+    first = json.loads(setup.baseline.read_text(encoding="utf-8"))["cells"][0]
+    code, out, err = bench(capsys, "check", "--baseline", str(path), "--store", str(setup.store))
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"error: baseline {path}: cells[0] (")
+    assert f"{first['learner']}" in err and first["metric"] in err
+    assert expected in err

@@ -77,6 +77,19 @@ def test_a_change_within_the_tolerance_is_the_same() -> None:
     assert verdict(run(old, new, Tolerances(default=Limit(0.0, 0.11))), "rmse") == "same"
 
 
+def test_a_relative_tolerance_scales_with_a_baseline_far_from_one() -> None:
+    """At a mean of 1.0 a relative and an absolute tolerance coincide; at 4.0 they do not."""
+    far = BASE + 3.0  # mean 4.0
+    old, new = snapshot({name("rmse"): far}), snapshot({name("rmse"): far + SHIFT})
+    assert verdict(run(old, new, Tolerances(default=Limit(0.0, 0.03))), "rmse") == "same"
+    assert verdict(run(old, new, Tolerances(default=Limit(0.0, 0.02))), "rmse") == "worse"
+    assert verdict(run(old, new, Tolerances(default=Limit(absolute=0.03))), "rmse") == "worse"
+    # against the absolute value of a negative baseline mean (-4.0), not the signed one
+    low = BASE - 5.0
+    old, new = snapshot({name("ndcg@10"): low}), snapshot({name("ndcg@10"): low - SHIFT})
+    assert verdict(run(old, new, Tolerances(default=Limit(0.0, 0.03))), "ndcg@10") == "same"
+
+
 def test_a_change_beyond_the_tolerance_that_is_noise_is_the_same() -> None:
     # Half the tasks up, half down by 0.05, and one outlier: the mean rises by 0.1, the
     # signed ranks balance.

@@ -20,15 +20,14 @@ from bench.errors import ConfigError
 from bench.protocol import make_protocol
 from bench.protocol.episodes import TaskBatch
 from bench.protocol.learner import LEARNERS
-from bench.protocol.perturbations import (
+from bench.protocol.perturbation_labels import (
     KINDS,
     Perturbation,
     corrupted_count,
-    corrupted_positions,
     parse_label,
-    perturb,
     scenario_label,
 )
+from bench.protocol.perturbations import corrupted_positions, perturb
 from bench.results.analysis import load_results
 from bench.results.store import ResultStore
 from learners.baselines import GlobalMean

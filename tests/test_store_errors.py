@@ -145,6 +145,47 @@ def test_a_read_only_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert path.read_bytes() == before
 
 
+def test_a_store_on_a_read_only_medium_exports_and_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder that cannot be written (a read-only mount): SQLite cannot create the -shm file a
+    WAL store is read through, so the store is opened immutable; nothing is written."""
+    folder = tmp_path / "mounted"
+    folder.mkdir()
+    path = folder / "s.sqlite"
+    assert (
+        run_cli(capsys, "run", *FAST, "--learners", "global-mean,item-mean", "--store", str(path))[
+            0
+        ]
+        == 0
+    )
+    for side in ("-wal", "-shm"):  # what a cleanly closed store leaves: the file alone
+        extra = path.with_name(path.name + side)
+        if extra.exists():
+            assert side == "-shm" or extra.stat().st_size == 0
+            extra.unlink()
+    before = sorted(p.name for p in folder.iterdir()), path.read_bytes()
+    out_dir = tmp_path / "out"
+    with read_only(folder):
+        code, exported, err = run_cli(capsys, "export", "--store", str(path))
+        assert code == 0 and "global-mean" in exported, err
+        code, _, err = run_cli(
+            capsys,
+            "report",
+            "--store",
+            str(path),
+            "--out",
+            str(out_dir),
+            "--reference",
+            "global-mean",
+            "--format",
+            "md",
+        )
+        assert code == 0, err
+    assert (out_dir / "report.md").is_file()
+    assert (sorted(p.name for p in folder.iterdir()), path.read_bytes()) == before
+
+
 def test_a_new_store_in_a_read_only_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from untrusted import FAST_RUN, Outcome, bench, refused
 
-from bench.data.cards import Card
+from bench.data.card import Card
 from bench.data.loaders import sources
 from bench.errors import DataError
 

@@ -28,6 +28,22 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _support_sizes(text: str) -> tuple[int | str, ...]:
+    sizes: list[int | str] = []
+    for part in _csv_list(text):
+        if part == "all":
+            sizes.append(part)
+        elif part.isdigit():
+            sizes.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"expected sizes such as 1,3,5 (whole numbers, or all), got {text!r}"
+            )
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected sizes such as 1,3,5, got {text!r}")
+    return tuple(sizes)
+
+
 def _rating_scale(text: str) -> list[float]:
     parts = text.split(",")
     try:
@@ -48,6 +64,7 @@ RUN_FLAGS = {
     "devices": "--device",
     "data_dir": "--data-dir",
     "dataset": "--dataset-option",
+    "protocol": "--support-sizes/--query-size",
 }
 
 
@@ -62,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenarios", type=_csv_list, help="comma-separated scenarios")
     run.add_argument("--seeds", type=positive_int, help="number of seeds (0..N-1)")
     run.add_argument("--device", type=_csv_list, help="cpu, cuda or cpu,cuda")
+    run.add_argument(
+        "--support-sizes",
+        type=_support_sizes,
+        metavar="K,K,...",
+        help="the support sizes of every task, e.g. 1,3,5 [the suite's [protocol] table]",
+    )
+    run.add_argument(
+        "--query-size",
+        type=positive_int,
+        metavar="N",
+        help="query ratings per task [the suite's [protocol] table]",
+    )
     run.add_argument("--store", type=Path, default=None, help=f"results store [{DEFAULT_STORE}]")
     run.add_argument("--fresh", action="store_true", help="recompute cells already in the store")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -171,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="made_by",
         help="the command to name at the top as the report's origin",
     )
+    report.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="report runs that did not finish too (every table then says it is partial)",
+    )
 
     _add_check_parsers(sub)
     _add_referee_parsers(sub)
@@ -188,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.engine.executors import make_executor
     from bench.engine.runner import run_suite
-    from bench.engine.suite import load_suite, override
+    from bench.engine.suite import load_suite, override, sized_protocol
     from bench.evaluation.metrics import GAINS
     from bench.results.store import ResultStore
     from bench.results.terminal import render_terminal
@@ -205,6 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device,
         data_dir=args.data_dir,
         tune={} if args.no_tune else None,
+        protocol=sized_protocol(suite, args.support_sizes, args.query_size),
     )
     options = _dataset_options(args.dataset_option or [])
     if args.rating_scale:
@@ -230,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         timing_rows = store.timing_rows(outcome.cell_keys)
         summaries = store.cell_summaries(outcome.cell_keys)
         tunings = store.tuning_rows(outcome.cell_keys)
-    marks = _floor_marks(args.store or default_store(), outcome.cell_keys)
+    marks, thin = _floor_marks(args.store or default_store(), outcome.cell_keys, suite.scenarios)
     print(
         render_terminal(
             metric_rows,
@@ -261,6 +296,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for description, reason in outcome.skipped:
         print(f"skipped {description}: {reason}")
+    for note in thin:  # after the tables and again last, where a reader of the run looks
+        print(f"warning: {note.where}: {note.text}", file=sys.stderr)
     for description, holder in outcome.waited:
         print(f"waited for {holder} to compute {description}")
     for description, holder in outcome.held:
@@ -274,14 +311,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _floor_marks(store: Any, cell_keys: list[str]) -> dict[tuple[str, ...], list[str]]:
-    """The at-floor and degenerate marks of a run's cells (none when it has no cells)."""
+def _floor_marks(
+    store: Any, cell_keys: list[str], scenarios: Sequence[str]
+) -> tuple[dict[tuple[str, ...], list[str]], list[Any]]:
+    """The at-floor and degenerate marks of a run's cells (none when it has no cells), and the
+    thin-data warnings of the suite's scenarios."""
     from bench.results.analysis import load_results
     from bench.results.analysis.floors import marks_by_line
+    from bench.results.analysis.thin import thin_data
 
     if not cell_keys:
-        return {}
-    return marks_by_line(load_results(store, cell_keys=cell_keys, latest_only=False))
+        return {}, []
+    results = load_results(store, cell_keys=cell_keys, latest_only=False)
+    return marks_by_line(results), thin_data(results.coverage, scenarios)
 
 
 def _dataset_options(pairs: list[str]) -> dict[str, Any]:
@@ -448,6 +490,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         title=args.title,
         command=args.made_by or "",
         invocation="python -m bench " + " ".join(args.argv),
+        allow_partial=args.allow_partial,
         **({"baselines": args.baselines} if args.baselines else {}),
     )
     results = load_results(args.store or default_store(), run_ids=args.run)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.data.card import Card
 from bench.data.dataset import Dataset
 from bench.errors import ConfigError, DataError, DataWarning
 from bench.limits import load_toml, read_text
@@ -27,29 +27,6 @@ from bench.registry import Registry
 # An installed wheel carries the cards inside the package; a source tree keeps them in datasets/.
 _PACKAGED = Path(__file__).resolve().parent / "card_files"
 CARD_DIR = _PACKAGED if _PACKAGED.is_dir() else PROJECT_ROOT / "datasets"
-
-
-@dataclass(frozen=True)
-class Card:
-    name: str
-    parser: str
-    path: Path | None
-    description: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
-    url: str = ""
-    folder: str = ""
-    """The folder the official archive unpacks to; the dataset's folder in the data directory."""
-    archive_root: str = ""
-    """The folder inside the archive that holds the files ("" when they sit at its top)."""
-    archive_sha256: str = "unverified"
-    files: dict[str, str] = field(default_factory=dict)
-    """File name -> sha256 (or "unverified") for every file the parser may read."""
-    rating_scale: tuple[float, float] | None = None
-    like_threshold: float | None = None
-    licence: str = ""
-    citation: str = ""
-    protocol_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # A parser gets the card, the merged options and the data directory (None: the default one).
@@ -166,9 +143,22 @@ def load_dataset(
     return dataset
 
 
-def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
+def check_dataset_options(name: str, options: dict[str, Any] | None = None) -> None:
+    """Check the names, types and ranges of a dataset's options as loading it would, without
+    reading or generating any data (what ``bench validate`` runs)."""
+    card = get_card(name)
+    merged = {**card.options, **(options or {})}
+    if card.parser == "synthetic":
+        _synthetic_config(card, merged)
+    elif card.parser in ("csv", "parquet"):
+        from bench.data.loaders.custom import check_options
+
+        check_options(merged, f"dataset {card.name!r}")
+
+
+def _synthetic_config(card: Card, options: dict[str, Any]) -> Any:
     from bench.config import build_config
-    from bench.data.synthetic import SyntheticConfig, generate
+    from bench.data.synthetic import SyntheticConfig
 
     declared = sorted({"rating_scale", "like_threshold"} & set(options))
     if declared:
@@ -176,7 +166,13 @@ def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None 
             f"dataset {card.name!r} is generated on its own rating scale; {', '.join(declared)} "
             "(and --rating-scale) apply to datasets read from files"
         )
-    config = build_config(SyntheticConfig, options, where=f"dataset card {card.path} [options]")
+    return build_config(SyntheticConfig, options, where=f"dataset card {card.path} [options]")
+
+
+def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
+    from bench.data.synthetic import generate
+
+    config = _synthetic_config(card, options)
     dataset = generate(config, name=card.name)
     dataset.extras["load_report"] = {
         "source": f"generated from seed {config.seed}",

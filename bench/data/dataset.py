@@ -26,6 +26,32 @@ def _hash_nested(digest: Any, value: Any) -> None:
         digest.update(json.dumps(value, sort_keys=True, default=str).encode())
 
 
+LOSS_OF_RANGE = 1e-4
+"""The most a rating may move when stored as float32, as a share of the ratings' range."""
+
+
+def float32_loss(values: np.ndarray) -> tuple[float, float] | None:
+    """A rating that 32-bit storage would move by more than :data:`LOSS_OF_RANGE` of the
+    ratings' range (or turn from non-zero into zero), as ``(rating, stored)``; None when every
+    rating keeps its place. Learners and metrics see float32 ratings, so such ratings (which
+    could merge, or all become 0) are refused rather than silently changed."""
+    wide = np.asarray(values, dtype=np.float64)
+    wide = np.unique(wide[np.isfinite(wide)])
+    if len(wide) == 0:
+        return None
+    with np.errstate(over="ignore", under="ignore"):
+        narrow = wide.astype(np.float32).astype(np.float64)
+    zeroed = np.flatnonzero((narrow == 0) & (wide != 0))
+    if len(zeroed):
+        return float(wide[zeroed[0]]), 0.0
+    moved = np.abs(narrow - wide)
+    spread = float(wide[-1] - wide[0])
+    worst = int(np.argmax(moved))
+    if spread > 0 and moved[worst] > LOSS_OF_RANGE * spread:
+        return float(wide[worst]), float(narrow[worst])
+    return None
+
+
 def _frozen(array: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(array)
     array.setflags(write=False)
@@ -86,6 +112,14 @@ class Dataset:
         set_ = object.__setattr__
         set_(self, "user", _frozen(np.asarray(self.user, dtype=np.int64)))
         set_(self, "item", _frozen(np.asarray(self.item, dtype=np.int64)))
+        if np.asarray(self.rating).dtype != np.float32:
+            lost = float32_loss(np.asarray(self.rating))
+            if lost is not None:
+                raise DataError(
+                    f"dataset {self.name!r}: rating {lost[0]!r} would be stored as {lost[1]!r} "
+                    "(ratings are 32-bit floats), which blurs the ratings' range; rescale them "
+                    "(e.g. subtract their offset or multiply them up) before loading"
+                )
         set_(self, "rating", _frozen(np.asarray(self.rating, dtype=np.float32)))
         set_(self, "timestamp", _frozen(np.asarray(self.timestamp, dtype=np.int64)))
         if n and (self.user.min() < 0 or self.user.max() >= self.n_users):

@@ -17,14 +17,14 @@ from typing import Any
 
 from bench.errors import ConfigError, excerpt
 from bench.protocol import SupportSize
-from bench.protocol.perturbations import (
+from bench.protocol.perturbation_labels import (
     DEFAULT_SIGMA,
     KINDS,
     Perturbation,
     corrupted_count,
-    robustness_perturbations,
     scenario_label,
 )
+from bench.protocol.perturbations import robustness_perturbations
 
 COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
 """Where a learner must use its support set: nothing else tells it about the new entity."""

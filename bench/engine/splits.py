@@ -18,7 +18,8 @@ from bench.protocol.episodes import (
     build_tasks,
     make_meta_train,
 )
-from bench.protocol.perturbations import Perturbation, perturb
+from bench.protocol.perturbation_labels import Perturbation
+from bench.protocol.perturbations import perturb
 
 if TYPE_CHECKING:
     pass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -220,12 +220,27 @@ def override(suite: Suite, given_as: Mapping[str, str] | None = None, **flags: A
     return suite
 
 
+def sized_protocol(
+    suite: Suite, support_sizes: Sequence[int] | None, query_size: int | None
+) -> dict[str, Any] | None:
+    """The suite's ``[protocol]`` table with its support sizes and query size replaced where
+    given (None: neither given), so that a small dataset can be sized without a suite file."""
+    if support_sizes is None and query_size is None:
+        return None
+    table = dict(suite.protocol)
+    if support_sizes is not None:
+        table["support_sizes"] = list(support_sizes)
+    if query_size is not None:
+        table["query_size"] = query_size
+    return table
+
+
 def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     """Check every name and parameter a suite uses, without loading data or fitting anything.
 
     Errors name the suite file, or for a field in ``given_as`` where its value came from.
     """
-    from bench.data.cards import get_card
+    from bench.data.cards import check_dataset_options, get_card
     from bench.devices import check_device_name
     from bench.protocol.learner import make_learner
 
@@ -287,7 +302,7 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     try:
         protocol = make_protocol(suite.protocol["name"], suite.protocol)
     except (TypeError, ValueError) as exc:  # a value of a type the protocol cannot take
-        raise ConfigError(f"{where}: [protocol]: {excerpt(str(exc), 200)}") from exc
+        raise ConfigError(f"{at('protocol')}: [protocol]: {excerpt(str(exc), 200)}") from exc
     if set(suite.ranking or ()) & {"full", "sampled"} and protocol.config.task_axis != "user":
         raise ConfigError(
             f"{where}: 'ranking' asks to rank the catalogue ('full' or 'sampled'), which needs "
@@ -305,6 +320,7 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
             get_card(name)
         except RegistryError as exc:
             raise RegistryError(f"{at('datasets')}: {exc}") from exc
+        check_dataset_options(name, suite.dataset.get(name))
     for extra in set(suite.learner) - set(suite.learners):
         raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
     for name in suite.learners:

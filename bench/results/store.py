@@ -196,10 +196,35 @@ class ResultStore:
             self._retrying("opening the store", self._prepare)
         except sqlite3.Error as exc:
             self.conn.close()
-            raise StoreError(self._explain(exc)) from exc
+            if not self._read_only_medium(exc):
+                raise StoreError(self._explain(exc)) from exc
+            # A WAL store on a read-only medium: SQLite cannot create the -shm file it reads
+            # through, so the file is opened as immutable (nothing can change it there).
+            self.conn = self._connect(immutable=True)
+            try:
+                self._retrying("opening the store", self._prepare)
+            except sqlite3.Error as again:
+                self.conn.close()
+                raise StoreError(self._explain(again)) from again
         except BaseException:  # a refused store is closed too
             self.conn.close()
             raise
+
+    def _read_only_medium(self, exc: sqlite3.Error) -> bool:
+        """Whether a store opened for reading failed only because its folder cannot be written,
+        with no write-ahead log holding changes that an immutable reading would miss."""
+        if self.mode != "read":
+            return False
+        name = getattr(exc, "sqlite_errorname", "")
+        text = str(exc)
+        if not (
+            name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY"))
+            or "unable to open" in text
+            or "readonly" in text
+        ):
+            return False
+        wal = self.path.with_name(self.path.name + "-wal")
+        return not wal.exists() or wal.stat().st_size == 0
 
     @property
     def kept_cells_dir(self) -> Path:
@@ -234,7 +259,7 @@ class ResultStore:
             return f"{where}: {exc.strerror or exc}"
         return f"{where}: {text}"
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, immutable: bool = False) -> sqlite3.Connection:
         where = f"results store {self.path}"
         if self.path.is_dir():
             raise StoreError(
@@ -243,7 +268,7 @@ class ResultStore:
         if self.mode == "read":
             if not self.path.is_file():
                 raise StoreError(f"{where} does not exist; run `python -m bench run` first")
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            uri = f"{self.path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
         else:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from bench.evaluation.ranking import TIE_POLICIES
 from bench.evaluation.topn import is_topn_metric, shown_name, with_topn
 from bench.protocol import SCENARIOS
 from bench.protocol.base import WARM_HISTORY_NOTE
-from bench.protocol.perturbations import parse_label
+from bench.protocol.perturbation_labels import parse_label
 from bench.results.analysis.stats import t_interval
 from bench.results.analysis.views import agreements
 

@@ -100,3 +100,26 @@ def test_keep_predictions_must_be_a_boolean() -> None:
     with pytest.raises(ConfigError, match="'keep_predictions' must be true or false"):
         suite_from_dict({"keep_predictions": "yes"}, "suite.toml")
     assert suite_from_dict({"keep_predictions": True}, "suite.toml").keep_predictions is True
+
+
+def test_of_superseded_cells_the_latest_finished_is_kept_whatever_the_order() -> None:
+    """Three versions of one cell (code changed between runs) and a second config of the learner:
+    the first listed, the last listed and the largest key are each the wrong one to keep."""
+    from bench.results.analysis.frames import _latest
+
+    def cell(key: str, finished: str, config: str = "c1") -> dict[str, object]:
+        return {
+            "dataset": "synthetic", "dataset_hash": "d", "protocol": "cold-random",
+            "protocol_hash": "p", "learner": "mf", "config_hash": config, "seed": 0,
+            "device": "cpu", "cell_key": key, "finished_at": finished,
+        }  # fmt: skip
+
+    rows = [
+        cell("b", "2026-01-02T00:00:00"),
+        cell("a", "2026-01-03T00:00:00"),  # the latest
+        cell("c", "2026-01-01T00:00:00"),
+        cell("z", "2025-12-01T00:00:00", config="c2"),  # another config: its own cell
+    ]
+    kept, superseded = _latest(rows)
+    assert sorted(r["cell_key"] for r in kept) == ["a", "z"]
+    assert superseded == 2

@@ -63,7 +63,8 @@ _OPTIONS: dict[str, tuple[type, ...]] = {
 }  # fmt: skip
 
 
-def _check_options(options: dict[str, Any], where: str) -> None:
+def check_options(options: dict[str, Any], where: str) -> None:
+    """Refuse an option this reader does not know, or a value of a type it cannot take."""
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise DataError(
@@ -182,7 +183,7 @@ def _finish(
 
 
 def parse_csv(card: Any, options: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
-    _check_options(options, f"dataset {card.name!r}")
+    check_options(options, f"dataset {card.name!r}")
     path = _path(card, options)
     encoding = text_encoding(options.get("encoding", "utf-8"))
     where = str(path)
@@ -246,7 +247,7 @@ def parse_csv(card: Any, options: dict[str, Any], data_dir: str | Path | None = 
 def parse_parquet(
     card: Any, options: dict[str, Any], data_dir: str | Path | None = None
 ) -> Dataset:
-    _check_options(options, f"dataset {card.name!r}")
+    check_options(options, f"dataset {card.name!r}")
     path = _path(card, options)
     try:
         import pyarrow.parquet as pq

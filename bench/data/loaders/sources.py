@@ -21,7 +21,7 @@ from bench.errors import DataError
 from bench.limits import relative_inside
 
 if TYPE_CHECKING:
-    from bench.data.cards import Card
+    from bench.data.card import Card
 
 UNVERIFIED = "unverified"
 MAX_EXTRACTED_BYTES = 8 << 30

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from bench.data.dataset import Dataset
+from bench.data.dataset import Dataset, float32_loss
 from bench.data.loaders.arrow_table import Kind, read_columns_arrow
 from bench.errors import DataError, excerpt
 from bench.limits import MAX_ID_CHARS, MAX_LINE_CHARS
@@ -488,6 +488,14 @@ def ratings_table(
         raise DataError(
             f"{where}, line {lines[rows[too_big[0]]]}: rating {values[too_big[0]]:g} is too large "
             "to store (ratings are 32-bit floats)"
+        )
+    lost = float32_loss(values)
+    if lost is not None:
+        line = lines[rows[np.flatnonzero(values == lost[0])[0]]]
+        raise DataError(
+            f"{where}, line {line}: rating {lost[0]!r} would be stored as {lost[1]!r} (ratings "
+            "are 32-bit floats), which blurs the ratings' range and can merge distinct ratings; "
+            "rescale them (e.g. subtract their offset or multiply them up) before loading"
         )
     if rating_scale is None:
         scale = (float(values.min()), float(values.max()))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -48,10 +50,23 @@ class _Worker:
     devices: dict[str, torch.device]
 
 
+_WATCH_S = 0.5  # how often a worker checks that its driver still runs
 _worker: _Worker | None = None  # this worker process's state, set by _start_worker
 
 
-def _start_worker(context: RunContext, datasets: dict[str, Dataset], threads: int) -> None:
+def _watch_driver(driver: int) -> None:
+    """End this worker as soon as the driver that started it is gone: a driver killed with
+    SIGKILL cannot shut its pool down, and its workers would otherwise live on (re-parented to
+    init), each holding its datasets and models in memory."""
+    while os.getppid() == driver:
+        time.sleep(_WATCH_S)
+    os._exit(1)
+
+
+def _start_worker(
+    context: RunContext, datasets: dict[str, Dataset], threads: int, driver: int
+) -> None:
+    threading.Thread(target=_watch_driver, args=(driver,), daemon=True).start()
     import torch
 
     from bench.devices import resolve_devices
@@ -82,10 +97,11 @@ class ProcessExecutor(Executor):
         self.workers = workers or available_cpus()
         self.slots = self.workers
         self._pool: ProcessPoolExecutor | None = None
-        self._start_args: tuple[RunContext, dict[str, Dataset], int] | None = None
+        self._start_args: tuple[RunContext, dict[str, Dataset], int, int] | None = None
 
     def start(self, work: Workload) -> None:
-        self._start_args = (work.context, work.datasets, threads_per_worker(self.workers))
+        threads = threads_per_worker(self.workers)
+        self._start_args = (work.context, work.datasets, threads, os.getpid())
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:

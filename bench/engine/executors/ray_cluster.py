@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,33 @@ if TYPE_CHECKING:
     from bench.protocol import Split
     from bench.protocol.episodes import MetaTrain
     from bench.results.records import CellRecord
+
+CONNECT_S = 10.0
+"""How long to wait for a cluster's address to accept a connection; Ray itself retries an
+unreachable address for many minutes."""
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_S) -> None:
+    """Refuse a cluster address (``host:port`` or ``ray://host:port``) whose port does not
+    accept a TCP connection within ``timeout_s``. ``auto`` and other forms are left to Ray."""
+    target = address.removeprefix("ray://")
+    host, _, port_text = target.rpartition(":")
+    if address == "auto" or not host:
+        return
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(
+            f"--ray-address {address!r}: expected HOST:PORT (or ray://HOST:PORT, or auto)"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConfigError(
+            f"could not reach Ray at {address} within {timeout_s:g} s ({reason}); start the "
+            "cluster (ray start --head) or correct --ray-address"
+        ) from None
+
 
 TASK_THREADS = 1
 """torch threads per task; each task asks Ray for one CPU."""
@@ -100,6 +128,8 @@ class RayExecutor(Executor):
             }
             if self.address is None:
                 options["num_cpus"] = self.workers or available_cpus()
+            if self.address is not None:
+                check_reachable(self.address)
             try:
                 ray.init(address=self.address, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:

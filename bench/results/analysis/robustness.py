@@ -29,7 +29,7 @@ from itertools import combinations, permutations
 import numpy as np
 import pandas as pd
 
-from bench.protocol.perturbations import parse_label
+from bench.protocol.perturbation_labels import parse_label
 from bench.results.analysis.frames import Results
 from bench.results.analysis.stats import holm, paired_test, t_interval
 from bench.results.analysis.summary import ALPHA, higher_is_better, learner_order

@@ -159,6 +159,8 @@ class _Reader:
         if kind is float:
             if value is None:
                 return float("nan")
+            if isinstance(value, float) and not math.isfinite(value):  # NaN or Infinity literal
+                raise self.fail(f"{where}.{key}", "a finite number", str(value))
             if isinstance(value, float) or (
                 isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**1023
             ):
@@ -191,18 +193,21 @@ class _Reader:
         if not isinstance(obj, dict):
             raise self.fail(where, "an object", obj)
         name = tuple(self.get(obj, f, str, where) for f in CELL_NAME_FIELDS)
+        where = f"{where} ({'/'.join(name)})"
         seeds = {}
         for seed, value in self.seeds(obj, "seeds", where).items():
-            seeds[seed] = self.get({"v": value}, "v", float, f"{where}.seeds.{seed}")
+            seeds[seed] = self.get({str(seed): value}, str(seed), float, f"{where} seeds")
         per_task = {}
         for seed, values in self.seeds(obj, "per_task", where).items():
-            at = f"{where}.per_task.{seed}"
+            at = f"{where} per_task.{seed}"
             if not isinstance(values, list) or not all(
-                v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+                v is None
+                or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
                 for v in values
             ):
-                raise self.fail(at, "a list of numbers (null where unscored)", values)
+                raise self.fail(at, "a list of finite numbers (null where unscored)", values)
             per_task[seed] = np.array([np.nan if v is None else v for v in values], dtype=float)
+        self._complete(where, seeds, per_task)
         cell = CellValues(
             origin=self.origin(obj, where),
             seeds=seeds,
@@ -210,6 +215,30 @@ class _Reader:
             per_task=per_task,
         )
         return name, cell  # type: ignore[return-value]
+
+    def _complete(
+        self, where: str, seeds: dict[int, float], per_task: dict[int, np.ndarray]
+    ) -> None:
+        """A cell has a value on every seed it lists, or on none (a metric no task could score);
+        a gap would let the comparison average the seeds left and call the cell the same."""
+        for seed in sorted(set(per_task) - set(seeds)):
+            raise BenchError(
+                f"baseline {self.path}: {where} per_task.{seed} names a seed that seeds lacks; "
+                f"the file is damaged or was edited by hand: {REFRESH_HINT}"
+            )
+        valued = {s for s, v in seeds.items() if math.isfinite(v)}
+        if not valued:
+            return  # no value anywhere: compared as "no value on either side"
+        for seed in sorted(seeds):
+            if seed not in valued:
+                raise self.fail(f"{where} seeds.{seed}", "a finite number", None)
+            values = per_task.get(seed)
+            if values is not None and len(values) and not np.isfinite(values).any():
+                raise BenchError(
+                    f"baseline {self.path}: {where} per_task.{seed} must hold at least one "
+                    f"number where seeds.{seed} has one; the file is damaged or was edited by "
+                    f"hand: {REFRESH_HINT}"
+                )
 
     def timing(self, obj: Any, where: str) -> tuple[TimingName, TimingValues]:
         if not isinstance(obj, dict):

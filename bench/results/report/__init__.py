@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.results.analysis import Results, timing_summary, to_records
+from bench.results.analysis.thin import thin_data
 from bench.results.outputs import output_folder, plain_name, refuse_link, write_file
-from bench.results.report.build import ReportOptions, build_document, summary_frame
+from bench.results.report.build import (
+    ReportOptions,
+    build_document,
+    summary_frame,
+    unfinished_runs,
+)
 from bench.results.report.html import render_html
 from bench.results.report.markdown import render_markdown
 
@@ -46,6 +53,14 @@ def write_report(
             f"choose from {','.join(FORMATS)}"
         )
     plain_name(name, "--name")
+    partial = bool(unfinished_runs(results))
+    if partial and not options.allow_partial:
+        raise BenchError(
+            f"results store {results.path}: run(s) {', '.join(unfinished_runs(results))} did not "
+            "finish, so their tables may lack seeds or learners; let them finish (or rerun the "
+            "suite to completion), choose finished runs with --run, or pass --allow-partial to "
+            "build a report that says on every table that it is partial"
+        )
     output_folder(out_dir, "report folder")
     figure_dir = out_dir / f"{name}_figures"
     for suffix in (".md", ".html", ".csv", ".json", "_figures"):
@@ -69,6 +84,13 @@ def write_report(
             written.append(path)
     if "csv" in formats or "json" in formats:
         summary = summary_frame(results, options)
+        if partial:
+            summary = summary.assign(partial=True)
+        notes = thin_data(results.coverage)
+        thin = {(n.dataset, n.protocol, n.scenario): n.text for n in notes}
+        if thin and not summary.empty:  # every row of a thin scenario carries its warning
+            keys = zip(summary["dataset"], summary["protocol"], summary["scenario"], strict=True)
+            summary = summary.assign(thin_data=[thin.get(key, "") for key in keys])
         if "csv" in formats:
             path = out_dir / f"{name}.csv"
             write_file(path, summary.to_csv(index=False))
@@ -76,11 +98,13 @@ def write_report(
         if "json" in formats:
             path = out_dir / f"{name}.json"
             payload = {
+                "partial": partial,
                 "reference": options.reference,
                 "alpha": options.alpha,
                 "summary": to_records(summary),
                 "timing": to_records(timing_summary(results)),
                 "coverage": to_records(results.coverage),
+                "thin_data": [asdict(note) for note in notes],
                 "tunings": to_records(results.tunings),
                 "runs": to_records(results.runs),
             }

@@ -14,7 +14,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.evaluation.floors import is_floor
 from bench.evaluation.metrics import DEFAULT_METRICS
-from bench.protocol.perturbations import parse_label
+from bench.protocol.perturbation_labels import parse_label
 from bench.results.analysis import (
     Results,
     base_name,
@@ -30,6 +30,7 @@ from bench.results.analysis import (
 from bench.results.analysis.floors import marks_by_line
 from bench.results.analysis.frames import LOAD_MARGIN
 from bench.results.analysis.summary import SPREAD_FLAG
+from bench.results.analysis.thin import MIN_TASKS, thin_data
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
 from bench.results.report.figures import kshot_figure, slug
 from bench.results.report.formatting import (
@@ -69,6 +70,8 @@ class ReportOptions:
         command: the command that made the report, shown at the top (keep it free of
             machine-specific paths: the top of the page is meant to reproduce byte for byte).
         invocation: the actual command line, shown under provenance.
+        allow_partial: build the report although a run is not finished (every table then says
+            so); without it such a report is refused.
     """
 
     reference: str = "mf"
@@ -80,6 +83,23 @@ class ReportOptions:
     title: str = "coldstart-bench results"
     command: str = ""
     invocation: str = ""
+    allow_partial: bool = False
+
+
+def unfinished_runs(results: Results) -> list[str]:
+    """``run_id (suite, status)`` of each run of ``results`` that did not finish and that no later
+    finished run of the same suite completed (a rerun reuses the cells an interrupted run
+    stored, and computes the rest)."""
+    runs = results.runs
+    if runs.empty:
+        return []
+    done = runs[runs["status"] == "finished"]
+    listed = []
+    for run in runs[runs["status"] != "finished"].itertuples(index=False):
+        later = done[(done["suite"] == run.suite) & (done["started_at"] > run.started_at)]
+        if later.empty:
+            listed.append(f"{run.run_id} ({run.suite}, {run.status})")
+    return listed
 
 
 class _Builder:
@@ -103,6 +123,8 @@ class _Builder:
         self.summary = summary[summary["metric"].isin(options.metrics)].reset_index(drop=True)
         self.comparisons = compare_to_reference(results, options.reference, options.alpha)
         self.marks = best_marks(results, self.summary, options.alpha, options.unranked)
+        self.thin = thin_data(results.coverage)
+        self.partial = unfinished_runs(results)
         self.unscorable = unscorable(results)
         self.notes = marks_by_line(results)
         self.metrics = [m for m in options.metrics if m in set(self.summary["metric"])]
@@ -120,6 +142,12 @@ class _Builder:
     def build(self) -> Document:
         doc = Document(self.options.title)
         doc.sections.append(self.introduction())
+        if self.partial:
+            doc.sections.append(
+                Section("Partial results", [Paragraph(self._partial_text())], anchor="partial")
+            )
+        if self.thin:
+            doc.sections.append(self.thin_section())
         tuning = tuning_section(self.results, self.learners)
         if tuning is not None:
             doc.sections.append(tuning)
@@ -259,10 +287,30 @@ class _Builder:
 
     # One table -------------------------------------------------------------------------------
 
+    def _partial_text(self) -> str:
+        return (
+            f"⚠ **Partial**: built from run(s) that did not finish ({', '.join(self.partial)}); "
+            "their cells may lack seeds or learners."
+        )
+
+    def thin_section(self) -> Section:
+        """Every scenario whose values rest on few tasks or one seed, or that has no task."""
+        items = tuple(f"⚠ {note.where}: {note.text}." for note in self.thin)
+        lead = Paragraph(
+            f"Scenarios with fewer than {MIN_TASKS} tasks on a seed, one seed only, or no task: "
+            "their values and intervals mean less than the others'."
+        )
+        return Section("Thin data", [lead, Bullets(items)], anchor="thin-data")
+
     def table_section(self, dataset: str, protocol: str, scenario: str) -> Section:
         title = table_title(dataset, protocol, scenario)
         section = Section(title, anchor=slug("table", dataset, protocol, scenario))
         where = {"dataset": dataset, "protocol": protocol, "scenario": scenario}
+        if self.partial:
+            section.blocks.append(Paragraph(self._partial_text()))
+        for note in self.thin:
+            if (note.dataset, note.protocol, note.scenario) == (dataset, protocol, scenario):
+                section.blocks.append(Paragraph(f"⚠ Thin data: {note.text}."))
         summary = rows_where(self.summary, **where)
         section.blocks.append(self.metric_table(summary, where))
         section.blocks += agreement_blocks(summary, where, self.options.unranked, self.show_device)

@@ -126,6 +126,13 @@ def machines(results: Results) -> str:
     return "Machines: " + ". ".join(parts) + "." if parts else "Machines: unknown."
 
 
+def _finished(value: object) -> str:
+    """A run's finish time, or "not finished" (never a missing value printed as nan)."""
+    if value is None or (isinstance(value, float) and value != value) or value == "":
+        return "not finished"
+    return str(value)
+
+
 def provenance_section(results: Results, invocation: str = "") -> Section:
     """Runs, package versions, learner configs, the store and the report's own command."""
     section = Section("Provenance", reproducible=False, anchor="provenance")
@@ -143,8 +150,8 @@ def provenance_section(results: Results, invocation: str = "") -> Section:
                 Cell(f"`{run.run_id}`"),
                 Cell(run.suite),
                 Cell(str(run.started_at)),
-                Cell(str(run.finished_at)),
-                Cell(run.status),
+                Cell(_finished(run.finished_at)),
+                Cell(run.status if run.status == "finished" else f"⚠ {run.status}"),
                 Cell(f"`{commit}`"),
                 Cell(str(prov.get("host"))),
                 Cell(f"`bench {argv}`" if argv else ""),
