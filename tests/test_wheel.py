@@ -96,13 +96,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return python, work
 
 
-def test_the_wheel_runs_the_default_synthetic_suite(installed: tuple[Path, Path]) -> None:
+def installed_bench(installed: tuple[Path, Path], *args: str | Path) -> str:
+    """``python -m bench ARGS`` of the installed wheel, in the folder outside the source tree."""
     python, work = installed
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BENCH_STORE")}
-    where = run(python, "-c", "import bench; print(bench.__file__)", cwd=work, env=env)
+    return run(python, *args, cwd=work, env=env)
+
+
+def test_the_wheel_runs_the_default_synthetic_suite(installed: tuple[Path, Path]) -> None:
+    python, work = installed
+    where = installed_bench(installed, "-c", "import bench; print(bench.__file__)")
     assert str(python.parents[1]) in where and str(ROOT) not in where
-    out = run(
-        python,
+    out = installed_bench(
+        installed,
         "-m",
         "bench",
         "run",
@@ -115,22 +121,19 @@ def test_the_wheel_runs_the_default_synthetic_suite(installed: tuple[Path, Path]
         "--store",
         work / "s.sqlite",
         "--no-progress",
-        cwd=work,
-        env=env,
     )
     assert "| item-mean" in out and "cell(s) computed, 0 reused" in out
-    listed = run(python, "-m", "bench", "ls", "datasets", cwd=work, env=env)
+    listed = installed_bench(installed, "-m", "bench", "ls", "datasets")
     for card in ("ml-100k", "filmtrust", "ml-latest-small"):
         assert card in listed
 
 
 @pytest.mark.real_data
 def test_the_wheel_reads_a_card_dataset_from_a_data_dir(installed: tuple[Path, Path]) -> None:
-    python, work = installed
+    _, work = installed
     data_dir = real_data_dir("ml-100k")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BENCH_STORE")}
-    out = run(
-        python,
+    out = installed_bench(
+        installed,
         "-m",
         "bench",
         "run",
@@ -149,7 +152,5 @@ def test_the_wheel_reads_a_card_dataset_from_a_data_dir(installed: tuple[Path, P
         "--store",
         work / "card.sqlite",
         "--no-progress",
-        cwd=work,
-        env=env,
     )
     assert "ml-100k" in out and "| item-mean" in out
