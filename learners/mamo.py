@@ -56,7 +56,12 @@ from torch.nn import functional as F
 from bench.protocol.episodes import MetaTrain, TaskBatch
 from learners.network.episodic import EpochConfig, WholeSupportEpisodes
 from learners.network.losses import masked_mse, mean_over_tasks
-from learners.network.model import RatingNetwork, initialise_linear
+from learners.network.model import (
+    RatingNetwork,
+    field_embeddings,
+    initialise_linear,
+    needs_content,
+)
 
 Params = dict[str, torch.Tensor]
 CLIP_NORM = 5.0
@@ -237,16 +242,11 @@ class MAMO(WholeSupportEpisodes):
 
     @classmethod
     def not_applicable(cls, dataset: Any) -> str | None:
-        if dataset.user_features is None and dataset.item_features is None:
-            return "needs user or item side features (MAMO embeds content, not ids)"
-        return None
+        return needs_content(dataset, "MAMO")
 
     def build(self, train: MetaTrain, generator: torch.Generator) -> MAMOModel:
         cfg = self.config
-        profiles = RatingNetwork.for_training_data(
-            train, cfg.embedding_dim, (), generator, embed_ids=cfg.embed_ids, by_field=True
-        )
-        profiles.decision = nn.Sequential()  # only the profile embeddings are used
+        profiles = field_embeddings(train, cfg.embedding_dim, generator, embed_ids=cfg.embed_ids)
         return MAMOModel(profiles, cfg, generator)
 
     def _other(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,12 @@ from torch import nn
 from bench.protocol.episodes import MetaTrain, TaskBatch
 from learners.network.episodic import EpochConfig, WholeSupportEpisodes
 from learners.network.losses import masked_mse, mean_over_tasks
-from learners.network.model import RatingNetwork, initialise_linear
+from learners.network.model import (
+    RatingNetwork,
+    field_embeddings,
+    initialise_linear,
+    needs_content,
+)
 
 LOG_VAR_BOUND = 8.0
 """Log-variances are squashed into [-8, 8]: the KL term and ``exp`` stay finite."""
@@ -226,16 +231,11 @@ class TaNP(WholeSupportEpisodes):
 
     @classmethod
     def not_applicable(cls, dataset: Any) -> str | None:
-        if dataset.user_features is None and dataset.item_features is None:
-            return "needs user or item side features (TaNP embeds content, not ids)"
-        return None
+        return needs_content(dataset, "TaNP")
 
     def build(self, train: MetaTrain, generator: torch.Generator) -> TaNPModel:
         cfg = self.config
-        pairs = RatingNetwork.for_training_data(
-            train, cfg.embedding_dim, (), generator, embed_ids=cfg.embed_ids, by_field=True
-        )
-        pairs.decision = nn.Sequential()  # only the pair embeddings are used
+        pairs = field_embeddings(train, cfg.embedding_dim, generator, embed_ids=cfg.embed_ids)
         return TaNPModel(pairs, cfg, generator)
 
     def train_step(self, train: MetaTrain, step: int, rng: np.random.Generator) -> None:

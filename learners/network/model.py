@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -215,3 +216,22 @@ class RatingNetwork(nn.Module):
         if name == "all":
             return params
         return {k: v for k, v in params.items() if k.startswith(name + ".")}
+
+
+def field_embeddings(
+    train: MetaTrain, embedding_dim: int, generator: torch.Generator, *, embed_ids: bool
+) -> RatingNetwork:
+    """The shared network's field-by-field embeddings of a pair without its decision layers, for
+    models that decode pairs their own way (TaNP, MAMO)."""
+    net = RatingNetwork.for_training_data(
+        train, embedding_dim, (), generator, embed_ids=embed_ids, by_field=True
+    )
+    net.decision = nn.Sequential()  # only the embeddings are used
+    return net
+
+
+def needs_content(dataset: Any, learner: str) -> str | None:
+    """Why ``learner``, which embeds content and not ids, cannot run on ``dataset``, or None."""
+    if dataset.user_features is None and dataset.item_features is None:
+        return f"needs user or item side features ({learner} embeds content, not ids)"
+    return None
