@@ -46,7 +46,7 @@ from bench.protocol.manifest import (
     safe_name,
     split_tables,
 )
-from bench.results.safe_files import BoundedFolder, read_inside
+from bench.results.outputs import BoundedFolder, read_inside
 
 FORMATS = ("csv", "parquet", "recbole")
 MANIFEST = "manifest.json"

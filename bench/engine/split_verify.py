@@ -30,7 +30,7 @@ from bench.engine.split_export import (
 )
 from bench.errors import BenchError, DataError
 from bench.protocol import make_protocol
-from bench.results.safe_files import read_inside
+from bench.results.outputs import read_inside
 
 COMPARED = (
     "like_threshold",
