@@ -92,6 +92,7 @@ def run(
     ray_address: str | None = None,
     support_sizes: Sequence[int | str] | None = None,
     query_size: int | None = None,
+    floors: bool | None = None,
 ) -> Results:
     """Run a suite, like ``bench run``, and return the cells it computed or reused.
 
@@ -119,6 +120,8 @@ def run(
         support_sizes: the support sizes of every task (``[1, 3, 5]``), instead of the suite's
             ``[protocol]`` table's.
         query_size: query ratings per task, instead of the suite's.
+        floors: False leaves out the floor learners that run by default beside every suite
+            with a ranking metric.
 
     Returns:
         The run's cells as :class:`Results`; a failed cell does not stop the others: it is
@@ -137,6 +140,7 @@ def run(
         "devices": _names(devices, "run", "devices"),
         "seeds": None if seeds is None else parse_seeds(_plain(seeds), _arg("run", "seeds")),
         "keep_predictions": keep_predictions,
+        "floors": floors,
         "data_dir": None if data_dir is None else str(data_dir),
         "protocol": sized_protocol(
             base, None if support_sizes is None else list(_plain(support_sizes)), query_size

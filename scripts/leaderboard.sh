@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the committed leaderboard (`make leaderboard`): run the synthetic `meta` suite and
-# `ml100k-cold` on CPU into a fresh store, then write reports/leaderboard.{md,html,csv} and
+# Rebuild the committed leaderboard (`make leaderboard`): run the synthetic `meta` suite,
+# `ml100k-cold`, `ml100k-recbole-metarec` and `ml100k-robust` on CPU into a fresh store, then write reports/leaderboard.{md,html,csv} and
 # the k-shot figures in reports/leaderboard_figures/. ML-100K is looked for in $BENCH_DATA_DIR
 # (default ../shared/datasets).
 #
@@ -15,8 +15,11 @@ export BENCH_DATA_DIR=${BENCH_DATA_DIR:-../shared/datasets}
 # finish (set -e stops at the first that fails), and `bench report` refuses a store holding a
 # run that did not finish, so the page is never built from a run still going.
 rm -f "$STORE" "$STORE-wal" "$STORE-shm"
-"$PYTHON" -m bench run --suite meta --device cpu --store "$STORE" --no-progress
-"$PYTHON" -m bench run --suite ml100k-cold --device cpu --store "$STORE" --no-progress
+# Cells run in two worker processes of one torch thread each (WORKERS to change).
+for suite in meta ml100k-cold ml100k-recbole-metarec ml100k-robust; do
+    "$PYTHON" -m bench run --suite "$suite" --device cpu --store "$STORE" --no-progress \
+        --executor process --workers "${WORKERS:-2}"
+done
 "$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
     --format md,html,csv --title "coldstart-bench leaderboard" --command "make leaderboard"
 # The README's results tables come from the same page (tests/test_readme_results.py checks them).

@@ -65,6 +65,7 @@ RUN_FLAGS = {
     "data_dir": "--data-dir",
     "dataset": "--dataset-option",
     "protocol": "--support-sizes/--query-size",
+    "floors": "--no-floors",
 }
 
 
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-tune",
         action="store_true",
         help="run every learner with its config as set, ignoring the suite's [tune] tables",
+    )
+    run.add_argument(
+        "--no-floors",
+        action="store_true",
+        help="leave out the floor learners (floor-random, floor-constant) that every suite "
+        "with a ranking metric runs by default",
     )
     run.add_argument(
         "--data-dir",
@@ -239,6 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device,
         data_dir=args.data_dir,
         tune={} if args.no_tune else None,
+        floors=False if args.no_floors else None,
         protocol=sized_protocol(suite, args.support_sizes, args.query_size),
     )
     options = _dataset_options(args.dataset_option or [])

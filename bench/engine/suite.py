@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, ConfigError, RegistryError, excerpt
-from bench.evaluation.metrics import DEFAULT_GAIN, DEFAULT_METRICS, GAINS, METRICS
+from bench.evaluation.floors import FLOORS
+from bench.evaluation.metrics import (
+    DEFAULT_GAIN,
+    DEFAULT_METRICS,
+    GAINS,
+    METRICS,
+    is_ranking_metric,
+)
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY, TIE_POLICIES
 from bench.evaluation.topn import DEFAULT_NEGATIVES, DEFAULT_TOP_K, is_topn_metric, topn_names
 from bench.limits import MAX_ID_CHARS, load_toml, read_text
@@ -68,7 +75,20 @@ class Suite:
     """Support perturbations at test time (:mod:`bench.engine.robustness`): ``kinds``,
     ``strengths`` and optionally ``sigma`` (gauss) and ``baseline`` (the support-blind learner of
     the breakdown strength); empty: off."""
+    floors: bool = True
+    """Run the floor learners (:mod:`bench.evaluation.floors`) beside the suite's learners
+    whenever it records a ranking metric, so that every ranking table has its floors; false
+    leaves them out, even where ``learners`` names them."""
     source: str = "<defaults>"
+
+    def __post_init__(self) -> None:
+        # Resolved here, so every copy made with other learners or metrics keeps the rule.
+        if self.floors is False:
+            kept = tuple(name for name in self.learners if name not in FLOORS)
+            object.__setattr__(self, "learners", kept)
+        elif self.floors is True and any(is_ranking_metric(m) for m in self.metrics):
+            missing = tuple(f for f in FLOORS if f not in self.learners)
+            object.__setattr__(self, "learners", (*self.learners, *missing))
 
     def resolved(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,10 +200,10 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
                     if not isinstance(table, dict):
                         raise ConfigError(f"{where}: [{key}.{name}] must be a table")
             values[key] = value
-        elif key == "keep_predictions":
+        elif key in ("keep_predictions", "floors"):
             if not isinstance(value, bool):
                 raise ConfigError(
-                    f"{where}: 'keep_predictions' must be true or false, got {excerpt(value)}"
+                    f"{where}: {key!r} must be true or false, got {excerpt(value)}"
                 )
             values[key] = value
         elif not isinstance(value, str):
@@ -332,6 +352,8 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     from bench.engine.robustness import check_robustness
 
     check_robustness(suite, protocol)
+    if not isinstance(suite.floors, bool):
+        raise ConfigError(f"{at('floors')}: must be true or false, got {suite.floors!r}")
     if not isinstance(suite.keep_predictions, bool):
         raise ConfigError(
             f"{at('keep_predictions')}: must be true or false, got {suite.keep_predictions!r}"
