@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the committed leaderboard (`make leaderboard`): run the synthetic `meta` suite,
-# `ml100k-cold`, `ml100k-recbole-metarec` and `ml100k-robust` on CPU into a fresh store, then write reports/leaderboard.{md,html,csv} and
+# `ml100k-cold`, `ml100k-recbole-metarec` and `ml100k-robust` on CPU into a fresh store, then
+# write reports/leaderboard.{md,html,csv,json} and
 # the k-shot figures in reports/leaderboard_figures/. ML-100K is looked for in $BENCH_DATA_DIR
 # (default ../shared/datasets).
 #
@@ -21,6 +22,6 @@ for suite in meta ml100k-cold ml100k-recbole-metarec ml100k-robust; do
         --executor process --workers "${WORKERS:-2}"
 done
 "$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
-    --format md,html,csv --title "coldstart-bench leaderboard" --command "make leaderboard"
+    --format md,html,csv,json --title "coldstart-bench leaderboard" --command "make leaderboard"
 # The README's results tables come from the same page (tests/test_readme_results.py checks them).
 "$PYTHON" scripts/readme_results.py

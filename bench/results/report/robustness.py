@@ -37,6 +37,16 @@ def suite_setting(results: Results, name: str, default: Any) -> Any:
     return default
 
 
+def verdict_frame(results: Results, metric: str = "rmse", alpha: float = 0.05) -> pd.DataFrame:
+    """The verdicts of the suite's robustness rule, as the report states them (empty without a
+    perturbed evaluation)."""
+    if not has_robustness(results) or metric not in set(results.metrics["metric"]):
+        return pd.DataFrame()
+    baseline = str(suite_setting(results, "baseline", DEFAULT_BASELINE))
+    delta = float(suite_setting(results, "delta", DEFAULT_DELTA))
+    return robustness_verdicts(results, metric, baseline, delta, alpha)
+
+
 def robustness_section(
     results: Results, metric: str = "rmse", alpha: float = 0.05
 ) -> Section | None:
