@@ -143,6 +143,7 @@ def cell_key(
     tie_policy: str = DEFAULT_TIE_POLICY,
     ranking: dict[str, Any] | None = None,
     robustness: dict[str, Any] | None = None,
+    slices: list[str] | None = None,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -167,6 +168,8 @@ def cell_key(
         key["ranking"] = ranking  # more metrics, and for sampled views the negatives drawn
     if robustness is not None:
         key["robustness"] = robustness  # perturbed evaluations beside the clean ones
+    if slices:
+        key["slices"] = slices  # entity attributes stored with the cell
     return stable_hash(key, length=24)
 
 
@@ -244,6 +247,7 @@ def iter_cells(
                         suite.tie_policy,
                         ranking_key(suite, dataset, protocol),
                         robustness,
+                        sorted(suite.slices),
                     )
                     yield Cell(
                         dataset,

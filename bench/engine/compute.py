@@ -39,6 +39,7 @@ from bench.protocol.learner import (
     make_learner,
     split_budget,
 )
+from bench.protocol.slices import split_attributes
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation, Predictions, TrialRecord
 
 if TYPE_CHECKING:
@@ -161,6 +162,8 @@ def run_cell(
         tuning=tuned.record if tuned else None,
         trials=tuned.trials if tuned else [],
     )
+    if suite.slices:
+        record.split_summary["slices"] = stored_slices(cell.dataset, split, needed, suite.slices)
     if device.type == "cuda":
         torch.empty(1, device=device)  # create the CUDA context outside the timed region
     seeds = learner_seeds(cell.seed, cell.learner)
@@ -232,6 +235,23 @@ def run_cell(
                 kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
             )
     return record
+
+
+def stored_slices(
+    dataset: Dataset,
+    split: Any,
+    needed: list[tuple[str, SupportSize]],
+    attributes: tuple[str, ...],
+) -> dict[str, dict[str, Any]]:
+    """The task entities' slice attributes of the clean scenarios evaluated (the same for every
+    k), as stored in the cell's split summary."""
+    scenarios = sorted({scenario for scenario, _ in needed if scenario in split.scenarios})
+    return {
+        scenario: {
+            key: values for key, values in table.items() if key == "entities" or key in attributes
+        }
+        for scenario, table in split_attributes(dataset, split, scenarios).items()
+    }
 
 
 def support_ignored(

@@ -47,6 +47,7 @@ from bench.results.report.formatting import (
 from bench.results.report.machine import provenance_section, timing_section
 from bench.results.report.ranking import REPORTED_TOPN, agreement_blocks, footer_items, headers
 from bench.results.report.robustness import robustness_section
+from bench.results.report.slices import slices_section
 from bench.results.report.tuning import tuning_section
 
 LINE_METRIC = ["k", "learner", "device", "metric"]
@@ -157,6 +158,9 @@ class _Builder:
         robustness = robustness_section(self.results, alpha=self.options.alpha)
         if robustness is not None:
             doc.sections.append(robustness)
+        sliced = slices_section(self.results)
+        if sliced is not None:
+            doc.sections.append(sliced)
         doc.sections.append(timing_section(self.results, self.learners))
         doc.sections.append(provenance_section(self.results, self.options.invocation))
         doc.sections.append(self.footer())

@@ -60,7 +60,8 @@ def robustness_section(
             f"of ΔM(s) = M(s) − M(0) against s through the origin, per seed, then mean ± "
             f"interval over seeds. Area: the area under ΔM(s) over [0, s_max] divided by s_max "
             f"(the mean degradation over the range). Breakdown: the first strength at which the "
-            f"learner's mean is worse than `{baseline}`'s at the same strength (— never)."
+            f"learner's mean is worse than `{baseline}`'s at the same strength (— never). The "
+            f"floor learners ignore the support by construction and are left out."
         )
     )
     lines = curves[list(LINE_KEYS)].drop_duplicates()
