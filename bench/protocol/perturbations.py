@@ -73,7 +73,7 @@ def perturb(
     hit, values = corrupted_positions(mask, perturbation, seed, scenario, entity_ids)
     new = ratings.copy()
     levels = np.asarray(rating_levels, dtype=np.float64)
-    new[hit] = _corrupt(perturbation, ratings[hit], values[hit], low, high, levels)
+    new[hit] = corrupted_values(perturbation, ratings[hit], values[hit], low, high, levels)
     if perturbation.kind == "drop":
         return _dropped(tasks, mask & ~hit)
     corrupted = torch.as_tensor(new, dtype=tasks.support_ratings.dtype)
@@ -102,7 +102,7 @@ def corrupted_positions(
     return hit, values
 
 
-def _corrupt(
+def corrupted_values(
     p: Perturbation,
     ratings: np.ndarray,
     draws: np.ndarray,
