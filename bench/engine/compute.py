@@ -12,10 +12,12 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from bench.data.dataset import Dataset
-from bench.engine.robustness import COLD_SCENARIOS, perturbation_of
+from bench.engine.attack_metrics import target_rows
+from bench.engine.robustness import COLD_SCENARIOS, perturbation_of, suite_robustness
 from bench.engine.suite import Suite
 from bench.engine.tuning import Tuned, TuneSpec, search, validation_objective
 from bench.evaluation.floors import scoring_tie_policy
@@ -39,7 +41,9 @@ from bench.protocol.learner import (
     make_learner,
     split_budget,
 )
+from bench.protocol.perturbation_labels import parse_label
 from bench.protocol.slices import split_attributes
+from bench.protocol.training_arms import attack_targets
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation, Predictions, TrialRecord
 
 if TYPE_CHECKING:
@@ -135,6 +139,10 @@ def run_cell(
     overrides = {**suite.learner.get(cell.learner, {}), **(tuned.params if tuned else {})}
     learner = make_learner(cell.learner, overrides)
     split, train = cache.split(cell.dataset, cell.seed)
+    settings = suite_robustness(suite)
+    if cell.arm:  # fitted on training data with noise or fake profiles; tested on clean tasks
+        assert settings is not None
+        train = cache.arm_training(cell.dataset, cell.seed, settings.arms[cell.arm])
     record = CellRecord(
         cell_key=cell.key,
         run_id=run_id,
@@ -162,6 +170,18 @@ def run_cell(
         tuning=tuned.record if tuned else None,
         trials=tuned.trials if tuned else [],
     )
+    if cell.arm:
+        record.dataset_info["training_arm"] = cell.arm
+        record.split_summary["training_arm"] = {
+            "arm": cell.arm,
+            "train_ratings": len(train.rating),
+            "users": int(train.n_users),
+        }
+    targets = None
+    if settings is not None and settings.targets and split.config.task_axis == "user":
+        _, clean_train = cache.split(cell.dataset, cell.seed)
+        targets = attack_targets(clean_train, settings.targets, cell.seed)
+        record.split_summary["attack_targets"] = cell.dataset.raw_ids("item", targets)
     if suite.slices:
         record.split_summary["slices"] = stored_slices(cell.dataset, split, needed, suite.slices)
     if device.type == "cuda":
@@ -175,6 +195,8 @@ def run_cell(
         # A perturbed evaluation (``user_cold~flip@0.2``) uses the clean scenario's tasks with
         # their support corrupted; the learner stays as fitted.
         clean, perturbation = perturbation_of(suite, scenario)
+        if cell.arm:  # ``user_cold~train-flip@0.1``: the clean tasks, another fit
+            clean = parse_label(scenario)[0]
         labelled = cache.tasks(cell.dataset, cell.seed, clean, k)
         if perturbation is not None:
             labelled = cache.perturbed(cell.dataset, cell.seed, clean, k, perturbation)
@@ -185,7 +207,7 @@ def run_cell(
         if labelled.n_tasks == 0:
             continue
         if perturbation is None:
-            tasks = cache.unlabelled(cell.dataset, cell.seed, scenario, k, device)
+            tasks = cache.unlabelled(cell.dataset, cell.seed, clean, k, device)
         else:
             tasks = labelled.without_labels().to(device)
         chunk = learner.predict_chunk
@@ -230,6 +252,23 @@ def run_cell(
             record.metrics.extend(
                 _ranked_rows(cell, suite, cache, learner, clean, k, views, tasks, record, scenario)
             )
+        sets = None
+        if targets is not None and perturbation is None:
+            sets = cache.candidates(cell.dataset, cell.seed, clean, k, None)
+        if sets is not None and targets is not None and np.isin(targets, sets.pool).any():
+            with torch.no_grad():
+                record.metrics.extend(
+                    target_rows(
+                        learner.score,
+                        tasks.without_queries(),
+                        sets,
+                        targets,
+                        tie_seed=tie_seed(cell.seed),
+                        learner=cell.learner,
+                        label=scenario,
+                        k_label=k_label,
+                    )
+                )
         if suite.keep_predictions:
             record.predictions.append(
                 kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
