@@ -172,10 +172,13 @@ def run_cell(
     )
     if cell.arm:
         record.dataset_info["training_arm"] = cell.arm
+        _, clean_train = cache.split(cell.dataset, cell.seed)
         record.split_summary["training_arm"] = {
             "arm": cell.arm,
             "train_ratings": len(train.rating),
-            "users": int(train.n_users),
+            "clean_train_ratings": len(clean_train.rating),
+            "train_users": int(clean_train.known_users.sum()),
+            "fake_profiles": int(train.n_users - clean_train.n_users),
         }
     targets = None
     if settings is not None and settings.targets and split.config.task_axis == "user":

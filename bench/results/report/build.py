@@ -31,6 +31,7 @@ from bench.results.analysis.floors import marks_by_line
 from bench.results.analysis.frames import LOAD_MARGIN
 from bench.results.analysis.summary import SPREAD_FLAG
 from bench.results.analysis.thin import MIN_TASKS, thin_data
+from bench.results.report.attacks import attack_section
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
 from bench.results.report.figures import kshot_figure, slug
 from bench.results.report.formatting import (
@@ -158,6 +159,9 @@ class _Builder:
         robustness = robustness_section(self.results, alpha=self.options.alpha)
         if robustness is not None:
             doc.sections.append(robustness)
+        attacks = attack_section(self.results)
+        if attacks is not None:
+            doc.sections.append(attacks)
         sliced = slices_section(self.results)
         if sliced is not None:
             doc.sections.append(sliced)
