@@ -253,8 +253,10 @@ def attacked_training(train: MetaTrain, attack: ShillingAttack, seed: int) -> Me
         return train
     features = train.user_features
     if features is not None:  # fake users borrow real users' side features
-        donors = Seeds(seed).numpy("shilling", "features").choice(
-            np.flatnonzero(train.known_users), profiles.n_profiles
+        donors = (
+            Seeds(seed)
+            .numpy("shilling", "features")
+            .choice(np.flatnonzero(train.known_users), profiles.n_profiles)
         )
         features = np.concatenate([features, features[donors]])
     stamp = train.timestamp.max() if len(train.timestamp) else 0
