@@ -10,9 +10,10 @@ import pytest
 from bench.data.dataset import Dataset
 from bench.protocol import Split, make_protocol
 from bench.protocol.episodes import MetaTrain, make_meta_train
-from bench.protocol.perturbation_labels import KINDS, corrupted_count
+from bench.protocol.perturbation_labels import corrupted_count
 from bench.protocol.training_arms import (
     ATTACKS,
+    NOISE_KINDS,
     ShillingAttack,
     TrainingNoise,
     attacked_training,
@@ -34,7 +35,7 @@ def train(small_dataset: Dataset, split: Split) -> MetaTrain:
     return make_meta_train(small_dataset, split)
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "drop"])
+@pytest.mark.parametrize("kind", [k for k in NOISE_KINDS if k != "drop"])
 def test_noise_corrupts_exactly_m_ratings_nested_across_strengths(
     train: MetaTrain, kind: str
 ) -> None:

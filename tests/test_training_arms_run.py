@@ -119,6 +119,10 @@ def test_an_attack_pushes_its_targets_up_for_mf(armed: Results) -> None:
     ("table", "words"),
     [
         ({"training": {"kinds": ["blur"], "strengths": [0.1]}}, "robustness.training.kinds"),
+        (
+            {"training": {"kinds": ["push"], "strengths": [0.1]}},
+            "(gauss, flip, reverse, outlier, drop)",
+        ),
         ({"training": {"kinds": ["flip"], "strengths": [1.5]}}, "1.5 lies outside [0, 1]"),
         ({"training": {"kinds": ["flip"]}}, "robustness.training.strengths must be"),
         ({"shilling": {"attacks": ["sybil"], "sizes": [0.1]}}, "robustness.shilling.attacks"),

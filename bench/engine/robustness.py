@@ -30,6 +30,7 @@ from bench.protocol.perturbations import robustness_perturbations
 from bench.protocol.training_arms import (
     ATTACK_PREFIX,
     ATTACKS,
+    NOISE_KINDS,
     NOISE_PREFIX,
     ShillingAttack,
     TrainingNoise,
@@ -206,10 +207,10 @@ def _parse_training(value: Any, where: str, sigma: Any) -> tuple[TrainingNoise, 
     if table is None:
         return ()
     kinds = table.get("kinds")
-    if not isinstance(kinds, list) or not kinds or not all(k in KINDS for k in kinds):
+    if not isinstance(kinds, list) or not kinds or not all(k in NOISE_KINDS for k in kinds):
         raise ConfigError(
             f"{where}: robustness.training.kinds must be a non-empty list of kinds "
-            f"({', '.join(KINDS)}), got {excerpt(kinds)}"
+            f"({', '.join(NOISE_KINDS)}), got {excerpt(kinds)}"
         )
     if len(set(kinds)) < len(kinds):
         raise ConfigError(f"{where}: robustness.training.kinds lists a kind twice")

@@ -36,6 +36,7 @@ import numpy as np
 
 from bench.protocol.episodes import EpisodeSampler, MetaTrain
 from bench.protocol.perturbation_labels import (
+    ATTACKER_KINDS,
     DEFAULT_SIGMA,
     KINDS,
     MAX_LEVELS,
@@ -46,6 +47,9 @@ from bench.protocol.perturbations import corrupted_values
 from bench.seeding import Seeds
 
 ATTACKS = ("random", "average", "bandwagon")
+NOISE_KINDS = tuple(k for k in KINDS if k not in ATTACKER_KINDS)
+"""Rating noise in training: the support kinds drawn at random (an attacker's ``push`` is
+modelled by the shilling profiles instead)."""
 NOISE_PREFIX = "train-"
 ATTACK_PREFIX = "shill-"
 
@@ -59,6 +63,10 @@ class TrainingNoise:
     sigma: float = DEFAULT_SIGMA
 
     def __post_init__(self) -> None:
+        if self.kind not in NOISE_KINDS:
+            raise ValueError(
+                f"unknown training noise {self.kind!r}; allowed: {', '.join(NOISE_KINDS)}"
+            )
         Perturbation(self.kind, self.strength, self.sigma)  # the same checks
 
     @property
@@ -91,10 +99,6 @@ class ShillingAttack:
     @property
     def tag(self) -> str:
         return f"{ATTACK_PREFIX}{self.kind}@{self.size:g}"
-
-
-def noise_kinds() -> tuple[str, ...]:
-    return KINDS
 
 
 def with_ratings(
