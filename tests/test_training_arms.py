@@ -137,6 +137,8 @@ def test_profiles_enter_training_only(
     for tasks in split.scenarios.values():
         assert (tasks.entities < small_dataset.n_users).all()
     assert attacked_training(train, ShillingAttack("random", 0.0), seed=0) is train
+    with pytest.raises(ValueError, match="adds no fake profile"):
+        attacked_training(train, ShillingAttack("random", 0.001), seed=0)
 
 
 @pytest.mark.parametrize(

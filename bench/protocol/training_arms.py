@@ -254,6 +254,11 @@ def attacked_training(train: MetaTrain, attack: ShillingAttack, seed: int) -> Me
     """``train`` with the attack's fake profiles appended (the clean view at size 0)."""
     profiles = shilling_profiles(train, attack, seed)
     if profiles.n_profiles == 0:
+        if attack.size > 0:  # never a silent clean fit under an attack's name
+            raise ValueError(
+                f"attack size {attack.size:g} of {int(train.known_users.sum())} training users "
+                "adds no fake profile"
+            )
         return train
     features = train.user_features
     if features is not None:  # fake users borrow real users' side features
