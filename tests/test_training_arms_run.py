@@ -161,3 +161,27 @@ def test_the_report_shows_the_attacks_and_the_arms(armed: Results) -> None:
     # the clean tables above show neither arm labels nor the attack measures
     assert "~train-" not in text.split("## Robustness")[0]
     assert "target-score" not in text.split("## Robustness")[0]
+
+
+def test_push_poisons_a_new_items_support_and_its_predictions_rise(tmp_path: Path) -> None:
+    """Item tasks: an item_cold task is a new item, its support its first ratings; push raises
+    the lowest of them to the maximum and the item's predictions follow."""
+    results = run(
+        tmp_path / "push.sqlite",
+        scenarios=["item_cold"],
+        protocol={
+            "name": "cold-random",
+            "task_axis": "item",
+            "support_sizes": [5],
+            "query_size": 5,
+        },
+        robustness={"kinds": ["push"], "strengths": [0, 0.4, 1.0]},
+    )
+    curves = robustness_curves(results, ("mean-prediction",))
+    mf = curves[curves["learner"] == "mf"].set_index("strength")["delta"]
+    assert 0 < mf[0.4] < mf[1.0]  # nested strengths: more pushed ratings, a larger shift
+    blind = curves[curves["learner"] == "global-mean"]["delta"]
+    assert (blind.abs() < 1e-12).all()  # a learner that ignores the support does not move
+    text = render_markdown(build_document(results, ReportOptions(reference="mf")), Path("."))
+    section = text.split("## Shilling attacks and support poisoning")[1].split("\n## ")[0]
+    assert "item_cold, k=5: push" in section and "shift at 1" in section

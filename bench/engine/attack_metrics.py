@@ -20,6 +20,9 @@ from bench.protocol.episodes import TaskBatch
 TARGET_SCORE = "target-score"
 """Per task: the mean score (a rating learner's predicted rating) of the target items among
 the task's full-ranking candidates; NaN when none is a candidate."""
+MEAN_PREDICTION = "mean-prediction"
+"""Per task: the mean predicted rating over its query. Stored where a suite poisons support sets
+(``push``): against the clean run it is the prediction shift the poisoning buys."""
 TARGET_DEPTH = 10
 TARGET_HIT = f"target-hit@{TARGET_DEPTH}"
 """Per task: 1 when a target item ranks among the top 10 of all the task's candidates."""
@@ -67,3 +70,23 @@ def target_rows(
             hit.per_task,
         ),
     ]
+
+
+def mean_prediction_row(
+    predicted: np.ndarray, mask: np.ndarray, label: str, k_label: str
+) -> tuple[Any, ...]:
+    """The ``MEAN_PREDICTION`` metric row of one (scenario, k) from its query predictions."""
+    counts = mask.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_task = np.where(counts > 0, np.where(mask, predicted, 0).sum(1) / counts, np.nan)
+    scored = ~np.isnan(per_task)
+    mean = float(per_task[scored].mean()) if scored.any() else float("nan")
+    return (
+        label,
+        k_label,
+        MEAN_PREDICTION,
+        mean,
+        int(scored.sum()),
+        int((~scored).sum()),
+        per_task,
+    )

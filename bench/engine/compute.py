@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bench.data.dataset import Dataset
-from bench.engine.attack_metrics import target_rows
+from bench.engine.attack_metrics import mean_prediction_row, target_rows
 from bench.engine.robustness import COLD_SCENARIOS, perturbation_of, suite_robustness
 from bench.engine.suite import Suite
 from bench.engine.tuning import Tuned, TuneSpec, search, validation_objective
@@ -41,7 +41,7 @@ from bench.protocol.learner import (
     make_learner,
     split_budget,
 )
-from bench.protocol.perturbation_labels import parse_label
+from bench.protocol.perturbation_labels import ATTACKER_KINDS, parse_label
 from bench.protocol.slices import split_attributes
 from bench.protocol.training_arms import attack_targets
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation, Predictions, TrialRecord
@@ -237,6 +237,10 @@ def run_cell(
             tie_policy=scoring_tie_policy(cell.learner, suite.tie_policy),
             relevance=split.config.relevance_rule,
         )
+        if settings is not None and set(settings.kinds) & set(ATTACKER_KINDS):
+            record.metrics.append(
+                mean_prediction_row(queries.predicted, queries.mask, scenario, k_label)
+            )
         views = suite.ranking_for(cell.dataset, cell.protocol)
         in_query = suite.metrics if "query" in views else rating_metrics(suite.metrics)
         for name, value in evaluate(queries, recorded_metrics(in_query)).items():

@@ -1,5 +1,6 @@
-"""The report's Shilling attacks section: per learner and attack size, the prediction shift on
-the target items, the target hit rate at 10 under full ranking, and the side effect on RMSE."""
+"""The report's attacks section: per learner and shilling attack size, the prediction shift on
+the target items, the target hit rate at 10 under full ranking and the side effect on RMSE; per
+strength of support poisoning (``push``), the shift of the predictions and of RMSE."""
 
 from __future__ import annotations
 
@@ -14,16 +15,71 @@ from bench.results.report.formatting import fmt_diff, fmt_mean, rows_where
 
 TARGET_SCORE = "target-score"
 TARGET_HIT = "target-hit@10"
+MEAN_PREDICTION = "mean-prediction"
 ATTACK_PREFIX = "shill-"
+PUSH = "push"
 
 
 def attack_section(results: Results) -> Section | None:
-    """The section, or None when the store holds no attacked cell."""
-    curves = robustness_curves(results, (TARGET_SCORE, TARGET_HIT, "rmse"))
-    curves = curves[curves["kind"].str.startswith(ATTACK_PREFIX)]
-    if curves.empty or TARGET_SCORE not in set(curves["metric"]):
+    """The section, or None when the store holds no attacked cell and no poisoned support."""
+    every = robustness_curves(results, (TARGET_SCORE, TARGET_HIT, MEAN_PREDICTION, "rmse"))
+    if every.empty:
         return None
-    section = Section("Shilling attacks", anchor="attacks")
+    curves = every[every["kind"].str.startswith(ATTACK_PREFIX)]
+    poisoned = every[every["kind"] == PUSH]
+    has_attacks = not curves.empty and TARGET_SCORE in set(curves["metric"])
+    has_push = not poisoned.empty and MEAN_PREDICTION in set(poisoned["metric"])
+    if not has_attacks and not has_push:
+        return None
+    section = Section("Shilling attacks and support poisoning", anchor="attacks")
+    if has_attacks:
+        _attack_blocks(section, curves)
+    if has_push:
+        _push_blocks(section, poisoned)
+    return section
+
+
+def _ordered_lines(curves: pd.DataFrame) -> list[dict[str, Any]]:
+    lines = sorted(
+        curves[list(LINE_KEYS)].drop_duplicates().itertuples(index=False, name=None),
+        key=lambda t: (t[0], t[1], scenario_order(t[2]), k_order(t[3]), *t[4:]),
+    )
+    return [dict(zip(LINE_KEYS, line, strict=True)) for line in lines]
+
+
+def _push_blocks(section: Section, curves: pd.DataFrame) -> None:
+    section.blocks.append(
+        Paragraph(
+            "Support poisoning (`push`): at strength s an attacker raised the round(s·k) lowest "
+            "support ratings of every test task to the maximum; the learner was not refitted. "
+            "Shift: the change in the task's mean predicted query rating against the clean "
+            "support (same task, same seed), averaged over tasks; with item tasks this is how "
+            "far a new item's predictions rise. ΔRMSE: the change in RMSE."
+        )
+    )
+    for where in _ordered_lines(curves):
+        here = rows_where(curves, **where)
+        strengths = sorted(s for s in set(here["strength"]) if s > 0)
+        headers = ["learner"]
+        for s in strengths:
+            headers += [f"shift at {s:g}", f"ΔRMSE at {s:g}"]
+        table = Table(
+            headers,
+            caption=(
+                f"{where['dataset']} · {where['protocol']} · {where['scenario']}, "
+                f"k={where['k']}: push"
+            ),
+        )
+        for learner in dict.fromkeys(here["learner"]):
+            mine = here[here["learner"] == learner].set_index(["metric", "strength"])
+            row = [Cell(str(learner))]
+            for s in strengths:
+                row += [_cell(mine, MEAN_PREDICTION, s, "delta"), _cell(mine, "rmse", s, "delta")]
+            table.rows.append(row)
+        section.blocks.append(table)
+
+
+def _attack_blocks(section: Section, curves: pd.DataFrame) -> None:
     section.blocks.append(
         Paragraph(
             "Each learner was refitted on the training data with fake profiles added (size: "
@@ -34,14 +90,8 @@ def attack_section(results: Results) -> Section | None:
             "ΔRMSE: the side effect on the test ratings. Mean over seeds ±95% t-interval."
         )
     )
-    lines = sorted(
-        curves[list(LINE_KEYS)].drop_duplicates().itertuples(index=False, name=None),
-        key=lambda t: (t[0], t[1], scenario_order(t[2]), k_order(t[3]), *t[4:]),
-    )
-    for line in lines:
-        where = dict(zip(LINE_KEYS, line, strict=True))
+    for where in _ordered_lines(curves):
         section.blocks.append(_table(rows_where(curves, **where), where))
-    return section
 
 
 def _table(here: pd.DataFrame, where: dict[str, Any]) -> Table:
