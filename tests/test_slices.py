@@ -13,7 +13,7 @@ import pytest
 from bench.data.dataset import Dataset
 from bench.engine.runner import run_suite
 from bench.engine.suite import suite_from_dict
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.evaluation.floors import FLOORS
 from bench.protocol import make_protocol
 from bench.protocol.slices import entity_attributes
@@ -155,6 +155,10 @@ def test_without_the_setting_nothing_is_stored_and_keys_stay(
     plain = run(tmp_path)
     assert not has_slices(plain)
     assert sliced_metrics(plain).empty
+    from bench.results.export import rows_of
+
+    with pytest.raises(BenchError, match="holds no slice attributes"):
+        rows_of(plain, "slices")
     assert set(plain.cells["cell_key"]).isdisjoint(sliced.cells["cell_key"])
     text = render_markdown(build_document(plain, ReportOptions(reference="mf")), Path("."))
     assert "Results by slice" not in text
@@ -170,3 +174,19 @@ def test_without_the_setting_nothing_is_stored_and_keys_stay(
 def test_bad_slices_are_refused(value: list[str], words: str) -> None:
     with pytest.raises(ConfigError, match=f"slices.*{words}"):
         suite_from_dict(suite(slices=value), "s.toml")
+
+
+def test_the_attributes_export_and_join_the_per_task_rows(
+    sliced: Results, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cli import main
+    from bench.results.export import rows_of
+
+    frame = rows_of(sliced, "slices")
+    assert set(frame.columns) >= {"cell_key", "scenario", "entity", "activity", "coherence"}
+    joined = sliced.per_task.merge(frame, on=["cell_key", "scenario", "entity"])
+    clean = sliced.per_task[~sliced.per_task["scenario"].str.contains("~")]
+    assert len(joined) == len(clean) and joined["activity"].notna().all()
+    out = tmp_path / "slices.csv"
+    assert main(["export", "--store", str(sliced.path), "--slices", "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").splitlines()[0].startswith("cell_key,scenario,entity")

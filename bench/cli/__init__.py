@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="every query rating with its prediction (suites with keep_predictions = true)",
     )
     rows.add_argument("--summary", action="store_true", help="means over seeds with 95%% intervals")
+    rows.add_argument(
+        "--slices",
+        action="store_true",
+        help="each task entity's slice attributes (suites with slices = [...])",
+    )
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
 
     report = sub.add_parser(
@@ -475,6 +480,7 @@ def _export_kind(args: argparse.Namespace) -> str:
         ("per_task", "per-task"),
         ("predictions", "predictions"),
         ("summary", "summary"),
+        ("slices", "slices"),
     ):
         if getattr(args, flag):
             return kind
