@@ -185,3 +185,25 @@ def test_push_poisons_a_new_items_support_and_its_predictions_rise(tmp_path: Pat
     text = render_markdown(build_document(results, ReportOptions(reference="mf")), Path("."))
     section = text.split("## Shilling attacks and support poisoning")[1].split("\n## ")[0]
     assert "item_cold, k=5: push" in section and "shift at 1" in section
+
+
+def test_noise_arms_reuse_the_clean_cells_and_key_every_setting(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    base = {"learners": ["mf"], "seeds": 1, "floors": False}
+    noise = {"training": {"kinds": ["gauss"], "strengths": [0, 0.2]}}
+    with ResultStore(path) as store:
+        plain = run_suite(suite_from_dict(suite(**base), "a"), store, progress=False)
+        armed = run_suite(
+            suite_from_dict(suite(**base, robustness=noise), "b"), store, progress=False
+        )
+        wider = run_suite(
+            suite_from_dict(suite(**base, robustness={**noise, "sigma": 0.5}), "c"),
+            store,
+            progress=False,
+        )
+    assert plain.computed == 1
+    assert (armed.reused, armed.computed) == (1, 1)  # the clean cell is the plain run's
+    assert (wider.reused, wider.computed) == (1, 1)  # another sigma: another gauss arm
+    assert len(load_results(path, latest_only=False).cells) == 3
+    # read back, the later gauss arm stands for its label, as a recomputed cell would
+    assert len(load_results(path).cells) == 2

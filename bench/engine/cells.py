@@ -9,7 +9,7 @@ the algorithm it declares).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +149,7 @@ def cell_key(
     ranking: dict[str, Any] | None = None,
     robustness: dict[str, Any] | None = None,
     slices: list[str] | None = None,
-    arm: str = "",
+    arm: dict[str, Any] | None = None,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -177,7 +177,7 @@ def cell_key(
     if slices:
         key["slices"] = slices  # entity attributes stored with the cell
     if arm:
-        key["arm"] = arm  # fitted on training data with noise or fake profiles
+        key["arm"] = arm  # fitted on training data with noise or fake profiles: every setting
     return stable_hash(key, length=24)
 
 
@@ -237,6 +237,9 @@ def iter_cells(
                 {"config": config_hashes[name], "tuning": specs[name].as_dict()}
             )
     arms = ["", *(perturbing.arms if perturbing is not None else ())]
+    settings = perturbing.arms if perturbing is not None else {}
+    if perturbing is not None and not (perturbing.kinds or perturbing.targets):
+        robustness = None  # arms of noise only: the clean cells are those of a plain run
     for dataset in datasets:
         for seed in suite.seeds:
             for learner_name, device, arm in product(suite.learners, suite.devices, arms):
@@ -258,7 +261,7 @@ def iter_cells(
                     ranking_key(suite, dataset, protocol),
                     robustness,
                     sorted(suite.slices),
-                    arm,
+                    asdict(settings[arm]) if arm else None,
                 )
                 yield Cell(
                     dataset,
