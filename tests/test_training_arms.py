@@ -16,6 +16,7 @@ from bench.protocol.training_arms import (
     NOISE_KINDS,
     ShillingAttack,
     TrainingNoise,
+    attack_targets,
     attacked_training,
     noise_positions,
     noisy_training,
@@ -108,6 +109,19 @@ def test_average_attack_follows_the_item_means(train: MetaTrain) -> None:
     count = np.bincount(profiles.item[filler], minlength=len(means))
     seen = count >= 5
     assert np.corrcoef(fake[seen] / count[seen], means[seen])[0, 1] > 0.5
+
+
+def test_unpopular_targets_have_at_most_the_median_count(train: MetaTrain) -> None:
+    counts = np.bincount(train.item, minlength=train.n_items)
+    median = np.median(counts[counts > 0])
+    for seed in range(5):
+        targets = attack_targets(train, 5, seed, "unpopular")
+        assert len(set(targets.tolist())) == 5 and (counts[targets] > 0).all()
+        assert (counts[targets] <= median).all()
+    profiles = shilling_profiles(train, ShillingAttack("random", 0.05, target_pool="unpopular"), 0)
+    assert np.array_equal(profiles.targets, attack_targets(train, 5, 0, "unpopular"))
+    with pytest.raises(ValueError, match="unknown target pool"):
+        ShillingAttack("random", 0.05, target_pool="famous")
 
 
 def test_targets_are_shared_and_sizes_nested(train: MetaTrain) -> None:

@@ -130,6 +130,10 @@ def test_an_attack_pushes_its_targets_up_for_mf(armed: Results) -> None:
         ({"shilling": {"attacks": ["random"], "sizes": [0.1], "filler": 0}}, "filler"),
         ({"shilling": {"attacks": ["random"], "sizes": [0.1], "targets": 0}}, "targets"),
         ({"shilling": {"attacks": ["random"], "sizes": [0.1], "size": 1}}, "unknown key(s) 'size'"),
+        (
+            {"shilling": {"attacks": ["random"], "sizes": [0.1], "target_pool": "famous"}},
+            "target_pool must be one of any, unpopular",
+        ),
     ],
 )
 def test_bad_arms_are_refused(table: dict[str, Any], words: str) -> None:

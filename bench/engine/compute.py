@@ -183,7 +183,8 @@ def run_cell(
     targets = None
     if settings is not None and settings.targets and split.config.task_axis == "user":
         _, clean_train = cache.split(cell.dataset, cell.seed)
-        targets = attack_targets(clean_train, settings.targets, cell.seed)
+        pool = settings.attacks[0].target_pool
+        targets = attack_targets(clean_train, settings.targets, cell.seed, pool)
         record.split_summary["attack_targets"] = cell.dataset.raw_ids("item", targets)
     if suite.slices:
         record.split_summary["slices"] = stored_slices(cell.dataset, split, needed, suite.slices)

@@ -32,6 +32,7 @@ from bench.protocol.training_arms import (
     ATTACKS,
     NOISE_KINDS,
     NOISE_PREFIX,
+    TARGET_POOLS,
     ShillingAttack,
     TrainingNoise,
     profile_count,
@@ -41,7 +42,7 @@ COLD_SCENARIOS = ("user_cold", "item_cold", "user_item_cold")
 """Where a learner must use its support set: nothing else tells it about the new entity."""
 KEYS = ("kinds", "strengths", "sigma", "baseline", "delta", "training", "shilling")
 TRAINING_KEYS = ("kinds", "strengths")
-SHILLING_KEYS = ("attacks", "sizes", "filler", "targets", "selected")
+SHILLING_KEYS = ("attacks", "sizes", "filler", "targets", "selected", "target_pool")
 DEFAULT_BASELINE = "item-mean"
 MAX_ENTRIES = 100
 
@@ -80,6 +81,8 @@ class Robustness:
         if self.targets:  # every cell then scores the attack's target items
             first = self.attacks[0]
             key["targets"] = [self.targets, first.filler, first.selected]
+            if first.target_pool != "any":  # keys of suites without it stay as they were
+                key["targets"].append(first.target_pool)
         return key
 
 
@@ -258,8 +261,14 @@ def _parse_shilling(value: Any, where: str) -> tuple[ShillingAttack, ...]:
             f"{where}: robustness.shilling.targets (how many items the attack pushes) must be "
             f"an integer from 1 to 1000, got {excerpt(targets)}"
         )
+    pool = table.get("target_pool", "any")
+    if pool not in TARGET_POOLS:
+        raise ConfigError(
+            f"{where}: robustness.shilling.target_pool must be one of "
+            f"{', '.join(TARGET_POOLS)}, got {excerpt(pool)}"
+        )
     return tuple(
-        ShillingAttack(a, s, float(settings["filler"]), targets, float(settings["selected"]))
+        ShillingAttack(a, s, float(settings["filler"]), targets, float(settings["selected"]), pool)
         for a in attacks
         for s in sizes
         if s > 0

@@ -47,6 +47,7 @@ from bench.protocol.perturbations import corrupted_values
 from bench.seeding import Seeds
 
 ATTACKS = ("random", "average", "bandwagon")
+TARGET_POOLS = ("any", "unpopular")
 NOISE_KINDS = tuple(k for k in KINDS if k not in ATTACKER_KINDS)
 """Rating noise in training: the support kinds drawn at random (an attacker's ``push`` is
 modelled by the shilling profiles instead)."""
@@ -85,8 +86,15 @@ class ShillingAttack:
     filler: float = 0.05
     targets: int = 5
     selected: float = 0.01
+    target_pool: str = "any"
+    """Where targets are drawn: ``any`` item with training ratings, or ``unpopular`` ones (at most
+    the median number of training ratings), which an attacker has most reason to push."""
 
     def __post_init__(self) -> None:
+        if self.target_pool not in TARGET_POOLS:
+            raise ValueError(
+                f"unknown target pool {self.target_pool!r}; allowed: {', '.join(TARGET_POOLS)}"
+            )
         if self.kind not in ATTACKS:
             raise ValueError(f"unknown attack {self.kind!r}; allowed: {', '.join(ATTACKS)}")
         if not 0.0 <= self.size <= 1.0:
@@ -164,16 +172,20 @@ def profile_count(size: float, n_users: int) -> int:
     return corrupted_count(size, n_users)
 
 
-def attack_targets(train: MetaTrain, n_targets: int, seed: int) -> np.ndarray:
-    """The pushed items of a seed: drawn uniformly among the items with a training rating, the
-    same for every attack kind and size."""
-    rated = np.flatnonzero(train.known_items)
+def attack_targets(train: MetaTrain, n_targets: int, seed: int, pool: str = "any") -> np.ndarray:
+    """The pushed items of a seed: drawn uniformly among the items with a training rating (with
+    ``unpopular``, among those with at most the median number of them), the same for every
+    attack kind and size."""
+    counts = np.bincount(train.item, minlength=train.n_items)
+    rated = np.flatnonzero(counts > 0)
+    if pool == "unpopular" and len(rated):
+        rated = rated[counts[rated] <= np.median(counts[rated])]
     if n_targets > len(rated):
         raise ValueError(
             f"an attack on {n_targets} target items needs as many items with training ratings; "
             f"the training data has {len(rated)}"
         )
-    chosen = Seeds(seed).numpy("shilling", "targets").choice(rated, n_targets, replace=False)
+    chosen = Seeds(seed).numpy("shilling", "targets", pool).choice(rated, n_targets, replace=False)
     return np.sort(chosen)
 
 
@@ -202,7 +214,7 @@ def shilling_profiles(train: MetaTrain, attack: ShillingAttack, seed: int) -> Pr
     """The fake profiles of ``attack`` on ``train`` (user ids from ``train.n_users`` on)."""
     known_users = int(train.known_users.sum())
     count = profile_count(attack.size, known_users)
-    targets = attack_targets(train, attack.targets, seed)
+    targets = attack_targets(train, attack.targets, seed, attack.target_pool)
     popularity = np.bincount(train.item, minlength=train.n_items)
     rated = np.flatnonzero(popularity > 0)
     selected = np.array([], dtype=np.int64)
