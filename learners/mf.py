@@ -85,6 +85,22 @@ def _feature_map(
     return x @ weights
 
 
+def support_system(
+    other: torch.Tensor,
+    support_other: torch.Tensor,
+    support_ratings: torch.Tensor,
+    support_mask: torch.Tensor,
+    mean: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per task the design rows ``[q, 1]`` of its support ratings (zero at padding) and their
+    targets ``r - mean - b_other``: a task entity's ``[p, b]`` predicts ``design @ [p, b]``."""
+    other_s = other[support_other]
+    design = torch.cat([other_s[..., :-1], torch.ones_like(other_s[..., :1])], -1)
+    design = design * support_mask.to(design.dtype)[..., None]
+    target = support_ratings.to(design.dtype) - mean - other_s[..., -1]
+    return design, target
+
+
 def fold_in(
     other: torch.Tensor,
     support_other: torch.Tensor,
@@ -93,15 +109,15 @@ def fold_in(
     mean: float,
     reg: float,
     prior: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each task entity's ``[factors..., bias]`` from its support ratings by one ridge solve with
-    the other side's parameters ``other`` fixed, centred on ``prior`` (one row per task)."""
-    other_s = other[support_other]
-    design = torch.cat([other_s[..., :-1], torch.ones_like(other_s[..., :1])], -1)
-    design = design * support_mask.to(design.dtype)[..., None]
-    target = support_ratings.to(design.dtype) - mean - other_s[..., -1]
-    gram = design.transpose(1, 2) @ design
-    rhs = (design * target[..., None]).sum(1)
+    the other side's parameters ``other`` fixed, centred on ``prior`` (one row per task);
+    ``weights`` (one per support rating) weight each rating's squared residual."""
+    design, target = support_system(other, support_other, support_ratings, support_mask, mean)
+    weighted = design if weights is None else design * weights.to(design.dtype)[..., None]
+    gram = weighted.transpose(1, 2) @ design
+    rhs = (weighted * target[..., None]).sum(1)
     return ridge_solve(gram, rhs, reg, prior)
 
 
@@ -198,17 +214,27 @@ class MatrixFactorisation(Learner):
         known = self.known_users if by_user else self.known_items
         support_other = tasks.support_items if by_user else tasks.support_users
 
-        folded = fold_in(
+        folded = self._fold_in(other, support_other, tasks, own_prior[tasks.entities])
+        entity = torch.where(known[tasks.entities][:, None], own[tasks.entities], folded)
+        return tasks, entity, other
+
+    def _fold_in(
+        self,
+        other: torch.Tensor,
+        support_other: torch.Tensor,
+        tasks: TaskBatch,
+        prior: torch.Tensor,
+    ) -> torch.Tensor:
+        """Every task entity's ``[p, b]`` from its (standardised) support ratings."""
+        return fold_in(
             other,
             support_other,
             tasks.support_ratings,
             tasks.support_mask,
             self.mean,
             self.config.fold_in_reg,
-            own_prior[tasks.entities],
+            prior,
         )
-        entity = torch.where(known[tasks.entities][:, None], own[tasks.entities], folded)
-        return tasks, entity, other
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         tasks, entity, other = self._task_entities(tasks)

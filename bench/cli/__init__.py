@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="every query rating with its prediction (suites with keep_predictions = true)",
     )
     rows.add_argument("--summary", action="store_true", help="means over seeds with 95%% intervals")
+    rows.add_argument(
+        "--slices",
+        action="store_true",
+        help="each task entity's slice attributes (suites with slices = [...])",
+    )
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
 
     report = sub.add_parser(
@@ -365,7 +370,11 @@ def _split_order(summary: dict[str, Any]) -> tuple[str, int]:
 
 def _print_split_summaries(summaries: dict[str, Any]) -> None:
     """One line per distinct split: dataset and seed, entity counts, training size and tasks."""
-    distinct = {json.dumps(s, sort_keys=True): s for s in summaries.values()}
+    # A training-data arm's cell shares its split with the clean cells: one line for both.
+    distinct = {
+        json.dumps({k: v for k, v in s.items() if k != "training_arm"}, sort_keys=True): s
+        for s in summaries.values()
+    }
     for summary in sorted(distinct.values(), key=_split_order):
         parts = []
         for scenario, counts in summary.get("scenarios", {}).items():
@@ -471,6 +480,7 @@ def _export_kind(args: argparse.Namespace) -> str:
         ("per_task", "per-task"),
         ("predictions", "predictions"),
         ("summary", "summary"),
+        ("slices", "slices"),
     ):
         if getattr(args, flag):
             return kind

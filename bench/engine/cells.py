@@ -9,7 +9,8 @@ the algorithm it declares).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
+from itertools import product
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -20,6 +21,7 @@ from bench.engine.robustness import suite_robustness
 from bench.engine.splits import SplitCache
 from bench.engine.suite import Suite, tuning_specs
 from bench.engine.tuning import TuneSpec
+from bench.evaluation.floors import is_floor
 from bench.evaluation.metrics import (
     DEFAULT_GAIN,
 )
@@ -54,12 +56,15 @@ class Cell:
     tuning: TuneSpec | None = None
     done_trials: tuple[TrialRecord, ...] = ()
     """The trials of its search already stored, which a resumed search does not repeat."""
+    arm: str = ""
+    """The training-data arm it is fitted under (``train-flip@0.1``, ``shill-random@0.02``;
+    :mod:`bench.engine.robustness`); '' for the clean training data."""
 
     @property
     def description(self) -> str:
         return (
             f"{self.dataset.name} / {self.protocol.label} / {self.learner} / seed {self.seed} "
-            f"/ {self.device}"
+            f"/ {self.device}" + (f" / {self.arm}" if self.arm else "")
         )
 
 
@@ -143,6 +148,8 @@ def cell_key(
     tie_policy: str = DEFAULT_TIE_POLICY,
     ranking: dict[str, Any] | None = None,
     robustness: dict[str, Any] | None = None,
+    slices: list[str] | None = None,
+    arm: dict[str, Any] | None = None,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -167,6 +174,10 @@ def cell_key(
         key["ranking"] = ranking  # more metrics, and for sampled views the negatives drawn
     if robustness is not None:
         key["robustness"] = robustness  # perturbed evaluations beside the clean ones
+    if slices:
+        key["slices"] = slices  # entity attributes stored with the cell
+    if arm:
+        key["arm"] = arm  # fitted on training data with noise or fake profiles: every setting
     return stable_hash(key, length=24)
 
 
@@ -225,34 +236,42 @@ def iter_cells(
             config_hashes[name] = stable_hash(
                 {"config": config_hashes[name], "tuning": specs[name].as_dict()}
             )
+    arms = ["", *(perturbing.arms if perturbing is not None else ())]
+    settings = perturbing.arms if perturbing is not None else {}
+    if perturbing is not None and not (perturbing.kinds or perturbing.targets):
+        robustness = None  # arms of noise only: the clean cells are those of a plain run
     for dataset in datasets:
         for seed in suite.seeds:
-            for learner_name in suite.learners:
+            for learner_name, device, arm in product(suite.learners, suite.devices, arms):
+                if arm and is_floor(learner_name):
+                    continue  # a floor ignores what it is trained on beyond one level
                 budget = budgets[learner_name]
-                for device in suite.devices:
-                    key = cell_key(
-                        dataset,
-                        protocol,
-                        learner_name,
-                        config_hashes[learner_name],
-                        seed,
-                        device,
-                        code[learner_name],
-                        budget,
-                        suite.ndcg_gain,
-                        specs.get(learner_name),
-                        suite.tie_policy,
-                        ranking_key(suite, dataset, protocol),
-                        robustness,
-                    )
-                    yield Cell(
-                        dataset,
-                        protocol,
-                        seed,
-                        learner_name,
-                        device,
-                        key,
-                        budget,
-                        config_hashes[learner_name],
-                        specs.get(learner_name),
-                    )
+                key = cell_key(
+                    dataset,
+                    protocol,
+                    learner_name,
+                    config_hashes[learner_name],
+                    seed,
+                    device,
+                    code[learner_name],
+                    budget,
+                    suite.ndcg_gain,
+                    specs.get(learner_name),
+                    suite.tie_policy,
+                    ranking_key(suite, dataset, protocol),
+                    robustness,
+                    sorted(suite.slices),
+                    asdict(settings[arm]) if arm else None,
+                )
+                yield Cell(
+                    dataset,
+                    protocol,
+                    seed,
+                    learner_name,
+                    device,
+                    key,
+                    budget,
+                    config_hashes[learner_name],
+                    specs.get(learner_name),
+                    arm=arm,
+                )

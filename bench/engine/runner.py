@@ -22,7 +22,12 @@ from bench.data.cards import load_dataset
 from bench.data.dataset import Dataset
 from bench.devices import check_device_name, resolve_devices
 from bench.engine.leases import LeaseKeeper
-from bench.engine.robustness import perturbed_evaluations
+from bench.engine.robustness import (
+    arm_evaluations,
+    check_attack_sizes,
+    label_arm,
+    perturbed_evaluations,
+)
 from bench.engine.suite import Suite, nothing_to_run
 from bench.errors import ConfigError, StoreError
 from bench.protocol import SupportSize, make_protocol
@@ -142,6 +147,7 @@ def run_suite(
     empty = nothing_to_run(suite, protocol, datasets)
     if empty:
         raise ConfigError(empty)
+    check_attack_sizes(suite, datasets)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
     cache = SplitCache(protocol)
@@ -149,7 +155,9 @@ def run_suite(
     offered = [s for s in suite.scenarios if s in protocol.scenarios]
     wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
     audit_splits(cache, datasets, suite.seeds, wanted, log)
-    wanted += perturbed_evaluations(suite, wanted)  # after the audit: the same tasks, corrupted
+    clean = list(wanted)
+    wanted += perturbed_evaluations(suite, clean)  # after the audit: the same tasks, corrupted
+    wanted += arm_evaluations(suite, clean)  # the same tasks, after refitting on other data
     cells = list(iter_cells(datasets, protocol, suite, fingerprint))
     # Cells an earlier run could not store are written now, and only those this run would compute.
     store.write_kept_cells({cell.key: cell_identity(cell, fingerprint) for cell in cells})
@@ -296,7 +304,9 @@ def _needed(
     fresh: bool,
     keep_predictions: bool,
 ) -> list[tuple[str, SupportSize]]:
-    """The (scenario, k) pairs of ``cell`` not yet in the store (all of them with ``fresh``)."""
+    """The (scenario, k) pairs of ``cell`` not yet in the store (all of them with ``fresh``);
+    a cell fitted under a training-data arm evaluates that arm's labels only."""
+    wanted = [(s, k) for s, k in wanted if label_arm(s) == cell.arm]
     if fresh:
         return list(wanted)
     done = store.finished_evaluations(cell.key, keep_predictions)

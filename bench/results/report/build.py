@@ -30,6 +30,7 @@ from bench.results.analysis.floors import marks_by_line, summary_with_marks
 from bench.results.analysis.frames import LOAD_MARGIN
 from bench.results.analysis.summary import SPREAD_FLAG
 from bench.results.analysis.thin import MIN_TASKS, thin_data
+from bench.results.report.attacks import attack_section
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
 from bench.results.report.figures import kshot_figure, slug
 from bench.results.report.formatting import (
@@ -48,6 +49,7 @@ from bench.results.report.machine import provenance_section, timing_section
 from bench.results.report.published import published_section
 from bench.results.report.ranking import REPORTED_TOPN, agreement_blocks, footer_items, headers
 from bench.results.report.robustness import robustness_section
+from bench.results.report.slices import slices_section
 from bench.results.report.tuning import tuning_section
 
 LINE_METRIC = ["k", "learner", "device", "metric"]
@@ -190,6 +192,13 @@ class _Builder:
         robustness = robustness_section(self.results, alpha=o.alpha)
         if robustness is not None:
             doc.sections.append(robustness)
+        attacks = attack_section(self.results)
+        if attacks is not None:
+            doc.sections.append(attacks)
+        sliced = slices_section(self.results)
+        if sliced is not None:
+            sliced.folded = "Metrics by slice of the test users and items"
+            doc.sections.append(sliced)
         tuning = tuning_section(self.results, self.learners)
         if tuning is not None:
             tuning.folded = "The searches: spaces, budgets and the chosen configs"

@@ -70,7 +70,11 @@ def robustness_section(
             f"of ΔM(s) = M(s) − M(0) against s through the origin, per seed, then mean ± "
             f"interval over seeds. Area: the area under ΔM(s) over [0, s_max] divided by s_max "
             f"(the mean degradation over the range). Breakdown: the first strength at which the "
-            f"learner's mean is worse than `{baseline}`'s at the same strength (— never)."
+            f"learner's mean is worse than `{baseline}`'s at the same strength (— never). The "
+            f"floor learners ignore the support by construction and are left out. Kinds named "
+            f"`train-…` corrupt a share s of the training ratings instead, and `shill-…` add s "
+            f"fake profiles per training user: both refit every learner at each s and score it "
+            f"on the clean test tasks."
         )
     )
     lines = curves[list(LINE_KEYS)].drop_duplicates()
