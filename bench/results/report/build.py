@@ -32,6 +32,7 @@ from bench.results.analysis.frames import LOAD_MARGIN
 from bench.results.analysis.summary import SPREAD_FLAG
 from bench.results.analysis.thin import MIN_TASKS, thin_data
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
+from bench.results.report.explanations import explanations_section
 from bench.results.report.figures import kshot_figure, slug
 from bench.results.report.formatting import (
     BETTER,
@@ -157,6 +158,9 @@ class _Builder:
         robustness = robustness_section(self.results, alpha=self.options.alpha)
         if robustness is not None:
             doc.sections.append(robustness)
+        explanations = explanations_section(self.results, self.options.baselines)
+        if explanations is not None:
+            doc.sections.append(explanations)
         doc.sections.append(timing_section(self.results, self.learners))
         doc.sections.append(provenance_section(self.results, self.options.invocation))
         doc.sections.append(self.footer())
