@@ -110,9 +110,9 @@ def baseline(net: RatingNetwork, segs: list[_Segment]) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def decide(net: RatingNetwork, segs: list[_Segment], x: torch.Tensor) -> torch.Tensor:
-    """The network's output from field columns ``[..., W]`` (what ``net(users, items)`` gives
-    when the columns are those of the pairs)."""
+def embedded(net: RatingNetwork, segs: list[_Segment], x: torch.Tensor) -> torch.Tensor:
+    """The network's embedding of pairs from their field columns ``[..., W]`` (what
+    ``net.embed(users, items)`` gives when the columns are those of the pairs)."""
     chunks = torch.split(x, [_width(net, s) for s in segs], dim=-1)
     inputs: list[torch.Tensor] = []
     for part in ("id", "other_features", "task_features"):  # the order of RatingNetwork.embed
@@ -130,7 +130,7 @@ def decide(net: RatingNetwork, segs: list[_Segment], x: torch.Tensor) -> torch.T
             assert s.field is not None
             row[..., list(s.field.columns)] = c
         inputs.append(module(row))
-    return net.decide(torch.cat(inputs, -1))
+    return torch.cat(inputs, -1)
 
 
 def _width(net: RatingNetwork, s: _Segment) -> int:
@@ -156,11 +156,20 @@ def _with_parameters(net: RatingNetwork, params: dict[str, torch.Tensor]) -> Rat
     return copied
 
 
-class NetworkFields(ExplainsFields):
-    """Field attributions for a learner whose model is the shared rating network and whose
-    adaptation is support gradient steps (``maml``, ``melu``, ``fine-tune``)."""
+Head = Callable[[torch.Tensor], torch.Tensor]
+"""A task's model after the embeddings: pair embeddings ``[..., input_width]`` to standardised
+predictions ``[...]``."""
 
-    model: RatingNetwork
+
+class NetworkFields(ExplainsFields):
+    """Field attributions for a learner built on the shared rating network's field embeddings.
+
+    By default the model is the rating network itself and adaptation is support gradient steps
+    (``maml``, ``melu``, ``fine-tune``: :meth:`adaptation`); a learner that decodes pairs its own
+    way (TaNP, MAMO) overrides :meth:`fields_network` and :meth:`task_heads`.
+    """
+
+    model: Any
     standardiser: Standardiser
     feature_names: dict[str, tuple[str, ...] | None]
 
@@ -168,40 +177,55 @@ class NetworkFields(ExplainsFields):
         """Step size, steps and adapted parameter group of the support steps."""
         raise NotImplementedError
 
+    def fields_network(self) -> RatingNetwork:
+        """The network whose embeddings take the feature fields."""
+        net: RatingNetwork = self.model
+        return net
+
+    def task_heads(self, tasks: TaskBatch, adapted: bool) -> list[tuple[RatingNetwork, Head]]:
+        """Per task of ``tasks`` (standardised), the field network it embeds with and its head,
+        as adapted to its support (``adapted``) or before."""
+        net = self.fields_network()
+        lr, steps, adapt = self.adaptation()
+        if not (adapted and steps > 0 and tasks.n_tasks):
+            return [(net, net.decide)] * tasks.n_tasks
+        fast = adapted_parameters(net, tasks, lr=lr, steps=steps, adapt=adapt)
+        out: list[tuple[RatingNetwork, Head]] = []
+        for t in range(tasks.n_tasks):
+            own = _with_parameters(net, {k: v[t] for k, v in fast.items()})
+            out.append((own, own.decide))
+        return out
+
     def _segments(self) -> list[_Segment]:
-        return segments(self.model, getattr(self, "feature_names", {"user": None, "item": None}))
+        names = getattr(self, "feature_names", {"user": None, "item": None})
+        return segments(self.fields_network(), names)
 
     def feature_fields(self) -> tuple[str, ...]:
         return tuple(s.name for s in self._segments())
 
     def field_view(self, tasks: TaskBatch, *, adapted: bool = True) -> FieldView:
-        net, segs = self.model, self._segments()
-        std = self.standardiser.tasks(tasks)
-        nets = [net] * tasks.n_tasks
-        lr, steps, adapt = self.adaptation()
-        if adapted and steps > 0 and tasks.n_tasks:
-            fast = adapted_parameters(net, std, lr=lr, steps=steps, adapt=adapt)
-            nets = [
-                _with_parameters(net, {k: v[t] for k, v in fast.items()})
-                for t in range(tasks.n_tasks)
-            ]
-        task, position = torch.nonzero(tasks.query_mask, as_tuple=True)
+        segs = self._segments()
+        width = sum(_width(self.fields_network(), s) for s in segs)
         with torch.no_grad():
-            rows = [
-                encode(nets[int(t)], segs, tasks.query_users[t, p], tasks.query_items[t, p])
-                for t, p in zip(task.tolist(), position.tolist(), strict=True)
-            ]
-            width = sum(_width(net, s) for s in segs)
-            inputs = torch.stack(rows) if rows else torch.zeros(0, width)
-            base = (
-                torch.stack([baseline(nets[int(t)], segs) for t in task.tolist()])
-                if rows
-                else torch.zeros(0, width)
-            )
+            heads = self.task_heads(self.standardiser.tasks(tasks), adapted)
+        task, position = torch.nonzero(tasks.query_mask, as_tuple=True)
+        inputs = torch.zeros(len(task), width)
+        base = torch.zeros(len(task), width)
+        with torch.no_grad():
+            for t in torch.unique(task).tolist():
+                rows = torch.nonzero(task == t, as_tuple=True)[0]
+                net = heads[t][0]
+                where = position[rows]
+                users, items = tasks.query_users[t, where], tasks.query_items[t, where]
+                inputs[rows] = encode(net, segs, users, items)
+                base[rows] = baseline(net, segs)
         groups = torch.cat(
-            [torch.full((_width(net, s),), n, dtype=torch.long) for n, s in enumerate(segs)]
+            [
+                torch.full((_width(self.fields_network(), s),), n, dtype=torch.long)
+                for n, s in enumerate(segs)
+            ]
         )
-        forward = _forward(nets, segs, task, self.standardiser)
+        forward = _forward(heads, segs, task, self.standardiser)
         return FieldView(tuple(s.name for s in segs), inputs, groups, base, forward, task, position)
 
     @property
@@ -227,15 +251,14 @@ class NetworkFields(ExplainsFields):
 
 
 def _forward(
-    nets: list[RatingNetwork], segs: list[_Segment], task: torch.Tensor, standardiser: Standardiser
+    heads: list[tuple[RatingNetwork, Head]],
+    segs: list[_Segment],
+    task: torch.Tensor,
+    standardiser: Standardiser,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    distinct = sorted({id(n): n for n in nets}.items())
-    groups: list[tuple[RatingNetwork, torch.Tensor]] = []
-    if len(distinct) == 1:
-        groups = [(distinct[0][1], torch.arange(task.shape[0]))]
-    else:
-        for t in torch.unique(task).tolist():
-            groups.append((nets[t], torch.nonzero(task == t, as_tuple=True)[0]))
+    groups = [
+        (heads[t], torch.nonzero(task == t, as_tuple=True)[0]) for t in torch.unique(task).tolist()
+    ]
 
     def forward(x: torch.Tensor, *_: Any) -> torch.Tensor:
         # Attribution methods may stack several perturbed copies of the rows: ``[k * N, W]``.
@@ -243,8 +266,8 @@ def _forward(
         blocks = x.reshape(-1, n, x.shape[-1])
         out = x.new_zeros(blocks.shape[:2])
         with torch.no_grad():
-            for net, rows in groups:
-                out[:, rows] = decide(net, segs, blocks[:, rows])
+            for (net, head), rows in groups:
+                out[:, rows] = head(embedded(net, segs, blocks[:, rows]))
         return standardiser.back(out).reshape(-1)
 
     return forward
