@@ -30,7 +30,7 @@ from bench.evaluation.explanation_checks import (
 from bench.protocol import make_protocol
 from bench.protocol.episodes import TaskBatch, build_tasks, make_meta_train
 from bench.protocol.explaining import FieldView
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner, learner_class, make_learner
 from bench.seeding import Seeds
 
 pytest.importorskip("captum")  # the explain extra; CI installs it with dev
@@ -92,6 +92,26 @@ def test_the_view_predicts_what_the_learner_predicts(name: str, fitted, setting)
     inside = (predicted > 1.0) & (predicted < 5.0)  # predict clamps to the scale, the view not
     assert int(inside.sum()) > 100
     assert torch.allclose(view.forward(view.inputs)[inside], predicted[inside], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tanp", "mamo"])
+def test_models_that_decode_pairs_their_own_way_open_their_fields(name: str, setting) -> None:
+    train, tasks = setting
+    learner = make_learner(name, dict(learner_class(name).quick_config))
+    learner.fit(train, rng=Seeds(0).child("learner", name), device=torch.device("cpu"))  # type: ignore[arg-type]
+    unlabelled = tasks.select(slice(0, 6)).without_labels()
+    view = view_of(learner, unlabelled)
+    assert PLANTED in view.fields and NOISE in view.fields
+    predicted = learner.predict(unlabelled)[view.task, view.position]
+    inside = (predicted > 1.0) & (predicted < 5.0)
+    assert torch.allclose(view.forward(view.inputs)[inside], predicted[inside], atol=1e-4)
+    before = view_of_unadapted(learner, unlabelled)
+    assert not torch.allclose(before.forward(before.inputs), view.forward(view.inputs))
+    assert bool((field_attributions(view).abs().sum(1) > 0).all())
+
+
+def view_of_unadapted(learner: Learner, tasks: TaskBatch) -> FieldView:
+    return learner.field_view(tasks, adapted=False)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", ["fine-tune", "melu"])
