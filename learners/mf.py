@@ -28,6 +28,7 @@ from bench.protocol.learner import Budget, Learner, clamp_to_scale
 from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.baselines import BiasConfig, bias_fit
+from learners.mf_fields import MFFields
 from learners.standardise import Standardiser
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -78,12 +79,13 @@ class MFConfig:
 
 def _feature_map(
     features: torch.Tensor, params: torch.Tensor, known: torch.Tensor, reg: float
-) -> torch.Tensor:
-    """Ridge regression from side features (plus an intercept) to each entity's parameters."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge regression from side features (plus an intercept) to each entity's parameters:
+    weights ``W`` and intercept ``c`` of ``features @ W + c``."""
     x = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)
     xk = x[known]
     weights = ridge_solve(xk.T @ xk, (xk.T @ params[known]).T, reg).T
-    return x @ weights
+    return weights[:-1], weights[-1]
 
 
 def fold_in(
@@ -106,7 +108,7 @@ def fold_in(
     return ridge_solve(gram, rhs, reg, prior)
 
 
-class MatrixFactorisation(Learner, ExplainsSupport):
+class MatrixFactorisation(Learner, ExplainsSupport, MFFields):
     """Biased matrix factorisation (ALS); unseen entities folded in by a ridge solve on the support."""
 
     config_class = MFConfig
@@ -114,6 +116,10 @@ class MatrixFactorisation(Learner, ExplainsSupport):
 
     fit_threads: int | None = None
     """torch CPU threads the last ``fit`` ran with."""
+    user_map: tuple[torch.Tensor, torch.Tensor] | None = None
+    item_map: tuple[torch.Tensor, torch.Tensor] | None = None
+    """The fitted ``(weights, intercept)`` of each side's map from features to parameters (None
+    without features)."""
 
     def fit(
         self,
@@ -175,8 +181,21 @@ class MatrixFactorisation(Learner, ExplainsSupport):
             items = torch.where(known_i[:, None], ridge_solve(gram, rhs, item_reg), items)
 
         # Unseen entities start from what their features predict (or zero without features).
+        self._maps: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         self.user_prior = self._prior(train.user_features, users, known_u)
         self.item_prior = self._prior(train.item_features, items, known_i)
+        self.user_map, self.item_map = self._maps  # _prior runs for users, then for items
+        del self._maps
+        # For explanations: the feature rows of each side that has a map, and the columns' names.
+        self.feature_tables = {
+            side: torch.tensor(np.asarray(features), dtype=users.dtype, device=device)
+            for side, features, fitted in (
+                ("user", train.user_features, self.user_map),
+                ("item", train.item_features, self.item_map),
+            )
+            if features is not None and fitted is not None
+        }
+        self.feature_names = {"user": train.user_feature_names, "item": train.item_feature_names}
         self.users = torch.where(known_u[:, None], users, self.user_prior)
         self.items = torch.where(known_i[:, None], items, self.item_prior)
         self.known_users, self.known_items = known_u, known_i
@@ -185,9 +204,12 @@ class MatrixFactorisation(Learner, ExplainsSupport):
         self, features: np.ndarray | None, params: torch.Tensor, known: torch.Tensor
     ) -> torch.Tensor:
         if features is None or not self.config.use_features or int(known.sum()) == 0:
+            self._maps.append(None)
             return torch.zeros_like(params)
         feats = torch.tensor(features, dtype=params.dtype, device=params.device)
-        return _feature_map(feats, params, known, self.config.feature_reg)
+        weights, intercept = _feature_map(feats, params, known, self.config.feature_reg)
+        self._maps.append((weights, intercept))
+        return feats @ weights + intercept
 
     def _task_entities(self, tasks: TaskBatch) -> tuple[TaskBatch, torch.Tensor, torch.Tensor]:
         """The standardised tasks, each task entity's ``[p, b]`` (trained or folded in) and the

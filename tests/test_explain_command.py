@@ -21,7 +21,7 @@ SUITE = """
 name = "planted-explain"
 datasets = ["planted"]
 scenarios = ["user_cold"]
-learners = ["melu", "fine-tune", "mf"]
+learners = ["melu", "fine-tune", "mf", "item-mean"]
 seeds = 1
 metrics = ["rmse", "mae"]
 
@@ -61,15 +61,16 @@ def explain(store: Path, *args: str) -> int:
 def test_the_listing_marks_learners_without_fields(store: Path, capsys) -> None:
     assert explain(store, "--list") == 0
     out = capsys.readouterr().out
-    assert "mf: not applicable: no feature fields" in out
-    assert "melu: feature fields" in out and "fine-tune: feature fields" in out
+    assert "item-mean: not applicable: no feature fields" in out
+    for name in ("melu", "fine-tune", "mf"):
+        assert f"{name}: feature fields" in out
 
 
 def test_asking_for_a_learner_without_fields_is_an_error(store: Path, capsys) -> None:
-    assert explain(store, "--learner", "mf") == 2
+    assert explain(store, "--learner", "item-mean") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
-    assert "--learner mf: not applicable: no feature fields" in err
+    assert "--learner item-mean: not applicable: no feature fields" in err
 
 
 @pytest.mark.parametrize(
@@ -113,12 +114,14 @@ def test_the_refit_is_the_scored_model_and_exports_are_reproducible(
         assert float(r["prediction"]) != float(r["baseline_prediction"])
 
 
-def test_support_attributions_of_mf_through_the_api(store: Path) -> None:
+def test_support_attributions_alone_through_the_api(store: Path) -> None:
     found = api.explain("mf", store=store, tasks=2, fields=False)
     assert found.not_applicable is None and found.rows == []
     assert len(found.support) > 0 and any(abs(s["moved"]) > 0.01 for s in found.support)
-    with pytest.raises(BenchError, match=r"api\.explain\(learner=\.\.\.\) mf: not applicable"):
-        api.explain("mf", store=store)
+    with pytest.raises(
+        BenchError, match=r"api\.explain\(learner=\.\.\.\) item-mean: not applicable"
+    ):
+        api.explain("item-mean", store=store)
     with pytest.raises(BenchError, match=r"api\.explain\(method=\.\.\.\)"):
         api.explain("melu", store=store, method="lime")
 

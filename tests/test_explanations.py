@@ -94,7 +94,7 @@ def test_the_view_predicts_what_the_learner_predicts(name: str, fitted, setting)
     assert torch.allclose(view.forward(view.inputs)[inside], predicted[inside], atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["tanp", "mamo"])
+@pytest.mark.parametrize("name", ["tanp", "mamo", "meta-embedding"])
 def test_models_that_decode_pairs_their_own_way_open_their_fields(name: str, setting) -> None:
     train, tasks = setting
     learner = make_learner(name, dict(learner_class(name).quick_config))
@@ -220,7 +220,22 @@ def test_mf_support_attributions_equal_the_closed_form(fitted, setting) -> None:
     refitted = leave_one_out(mf, tasks)
     assert float(exact.abs().max()) > 0.01
     assert torch.allclose(exact, refitted, atol=1e-4)
-    assert fields_of(mf) == ()  # mf's model takes no fields: no field attributions
+    assert fields_of(make_learner("item-mean")) == ()  # no fields: no field attributions
+
+
+def test_mf_fields_act_through_the_prior_of_a_new_user_only(fitted, setting) -> None:
+    _, tasks = setting
+    mf = fitted["mf"]
+    unlabelled = tasks.without_labels()
+    view = view_of(mf, tasks)
+    scores = mf.score(unlabelled.without_queries(), unlabelled.query_items)
+    assert torch.allclose(view.forward(view.inputs), scores[view.task, view.position], atol=1e-4)
+    attributions = field_attributions(view)
+    # Query items are known in user_cold: their fields never reach the model.
+    items = [f for f, name in enumerate(view.fields) if name.startswith("item:")]
+    assert items and bool((attributions[:, items] == 0).all())
+    found = planted(view, attributions, labels_of(view, tasks), PLANTED)
+    assert found["rmse_rise"] > 0.05 and found["top1_rate"] >= PLANTED_MIN
 
 
 def test_support_attributions_by_readaptation(fitted, setting) -> None:

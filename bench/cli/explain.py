@@ -159,6 +159,7 @@ def _print_check(result: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench.engine.explaining import check, explain, explainable, refit
     from bench.errors import BenchError, ConfigError
+    from bench.evaluation.attribution import NO_FIELDS, fields_of
     from bench.results.explanations import write_checks
     from bench.results.outputs import output_folder, write_file
 
@@ -187,6 +188,11 @@ def run(args: argparse.Namespace) -> int:
         store, args.learner, run_id=args.run, dataset=args.dataset, seed=args.seed,
         data_dir=args.data_dir,
     )  # fmt: skip
+    if not args.support_only and not fields_of(refitted.learner):
+        raise ConfigError(
+            f"--learner {args.learner}: {NO_FIELDS} on {refitted.dataset.name} "
+            "(--support-only gives its support attributions)"
+        )
     if args.check:
         result = check(
             refitted, scenario=args.scenario, k=args.k, tasks=max(args.tasks, 20),

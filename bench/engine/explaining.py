@@ -27,6 +27,7 @@ from bench.evaluation.attribution import (
     DEFAULT_SAMPLES,
     METHODS,
     NO_FIELDS,
+    NO_FIELDS_EXPOSED,
     adaptation_shift,
     field_attributions,
     fields_of,
@@ -181,11 +182,12 @@ def refit(
 
 def explainable(name: str, dataset: Dataset | None = None) -> str | None:
     """Why ``name`` cannot be explained by fields (None when it can), without fitting it."""
-    if not issubclass(learner_class(name), ExplainsFields):
-        return NO_FIELDS
+    cls = learner_class(name)
     if dataset is not None and dataset.user_features is None and dataset.item_features is None:
         return NO_FIELDS
-    return None
+    if issubclass(cls, ExplainsFields):
+        return None
+    return NO_FIELDS_EXPOSED
 
 
 def _pick_tasks(

@@ -35,6 +35,8 @@ MAX_EXACT_FIELDS = 8
 DEFAULT_SAMPLES = 25
 """Random field orders of ``shapley-sampled``."""
 NO_FIELDS = "not applicable: no feature fields"
+NO_FIELDS_EXPOSED = f"{NO_FIELDS} exposed for attribution"
+"""Said of a learner that does not open its model at its fields (it may still take features)."""
 
 
 def _captum() -> Any:

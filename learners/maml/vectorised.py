@@ -10,8 +10,7 @@ from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.maml.base import MAMLBase, MAMLConfig
 from learners.maml.cuda_graph import GraphedMetaStep
-from learners.network.adaptation import Adapt, adapt_and_predict, adapted_predictions
-from learners.network.explain import NetworkFields
+from learners.network.adaptation import adapt_and_predict, adapted_predictions
 from learners.network.losses import masked_mse, mean_over_tasks
 
 
@@ -22,7 +21,7 @@ class VectorisedMAMLConfig(MAMLConfig):
     launches); ignored on CPU."""
 
 
-class VectorisedMAML(MAMLBase, NetworkFields):
+class VectorisedMAML(MAMLBase):
     """MAML vectorised over tasks with torch.func; on CUDA each meta-step replays a CUDA graph."""
 
     config_class = VectorisedMAMLConfig
@@ -64,7 +63,3 @@ class VectorisedMAML(MAMLBase, NetworkFields):
         return adapt_and_predict(
             self.model, tasks, lr=cfg.inner_lr, steps=cfg.inner_steps, adapt=cfg.adapt
         )
-
-    def adaptation(self) -> tuple[float, int, Adapt]:
-        cfg = self.config
-        return cfg.inner_lr, cfg.inner_steps, cfg.adapt
