@@ -129,16 +129,20 @@ def test_support_attributions_alone_through_the_api(store: Path) -> None:
 def test_checks_are_stored_beside_the_store_and_reported(
     store: Path, tmp_path: Path, capsys
 ) -> None:
-    assert explain(store, "--learner", "fine-tune", "--check", "--check-seeds", "1") == 0
-    assert "explanations checked: yes" in capsys.readouterr().out
-    entries = read_checks(store)
-    assert [(e["learner"], e["checked"]) for e in entries] == [("fine-tune", True)]
-    assert entries[0]["planted"]["top1_rate"] >= 0.9
+    # --check alone checks every learner of the run that exposes feature fields.
+    assert explain(store, "--check", "--check-seeds", "1") == 0
+    out = capsys.readouterr().out
+    assert "item-mean on planted: not applicable: no feature fields" in out
+    entries = {e["learner"]: e for e in read_checks(store)}
+    assert sorted(entries) == ["fine-tune", "melu", "mf"]
+    for name in ("fine-tune", "melu"):
+        assert entries[name]["checked"], entries[name]["passed"]
+        assert entries[name]["planted"]["top1_rate"] >= 0.9
     report = tmp_path / "report"
     assert main(["report", "--store", str(store), "--out", str(report), "--format", "md"]) == 0
     text = (report / "report.md").read_text(encoding="utf-8")
     assert "## Explanations" in text and "| fine-tune | planted | user_cold | yes |" in text
-    assert "No comparison of meta-learners with baselines" in text
+    assert "The meta-learners' explanations (melu) were " in text
 
 
 def test_a_damaged_checks_file_is_refused_with_its_name(

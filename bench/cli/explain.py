@@ -156,11 +156,52 @@ def _print_check(result: Any) -> None:
     )
 
 
+def _check_one(store: Path, args: argparse.Namespace, learner: str, dataset: str | None) -> None:
+    from bench.engine.explaining import check, refit
+    from bench.results.explanations import write_checks
+
+    refitted = refit(
+        store, learner, run_id=args.run, dataset=dataset, seed=args.seed, data_dir=args.data_dir
+    )
+    result = check(
+        refitted, scenario=args.scenario, k=args.k, tasks=max(args.tasks, 20),
+        method=args.method, seeds=tuple(refitted.seed + s for s in range(1, args.check_seeds + 1)),
+    )  # fmt: skip
+    path = write_checks(store, [{"run_id": refitted.run_id, **result.as_dict()}])
+    _print_check(result)
+    print(f"stored in {path}")
+
+
+def _check_all(store: Path, args: argparse.Namespace) -> int:
+    """The checks of every learner of the run that exposes feature fields, on each dataset."""
+    from bench.engine.explaining import explainable, latest_run, run_cells
+    from bench.errors import BenchError
+    from bench.results.store import ResultStore
+
+    with ResultStore(store, mode="read") as db:
+        run_id = args.run or latest_run(db)
+        pairs = sorted({(c["learner"], c["dataset"]) for c in run_cells(db, run_id)})
+    args.run = run_id
+    for learner, dataset in pairs:
+        if args.dataset is not None and dataset != args.dataset:
+            continue
+        reason = explainable(learner)
+        if reason:
+            print(f"{learner} on {dataset}: {reason}")
+            continue
+        try:
+            _check_one(store, args, learner, dataset)
+        except BenchError as exc:  # e.g. a dataset without features: this learner has no fields
+            if "not applicable" not in str(exc):
+                raise
+            print(f"{learner} on {dataset}: {exc}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    from bench.engine.explaining import check, explain, explainable, refit
+    from bench.engine.explaining import explain, explainable, refit
     from bench.errors import BenchError, ConfigError
     from bench.evaluation.attribution import NO_FIELDS, fields_of
-    from bench.results.explanations import write_checks
     from bench.results.outputs import output_folder, write_file
 
     if args.method not in METHOD_NAMES:
@@ -168,9 +209,12 @@ def run(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.list:
         return _listing(store, args.run)
+    if args.check and not args.learner:
+        return _check_all(store, args)
     if not args.learner:
         raise ConfigError(
-            "--learner: name one of the run's learners (bench explain --list shows them)"
+            "--learner: name one of the run's learners (bench explain --list shows them), "
+            "or give --check alone to check them all"
         )
     try:
         reason = explainable(args.learner)
@@ -184,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--check: the sanity checks are of field attributions, not --support-only"
         )
+    if args.check:
+        _check_one(store, args, args.learner, args.dataset)
+        return 0
     refitted = refit(
         store, args.learner, run_id=args.run, dataset=args.dataset, seed=args.seed,
         data_dir=args.data_dir,
@@ -193,15 +240,6 @@ def run(args: argparse.Namespace) -> int:
             f"--learner {args.learner}: {NO_FIELDS} on {refitted.dataset.name} "
             "(--support-only gives its support attributions)"
         )
-    if args.check:
-        result = check(
-            refitted, scenario=args.scenario, k=args.k, tasks=max(args.tasks, 20),
-            method=args.method, seeds=tuple(refitted.seed + s for s in range(1, args.check_seeds + 1)),
-        )  # fmt: skip
-        path = write_checks(store, [{"run_id": refitted.run_id, **result.as_dict()}])
-        _print_check(result)
-        print(f"stored in {path}")
-        return 0
     found = explain(
         refitted, scenario=args.scenario, k=args.k, tasks=args.tasks, task=args.task,
         method=args.method, samples=args.samples, fields=not args.support_only,
