@@ -142,6 +142,7 @@ def _print_check(result: Any) -> None:
         "  randomisation ρ: " + ", ".join(f"{k} {v:.2f}" for k, v in result.randomisation.items())
     )
     d = result.deletion
+    print(f"  fields' effect {d['effect']:.3f} (mean |change| with every field unknown)")
     print(f"  deletion gain {d['gain']:.3f} [{d['gain_low']:.3f}, {d['gain_high']:.3f}]")
     if result.stability is not None:
         print(

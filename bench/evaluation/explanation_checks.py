@@ -79,7 +79,8 @@ def deletion(
 ) -> dict[str, float]:
     """The area over the deletion curve (mean absolute change of the prediction as fields are set
     to their baseline one by one) in attribution order and in random orders; ``gain`` is their
-    difference per prediction, averaged, with a bootstrap confidence interval."""
+    difference per prediction, averaged, with a bootstrap confidence interval; ``effect`` is the
+    mean absolute change with every field unknown."""
     n, f = attributions.shape
     full = view.forward(view.inputs)
 
@@ -100,6 +101,13 @@ def deletion(
     gain = (ranked - random).numpy()
     low, high = _bootstrap_ci(gain, seed)
     return {
+        # How far the fields move predictions at all (every field unknown): a model that ignores
+        # its fields passes the deletion check trivially, and this says so.
+        "effect": float(
+            (view.forward(view.masked(torch.zeros(f, dtype=torch.bool))) - full).abs().mean()
+        )
+        if n
+        else float("nan"),
         "ranked_area": float(ranked.mean()),
         "random_area": float(random.mean()),
         "gain": float(gain.mean()) if len(gain) else float("nan"),

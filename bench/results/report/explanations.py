@@ -18,6 +18,7 @@ HEADERS = [
     "scenario",
     "checked",
     "randomisation ρ (max)",
+    "fields' effect",
     "deletion gain [95% CI]",
     "stability ρ",
     "top-3 fields (mean |attr| [95% CI])",
@@ -56,6 +57,7 @@ def _row(entry: dict[str, Any]) -> list[Cell]:
             (_num(max(randomisation)) if randomisation else "–") + _passed(entry, "randomisation"),
             max(randomisation) if randomisation else None,
         ),
+        Cell(_num(deletion.get("effect"), 3), deletion.get("effect")),
         Cell(
             f"{_num(deletion.get('gain'))} [{_num(deletion.get('gain_low'))}, "
             f"{_num(deletion.get('gain_high'))}]{_passed(entry, 'deletion')}",
@@ -109,7 +111,9 @@ def explanations_section(results: Results, baselines: Sequence[str]) -> Section 
     lead = Paragraph(
         "Field attributions (Captum, one group per feature field, baseline the field's "
         "frequency-weighted mean) checked on each learner refitted from the run's config and "
-        "seed. A learner's explanations are *checked* when every check passed: randomising its "
+        "seed. The fields' effect is the mean absolute change of a prediction with every field "
+        "unknown (in rating units): a model that barely uses its fields passes the checks "
+        "trivially. A learner's explanations are *checked* when every check passed: randomising its "
         "weights (all at once and layer by layer from the output) leaves a rank correlation "
         "below 0.5; deleting fields in attribution order moves predictions more than a random "
         "order (CI above 0); fits from other seeds rank the fields alike (ρ ≥ 0.5); and on a "
