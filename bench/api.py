@@ -376,7 +376,7 @@ def _stderr(message: str) -> None:
 _EXPLAIN_FLAGS = {
     "--learner": "learner", "--run": "run_id", "--dataset": "dataset", "--seed": "seed",
     "--scenario": "scenario", "--k": "k", "--tasks": "tasks", "--task": "task",
-    "--method": "method", "--store": "store",
+    "--method": "method", "--store": "store", "--planted": "planted_field",
 }  # fmt: skip
 
 
@@ -455,6 +455,7 @@ def check_explanations(
     method: str = "ablation",
     other_seeds: int = 2,
     keep: bool = True,
+    planted_field: str | None = None,
     data_dir: str | None = None,
 ) -> Any:
     """The sanity checks of a stored run's ``learner``'s field attributions
@@ -474,6 +475,7 @@ def check_explanations(
         result = check(
             refitted, scenario=scenario, k=None if k is None else str(k), tasks=tasks,
             method=method, seeds=tuple(refitted.seed + s for s in range(1, other_seeds + 1)),
+            planted_field=planted_field,
         )  # fmt: skip
         if keep:
             write_checks(path, [{"run_id": refitted.run_id, **result.as_dict()}])

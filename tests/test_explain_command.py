@@ -87,6 +87,8 @@ def test_asking_for_a_learner_without_fields_is_an_error(store: Path, capsys) ->
         (["--learner", "no-such-learner"], "--learner"),
         (["--learner", "melu", "--run", "no-such-run"], "--run"),
         (["--learner", "melu", "--seed", "7"], "--seed"),
+        (["--learner", "melu", "--check", "--planted", "user:height"], "--planted"),
+        (["--learner", "melu", "--tasks", "0"], "--tasks"),
     ],
 )
 def test_bad_arguments_are_one_line_naming_the_flag(store: Path, capsys, args, flag) -> None:

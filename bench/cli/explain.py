@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.commands import Command, positive_int
+from bench.commands import Command
 
 METHOD_NAMES = ("ablation", "shapley-sampled", "shapley")  # bench.evaluation.attribution.METHODS
 
@@ -26,21 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", help="the stored run to explain [the latest]")
     parser.add_argument("--learner", help="the learner to explain (one of the run's)")
     parser.add_argument("--dataset", help="the dataset of the cell [the run's first]")
-    parser.add_argument("--seed", type=int, help="the seed of the cell [the run's first]")
+    parser.add_argument("--seed", help="the seed of the cell [the run's first]")
     parser.add_argument("--scenario", help="the scenario whose tasks are explained [user_cold]")
     parser.add_argument("--k", help="the support size [the protocol's largest]")
-    parser.add_argument(
-        "--tasks", type=positive_int, default=5, help="tasks sampled from the scenario [5]"
-    )
+    parser.add_argument("--tasks", default="5", help="tasks sampled from the scenario [5]")
     parser.add_argument("--task", help="explain only this task (the raw id of its user or item)")
     parser.add_argument(
         "--method",
         default="ablation",
         help=f"field attribution: {', '.join(METHOD_NAMES)} [ablation]",
     )
-    parser.add_argument(
-        "--samples", type=positive_int, default=25, help="field orders of shapley-sampled [25]"
-    )
+    parser.add_argument("--samples", default="25", help="field orders of shapley-sampled [25]")
     parser.add_argument(
         "--out", type=Path, help="folder to write fields.csv, support.csv and explanation.json"
     )
@@ -60,10 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the sanity checks and store them beside the store, for bench report",
     )
     parser.add_argument(
-        "--check-seeds",
-        type=positive_int,
-        default=2,
-        help="other seeds refitted for the stability check [2]",
+        "--check-seeds", default="2", help="other seeds refitted for the stability check [2]"
+    )
+    parser.add_argument(
+        "--planted",
+        metavar="FIELD",
+        help="the field planted in the dataset's ratings (user:age), for the planted-field check "
+        "[the one a generated dataset declares]",
     )
     parser.add_argument("--data-dir", help="folder holding the dataset folders [the run's]")
 
@@ -167,6 +166,7 @@ def _check_one(store: Path, args: argparse.Namespace, learner: str, dataset: str
     result = check(
         refitted, scenario=args.scenario, k=args.k, tasks=max(args.tasks, 20),
         method=args.method, seeds=tuple(refitted.seed + s for s in range(1, args.check_seeds + 1)),
+        planted_field=args.planted,
     )  # fmt: skip
     path = write_checks(store, [{"run_id": refitted.run_id, **result.as_dict()}])
     _print_check(result)
@@ -199,12 +199,32 @@ def _check_all(store: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(args: argparse.Namespace, name: str, low: int) -> None:
+    """Parse the flag ``--name`` (dashes for underscores) as a whole number of at least ``low``,
+    with a one-line error naming it."""
+    from bench.errors import ConfigError
+
+    text = getattr(args, name)
+    if text is None:
+        return
+    flag = "--" + name.replace("_", "-")
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} expects a whole number, got {text!r}") from None
+    if value < low:
+        raise ConfigError(f"{flag} expects a whole number >= {low}, got {value}")
+    setattr(args, name, value)
+
+
 def run(args: argparse.Namespace) -> int:
     from bench.engine.explaining import explain, explainable, refit
     from bench.errors import BenchError, ConfigError
     from bench.evaluation.attribution import NO_FIELDS, fields_of
     from bench.results.outputs import output_folder, write_file
 
+    for name, low in (("tasks", 1), ("samples", 1), ("check_seeds", 1), ("seed", 0)):
+        _whole(args, name, low)
     if args.method not in METHOD_NAMES:
         raise ConfigError(f"--method must be one of {', '.join(METHOD_NAMES)}, got {args.method!r}")
     store = _store(args)

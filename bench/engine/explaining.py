@@ -312,9 +312,11 @@ def check(
     method: str = "ablation",
     seeds: Sequence[int] = (1, 2),
     seed: int = 0,
+    planted_field: str | None = None,
 ) -> CheckResult:
     """The sanity checks of ``refitted`` on a sample of tasks; stability refits the learner from
-    the learner streams of ``seeds`` on the same split."""
+    the learner streams of ``seeds`` on the same split. The planted-field check runs on the field
+    ``planted_field`` (``user:age``), else on the one a generated dataset declares."""
     learner = refitted.learner
     if not isinstance(learner, ExplainsFields) or not fields_of(learner):
         raise ConfigError(f"{refitted.learner_name}: {NO_FIELDS}")
@@ -334,7 +336,12 @@ def check(
         )
         assert isinstance(twin, ExplainsFields)
         others.append(field_attributions(twin.field_view(unlabelled), method, seed=seed))
-    planted_field = refitted.dataset.extras.get("planted_field")
+    if planted_field is not None and planted_field not in view.fields:
+        raise ConfigError(
+            f"--planted: the model of {refitted.learner_name} has no field {planted_field!r}; "
+            f"it has {', '.join(view.fields)}"
+        )
+    planted_field = planted_field or refitted.dataset.extras.get("planted_field")
     planted_result = None
     if isinstance(planted_field, str) and planted_field in view.fields:
         assert labelled.query_ratings is not None
