@@ -21,7 +21,10 @@ METHOD_NAMES = ("ablation", "shapley-sampled", "shapley")  # bench.evaluation.at
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", type=Path, default=None, help="results store [.bench/results.db]"
+        "--store",
+        type=Path,
+        default=None,
+        help="results store [.bench/results.sqlite, or $BENCH_STORE]",
     )
     parser.add_argument("--run", help="the stored run to explain [the latest]")
     parser.add_argument("--learner", help="the learner to explain (one of the run's)")
