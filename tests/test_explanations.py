@@ -252,3 +252,21 @@ def test_adaptation_shift_is_one_without_adaptation(setting) -> None:
     assert np.allclose(adaptation_shift(still, tasks.select(slice(0, 5))), 1.0)
     moving = fit("fine-tune", train, overrides={"finetune_steps": 30, "finetune_lr": 0.2})
     assert float(np.nanmin(adaptation_shift(moving, tasks.select(slice(0, 5))))) < 1.0
+
+
+@pytest.mark.parametrize("name", ["protonet", "maml"])
+def test_episodic_learners_open_their_fields(name: str) -> None:
+    # Episodic training draws tasks of support + query ratings from training users: more ratings.
+    data = generate_planted(PlantedConfig(n_users=150, ratings_per_user=60, seed=1))
+    split, train = split_of(data)
+    tasks = build_tasks(data, split.scenarios["user_cold"], 10).select(slice(0, 6))  # type: ignore[attr-defined]
+    learner = make_learner(name, dict(learner_class(name).quick_config))
+    learner.fit(train, rng=Seeds(0).child("learner", name), device=torch.device("cpu"))  # type: ignore[arg-type]
+    unlabelled = tasks.without_labels()
+    view = view_of(learner, unlabelled)
+    predicted = learner.predict(unlabelled)[view.task, view.position]
+    inside = (predicted > 1.0) & (predicted < 5.0)
+    assert int(inside.sum()) > 0
+    assert torch.allclose(view.forward(view.inputs)[inside], predicted[inside], atol=1e-4)
+    before = view_of_unadapted(learner, unlabelled)
+    assert not torch.allclose(before.forward(before.inputs), view.forward(view.inputs))
