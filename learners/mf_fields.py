@@ -23,7 +23,7 @@ from bench.protocol.explaining import ExplainsFields, FieldView
 FIELD = re.compile(r"^(.+?)\s*(?:=|<|>)")
 
 
-def _fields(names: tuple[str, ...] | None, width: int) -> list[tuple[str, list[int]]]:
+def content_fields(names: tuple[str, ...] | None, width: int) -> list[tuple[str, list[int]]]:
     """Columns grouped by the part of their name before ``=``, ``<`` or ``>``; unnamed columns
     form one field."""
     if names is None or len(names) != width:
@@ -70,7 +70,7 @@ class MFFields(ExplainsFields):
             width = self.feature_tables[side].shape[1]
             out += [
                 (side, f"{side}:{name}", cols)
-                for name, cols in _fields(self.feature_names.get(side), width)
+                for name, cols in content_fields(self.feature_names.get(side), width)
             ]
         return out
 

@@ -94,7 +94,7 @@ def test_the_view_predicts_what_the_learner_predicts(name: str, fitted, setting)
     assert torch.allclose(view.forward(view.inputs)[inside], predicted[inside], atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["tanp", "mamo", "meta-embedding"])
+@pytest.mark.parametrize("name", ["tanp", "mamo", "meta-embedding", "dropoutnet"])
 def test_models_that_decode_pairs_their_own_way_open_their_fields(name: str, setting) -> None:
     train, tasks = setting
     learner = make_learner(name, dict(learner_class(name).quick_config))
