@@ -21,7 +21,7 @@ for suite in meta ml100k-cold ml100k-recbole-metarec ml100k-robust; do
         --executor process --workers "${WORKERS:-2}"
     if [ "$suite" = ml100k-cold ]; then
         # The sanity checks of every learner's field attributions, on the run just finished;
-        # the page's Explanations section and the README's verdict come from them.
+        # the page's Explanations section comes from them.
         "$PYTHON" -m bench explain --store "$STORE" --check
     fi
 done

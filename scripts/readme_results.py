@@ -6,10 +6,6 @@ The leaderboard's ``reports/leaderboard.csv`` is written by the same ``bench rep
 ``ml-100k`` rows (RMSE and NDCG@3 per learner and scenario, ▲/▼ against ``mf``, bold for the best
 of a column) between the README's ``results:begin`` and ``results:end`` markers.
 
-It also copies the leaderboard's verdict on explanations (whether the meta-learners' field
-attributions were more faithful or stable than the baselines', from the page's Explanations
-section) between the ``explanations:begin`` and ``explanations:end`` markers.
-
 Usage: python scripts/readme_results.py [--check]   (--check: exit 1 if the README differs)
 """
 
@@ -29,16 +25,6 @@ DATASET = "ml-100k"
 METRICS = {"rmse": "RMSE", "ndcg@3": "NDCG@3"}
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
 MARKS = {"better": " ▲", "worse": " ▼"}
-PAGE = ROOT / "reports" / "leaderboard.md"
-EXPLAIN_BEGIN = (
-    "<!-- explanations:begin (made by scripts/readme_results.py from reports/leaderboard.md) -->"
-)
-EXPLAIN_END = "<!-- explanations:end -->"
-NO_CHECKS = (
-    "The committed leaderboard predates the explanation checks (`bench explain --check`); the "
-    "next `make leaderboard` states here, from its stored run, whether the meta-learners' "
-    "explanations were more faithful or stable than the baselines'."
-)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -78,23 +64,11 @@ def render(rows: list[dict[str, str]]) -> str:
     return "\n\n".join(blocks)
 
 
-def rewritten(readme: str, block: str, begin: str = BEGIN, end_marker: str = END) -> str:
-    start, end = readme.find(begin), readme.find(end_marker)
+def rewritten(readme: str, block: str) -> str:
+    start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
-        raise SystemExit(f"{README}: the markers {begin!r} and {end_marker!r} are missing")
-    return readme[: start + len(begin)] + "\n" + block + "\n" + readme[end:]
-
-
-def explanations_verdict(page: str) -> str:
-    """The verdict line of the page's Explanations section, or :data:`NO_CHECKS`."""
-    for section in page.split("\n## ")[1:]:
-        if section.startswith("Explanations\n"):
-            for line in section.splitlines():
-                if line.startswith("- The meta-learners' explanations") or line.startswith(
-                    "- No comparison"
-                ):
-                    return line[2:]
-    return NO_CHECKS
+        raise SystemExit(f"{README}: the markers {BEGIN!r} and {END!r} are missing")
+    return readme[: start + len(BEGIN)] + "\n" + block + "\n" + readme[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     readme = README.read_text(encoding="utf-8")
     wanted = rewritten(readme, render(_rows(LEADERBOARD)))
-    verdict = explanations_verdict(PAGE.read_text(encoding="utf-8"))
-    wanted = rewritten(wanted, verdict, EXPLAIN_BEGIN, EXPLAIN_END)
     if args.check:
         if wanted != readme:
             print(f"{README}: its results tables differ from {LEADERBOARD}", file=sys.stderr)

@@ -5,10 +5,8 @@ name their flag, and stored checks reach the report."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -18,8 +16,6 @@ from bench.errors import BenchError
 from bench.results.explanations import checks_path, read_checks
 
 pytest.importorskip("captum")
-
-README_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "readme_results.py"
 
 SUITE = """
 name = "planted-explain"
@@ -149,20 +145,6 @@ def test_checks_are_stored_beside_the_store_and_reported(
     text = (report / "report.md").read_text(encoding="utf-8")
     assert "## Explanations" in text and "| fine-tune | planted | user_cold | yes |" in text
     assert "The meta-learners' explanations (melu) were " in text
-    # The README's verdict line is copied from the page's Explanations section.
-    verdict = readme_script().explanations_verdict(text)
-    assert verdict.startswith("The meta-learners' explanations (melu) were ")
-    assert readme_script().explanations_verdict("# page\n\n## Setting\n") == (
-        readme_script().NO_CHECKS
-    )
-
-
-def readme_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("readme_results", README_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_damaged_checks_file_is_refused_with_its_name(
