@@ -20,6 +20,11 @@ rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 for suite in meta ml100k-cold ml100k-recbole-metarec ml100k-robust ml100k-attack; do
     "$PYTHON" -m bench run --suite "$suite" --device cpu --store "$STORE" --no-progress \
         --executor process --workers "${WORKERS:-2}"
+    if [ "$suite" = ml100k-cold ]; then
+        # The sanity checks of every learner's field attributions, on the run just finished;
+        # the page's Explanations section comes from them.
+        "$PYTHON" -m bench explain --store "$STORE" --check
+    fi
 done
 "$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
     --format md,html,csv,json --title "coldstart-bench leaderboard" --command "make leaderboard"

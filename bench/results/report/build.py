@@ -32,6 +32,7 @@ from bench.results.analysis.summary import SPREAD_FLAG
 from bench.results.analysis.thin import MIN_TASKS, thin_data
 from bench.results.report.attacks import attack_section
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
+from bench.results.report.explanations import explanations_section
 from bench.results.report.figures import kshot_figure, slug
 from bench.results.report.formatting import (
     BETTER,
@@ -199,6 +200,9 @@ class _Builder:
         if sliced is not None:
             sliced.folded = "Metrics by slice of the test users and items"
             doc.sections.append(sliced)
+        explanations = explanations_section(self.results, self.options.baselines)
+        if explanations is not None:
+            doc.sections.append(explanations)
         tuning = tuning_section(self.results, self.learners)
         if tuning is not None:
             tuning.folded = "The searches: spaces, budgets and the chosen configs"
