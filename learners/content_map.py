@@ -99,6 +99,12 @@ class ContentMap(MatrixFactorisation):
         self._maps.append((weights, intercept))
         return x @ weights + intercept
 
+    def score(self, tasks: TaskBatch, candidates: torch.Tensor) -> torch.Tensor:
+        if self.config.fold_in or tasks.axis != "user":
+            return super().score(tasks, candidates)
+        # As in predict: without fold-in a new user keeps its mapped parameters.
+        return self._candidate_scores(self.users[tasks.entities], self.items, candidates)
+
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         if self.config.fold_in:
             return super().predict(tasks)

@@ -272,6 +272,12 @@ class MatrixFactorisation(Learner, ExplainsSupport, MFFields):
         if tasks.axis != "user":
             return super().score(tasks, candidates)
         _, entity, items = self._task_entities(tasks)
+        return self._candidate_scores(entity, items, candidates)
+
+    def _candidate_scores(
+        self, entity: torch.Tensor, items: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor:
+        """Each task's ``[p, b]`` against the candidate items' parameters, unclamped."""
         if candidates.dim() == 1:
             chosen = items[candidates]
             pred = entity[:, :-1] @ chosen[:, :-1].T + chosen[None, :, -1]
