@@ -67,11 +67,12 @@ def cell_text(row: Row) -> str:
 
 
 def _order(rows: Iterable[Row]) -> list[str]:
+    """Learners in the page's order, the floors last (every other row is read against them)."""
     names: list[str] = []
     for row in rows:
         if row["learner"] not in names:
             names.append(row["learner"])
-    return names
+    return [n for n in names if n not in FLOORS] + [n for n in names if n in FLOORS]
 
 
 def cold_rows(summary: list[Row]) -> list[Row]:
@@ -122,8 +123,12 @@ def cold_sentences(rows: list[Row]) -> list[str]:
                 against = "yet significantly worse than `mf` task by task"
             else:
                 against = "not significantly different from `mf`"
-            ties = [f"`{r['learner']}`" for r in here if _true(r.get("not_worse"))]
-            tie_text = f"; not significantly worse than it: {', '.join(ties)}" if ties else ""
+            ties = [
+                f"`{r['learner']}`"
+                for r in here
+                if _true(r.get("not_worse")) and r["learner"] != row["learner"]
+            ]
+            tie_text = f" (not significantly worse: {', '.join(ties)})" if ties else ""
             parts.append(
                 f"`{scenario}`: `{row['learner']}` ({float(row['mean']):.3f}), {against}{tie_text}"
             )
@@ -164,30 +169,56 @@ def recbole_block(summary: list[Row]) -> list[str]:
 
 
 def robust_block(payload: dict[str, Any]) -> list[str]:
-    verdicts = payload.get("robustness_verdicts") or []
+    """The suite's robustness verdicts: which learner was *more robust* than which, per
+    scenario, support size and kind, and how often a meta-learner beat a baseline or the
+    reverse."""
+    verdicts = [
+        v
+        for v in payload.get("robustness_verdicts") or []
+        if v.get("learner") not in FLOORS and v.get("other") not in FLOORS
+    ]
     if not verdicts:
         return []
-    found = [v for v in verdicts if v.get("verdict") != "no difference"]
-    lines = []
-    for v in found:
-        lines.append(
-            f"- `{v['scenario']}`, k={v['k']}, {v['kind']}: `{v['learner']}` is "
-            f"{v['verdict']} than `{v['other']}`"
-        )
-    pairs = len(verdicts)
+    robust = [v for v in verdicts if v.get("verdict") == "more robust"]
+    by_line: dict[tuple[str, str], list[str]] = {}
+    for v in robust:
+        key = (str(v["scenario"]), str(v["k"]))
+        by_line.setdefault(key, []).append(f"{v['kind']}: `{v['learner']}` over `{v['other']}`")
+    meta_won = sum(1 for v in robust if _is_meta(v["learner"]) and not _is_meta(v["other"]))
+    base_won = sum(1 for v in robust if not _is_meta(v["learner"]) and _is_meta(v["other"]))
     lead = (
-        f"Of {pairs} ordered pairs of learners, per scenario, support size and kind of "
-        f"corruption, {len(found)} meet the suite's rule for a verdict"
-        + (":" if found else "; every other pair shows no difference.")
+        f"The suite's rule (fixed before the run) finds a learner *more robust* than another in "
+        f"{len(robust)} of {len(verdicts)} ordered pairs per scenario, support size and kind of "
+        f"corruption: a meta-learner over a baseline in {meta_won}, a baseline over a "
+        f"meta-learner in {base_won}."
     )
+    lines = [
+        f"- `{scenario}`, k={k}: " + "; ".join(pairs)
+        for (scenario, k), pairs in sorted(by_line.items())
+    ]
     return [lead, *(["\n".join(lines)] if lines else [])]
+
+
+BASELINES = (
+    "oracle", "global-mean", "item-mean", "popularity", "mf", "mf-huber", "fine-tune",
+    "content-map", "dropoutnet",
+)  # fmt: skip
+"""The learners that are not meta-learners (as in the leaderboard's verdicts)."""
+
+
+def _is_meta(learner: str) -> bool:
+    name = learner.split("~", 1)[0]
+    return name not in BASELINES and name not in FLOORS
 
 
 def runs_line(payload: dict[str, Any]) -> str:
     parts = []
     for run in payload.get("runs", []):
         provenance = run.get("provenance") or {}
-        commit = str(provenance.get("git_commit") or provenance.get("commit") or "?")[:7]
+        git = provenance.get("git") if isinstance(provenance.get("git"), dict) else {}
+        commit = str(git.get("commit") or "?")[:7] + (
+            " (with local changes)" if git.get("dirty") else ""
+        )
         started, finished = run.get("started_at"), run.get("finished_at")
         took = ""
         if started and finished:

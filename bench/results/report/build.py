@@ -146,9 +146,13 @@ class _Builder:
         tables = self.summary[["dataset", "protocol", "scenario"]].drop_duplicates()
         # Perturbed evaluations (``user_cold~flip@0.2``) are shown in the Robustness section.
         tables = tables[tables["scenario"].map(lambda s: parse_label(s)[1] is None)]
+        # Within a dataset, protocols in the order their runs stored them (the suite run first
+        # comes first), not by label: two versions of one protocol differ only by a hash.
+        cells = results.cells
+        first = cells.groupby(["dataset", "protocol"])["finished_at"].min().astype(str).to_dict()
         self.tables = sorted(
             tables.itertuples(index=False, name=None),
-            key=lambda t: (t[0], t[1], scenario_order(t[2])),
+            key=lambda t: (t[0], first.get((t[0], t[1]), ""), t[1], scenario_order(t[2])),
         )
 
     # The whole document ----------------------------------------------------------------------
@@ -192,9 +196,11 @@ class _Builder:
             doc.sections.append(self.table_section(*table))
         robustness = robustness_section(self.results, alpha=o.alpha)
         if robustness is not None:
+            robustness.folded = "Curves, slopes, paired tests and verdicts per scenario and k"
             doc.sections.append(robustness)
         attacks = attack_section(self.results)
         if attacks is not None:
+            attacks.folded = "Target shift, hit rate and side effects per attack and size"
             doc.sections.append(attacks)
         sliced = slices_section(self.results)
         if sliced is not None:

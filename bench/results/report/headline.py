@@ -37,12 +37,21 @@ HEADLINE_METRICS: tuple[str, ...] = (
 """The metrics a headline may show, in order of preference; each table takes the first
 ``HEADLINE_WIDTH`` its results hold."""
 HEADLINE_WIDTH = 3
+HEADLINE_SETS: tuple[tuple[str, ...], ...] = (
+    ("rmse", "precision@5/query", "ndcg@5"),
+    ("rmse", "ndcg@10", "recall@20"),
+)
+"""Sets a headline takes whole where its results hold every metric of one (the first such set),
+so a protocol scored on P@5 leads with P@5; otherwise the preference order above applies."""
 VERDICT_WORDS = {"better": "better", "worse": "worse", "same": "no difference"}
 
 
 def headline_metrics(summary: pd.DataFrame, dataset: str, protocol: str) -> list[str]:
     """The headline's metrics for one (dataset, protocol)."""
     present = set(rows_where(summary, dataset=dataset, protocol=protocol)["metric"])
+    for chosen in HEADLINE_SETS:
+        if set(chosen) <= present:
+            return list(chosen)
     return [m for m in HEADLINE_METRICS if m in present][:HEADLINE_WIDTH]
 
 
