@@ -27,13 +27,13 @@ from bench.results.analysis import (
     unscorable,
 )
 from bench.results.analysis.floors import marks_by_line, summary_with_marks
-from bench.results.analysis.frames import LOAD_MARGIN
-from bench.results.analysis.summary import SPREAD_FLAG
 from bench.results.analysis.thin import MIN_TASKS, thin_data
 from bench.results.report.attacks import attack_section
+from bench.results.report.coverage import coverage_blocks
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
 from bench.results.report.explanations import explanations_section
 from bench.results.report.figures import kshot_figure, slug
+from bench.results.report.footer import statistics_section
 from bench.results.report.formatting import (
     BETTER,
     WORSE,
@@ -48,15 +48,13 @@ from bench.results.report.formatting import (
 from bench.results.report.headline import headline_section, verdict_section
 from bench.results.report.machine import provenance_section, timing_section
 from bench.results.report.published import published_section
-from bench.results.report.ranking import REPORTED_TOPN, agreement_blocks, footer_items, headers
+from bench.results.report.ranking import REPORTED_TOPN, agreement_blocks, headers
 from bench.results.report.robustness import robustness_section
 from bench.results.report.slices import slices_section
 from bench.results.report.tuning import tuning_section
 
 LINE_METRIC = ["k", "learner", "device", "metric"]
 GAIN_TEXT = {"exponential": "2^r − 1", "linear": "r"}
-LEFT_OUT_WARNING = 0.10
-"""A scenario whose left-out share of candidate tasks reaches this is flagged."""
 
 
 @dataclass(frozen=True)
@@ -434,66 +432,7 @@ class _Builder:
         return rows
 
     def coverage(self, where: dict[str, str], metrics: list[str]) -> list[Any]:
-        coverage = rows_where(self.results.coverage, **where).sort_values("seed")
-        if coverage.empty:
-            return [Paragraph("Coverage: no split summary stored.")]
-        unscored = rows_where(self.unscorable, **where)
-        unscored = unscored[unscored["metric"].isin(metrics)]
-        lossy = [m for m in metrics if (unscored[unscored["metric"] == m]["n_unscored"] > 0).any()]
-        first = coverage.iloc[0]
-        axis = first["task_axis"]
-        min_pool = first["min_pool"]
-        left_header = f"left out (pool < {min_pool} ratings)" if min_pool else "left out"
-        table = Table(
-            ["seed", f"tasks ({axis}s)", left_header, *(f"unscorable {m}" for m in lossy)],
-            caption="Coverage",
-        )
-        warnings = []
-        for row in coverage.itertuples(index=False):
-            candidates = row.tasks + row.left_out
-            share = row.left_out / candidates if candidates else 0.0
-            cells = [
-                Cell(str(row.seed), row.seed),
-                Cell(str(row.tasks), row.tasks),
-                Cell(f"{row.left_out} ({share:.0%})", row.left_out),
-            ]
-            if share >= LEFT_OUT_WARNING:
-                warnings.append(
-                    f"seed {row.seed}: {row.left_out} of {candidates} candidate {axis}s "
-                    f"({share:.0%})"
-                )
-            for metric in lossy:
-                part = unscored[(unscored["seed"] == row.seed) & (unscored["metric"] == metric)]
-                n = int(part["n_unscored"].max()) if len(part) else 0
-                share_m = n / row.tasks if row.tasks else 0.0
-                cells.append(Cell(f"{n} ({share_m:.0%})", n))
-            table.rows.append(cells)
-        notes = []
-        outside = int(first["outside_activity_filter"] or 0)
-        if outside:
-            notes.append(
-                f"{outside} {axis}s fall outside the protocol's activity filter and are in no "
-                "scenario."
-            )
-        if first["validation_tasks"]:
-            notes.append(
-                f"{first['validation_tasks']} existing {axis}s per seed are validation tasks, "
-                "kept out of training and of every scenario."
-            )
-        if not lossy:
-            notes.append("Every metric scored every task.")
-        notes += audit_notes(coverage)
-        blocks: list[Any] = [table]
-        if warnings:
-            blocks.append(
-                Paragraph(
-                    f"⚠ This scenario left out {LEFT_OUT_WARNING:.0%} or more of its candidate "
-                    f"{axis}s: " + "; ".join(warnings) + "."
-                )
-            )
-        if notes:
-            blocks.append(Paragraph(" ".join(notes)))
-        return blocks
+        return coverage_blocks(self.results.coverage, self.unscorable, where, metrics)
 
     def figure(
         self, summary: pd.DataFrame, title: str, where: dict[str, str], metrics: list[str]
@@ -507,53 +446,8 @@ class _Builder:
             summary, f"k-shot curves: {title}", metrics, learners, stem, svg=self.svg
         )
 
-    # Footer ----------------------------------------------------------------------------------
-
     def footer(self) -> Section:
-        o = self.options
-        items = (
-            "**Mean ± half-width**: the mean over seeds of each seed's value, and the half-width "
-            "of its 95% Student-t interval over seeds (t with n−1 degrees of freedom times the "
-            "standard error). Seeds re-draw the split, the tasks and the learners' "
-            "initialisation, so this is the spread a re-run shows; a bootstrap over the tasks "
-            "of one seed would leave that out. With one seed no interval is shown.",
-            "**Seed values**: `rmse`, `mae` and `accuracy` pool every query rating of a seed; "
-            "`ndcg@k` and `auc` average over the tasks they can score. NDCG ranks each task's "
-            "query items by predicted rating, with the gain the *Setting* table names (2^r − 1 "
-            "unless a suite chose r). Accuracy counts a like as a rating at or above the like "
-            "threshold of the *Setting* table (the split's), a predicted like as a prediction "
-            "at or above the threshold minus an eighth of the rating scale's span.",
-            f"**{BETTER} / {WORSE}**: significantly better / worse than `{o.reference}`. The "
-            "paired test takes each task evaluated by both learners on the same seed (tasks are "
-            "matched by the task entity's own id), and applies the two-sided Wilcoxon "
-            "signed-rank test (scipy; zero differences dropped; exact up to 50 pairs without "
-            "ties, else the normal approximation) to the per-task differences of all seeds. "
-            "The p-values of the learners of one column and support size are adjusted with "
-            f"Holm's step-down method; significant means adjusted p < {o.alpha:g}, and the "
-            "direction is the sign of the mean difference.",
-            "**Δ**: the mean over paired tasks of (learner − reference) of the per-task values, "
-            "± the half-width of its 95% t-interval. For pooled metrics the per-task value is "
-            "the task's own RMSE, MAE or accuracy, so Δ need not equal the difference of the "
-            "pooled table means.",
-            "**Bold**: the best learner of the column at that support size (by the mean over "
-            f"seeds; {', '.join(o.unranked) or 'no learner'} excluded from ranking). *Italic*: "
-            "not significantly worse than the best (the same paired test against the best, "
-            "Holm-adjusted across the column).",
-            "**Best meta-learner**: the best mean among the learners that are not baselines "
-            f"({', '.join(o.baselines)}).",
-            "**Coverage**: tasks evaluated per seed; candidates left out because their pool "
-            "could not hold the largest support set plus the query; tasks a metric could not "
-            "score (NDCG with fewer than two query ratings, AUC without both a liked and a "
-            f"disliked rating). ⚠ marks a scenario that left out {LEFT_OUT_WARNING:.0%} or more.",
-            "**Timing flags**: *under load* when the 1-minute load average at a phase's start "
-            f"exceeded the run's own torch threads by {LOAD_MARGIN:.0%} of the machine's CPUs or "
-            "more; *several hosts* when one learner was timed on different machines (each host "
-            f"gets its own row); *vary* when the slowest fit took {SPREAD_FLAG:g}× the fastest "
-            "or more. GPU/CPU is the GPU figure divided by the CPU figure: below 1 for fit "
-            "seconds and above 1 for tasks per second mean the GPU was faster.",
-            *footer_items(self.metrics),
-        )
-        return Section("Statistics and symbols", [Bullets(items)], anchor="statistics")
+        return statistics_section(self.options, self.metrics)
 
 
 def report_metrics(results: Results, options: ReportOptions, summary: pd.DataFrame) -> list[str]:
@@ -604,16 +498,3 @@ def summary_frame(results: Results, options: ReportOptions) -> pd.DataFrame:
         marks[[*keys, "is_best", "not_worse", "p_vs_best"]], on=keys, how="left"
     )
     return merged
-
-
-def audit_notes(coverage: pd.DataFrame) -> list[str]:
-    """What the leakage audit said about the seeds of one table (nothing where not audited)."""
-    outcomes = coverage.drop_duplicates("seed")[["seed", "audit"]]
-    audited = outcomes[outcomes["audit"].astype(bool)]
-    if audited.empty:
-        return []
-    failed = audited[audited["audit"] != "passed"]
-    if failed.empty:
-        return ["The leakage audit (`bench audit`) passed on every seed."]
-    listed = "; ".join(f"seed {r.seed}: {r.audit}" for r in failed.itertuples(index=False))
-    return [f"⚠ The leakage audit (`bench audit`) failed: {listed}."]
