@@ -13,7 +13,7 @@ import pytest
 
 from bench import api
 from bench.cli import main
-from bench.results.analysis.frames import COVERAGE_COLUMNS
+from bench.results.analysis.columns import COVERAGE_COLUMNS
 from bench.results.analysis.thin import MIN_TASKS, thin_data
 
 

@@ -15,7 +15,7 @@ Python API) reads the store through this package, so each number is computed in 
 Stability: stable.
 """
 
-from bench.results.analysis.frames import (
+from bench.results.analysis.columns import (
     CELL_COLUMNS,
     COVERAGE_COLUMNS,
     METRIC_COLUMNS,
@@ -24,6 +24,8 @@ from bench.results.analysis.frames import (
     ROW_KEYS,
     TIMING_COLUMNS,
     TUNING_COLUMNS,
+)
+from bench.results.analysis.frames import (
     Results,
     k_order,
     load_results,

@@ -24,120 +24,16 @@ from bench.errors import BenchError, StoreError, excerpt
 from bench.evaluation.metrics import DEFAULT_GAIN
 from bench.limits import load_json
 from bench.protocol import SCENARIOS
+from bench.results.analysis.columns import (
+    CELL_COLUMNS,
+    COVERAGE_COLUMNS,
+    METRIC_COLUMNS,
+    PER_TASK_COLUMNS,
+    PREDICTION_COLUMNS,
+    TIMING_COLUMNS,
+    TUNING_COLUMNS,
+)
 from bench.results.store import ResultStore
-
-ROW_KEYS = ("dataset", "protocol", "scenario", "k", "learner", "device", "seed")
-"""The columns that name one evaluation of one cell."""
-
-CELL_COLUMNS = (
-    "cell_key",
-    "run_id",
-    "suite",
-    "dataset",
-    "dataset_name",
-    "dataset_hash",
-    "protocol",
-    "protocol_name",
-    "protocol_hash",
-    "learner",
-    "learner_name",
-    "config_hash",
-    "config",
-    "seed",
-    "device",
-    "code_fingerprint",
-    "finished_at",
-    "task_axis",
-    "like_threshold",
-    "ndcg_gain",
-    "tie_policy",
-    "support_ignored",
-    "rating_min",
-    "rating_max",
-    "split_summary",
-)
-METRIC_COLUMNS = (
-    *ROW_KEYS,
-    "metric",
-    "value",
-    "n_tasks",
-    "n_scored",
-    "n_unscored",
-    "config_hash",
-    "suite",
-    "run_id",
-    "cell_key",
-)
-PER_TASK_COLUMNS = (*ROW_KEYS, "metric", "entity", "value", "n_ratings", "cell_key")
-PREDICTION_COLUMNS = (
-    *ROW_KEYS,
-    "entity",
-    "position",
-    "user",
-    "item",
-    "rating",
-    "prediction",
-    "like_threshold",
-    "rating_min",
-    "rating_max",
-    "cell_key",
-)
-TIMING_COLUMNS = (
-    "dataset",
-    "protocol",
-    "learner",
-    "device",
-    "seed",
-    "scenario",
-    "k",
-    "phase",
-    "seconds",
-    "cpu_seconds",
-    "tasks",
-    "tasks_per_s",
-    "peak_memory_bytes",
-    "memory_kind",
-    "torch_threads",
-    "load_1m",
-    "cpus",
-    "host",
-    "under_load",
-    "run_id",
-    "cell_key",
-)
-TUNING_COLUMNS = (
-    "dataset",
-    "protocol",
-    "learner",
-    "device",
-    "seed",
-    "objective",
-    "k",
-    "budget_trials",
-    "budget_seconds",
-    "space",
-    "chosen",
-    "trials",
-    "best_trial",
-    "best_value",
-    "seconds",
-    "validation_tasks",
-    "run_id",
-    "cell_key",
-)
-COVERAGE_COLUMNS = (
-    "dataset",
-    "protocol",
-    "seed",
-    "scenario",
-    "task_axis",
-    "tasks",
-    "left_out",
-    "min_pool",
-    "outside_activity_filter",
-    "validation_tasks",
-    "audit",
-)
 
 LOAD_MARGIN = 0.5
 """A phase ran *under load* when the 1-minute load average at its start exceeded the run's own
