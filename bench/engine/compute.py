@@ -10,12 +10,23 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from bench.data.dataset import Dataset
+from bench.engine.cells import (
+    PROGRESS_SINKS,
+    TRIAL_SINKS,
+    Cell,
+    CellFailure,
+    RunContext,
+    learner_seeds,
+    tie_seed,
+)
+from bench.engine.plan import RunPlan
 from bench.engine.robustness import COLD_SCENARIOS, perturbation_of
+from bench.engine.splits import SplitCache
 from bench.engine.suite import Suite
 from bench.engine.tuning import Tuned, TuneSpec, search, validation_objective
 from bench.evaluation.floors import scoring_tie_policy
@@ -34,26 +45,8 @@ from bench.protocol.episodes import (
     TaskBatch,
     predict_in_chunks,
 )
-from bench.protocol.learner import (
-    Learner,
-    make_learner,
-    split_budget,
-)
+from bench.protocol.learner import Learner, make_learner
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation, Predictions, TrialRecord
-
-if TYPE_CHECKING:
-    pass
-from bench.engine.cells import (
-    PROGRESS_SINKS,
-    TRIAL_SINKS,
-    Cell,
-    CellFailure,
-    RunContext,
-    learner_seeds,
-    ranking_key,
-    tie_seed,
-)
-from bench.engine.splits import SplitCache
 
 WARMUP_TASKS = 8
 
@@ -73,7 +66,7 @@ def warm_up(device: torch.device) -> None:
 def tune_cell(
     cell: Cell,
     spec: TuneSpec,
-    suite: Suite,
+    plan: RunPlan,
     cache: SplitCache,
     device: torch.device,
     progress: bool,
@@ -90,11 +83,11 @@ def tune_cell(
             f"seed {cell.seed} has none (validation_fraction = "
             f"{split.config.validation_fraction:g}, or too few entities can form a task)"
         )
-    fixed, _ = split_budget(suite.learner.get(cell.learner), f"[learner.{cell.learner}]")
+    suite = plan.suite
     seeds = learner_seeds(cell.seed, cell.learner)
     objective = validation_objective(
         cell.learner,
-        fixed,
+        dict(plan.learner(cell.learner).config),
         spec,
         train=train,
         validation=validation,
@@ -121,7 +114,7 @@ def tune_cell(
 
 def run_cell(
     cell: Cell,
-    suite: Suite,
+    plan: RunPlan,
     cache: SplitCache,
     run_id: str,
     fingerprint: str,
@@ -131,7 +124,8 @@ def run_cell(
 ) -> CellRecord:
     """Fit the cell's learner (with the config a search chose, when ``tuned``) and evaluate it
     on the ``needed`` (scenario, k) pairs."""
-    overrides = {**suite.learner.get(cell.learner, {}), **(tuned.params if tuned else {})}
+    suite = plan.suite
+    overrides = {**plan.learner(cell.learner).table, **(tuned.params if tuned else {})}
     learner = make_learner(cell.learner, overrides)
     split, train = cache.split(cell.dataset, cell.seed)
     record = CellRecord(
@@ -156,7 +150,7 @@ def run_cell(
             "relevance": split.config.relevance_rule.label,
             "ranking_version": RANKING_VERSION,
             "task_axis": split.config.task_axis,
-            **(ranking_key(suite, cell.dataset, cell.protocol) or {}),
+            **(plan.ranking_key(cell.dataset) or {}),
         },
         tuning=tuned.record if tuned else None,
         trials=tuned.trials if tuned else [],
@@ -171,7 +165,7 @@ def run_cell(
     for scenario, k in needed:
         # A perturbed evaluation (``user_cold~flip@0.2``) uses the clean scenario's tasks with
         # their support corrupted; the learner stays as fitted.
-        clean, perturbation = perturbation_of(suite, scenario)
+        clean, perturbation = perturbation_of(plan.robustness, scenario)
         labelled = cache.tasks(cell.dataset, cell.seed, clean, k)
         if perturbation is not None:
             labelled = cache.perturbed(cell.dataset, cell.seed, clean, k, perturbation)
@@ -209,7 +203,7 @@ def run_cell(
             tie_policy=scoring_tie_policy(cell.learner, suite.tie_policy),
             relevance=split.config.relevance_rule,
         )
-        views = suite.ranking_for(cell.dataset, cell.protocol)
+        views = plan.ranking_views(cell.dataset)
         in_query = suite.metrics if "query" in views else rating_metrics(suite.metrics)
         for name, value in evaluate(queries, recorded_metrics(in_query)).items():
             record.metrics.append(
@@ -360,11 +354,11 @@ def compute_cell(
         tuned = None
         if cell.tuning is not None:
             tuned = tune_cell(
-                cell, cell.tuning, context.suite, cache, device, context.progress, keep
+                cell, cell.tuning, context.plan, cache, device, context.progress, keep
             )
         return run_cell(
             cell,
-            context.suite,
+            context.plan,
             cache,
             context.run_id,
             context.fingerprint,

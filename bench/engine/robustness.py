@@ -117,12 +117,13 @@ def parse_robustness(table: dict[str, Any], where: str) -> Robustness | None:
     return Robustness(tuple(kinds), tuple(float(s) for s in strengths), float(sigma), baseline)
 
 
-def check_robustness(suite: Any, protocol: Any) -> None:
-    """Check a suite's ``robustness`` table against its scenarios and support sizes."""
+def check_robustness(suite: Any, protocol: Any) -> Robustness | None:
+    """Check a suite's ``robustness`` table against its scenarios and support sizes; its
+    settings, or None when it is off."""
     where = suite.source
     settings = parse_robustness(suite.robustness, where)
     if settings is None:
-        return
+        return None
     if not any(s in COLD_SCENARIOS for s in suite.scenarios):
         raise ConfigError(
             f"{where}: robustness perturbs the support sets of cold scenarios "
@@ -135,7 +136,7 @@ def check_robustness(suite: Any, protocol: Any) -> None:
         )
     sizes = protocol.config.support_sizes
     if "all" in sizes:
-        return  # task pools differ in size: some task is corrupted at any strength above 0
+        return settings  # task pools differ in size: some task is corrupted at any strength above 0
     finite = [int(k) for k in sizes if int(k) > 0]
     for strength in settings.strengths:
         if strength > 0 and all(corrupted_count(strength, k) == 0 for k in finite):
@@ -150,6 +151,7 @@ def check_robustness(suite: Any, protocol: Any) -> None:
                 f"ratings of every task at the support sizes "
                 f"({', '.join(map(str, sizes))}){hint}; use 0 for the clean run"
             )
+    return settings
 
 
 def suite_robustness(suite: Any) -> Robustness | None:
@@ -157,10 +159,10 @@ def suite_robustness(suite: Any) -> Robustness | None:
 
 
 def perturbed_evaluations(
-    suite: Any, wanted: list[tuple[str, SupportSize]]
+    settings: Robustness | None, wanted: list[tuple[str, SupportSize]]
 ) -> list[tuple[str, SupportSize]]:
-    """The (scenario label, k) pairs of the perturbed evaluations a suite adds to ``wanted``."""
-    settings = suite_robustness(suite)
+    """The (scenario label, k) pairs of the perturbed evaluations that a suite's robustness
+    ``settings`` (None: off) add to ``wanted``."""
     if settings is None:
         return []
     return [
@@ -171,9 +173,9 @@ def perturbed_evaluations(
     ]
 
 
-def perturbation_of(suite: Any, label: str) -> tuple[str, Perturbation | None]:
-    """The scenario and perturbation a stored label names, under the suite's settings."""
-    settings = suite_robustness(suite)
+def perturbation_of(settings: Robustness | None, label: str) -> tuple[str, Perturbation | None]:
+    """The scenario and perturbation a stored label names, under a suite's robustness
+    ``settings`` (None: off)."""
     if settings is not None:
         for p in settings.perturbations:
             for scenario in COLD_SCENARIOS:

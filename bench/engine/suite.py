@@ -202,9 +202,7 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
             values[key] = value
         elif key in ("keep_predictions", "floors"):
             if not isinstance(value, bool):
-                raise ConfigError(
-                    f"{where}: {key!r} must be true or false, got {excerpt(value)}"
-                )
+                raise ConfigError(f"{where}: {key!r} must be true or false, got {excerpt(value)}")
             values[key] = value
         elif not isinstance(value, str):
             raise ConfigError(f"{where}: {key!r} must be a string, got {excerpt(value)}")
@@ -241,7 +239,7 @@ def override(suite: Suite, given_as: Mapping[str, str] | None = None, **flags: A
 
 
 def sized_protocol(
-    suite: Suite, support_sizes: Sequence[int] | None, query_size: int | None
+    suite: Suite, support_sizes: Sequence[int | str] | None, query_size: int | None
 ) -> dict[str, Any] | None:
     """The suite's ``[protocol]`` table with its support sizes and query size replaced where
     given (None: neither given), so that a small dataset can be sized without a suite file."""
@@ -255,11 +253,28 @@ def sized_protocol(
     return table
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What checking a suite built on the way, so that nothing needs building twice: its
+    protocol, each learner's config hash (as set, before any search), its search specs and
+    its robustness settings."""
+
+    protocol: Any
+    config_hashes: dict[str, str]
+    specs: dict[str, Any]
+    robustness: Any
+
+
 def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     """Check every name and parameter a suite uses, without loading data or fitting anything.
 
     Errors name the suite file, or for a field in ``given_as`` where its value came from.
     """
+    check_suite(suite, given_as)
+
+
+def check_suite(suite: Suite, given_as: Mapping[str, str] | None = None) -> Checked:
+    """:func:`validate`, returning what it built (for :mod:`bench.engine.plan`)."""
     from bench.data.cards import check_dataset_options, get_card
     from bench.devices import check_device_name
     from bench.protocol.learner import make_learner
@@ -343,15 +358,16 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         check_dataset_options(name, suite.dataset.get(name))
     for extra in set(suite.learner) - set(suite.learners):
         raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
+    config_hashes = {}
     for name in suite.learners:
         try:
-            make_learner(name, suite.learner.get(name))
+            config_hashes[name] = make_learner(name, suite.learner.get(name)).config_hash
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
-    tuning_specs(suite, protocol)
+    specs = tuning_specs(suite, protocol)
     from bench.engine.robustness import check_robustness
 
-    check_robustness(suite, protocol)
+    robustness = check_robustness(suite, protocol)
     if not isinstance(suite.floors, bool):
         raise ConfigError(f"{at('floors')}: must be true or false, got {suite.floors!r}")
     if not isinstance(suite.keep_predictions, bool):
@@ -363,6 +379,7 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     from bench.results.gate.tolerance import Tolerances, apply_table
 
     apply_table(Tolerances(), suite.check, f"{where}: [check]")
+    return Checked(protocol, config_hashes, specs, robustness)
 
 
 def tuning_specs(suite: Suite, protocol: Any) -> dict[str, Any]:
