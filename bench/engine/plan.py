@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.engine.robustness import Robustness
 from bench.engine.suite import Suite, check_suite, parse_seeds, sized_protocol
-from bench.engine.tuning import TuneSpec
+from bench.engine.tuning_spec import TuneSpec
 from bench.errors import ConfigError, excerpt
 from bench.protocol import Protocol, SupportSize
 from bench.protocol.learner import Budget, split_budget

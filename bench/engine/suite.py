@@ -154,7 +154,9 @@ def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
     )
 
 
-def load_suite(name_or_path: str) -> Suite:
+def load_suite(name_or_path: str, *, check: bool = True) -> Suite:
+    """A shipped suite or a suite file, parsed; checked too unless ``check`` is false (for
+    :func:`bench.engine.plan.build_plan`, which checks it once with its overrides)."""
     path = Path(name_or_path)
     if not (name_or_path.endswith(".toml") or path.is_file()):
         path = SUITES.get(name_or_path)
@@ -162,10 +164,10 @@ def load_suite(name_or_path: str) -> Suite:
         raise ConfigError(f"suite file {path} does not exist")
     text = read_text(path, "suite file", ConfigError)
     raw = load_toml(text, f"suite file {path}", ConfigError)
-    return suite_from_dict(raw, str(path))
+    return suite_from_dict(raw, str(path), check=check)
 
 
-def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
+def suite_from_dict(raw: dict[str, Any], where: str, *, check: bool = True) -> Suite:
     known = {f.name for f in dataclasses.fields(Suite)} - {"source"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -214,7 +216,8 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
         shown = tuple(m for m in Suite.shown_metrics if m in values["metrics"])
         values["shown_metrics"] = shown or values["metrics"]
     suite = Suite(**values)
-    validate(suite)
+    if check:
+        validate(suite)
     return suite
 
 
@@ -384,7 +387,7 @@ def check_suite(suite: Suite, given_as: Mapping[str, str] | None = None) -> Chec
 
 def tuning_specs(suite: Suite, protocol: Any) -> dict[str, Any]:
     """The :class:`bench.engine.tuning.TuneSpec` of each learner the suite tunes (checked)."""
-    from bench.engine.tuning import parse_tuning
+    from bench.engine.tuning_spec import parse_tuning
 
     if not suite.tune:
         return {}
