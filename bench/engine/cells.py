@@ -20,7 +20,7 @@ from bench.engine.plan import RunPlan, plan_of
 from bench.engine.plan import ranking_key as ranking_key  # where importing keys its cells
 from bench.engine.splits import SplitCache
 from bench.engine.suite import Suite
-from bench.engine.tuning import TuneSpec
+from bench.engine.tuning_spec import TuneSpec
 from bench.evaluation.metrics import (
     DEFAULT_GAIN,
 )
