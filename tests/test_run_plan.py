@@ -193,3 +193,34 @@ def test_a_suite_file_is_checked_once_with_its_overrides(tmp_path: Path) -> None
         api.plan(suite)
     plan = cli_plan("--suite", str(suite), "--learners", "item-mean,mf")
     assert [p.name for p in plan.learners] == ["item-mean", "mf", "floor-random", "floor-constant"]
+
+
+def test_a_run_checks_its_suite_once_and_the_runner_reads_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.engine.plan as plan_module
+    from bench.engine.runner import run_suite
+    from bench.results.store import ResultStore
+
+    checks: list[str] = []
+    real_check = plan_module.check_suite
+
+    def counted(suite: Any, given_as: Any = None) -> Any:
+        checks.append(suite.name)
+        return real_check(suite, given_as)
+
+    monkeypatch.setattr(plan_module, "check_suite", counted)
+    flags = ["--suite", "ci", "--learners", "global-mean", "--seeds", "1", "--no-floors"]
+    plan = cli_plan(*flags, "--scenarios", "warm", "--dataset-option", "n_users=120")
+    assert checks == ["ci"]
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        outcome = run_suite(plan, store, progress=False, log=lambda _: None)
+        (row,) = store.runs()
+    assert checks == ["ci"] and outcome.computed == 1
+    # The run stores the plan's suite as its config: the overrides are in it.
+    import json
+
+    config = json.loads(row["config"])
+    assert (
+        config["learners"] == ["global-mean"] and config["dataset"]["synthetic"]["n_users"] == 120
+    )

@@ -6,8 +6,6 @@ import argparse
 import math
 from typing import Any
 
-DEFAULT_STORE_HELP = "results store [{default}]"
-
 
 def csv_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
@@ -41,8 +39,11 @@ def rating_scale(text: str) -> list[float]:
 
 
 def suite_with_data_dir(name: str, data_dir: str | None) -> Any:
-    """A suite (shipped name or TOML path) whose datasets are read from ``data_dir`` when given
-    (``--data-dir``), as the commands other than ``run`` take it."""
-    from bench.engine.suite import load_suite, override
+    """A suite (shipped name or TOML path), checked once through the run plan, whose datasets
+    are read from ``data_dir`` when given (``--data-dir``), as the commands other than ``run``
+    take it."""
+    from bench.api import plan_run
+    from bench.engine.plan import Overrides, cli_spelling
 
-    return override(load_suite(name), {"data_dir": "--data-dir"}, data_dir=data_dir)
+    plan = plan_run(name, Overrides(data_dir=data_dir), cli_spelling({"data_dir": "--data-dir"}))
+    return plan.suite

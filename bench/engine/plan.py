@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.engine.robustness import Robustness
-from bench.engine.suite import Suite, check_suite, parse_seeds, sized_protocol
+from bench.engine.suite import Suite, check_suite, narrowed, parse_seeds, sized_protocol
 from bench.engine.tuning_spec import TuneSpec
 from bench.errors import ConfigError, excerpt
 from bench.protocol import Protocol, SupportSize
@@ -209,22 +209,21 @@ def apply_overrides(
     if protocol is not None:
         put("protocol", protocol, "support_sizes" if overrides.support_sizes else "query_size")
     learners = overrides.learners if overrides.learners is not None else suite.learners
+    kept, tune = narrowed(suite, learners)
     if overrides.learners is not None:
         put("learners", overrides.learners, "learners")
     if overrides.learners is not None or overrides.learner_config:
-        # Narrowing the learners keeps only their config tables (with what is given on top) ...
+        # The kept learners' config tables, with what is given on top.
         given = overrides.learner_config or {}
         tables = {
             name: table
             for name in learners
-            if (table := {**suite.learner.get(name, {}), **dict(given.get(name) or {})})
+            if (table := {**kept.get(name, {}), **dict(given.get(name) or {})})
         }
         put("learner", tables, "learner_config" if given else "learners")
     if overrides.no_tune:
         put("tune", {}, "no_tune")
     elif overrides.learners is not None:
-        # ... and only their search spaces; the budget and objective stay.
-        tune = {k: v for k, v in suite.tune.items() if not isinstance(v, dict) or k in learners}
         put("tune", tune, "learners")
     datasets = overrides.datasets if overrides.datasets is not None else suite.datasets
     if overrides.datasets is not None:

@@ -222,23 +222,30 @@ def suite_from_dict(raw: dict[str, Any], where: str, *, check: bool = True) -> S
 
 
 def override(suite: Suite, given_as: Mapping[str, str] | None = None, **flags: Any) -> Suite:
-    """Apply overrides such as command-line flags (None means not given).
+    """Apply overrides given as suite fields (None means not given), and check the result.
 
     ``given_as`` names where each field's value came from (``{"devices": "--device"}``), so that
-    an error about it names the flag rather than the suite file.
+    an error about it names the flag rather than the suite file. Runs take their overrides
+    through :func:`bench.engine.plan.build_plan` instead, which checks once.
     """
     given = {k: v for k, v in flags.items() if v is not None}
-    if "learners" in given and "learner" not in given:
-        # Narrowing the learners on the command line keeps only their config tables.
-        given["learner"] = {k: v for k, v in suite.learner.items() if k in given["learners"]}
-    if "learners" in given and "tune" not in given:
-        # ... and only their search spaces; the budget and objective stay.
-        given["tune"] = {
-            k: v for k, v in suite.tune.items() if not isinstance(v, dict) or k in given["learners"]
-        }
+    if "learners" in given:
+        tables, tune = narrowed(suite, given["learners"])
+        given.setdefault("learner", tables)
+        given.setdefault("tune", tune)
     suite = replace(suite, **given)
     validate(suite, {k: v for k, v in (given_as or {}).items() if k in given})
     return suite
+
+
+def narrowed(
+    suite: Suite, learners: Sequence[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The suite's learner tables and ``[tune]`` table when only ``learners`` run: their config
+    tables and search spaces stay (the search's budget and objective too), the others go."""
+    tables = {k: v for k, v in suite.learner.items() if k in learners}
+    tune = {k: v for k, v in suite.tune.items() if not isinstance(v, dict) or k in learners}
+    return tables, tune
 
 
 def sized_protocol(
