@@ -38,12 +38,11 @@ def rating_scale(text: str) -> list[float]:
     return [low, high]
 
 
-def suite_with_data_dir(name: str, data_dir: str | None) -> Any:
-    """A suite (shipped name or TOML path), checked once through the run plan, whose datasets
-    are read from ``data_dir`` when given (``--data-dir``), as the commands other than ``run``
-    take it."""
+def plan_with_data_dir(name: str, data_dir: str | None) -> Any:
+    """The plan of a suite (shipped name or TOML path) whose datasets are read from ``data_dir``
+    when given (``--data-dir``), as the commands other than ``run`` take it."""
     from bench.api import plan_run
     from bench.engine.plan import Overrides, cli_spelling
 
     plan = plan_run(name, Overrides(data_dir=data_dir), cli_spelling({"data_dir": "--data-dir"}))
-    return plan.suite
+    return plan

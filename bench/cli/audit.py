@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli.arguments import suite_with_data_dir
+from bench.cli.arguments import plan_with_data_dir
 from bench.errors import BenchError
 
 NAME = "audit"
@@ -27,7 +27,7 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.split is not None and (args.dataset or args.seed is not None):
         raise BenchError("--dataset and --seed choose among a suite's splits; not with --split")
-    suite = suite_with_data_dir(args.suite, args.data_dir) if args.suite else None
+    suite = plan_with_data_dir(args.suite, args.data_dir) if args.suite else None
     failed = 0
     for label, checks in audit_splits(suite, args.split, args.dataset, args.seed):
         print(label)

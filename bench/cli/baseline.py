@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli.arguments import suite_with_data_dir
+from bench.cli.arguments import plan_with_data_dir
 from bench.results.store import DEFAULT_STORE, default_store
 
 NAME = "baseline"
@@ -28,7 +28,7 @@ def add_parser(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from bench.engine.gating import make_baseline
 
-    suite = suite_with_data_dir(args.suite, args.data_dir)
+    suite = plan_with_data_dir(args.suite, args.data_dir)
     out = args.out or Path("reports") / "baselines" / f"{suite.name}.json"
     command = "python -m bench " + " ".join(args.argv)
     store = args.store or default_store()

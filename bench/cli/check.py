@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.cli.arguments import csv_list, suite_with_data_dir
+from bench.cli.arguments import csv_list, plan_with_data_dir
 from bench.results.store import DEFAULT_STORE, default_store
 
 NAME = "check"
@@ -57,7 +57,7 @@ def handle(args: argparse.Namespace) -> int:
     request = CheckRequest(
         baseline=args.baseline,
         store=args.store or default_store(),
-        suite=suite_with_data_dir(args.suite, args.data_dir) if args.suite else None,
+        suite=plan_with_data_dir(args.suite, args.data_dir) if args.suite else None,
         run_ids=args.run,
         tolerance_flags=tuple(args.tolerance),
         alpha=args.alpha,

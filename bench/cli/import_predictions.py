@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli.arguments import suite_with_data_dir
+from bench.cli.arguments import plan_with_data_dir
 from bench.results.store import DEFAULT_STORE, default_store
 
 NAME = "import"
@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from bench.engine.importing import import_predictions
 
-    suite = suite_with_data_dir(args.suite, args.data_dir)
+    suite = plan_with_data_dir(args.suite, args.data_dir)
     outcome = import_predictions(
         suite, args.learner, args.predictions, args.scores, args.store or default_store()
     )

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.cli.arguments import suite_with_data_dir
+from bench.cli.arguments import plan_with_data_dir
 
 NAME = "split"
 
@@ -34,7 +34,7 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.split_command == "export":
         manifest = export_split(
-            suite_with_data_dir(args.suite, args.data_dir),
+            plan_with_data_dir(args.suite, args.data_dir),
             args.out,
             args.format,
             dataset=args.dataset,

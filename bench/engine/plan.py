@@ -118,7 +118,8 @@ class LearnerPlan:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """A suite with its overrides, resolved and checked once. Equal plans run the same cells."""
+    """A suite with its overrides, resolved and checked once. Equal plans describe the same grid
+    (on the same data, the same cells)."""
 
     suite: Suite
     """The resolved suite (stored with the run as its config)."""
@@ -297,6 +298,11 @@ def plan_of(suite: Suite, checked: Any = None) -> RunPlan:
         devices=suite.devices,
         robustness=checked.robustness,
     )
+
+
+def as_plan(value: Suite | RunPlan) -> RunPlan:
+    """A plan as it is, or a suite's plan (checked here)."""
+    return value if isinstance(value, RunPlan) else plan_of(value)
 
 
 def check_claim_wait(value: float | None, where: str) -> float | None:
