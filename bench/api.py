@@ -346,9 +346,9 @@ def run_grid(
         raw["learner"] = learner_tables
     if dataset_tables:
         raw["dataset"] = dataset_tables
-    suite = suite_from_dict(raw, where)
+    grid = build_plan(suite_from_dict(raw, where, check=False))  # checked once, here
     chosen = _executor("run_grid", executor, workers, ray_address)
-    return _run(suite, store, fresh=fresh, progress=progress, executor=chosen)
+    return _run(grid, store, fresh=fresh, progress=progress, executor=chosen)
 
 
 def load(
