@@ -74,7 +74,8 @@ refresh-baseline: $(STAMP)
 gpu-check: $(STAMP)
 	scripts/gpu_check.sh $(BIN)/python
 
-# The committed leaderboard: the meta and ml100k-cold suites on CPU, then `bench report`.
+# The committed leaderboard: the meta, ml100k-cold, ml100k-recbole-metarec and ml100k-robust
+# suites on CPU, then `bench report` and the README's results block.
 leaderboard: $(STAMP)
 	scripts/leaderboard.sh $(BIN)/python
 

@@ -34,7 +34,16 @@ from bench.errors import BenchError, ConfigError, excerpt
 from bench.results import analysis
 from bench.results.store import ResultStore
 
-__all__ = ["Results", "load", "plan", "plan_run", "run", "run_grid"]
+__all__ = [
+    "Results",
+    "check_explanations",
+    "explain",
+    "load",
+    "plan",
+    "plan_run",
+    "run",
+    "run_grid",
+]
 
 Named = Sequence[str] | Mapping[str, Mapping[str, Any] | None]
 """Names (``["mf", "maml"]``), or names with their config overrides (``{"mf": {"rank": 8}}``)."""
@@ -483,3 +492,114 @@ def _extend(found: analysis.Results, outcome: RunOutcome | None) -> Results:
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+_EXPLAIN_FLAGS = {
+    "--learner": "learner", "--run": "run_id", "--dataset": "dataset", "--seed": "seed",
+    "--scenario": "scenario", "--k": "k", "--tasks": "tasks", "--task": "task",
+    "--method": "method", "--store": "store", "--planted": "planted_field",
+}  # fmt: skip
+
+
+def _explaining(function: str, action: Any) -> Any:
+    """Run ``action``; an error that names a ``bench explain`` flag names the argument instead."""
+    try:
+        return action()
+    except BenchError as exc:
+        text = str(exc)
+        for flag, argument in sorted(_EXPLAIN_FLAGS.items(), key=lambda f: -len(f[0])):
+            if text.startswith(flag + ":") or text.startswith(flag + " "):
+                text = _arg(function, argument) + text[len(flag) :]
+                break
+        raise type(exc)(text) from None
+
+
+def explain(
+    learner: str,
+    *,
+    store: str | Path | None = None,
+    run_id: str | None = None,
+    dataset: str | None = None,
+    seed: int | None = None,
+    scenario: str | None = None,
+    k: str | int | None = None,
+    tasks: int = 5,
+    task: str | None = None,
+    method: str = "ablation",
+    samples: int = 25,
+    fields: bool = True,
+    data_dir: str | None = None,
+) -> Any:
+    """Field and support attributions of a stored run's ``learner`` on sampled tasks, as
+    ``bench explain`` computes them: the learner is refitted from the run's recorded config and
+    seed, and the result (:class:`bench.engine.explaining.Explanation`) holds one row per
+    prediction with each field's attribution, the support attributions, the adaptation shift per
+    task and the refit's RMSE beside the stored one.
+
+    Raises:
+        BenchError: an argument names nothing in the run; ``learner`` takes no feature fields and
+            ``fields`` is true (``fields=False`` gives its support attributions alone).
+
+    Stability: experimental.
+    """
+    from bench.engine.explaining import explain as explain_refit
+    from bench.engine.explaining import explainable, refit
+
+    def act() -> Any:
+        reason = explainable(learner)
+        if reason and fields:
+            raise ConfigError(
+                f"--learner {learner}: {reason} (fields=False gives its support attributions)"
+            )
+        refitted = refit(
+            _store_path(store), learner, run_id=run_id, dataset=dataset, seed=seed,
+            data_dir=data_dir,
+        )  # fmt: skip
+        return explain_refit(
+            refitted, scenario=scenario, k=None if k is None else str(k), tasks=tasks,
+            task=task, method=method, samples=samples, fields=fields,
+        )  # fmt: skip
+
+    return _explaining("explain", act)
+
+
+def check_explanations(
+    learner: str,
+    *,
+    store: str | Path | None = None,
+    run_id: str | None = None,
+    dataset: str | None = None,
+    seed: int | None = None,
+    scenario: str | None = None,
+    k: str | int | None = None,
+    tasks: int = 20,
+    method: str = "ablation",
+    other_seeds: int = 2,
+    keep: bool = True,
+    planted_field: str | None = None,
+    data_dir: str | None = None,
+) -> Any:
+    """The sanity checks of a stored run's ``learner``'s field attributions
+    (:class:`bench.evaluation.explanation_checks.CheckResult`), as ``bench explain --check`` runs
+    them; with ``keep`` they are stored beside the store, where ``bench report`` shows them.
+
+    Stability: experimental.
+    """
+    from bench.engine.explaining import check, refit
+    from bench.results.explanations import write_checks
+
+    def act() -> Any:
+        path = _store_path(store)
+        refitted = refit(
+            path, learner, run_id=run_id, dataset=dataset, seed=seed, data_dir=data_dir
+        )
+        result = check(
+            refitted, scenario=scenario, k=None if k is None else str(k), tasks=tasks,
+            method=method, seeds=tuple(refitted.seed + s for s in range(1, other_seeds + 1)),
+            planted_field=planted_field,
+        )  # fmt: skip
+        if keep:
+            write_checks(path, [{"run_id": refitted.run_id, **result.as_dict()}])
+        return result
+
+    return _explaining("check_explanations", act)

@@ -24,9 +24,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.protocol.episodes import TaskBatch
 from bench.protocol.learner import clamp_to_scale
-from bench.seeding import Seeds
 from learners.als import ridge_solve
 from learners.mf import DTYPES, MatrixFactorisation
 
@@ -85,15 +84,8 @@ class ContentMap(MatrixFactorisation):
     quick_config: ClassVar[Mapping[str, Any]] = {"rank": 4, "iterations": 3}
     config: ContentMapConfig  # type: ignore[assignment]
 
-    user_map: tuple[torch.Tensor, torch.Tensor] | None = None
-    item_map: tuple[torch.Tensor, torch.Tensor] | None = None
-    """The fitted ``(weights, intercept)`` of each side (None without content)."""
-
-    def _fit(self, train: MetaTrain, rng: Seeds, device: torch.device) -> None:
-        self._maps: list[tuple[torch.Tensor, torch.Tensor] | None] = []
-        super()._fit(train, rng, device)
-        self.user_map, self.item_map = self._maps  # _prior runs for users, then for items
-        del self._maps
+    def folds_in(self) -> bool:
+        return self.config.fold_in
 
     def _prior(
         self, features: np.ndarray | None, params: torch.Tensor, known: torch.Tensor
@@ -106,6 +98,12 @@ class ContentMap(MatrixFactorisation):
         weights, intercept = ridge_map(x[known], params[known], self.config.map_reg)
         self._maps.append((weights, intercept))
         return x @ weights + intercept
+
+    def score(self, tasks: TaskBatch, candidates: torch.Tensor) -> torch.Tensor:
+        if self.config.fold_in or tasks.axis != "user":
+            return super().score(tasks, candidates)
+        # As in predict: without fold-in a new user keeps its mapped parameters.
+        return self._candidate_scores(self.users[tasks.entities], self.items, candidates)
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         if self.config.fold_in:

@@ -36,8 +36,11 @@ import torch
 from torch import nn
 
 from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.protocol.explaining import FieldView
 from bench.seeding import Seeds
 from learners.mf import MatrixFactorisation, MFConfig, fold_in
+from learners.mf_fields import content_fields
+from learners.network.explain import NetworkFields
 from learners.network.learner import NetworkLearner
 from learners.network.model import NetworkConfig, initialise_linear
 from learners.network.trainer import Schedule
@@ -145,7 +148,7 @@ def _with_content(
     return pref if content is None else torch.cat([pref, content[ids]], -1)
 
 
-class DropoutNet(NetworkLearner):
+class DropoutNet(NetworkLearner, NetworkFields):
     """DropoutNet (Volkovs et al., NeurIPS 2017): MF preferences and content, preference dropout."""
 
     config_class = DropoutNetConfig
@@ -235,13 +238,23 @@ class DropoutNet(NetworkLearner):
         del self.train_users, self.train_items, self.seen_users, self.seen_items, self.order
 
     def adapt_predict(self, tasks: TaskBatch) -> torch.Tensor:
+        users, user_pref, items, item_pref = self._pairs(tasks, adapted=True)
+        out: torch.Tensor = self.model(users, user_pref, items, item_pref)
+        return out
+
+    def _pairs(
+        self, tasks: TaskBatch, *, adapted: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each query pair's user ids, user preference inputs, item ids and item preference
+        inputs ``[T, Q, ...]``; a new task entity's preference input folded in on its support
+        (``adapted``, with ``transform``), else zero."""
         by_user = tasks.axis == "user"
         own = "user" if by_user else "item"
         own_pref_table = self.user_pref if by_user else self.item_pref
         other_pref_table = self.item_pref if by_user else self.user_pref
         entities = tasks.entities
         own_pref = own_pref_table[entities]
-        if self.config.transform:
+        if self.config.transform and adapted:
             # A new task entity with support: its preference vector folded in on the support.
             other_params = self.warm.items if by_user else self.warm.users
             support_other = tasks.support_items if by_user else tasks.support_users
@@ -262,8 +275,65 @@ class DropoutNet(NetworkLearner):
         own_pref = own_pref[:, None, :].expand(*query_other.shape, -1)
         other_pref = other_pref_table[query_other]
         if by_user:
-            return self.model(own_ids, own_pref, query_other, other_pref)
-        return self.model(query_other, other_pref, own_ids, own_pref)
+            return own_ids, own_pref, query_other, other_pref
+        return query_other, other_pref, own_ids, own_pref
+
+    def _layout(self) -> list[tuple[str, str, list[int]]]:
+        """(side, field name, content columns) of every content field, users first."""
+        out = []
+        for side in ("user", "item"):
+            content = getattr(self.model, f"{side}_content")
+            if content is None:
+                continue
+            names = getattr(self, "feature_names", {}).get(side)
+            out += [
+                (side, f"{side}:{name}", cols)
+                for name, cols in content_fields(names, int(content.shape[1]))
+            ]
+        return out
+
+    def feature_fields(self) -> tuple[str, ...]:
+        return tuple(name for _, name, _ in self._layout())
+
+    def field_view(self, tasks: TaskBatch, *, adapted: bool = True) -> FieldView:
+        """The towers' content inputs as fields; preference inputs stay as the pair has them."""
+        m, layout = self.model, self._layout()
+        standardised = self.standardiser.tasks(tasks)  # as predict hands them to adapt_predict
+        users, user_pref, items, item_pref = self._pairs(standardised, adapted=adapted)
+        task, position = torch.nonzero(tasks.query_mask, as_tuple=True)
+        ids = {"user": users[task, position], "item": items[task, position]}
+        prefs = {"user": user_pref[task, position], "item": item_pref[task, position]}
+        tables = {side: getattr(m, f"{side}_content") for side in ("user", "item")}
+        parts = [tables[side][ids[side]][:, cols] for side, _, cols in layout]
+        width = sum(len(cols) for _, _, cols in layout)
+        inputs = torch.cat(parts, 1) if parts else torch.zeros(len(task), 0)
+        base = torch.cat([tables[side][:, cols].mean(0) for side, _, cols in layout])
+        groups = torch.cat(
+            [torch.full((len(c),), n, dtype=torch.long) for n, (_, _, c) in enumerate(layout)]
+        )
+
+        def forward(x: torch.Tensor, *_: Any) -> torch.Tensor:
+            blocks = x.reshape(-1, len(task), width)
+            towers = {}
+            for side in ("user", "item"):
+                pref = prefs[side].expand(blocks.shape[0], -1, -1)
+                content = tables[side]
+                if content is not None:
+                    rows = blocks.new_zeros((*blocks.shape[:2], content.shape[1]))
+                    start = 0
+                    for field_side, _name, cols in layout:
+                        if field_side == side:
+                            rows[..., cols] = blocks[..., start : start + len(cols)]
+                        start += len(cols)
+                    pref = torch.cat([pref, rows], -1)
+                towers[side] = getattr(m, f"{side}_tower")(pref)
+            u, v = towers["user"], towers["item"]
+            with torch.no_grad():
+                score = (u[..., :-1] * v[..., :-1]).sum(-1) + u[..., -1] + v[..., -1] + m.offset
+            return self.standardiser.back(score).reshape(-1)
+
+        fields = tuple(name for _, name, _ in layout)
+        return FieldView(fields, inputs, groups, base, forward, task, position)
 
 
 def _column_stats(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

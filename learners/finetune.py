@@ -19,6 +19,7 @@ import torch
 from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.network.adaptation import Adapt, adapt_and_predict, check_adapt
+from learners.network.explain import NetworkFields
 from learners.network.learner import NetworkLearner
 from learners.network.model import NetworkConfig, RatingNetwork
 from learners.network.trainer import Schedule
@@ -45,7 +46,7 @@ class FineTuneConfig(NetworkConfig):
         check_adapt(self.adapt)
 
 
-class FineTune(NetworkLearner):
+class FineTune(NetworkLearner, NetworkFields):
     """The same network pre-trained on all ratings, then a few gradient steps per task."""
 
     config_class = FineTuneConfig
@@ -102,3 +103,7 @@ class FineTune(NetworkLearner):
             steps=cfg.finetune_steps if steps is None else steps,
             adapt=cfg.adapt,
         )
+
+    def adaptation(self) -> tuple[float, int, Adapt]:
+        cfg = self.config
+        return cfg.finetune_lr, cfg.finetune_steps, cfg.adapt

@@ -55,6 +55,7 @@ from torch.nn import functional as F
 
 from bench.protocol.episodes import MetaTrain, TaskBatch
 from learners.network.episodic import EpochConfig, WholeSupportEpisodes
+from learners.network.explain import Head, NetworkFields
 from learners.network.losses import masked_mse, mean_over_tasks
 from learners.network.model import (
     RatingNetwork,
@@ -225,7 +226,7 @@ def _clipped(g: Params) -> Params:
     return {k: v * scale for k, v in g.items()}
 
 
-class MAMO(WholeSupportEpisodes):
+class MAMO(WholeSupportEpisodes, NetworkFields):
     """MAMO (Dong et al., KDD 2020): memory-personalised starts of a locally updated model."""
 
     config_class = MAMOConfig
@@ -345,3 +346,29 @@ class MAMO(WholeSupportEpisodes):
         with torch.enable_grad():
             pred, _, _, _ = self._adapt(tasks, first_order=True, labels=False)
         return pred.detach()
+
+    def fields_network(self) -> RatingNetwork:
+        return self.model.profiles
+
+    def task_heads(self, tasks: TaskBatch, adapted: bool) -> list[tuple[RatingNetwork, Head]]:
+        """Each task's rating model: its parameters after the memory-personalised start and the
+        local update (``adapted``), or the global parameters before either."""
+        m = self.model
+        if adapted:
+            with torch.enable_grad():
+                _, _, params, _ = self._adapt(tasks, first_order=True, labels=False)
+            per_task = [{k: v[n].detach() for k, v in params.items()} for n in range(tasks.n_tasks)]
+        else:
+            phi = {k: v.detach() for k, v in m.global_params().items()}
+            per_task = [phi] * tasks.n_tasks
+        task_width = m.task_width
+
+        def head_of(params: Params) -> Head:
+            def head(x: torch.Tensor) -> torch.Tensor:
+                # The pair embedding ends with the task entity's profile (RatingNetwork.embed).
+                split = x.shape[-1] - task_width
+                return rating_model(params, x[..., split:], x[..., :split])
+
+            return head
+
+        return [(m.profiles, head_of(p)) for p in per_task]

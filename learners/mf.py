@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 from bench.protocol.episodes import MetaTrain, TaskBatch
+from bench.protocol.explaining import ExplainsSupport
 from bench.protocol.learner import Budget, Learner, clamp_to_scale
 from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.baselines import BiasConfig, bias_fit
+from learners.mf_fields import MFFields
 from learners.standardise import Standardiser
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -77,12 +79,29 @@ class MFConfig:
 
 def _feature_map(
     features: torch.Tensor, params: torch.Tensor, known: torch.Tensor, reg: float
-) -> torch.Tensor:
-    """Ridge regression from side features (plus an intercept) to each entity's parameters."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge regression from side features (plus an intercept) to each entity's parameters:
+    weights ``W`` and intercept ``c`` of ``features @ W + c``."""
     x = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)
     xk = x[known]
     weights = ridge_solve(xk.T @ xk, (xk.T @ params[known]).T, reg).T
-    return x @ weights
+    return weights[:-1], weights[-1]
+
+
+def support_system(
+    other: torch.Tensor,
+    support_other: torch.Tensor,
+    support_ratings: torch.Tensor,
+    support_mask: torch.Tensor,
+    mean: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per task the design rows ``[q, 1]`` of its support ratings (zero at padding) and their
+    targets ``r - mean - b_other``: a task entity's ``[p, b]`` predicts ``design @ [p, b]``."""
+    other_s = other[support_other]
+    design = torch.cat([other_s[..., :-1], torch.ones_like(other_s[..., :1])], -1)
+    design = design * support_mask.to(design.dtype)[..., None]
+    target = support_ratings.to(design.dtype) - mean - other_s[..., -1]
+    return design, target
 
 
 def fold_in(
@@ -93,19 +112,19 @@ def fold_in(
     mean: float,
     reg: float,
     prior: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each task entity's ``[factors..., bias]`` from its support ratings by one ridge solve with
-    the other side's parameters ``other`` fixed, centred on ``prior`` (one row per task)."""
-    other_s = other[support_other]
-    design = torch.cat([other_s[..., :-1], torch.ones_like(other_s[..., :1])], -1)
-    design = design * support_mask.to(design.dtype)[..., None]
-    target = support_ratings.to(design.dtype) - mean - other_s[..., -1]
-    gram = design.transpose(1, 2) @ design
-    rhs = (design * target[..., None]).sum(1)
+    the other side's parameters ``other`` fixed, centred on ``prior`` (one row per task);
+    ``weights`` (one per support rating) weight each rating's squared residual."""
+    design, target = support_system(other, support_other, support_ratings, support_mask, mean)
+    weighted = design if weights is None else design * weights.to(design.dtype)[..., None]
+    gram = weighted.transpose(1, 2) @ design
+    rhs = (weighted * target[..., None]).sum(1)
     return ridge_solve(gram, rhs, reg, prior)
 
 
-class MatrixFactorisation(Learner):
+class MatrixFactorisation(Learner, ExplainsSupport, MFFields):
     """Biased matrix factorisation (ALS); unseen entities folded in by a ridge solve on the support."""
 
     config_class = MFConfig
@@ -113,6 +132,10 @@ class MatrixFactorisation(Learner):
 
     fit_threads: int | None = None
     """torch CPU threads the last ``fit`` ran with."""
+    user_map: tuple[torch.Tensor, torch.Tensor] | None = None
+    item_map: tuple[torch.Tensor, torch.Tensor] | None = None
+    """The fitted ``(weights, intercept)`` of each side's map from features to parameters (None
+    without features)."""
 
     def fit(
         self,
@@ -174,8 +197,21 @@ class MatrixFactorisation(Learner):
             items = torch.where(known_i[:, None], ridge_solve(gram, rhs, item_reg), items)
 
         # Unseen entities start from what their features predict (or zero without features).
+        self._maps: list[tuple[torch.Tensor, torch.Tensor] | None] = []
         self.user_prior = self._prior(train.user_features, users, known_u)
         self.item_prior = self._prior(train.item_features, items, known_i)
+        self.user_map, self.item_map = self._maps  # _prior runs for users, then for items
+        del self._maps
+        # For explanations: the feature rows of each side that has a map, and the columns' names.
+        self.feature_tables = {
+            side: torch.tensor(np.asarray(features), dtype=users.dtype, device=device)
+            for side, features, fitted in (
+                ("user", train.user_features, self.user_map),
+                ("item", train.item_features, self.item_map),
+            )
+            if features is not None and fitted is not None
+        }
+        self.feature_names = {"user": train.user_feature_names, "item": train.item_feature_names}
         self.users = torch.where(known_u[:, None], users, self.user_prior)
         self.items = torch.where(known_i[:, None], items, self.item_prior)
         self.known_users, self.known_items = known_u, known_i
@@ -184,9 +220,12 @@ class MatrixFactorisation(Learner):
         self, features: np.ndarray | None, params: torch.Tensor, known: torch.Tensor
     ) -> torch.Tensor:
         if features is None or not self.config.use_features or int(known.sum()) == 0:
+            self._maps.append(None)
             return torch.zeros_like(params)
         feats = torch.tensor(features, dtype=params.dtype, device=params.device)
-        return _feature_map(feats, params, known, self.config.feature_reg)
+        weights, intercept = _feature_map(feats, params, known, self.config.feature_reg)
+        self._maps.append((weights, intercept))
+        return feats @ weights + intercept
 
     def _task_entities(self, tasks: TaskBatch) -> tuple[TaskBatch, torch.Tensor, torch.Tensor]:
         """The standardised tasks, each task entity's ``[p, b]`` (trained or folded in) and the
@@ -198,17 +237,27 @@ class MatrixFactorisation(Learner):
         known = self.known_users if by_user else self.known_items
         support_other = tasks.support_items if by_user else tasks.support_users
 
-        folded = fold_in(
+        folded = self._fold_in(other, support_other, tasks, own_prior[tasks.entities])
+        entity = torch.where(known[tasks.entities][:, None], own[tasks.entities], folded)
+        return tasks, entity, other
+
+    def _fold_in(
+        self,
+        other: torch.Tensor,
+        support_other: torch.Tensor,
+        tasks: TaskBatch,
+        prior: torch.Tensor,
+    ) -> torch.Tensor:
+        """Every task entity's ``[p, b]`` from its (standardised) support ratings."""
+        return fold_in(
             other,
             support_other,
             tasks.support_ratings,
             tasks.support_mask,
             self.mean,
             self.config.fold_in_reg,
-            own_prior[tasks.entities],
+            prior,
         )
-        entity = torch.where(known[tasks.entities][:, None], own[tasks.entities], folded)
-        return tasks, entity, other
 
     def predict(self, tasks: TaskBatch) -> torch.Tensor:
         tasks, entity, other = self._task_entities(tasks)
@@ -223,6 +272,12 @@ class MatrixFactorisation(Learner):
         if tasks.axis != "user":
             return super().score(tasks, candidates)
         _, entity, items = self._task_entities(tasks)
+        return self._candidate_scores(entity, items, candidates)
+
+    def _candidate_scores(
+        self, entity: torch.Tensor, items: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor:
+        """Each task's ``[p, b]`` against the candidate items' parameters, unclamped."""
         if candidates.dim() == 1:
             chosen = items[candidates]
             pred = entity[:, :-1] @ chosen[:, :-1].T + chosen[None, :, -1]
@@ -230,3 +285,38 @@ class MatrixFactorisation(Learner):
             chosen = items[candidates]
             pred = (entity[:, None, :-1] * chosen[..., :-1]).sum(-1) + chosen[..., -1]
         return self.standardiser.back((pred + entity[:, -1:] + self.mean).float())
+
+    def support_attributions(self, tasks: TaskBatch) -> torch.Tensor:
+        """``[T, Q, S]``: each query's score minus its score after folding in without one support
+        rating, in closed form. The fold-in is a ridge solve ``theta = A^-1 (D^T t + reg prior)``,
+        so dropping row ``j`` moves ``theta`` by ``A^-1 d_j e_j / (1 - h_j)``, with ``e_j`` the
+        row's residual and ``h_j = d_j^T A^-1 d_j`` its leverage. Entities seen in training are not
+        folded in: their support moves nothing."""
+        std = self.standardiser.tasks(tasks)
+        by_user = std.axis == "user"
+        other = self.items if by_user else self.users
+        prior = (self.user_prior if by_user else self.item_prior)[std.entities]
+        known = (self.known_users if by_user else self.known_items)[std.entities]
+        support_other = std.support_items if by_user else std.support_users
+        query_other = std.query_items if by_user else std.query_users
+        other_s = other[support_other]
+        design = torch.cat([other_s[..., :-1], torch.ones_like(other_s[..., :1])], -1)
+        design = design * std.support_mask.to(design.dtype)[..., None]
+        target = std.support_ratings.to(design.dtype) - self.mean - other_s[..., -1]
+        theta = fold_in(
+            other, support_other, std.support_ratings, std.support_mask, self.mean,
+            self.config.fold_in_reg, prior,
+        )  # fmt: skip
+        system = design.transpose(1, 2) @ design
+        system.diagonal(dim1=-2, dim2=-1).add_(self.config.fold_in_reg)
+        inverse = torch.linalg.inv(system)  # [T, r+1, r+1], small
+        moved = design @ inverse  # rows d_j^T A^-1: [T, S, r+1]
+        leverage = (moved * design).sum(-1)
+        residual = target - (design * theta[:, None, :]).sum(-1)
+        shift = moved * (residual / (1 - leverage))[..., None]  # theta - theta_without_j
+        other_q = other[query_other]
+        x_q = torch.cat([other_q[..., :-1], torch.ones_like(other_q[..., :1])], -1)
+        out = x_q @ shift.transpose(1, 2)  # [T, Q, S]
+        out = torch.where(known[:, None, None], torch.zeros_like(out), out)
+        out = out * std.support_mask[:, None, :] * std.query_mask[:, :, None]
+        return (out * self.standardiser.std).float()

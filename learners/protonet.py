@@ -21,7 +21,7 @@ its support.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.seeding import Seeds
 from learners.network.episodic import EpisodicConfig, EpisodicLearner
+from learners.network.explain import Head, NetworkFields
 from learners.network.losses import masked_mse, mean_over_tasks
 from learners.network.model import RatingNetwork
 
@@ -72,7 +73,7 @@ class ProtoModel(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(()))
 
 
-class PrototypicalNetwork(EpisodicLearner):
+class PrototypicalNetwork(EpisodicLearner, NetworkFields):
     """Prototypical networks: prototypes per rating class from the support set."""
 
     config_class = ProtoConfig
@@ -162,3 +163,26 @@ class PrototypicalNetwork(EpisodicLearner):
     def setup(self, train: MetaTrain, *, rng: Seeds, device: torch.device) -> None:
         self.like_threshold = train.like_threshold
         super().setup(train, rng=rng, device=device)
+
+    def fields_network(self) -> RatingNetwork:
+        return self.model.encoder
+
+    def task_heads(self, tasks: TaskBatch, adapted: bool) -> list[tuple[RatingNetwork, Head]]:
+        """Each task's distances to its class prototypes: from its support (``adapted``), or the
+        global prototypes alone (an empty support)."""
+        m = self.model
+        support = (
+            tasks if adapted else replace(tasks, support_mask=torch.zeros_like(tasks.support_mask))
+        )
+        protos = self.prototypes(support)
+
+        def head_of(n: int) -> Head:
+            def head(x: torch.Tensor) -> torch.Tensor:
+                emb = m.encoder.decide(x)
+                dist = ((emb.unsqueeze(-2) - protos[n]) ** 2).sum(-1)
+                out: torch.Tensor = (-dist * m.log_scale.exp()).softmax(-1) @ m.class_values
+                return out
+
+            return head
+
+        return [(m.encoder, head_of(n)) for n in range(tasks.n_tasks)]

@@ -44,6 +44,7 @@ from torch import nn
 
 from bench.protocol.episodes import MetaTrain, TaskBatch
 from learners.network.episodic import EpochConfig, WholeSupportEpisodes
+from learners.network.explain import Head, NetworkFields
 from learners.network.losses import masked_mse, mean_over_tasks
 from learners.network.model import (
     RatingNetwork,
@@ -210,7 +211,7 @@ def clustering_loss(c: torch.Tensor) -> torch.Tensor:
     return (target * (target.log() - c.log())).sum(-1).mean()
 
 
-class TaNP(WholeSupportEpisodes):
+class TaNP(WholeSupportEpisodes, NetworkFields):
     """TaNP (Lin et al., WWW 2021): a task-adaptive neural process with task cluster memories."""
 
     config_class = TaNPConfig
@@ -280,3 +281,23 @@ class TaNP(WholeSupportEpisodes):
         mu, _, t = m.encode(x_s, tasks.support_ratings, tasks.support_mask)
         _, o = m.customise(t)
         return m.decode(x_q, mu, o)
+
+    def fields_network(self) -> RatingNetwork:
+        return self.model.pairs
+
+    def task_heads(self, tasks: TaskBatch, adapted: bool) -> list[tuple[RatingNetwork, Head]]:
+        """Each task's decoder, conditioned on its support set (``adapted``) or on an empty one."""
+        m = self.model
+        x_s = m.pairs.embed(tasks.support_users, tasks.support_items)
+        mask = tasks.support_mask if adapted else torch.zeros_like(tasks.support_mask)
+        mu, _, t = m.encode(x_s, tasks.support_ratings, mask)
+        _, o = m.customise(t)
+
+        def head_of(n: int) -> Head:
+            def head(x: torch.Tensor) -> torch.Tensor:
+                flat = x.reshape(1, -1, x.shape[-1])
+                return m.decode(flat, mu[n : n + 1], o[n : n + 1]).reshape(x.shape[:-1])
+
+            return head
+
+        return [(m.pairs, head_of(n)) for n in range(tasks.n_tasks)]

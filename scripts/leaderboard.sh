@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the committed leaderboard (`make leaderboard`): run the synthetic `meta` suite,
-# `ml100k-cold`, `ml100k-recbole-metarec` and `ml100k-robust` on CPU into a fresh store, then write reports/leaderboard.{md,html,csv} and
-# the k-shot figures in reports/leaderboard_figures/. ML-100K is looked for in $BENCH_DATA_DIR
-# (default ../shared/datasets).
+# `ml100k-cold`, `ml100k-recbole-metarec`, `ml100k-robust` and `ml100k-attack` on CPU into a
+# fresh store, then write reports/leaderboard.{md,html,csv,json} and the k-shot figures in
+# reports/leaderboard_figures/. ML-100K is looked for in $BENCH_DATA_DIR (default
+# ../shared/datasets).
 #
 # Usage: scripts/leaderboard.sh [PYTHON]
 set -euo pipefail
@@ -16,11 +17,16 @@ export BENCH_DATA_DIR=${BENCH_DATA_DIR:-../shared/datasets}
 # run that did not finish, so the page is never built from a run still going.
 rm -f "$STORE" "$STORE-wal" "$STORE-shm"
 # Cells run in two worker processes of one torch thread each (WORKERS to change).
-for suite in meta ml100k-cold ml100k-recbole-metarec ml100k-robust; do
+for suite in meta ml100k-cold ml100k-recbole-metarec ml100k-robust ml100k-attack; do
     "$PYTHON" -m bench run --suite "$suite" --device cpu --store "$STORE" --no-progress \
         --executor process --workers "${WORKERS:-2}"
+    if [ "$suite" = ml100k-cold ]; then
+        # The sanity checks of every learner's field attributions, on the run just finished;
+        # the page's Explanations section comes from them.
+        "$PYTHON" -m bench explain --store "$STORE" --check
+    fi
 done
 "$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
-    --format md,html,csv --title "coldstart-bench leaderboard" --command "make leaderboard"
+    --format md,html,csv,json --title "coldstart-bench leaderboard" --command "make leaderboard"
 # The README's results tables come from the same page (tests/test_readme_results.py checks them).
 "$PYTHON" scripts/readme_results.py

@@ -108,3 +108,17 @@ def test_negative_penalties_are_refused() -> None:
         ConfigError, match=r"\[learner.content-map\]: penalties must be non-negative"
     ):
         make_learner("content-map", {"map_reg": -1.0})
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_candidate_scores_rank_as_the_predictions_do(fold: bool) -> None:
+    """Full ranking uses ``score``; for the query items it must agree with ``predict`` (up to
+    the clamp to the rating scale), with the support folded in or not."""
+    data, split, train = synthetic_split()
+    learner = fitted("content-map", train, {"rank": 8, "fold_in": fold})
+    batch = build_tasks(data, split.scenarios["user_cold"], 5).without_labels()
+    with torch.no_grad():
+        predicted = learner.predict(batch)
+        scored = learner.score(batch, batch.query_items)
+    low, high = data.rating_scale
+    assert torch.allclose(scored.clamp(low, high), predicted, atol=1e-4)

@@ -33,6 +33,14 @@ class TestMF(LearnerContract):
     }
 
 
+class TestMFHuber(LearnerContract):
+    learner = "mf-huber"
+    expected: ClassVar[Mapping[str, tuple[float, float]]] = {
+        "rmse": (0.65, 0.85),
+        "ndcg@3": (0.8, 1.0),
+    }
+
+
 class TestMAML(LearnerContract):
     learner = "maml"
 

@@ -88,6 +88,7 @@ def positions(batch: TaskBatch, kind: str, strength: float, seed: int = 0) -> np
         seed,
         "user_cold",
         [str(e) for e in batch.entities.tolist()],
+        batch.support_ratings.numpy().astype(np.float64),
     )
     return hit
 
@@ -136,6 +137,24 @@ def test_reverse_and_outlier_values() -> None:
     assert torch.equal(extreme, expected)
     flipped = corrupt(clean, "flip", 1.0).support_ratings[mask]
     assert set(flipped.tolist()) <= set(LEVELS.tolist())
+
+
+def test_push_raises_the_lowest_ratings_to_the_maximum() -> None:
+    clean = tasks()
+    for strength in (0.2, 0.5):
+        dirty = corrupt(clean, "push", strength)
+        hit = torch.as_tensor(positions(clean, "push", strength))
+        assert (dirty.support_ratings[hit] == SCALE[1]).all()
+        for t in range(clean.n_tasks):  # no unchosen rating lies below a chosen one
+            mask = clean.support_mask[t]
+            chosen = clean.support_ratings[t][hit[t]]
+            others = clean.support_ratings[t][mask & ~hit[t]]
+            if len(chosen) and len(others):
+                assert chosen.max() <= others.min()
+    with pytest.raises(ValueError, match="support ratings"):
+        corrupted_positions(
+            clean.support_mask.numpy(), Perturbation("push", 0.2), 0, "user_cold", ["0"] * 30
+        )
 
 
 def test_drop_removes_exactly_m_and_keeps_order() -> None:

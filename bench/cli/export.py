@@ -30,6 +30,11 @@ def add_parser(sub: Any) -> None:
         help="every query rating with its prediction (suites with keep_predictions = true)",
     )
     rows.add_argument("--summary", action="store_true", help="means over seeds with 95%% intervals")
+    rows.add_argument(
+        "--slices",
+        action="store_true",
+        help="each task entity's slice attributes (suites with slices = [...])",
+    )
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
 
 
@@ -39,6 +44,7 @@ def _export_kind(args: argparse.Namespace) -> str:
         ("per_task", "per-task"),
         ("predictions", "predictions"),
         ("summary", "summary"),
+        ("slices", "slices"),
     ):
         if getattr(args, flag):
             return kind

@@ -254,7 +254,11 @@ def _split_order(summary: dict[str, Any]) -> tuple[str, int]:
 
 def _print_split_summaries(summaries: dict[str, Any]) -> None:
     """One line per distinct split: dataset and seed, entity counts, training size and tasks."""
-    distinct = {json.dumps(s, sort_keys=True): s for s in summaries.values()}
+    # A training-data arm's cell shares its split with the clean cells: one line for both.
+    distinct = {
+        json.dumps({k: v for k, v in s.items() if k != "training_arm"}, sort_keys=True): s
+        for s in summaries.values()
+    }
     for summary in sorted(distinct.values(), key=_split_order):
         parts = []
         for scenario, counts in summary.get("scenarios", {}).items():

@@ -150,6 +150,11 @@ def check_dataset_options(name: str, options: dict[str, Any] | None = None) -> N
     merged = {**card.options, **(options or {})}
     if card.parser == "synthetic":
         _synthetic_config(card, merged)
+    elif card.parser == "planted":
+        from bench.config import build_config
+        from bench.data.planted import PlantedConfig
+
+        build_config(PlantedConfig, merged, where=f"dataset {card.name!r}")
     elif card.parser in ("csv", "parquet"):
         from bench.data.loaders.custom import check_options
 
@@ -187,6 +192,27 @@ def _synthetic(card: Card, options: dict[str, Any], data_dir: str | Path | None 
 
 
 PARSERS.register("synthetic", _synthetic)
+
+
+def _planted(card: Card, options: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
+    from bench.config import build_config
+    from bench.data.planted import PlantedConfig, generate_planted
+
+    config = build_config(PlantedConfig, options, where=f"dataset card {card.path} [options]")
+    dataset = generate_planted(config, name=card.name)
+    dataset.extras["load_report"] = {
+        "source": f"generated from seed {config.seed}",
+        "ratings": dataset.n_ratings,
+        "duplicates_dropped": 0,
+        "rating_scale": list(dataset.rating_scale),
+        "rating_scale_from": "declared",
+        "like_threshold": dataset.like_threshold,
+        "like_threshold_from": "declared",
+    }
+    return dataset
+
+
+PARSERS.register("planted", _planted)
 # File parsers load lazily: their modules import only when a card uses them.
 PARSERS.register("movielens-100k", "bench.data.loaders.movielens:parse_100k")
 PARSERS.register("movielens", "bench.data.loaders.movielens:parse_movielens")

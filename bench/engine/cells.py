@@ -9,7 +9,8 @@ the algorithm it declares).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
+from itertools import product
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from bench.engine.plan import ranking_key as ranking_key  # where importing keys
 from bench.engine.splits import SplitCache
 from bench.engine.suite import Suite
 from bench.engine.tuning_spec import TuneSpec
+from bench.evaluation.floors import is_floor
 from bench.evaluation.metrics import (
     DEFAULT_GAIN,
 )
@@ -46,12 +48,15 @@ class Cell:
     tuning: TuneSpec | None = None
     done_trials: tuple[TrialRecord, ...] = ()
     """The trials of its search already stored, which a resumed search does not repeat."""
+    arm: str = ""
+    """The training-data arm it is fitted under (``train-flip@0.1``, ``shill-random@0.02``;
+    :mod:`bench.engine.robustness`); '' for the clean training data."""
 
     @property
     def description(self) -> str:
         return (
             f"{self.dataset.name} / {self.protocol.label} / {self.learner} / seed {self.seed} "
-            f"/ {self.device}"
+            f"/ {self.device}" + (f" / {self.arm}" if self.arm else "")
         )
 
 
@@ -138,6 +143,8 @@ def cell_key(
     tie_policy: str = DEFAULT_TIE_POLICY,
     ranking: dict[str, Any] | None = None,
     robustness: dict[str, Any] | None = None,
+    slices: list[str] | None = None,
+    arm: dict[str, Any] | None = None,
 ) -> str:
     key = {
         "dataset": dataset.name,
@@ -162,6 +169,10 @@ def cell_key(
         key["ranking"] = ranking  # more metrics, and for sampled views the negatives drawn
     if robustness is not None:
         key["robustness"] = robustness  # perturbed evaluations beside the clean ones
+    if slices:
+        key["slices"] = slices  # entity attributes stored with the cell
+    if arm:
+        key["arm"] = arm  # fitted on training data with noise or fake profiles: every setting
     return stable_hash(key, length=24)
 
 
@@ -206,34 +217,44 @@ def plan_cells(
     code = {
         p.name: f"{fingerprint}+{learner_fingerprint(learner_class(p.name))}" for p in plan.learners
     }
+    perturbing = plan.robustness
+    arms = ["", *(perturbing.arms if perturbing is not None else ())]
+    settings = perturbing.arms if perturbing is not None else {}
+    if perturbing is not None and not (perturbing.kinds or perturbing.targets):
+        robustness = None  # arms of noise only: the clean cells are those of a plain run
+    slices = sorted(plan.slices)
     for dataset in datasets:
         ranking = plan.ranking_key(dataset)
         for seed in plan.seeds:
-            for learner in plan.learners:
-                for device in plan.devices:
-                    key = cell_key(
-                        dataset,
-                        protocol,
-                        learner.name,
-                        learner.config_hash,
-                        seed,
-                        device,
-                        code[learner.name],
-                        learner.budget,
-                        suite.ndcg_gain,
-                        learner.tuning,
-                        suite.tie_policy,
-                        ranking,
-                        robustness,
-                    )
-                    yield Cell(
-                        dataset,
-                        protocol,
-                        seed,
-                        learner.name,
-                        device,
-                        key,
-                        learner.budget,
-                        learner.config_hash,
-                        learner.tuning,
-                    )
+            for learner, device, arm in product(plan.learners, plan.devices, arms):
+                if arm and is_floor(learner.name):
+                    continue  # a floor ignores what it is trained on beyond one level
+                key = cell_key(
+                    dataset,
+                    protocol,
+                    learner.name,
+                    learner.config_hash,
+                    seed,
+                    device,
+                    code[learner.name],
+                    learner.budget,
+                    suite.ndcg_gain,
+                    learner.tuning,
+                    suite.tie_policy,
+                    ranking,
+                    robustness,
+                    slices,
+                    asdict(settings[arm]) if arm else None,
+                )
+                yield Cell(
+                    dataset,
+                    protocol,
+                    seed,
+                    learner.name,
+                    device,
+                    key,
+                    learner.budget,
+                    learner.config_hash,
+                    learner.tuning,
+                    arm=arm,
+                )

@@ -12,9 +12,11 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.data.dataset import Dataset
+from bench.engine.attack_metrics import mean_prediction_row, target_rows
 from bench.engine.cells import (
     PROGRESS_SINKS,
     TRIAL_SINKS,
@@ -46,6 +48,9 @@ from bench.protocol.episodes import (
     predict_in_chunks,
 )
 from bench.protocol.learner import Learner, make_learner
+from bench.protocol.perturbation_labels import ATTACKER_KINDS, parse_label
+from bench.protocol.slices import split_attributes
+from bench.protocol.training_arms import attack_targets
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation, Predictions, TrialRecord
 
 WARMUP_TASKS = 8
@@ -128,6 +133,10 @@ def run_cell(
     overrides = {**plan.learner(cell.learner).table, **(tuned.params if tuned else {})}
     learner = make_learner(cell.learner, overrides)
     split, train = cache.split(cell.dataset, cell.seed)
+    settings = plan.robustness
+    if cell.arm:  # fitted on training data with noise or fake profiles; tested on clean tasks
+        assert settings is not None
+        train = cache.arm_training(cell.dataset, cell.seed, settings.arms[cell.arm])
     record = CellRecord(
         cell_key=cell.key,
         run_id=run_id,
@@ -155,6 +164,24 @@ def run_cell(
         tuning=tuned.record if tuned else None,
         trials=tuned.trials if tuned else [],
     )
+    if cell.arm:
+        record.dataset_info["training_arm"] = cell.arm
+        _, clean_train = cache.split(cell.dataset, cell.seed)
+        record.split_summary["training_arm"] = {
+            "arm": cell.arm,
+            "train_ratings": len(train.rating),
+            "clean_train_ratings": len(clean_train.rating),
+            "train_users": int(clean_train.known_users.sum()),
+            "fake_profiles": int(train.n_users - clean_train.n_users),
+        }
+    targets = None
+    if settings is not None and settings.targets and split.config.task_axis == "user":
+        _, clean_train = cache.split(cell.dataset, cell.seed)
+        pool = settings.attacks[0].target_pool
+        targets = attack_targets(clean_train, settings.targets, cell.seed, pool)
+        record.split_summary["attack_targets"] = cell.dataset.raw_ids("item", targets)
+    if plan.slices:
+        record.split_summary["slices"] = stored_slices(cell.dataset, split, needed, plan.slices)
     if device.type == "cuda":
         torch.empty(1, device=device)  # create the CUDA context outside the timed region
     seeds = learner_seeds(cell.seed, cell.learner)
@@ -166,6 +193,8 @@ def run_cell(
         # A perturbed evaluation (``user_cold~flip@0.2``) uses the clean scenario's tasks with
         # their support corrupted; the learner stays as fitted.
         clean, perturbation = perturbation_of(plan.robustness, scenario)
+        if cell.arm:  # ``user_cold~train-flip@0.1``: the clean tasks, another fit
+            clean = parse_label(scenario)[0]
         labelled = cache.tasks(cell.dataset, cell.seed, clean, k)
         if perturbation is not None:
             labelled = cache.perturbed(cell.dataset, cell.seed, clean, k, perturbation)
@@ -176,7 +205,7 @@ def run_cell(
         if labelled.n_tasks == 0:
             continue
         if perturbation is None:
-            tasks = cache.unlabelled(cell.dataset, cell.seed, scenario, k, device)
+            tasks = cache.unlabelled(cell.dataset, cell.seed, clean, k, device)
         else:
             tasks = labelled.without_labels().to(device)
         chunk = learner.predict_chunk
@@ -203,6 +232,10 @@ def run_cell(
             tie_policy=scoring_tie_policy(cell.learner, suite.tie_policy),
             relevance=split.config.relevance_rule,
         )
+        if settings is not None and set(settings.kinds) & set(ATTACKER_KINDS):
+            record.metrics.append(
+                mean_prediction_row(queries.predicted, queries.mask, scenario, k_label)
+            )
         views = plan.ranking_views(cell.dataset)
         in_query = suite.metrics if "query" in views else rating_metrics(suite.metrics)
         for name, value in evaluate(queries, recorded_metrics(in_query)).items():
@@ -218,14 +251,52 @@ def run_cell(
                 )
             )
         if {"full", "sampled"} & set(views):
-            record.metrics.extend(
-                _ranked_rows(cell, suite, cache, learner, clean, k, views, tasks, record, scenario)
-            )
+            # Timed apart, so a report can say what ranking the catalogue adds to a cell.
+            with timed("rank", device, labelled.n_tasks) as ranked:
+                rows = _ranked_rows(
+                    cell, suite, cache, learner, clean, k, views, tasks, record, scenario
+                )
+            record.metrics.extend(rows)
+            record.timings.append(ranked.row(scenario, k_label))
+        sets = None
+        if targets is not None and perturbation is None:
+            sets = cache.candidates(cell.dataset, cell.seed, clean, k, None)
+        if sets is not None and targets is not None and np.isin(targets, sets.pool).any():
+            with torch.no_grad():
+                record.metrics.extend(
+                    target_rows(
+                        learner.score,
+                        tasks.without_queries(),
+                        sets,
+                        targets,
+                        tie_seed=tie_seed(cell.seed),
+                        learner=cell.learner,
+                        label=scenario,
+                        k_label=k_label,
+                    )
+                )
         if suite.keep_predictions:
             record.predictions.append(
                 kept_predictions(cell.dataset, scenario, k_label, labelled, queries)
             )
     return record
+
+
+def stored_slices(
+    dataset: Dataset,
+    split: Any,
+    needed: list[tuple[str, SupportSize]],
+    attributes: tuple[str, ...],
+) -> dict[str, dict[str, Any]]:
+    """The task entities' slice attributes of the clean scenarios evaluated (the same for every
+    k), as stored in the cell's split summary."""
+    scenarios = sorted({scenario for scenario, _ in needed if scenario in split.scenarios})
+    return {
+        scenario: {
+            key: values for key, values in table.items() if key == "entities" or key in attributes
+        }
+        for scenario, table in split_attributes(dataset, split, scenarios).items()
+    }
 
 
 def support_ignored(

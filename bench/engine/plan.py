@@ -142,6 +142,11 @@ class RunPlan:
     def data_dir(self) -> str | None:
         return self.suite.data_dir
 
+    @property
+    def slices(self) -> tuple[str, ...]:
+        """The entity attributes stored with every cell (:mod:`bench.protocol.slices`)."""
+        return self.suite.slices
+
     def learner(self, name: str) -> LearnerPlan:
         for plan in self.learners:
             if plan.name == name:

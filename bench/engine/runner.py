@@ -23,7 +23,12 @@ from bench.data.dataset import Dataset
 from bench.devices import resolve_devices
 from bench.engine.leases import LeaseKeeper
 from bench.engine.plan import RunPlan, plan_of
-from bench.engine.robustness import perturbed_evaluations
+from bench.engine.robustness import (
+    arm_evaluations,
+    check_attack_sizes,
+    label_arm,
+    perturbed_evaluations,
+)
 from bench.engine.suite import Suite, nothing_to_run
 from bench.errors import ConfigError, StoreError
 from bench.protocol import SupportSize
@@ -139,12 +144,15 @@ def run_suite(
     empty = nothing_to_run(plan.suite, protocol, datasets)
     if empty:
         raise ConfigError(empty)
+    check_attack_sizes(plan.robustness, plan.suite.source, datasets)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
     cache = SplitCache(protocol)
     wanted = plan.evaluations
     audit_splits(cache, datasets, plan.seeds, wanted, log)
-    wanted += perturbed_evaluations(plan.robustness, wanted)  # after the audit: the same tasks
+    clean = list(wanted)
+    wanted += perturbed_evaluations(plan.robustness, clean)  # after the audit: the same tasks
+    wanted += arm_evaluations(plan.robustness, clean)  # the same tasks, refitted on other data
     cells = list(plan_cells(plan, datasets, fingerprint))
     # Cells an earlier run could not store are written now, and only those this run would compute.
     store.write_kept_cells({cell.key: cell_identity(cell, fingerprint) for cell in cells})
@@ -293,7 +301,9 @@ def _needed(
     fresh: bool,
     keep_predictions: bool,
 ) -> list[tuple[str, SupportSize]]:
-    """The (scenario, k) pairs of ``cell`` not yet in the store (all of them with ``fresh``)."""
+    """The (scenario, k) pairs of ``cell`` not yet in the store (all of them with ``fresh``);
+    a cell fitted under a training-data arm evaluates that arm's labels only."""
+    wanted = [(s, k) for s, k in wanted if label_arm(s) == cell.arm]
     if fresh:
         return list(wanted)
     done = store.finished_evaluations(cell.key, keep_predictions)

@@ -20,6 +20,12 @@ from bench.protocol.episodes import (
 )
 from bench.protocol.perturbation_labels import Perturbation
 from bench.protocol.perturbations import perturb
+from bench.protocol.training_arms import (
+    ShillingAttack,
+    TrainingNoise,
+    attacked_training,
+    noisy_training,
+)
 
 if TYPE_CHECKING:
     pass
@@ -35,6 +41,7 @@ class SplitCache:
         self._on_device: dict[tuple[str, int, str, SupportSize, torch.device], TaskBatch] = {}
         self._candidates: dict[tuple[str, int, str, SupportSize, int | None], CandidateSets] = {}
         self._perturbed: dict[tuple[str, int, str, SupportSize, Perturbation], TaskBatch] = {}
+        self._arms: dict[tuple[str, int, str], MetaTrain] = {}
 
     def split(self, dataset: Dataset, seed: int) -> tuple[Split, MetaTrain]:
         key = (dataset.content_hash, seed)
@@ -69,6 +76,20 @@ class SplitCache:
                 rating_levels=dataset.rating_levels,
             )
         return self._perturbed[key]
+
+    def arm_training(
+        self, dataset: Dataset, seed: int, arm: TrainingNoise | ShillingAttack
+    ) -> MetaTrain:
+        """The split's training view under a training-data arm (noise or fake profiles), built
+        once per split and shared by every learner."""
+        key = (dataset.content_hash, seed, arm.tag)
+        if key not in self._arms:
+            _, train = self.split(dataset, seed)
+            if isinstance(arm, TrainingNoise):
+                self._arms[key] = noisy_training(train, arm, seed)
+            else:
+                self._arms[key] = attacked_training(train, arm, seed)
+        return self._arms[key]
 
     def validation(self, dataset: Dataset, seed: int, k: SupportSize) -> TaskBatch:
         """The split's validation tasks at support size ``k``, built like a scenario's tasks."""
@@ -131,5 +152,7 @@ class SplitCache:
             del self._on_device[moved]
         for corrupted in [k for k in self._perturbed if k[:2] == (dataset.content_hash, seed)]:
             del self._perturbed[corrupted]
+        for armed in [k for k in self._arms if k[:2] == (dataset.content_hash, seed)]:
+            del self._arms[armed]
         for drawn in [k for k in self._candidates if k[:2] == (dataset.content_hash, seed)]:
             del self._candidates[drawn]

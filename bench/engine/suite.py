@@ -26,6 +26,7 @@ from bench.evaluation.topn import DEFAULT_NEGATIVES, DEFAULT_TOP_K, is_topn_metr
 from bench.limits import MAX_ID_CHARS, load_toml, read_text
 from bench.protocol import SCENARIOS, make_protocol
 from bench.protocol.candidates import check_ranking, resolve_views
+from bench.protocol.slices import ATTRIBUTES as SLICE_ATTRIBUTES
 from bench.registry import Registry
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / "suites"
@@ -75,6 +76,10 @@ class Suite:
     """Support perturbations at test time (:mod:`bench.engine.robustness`): ``kinds``,
     ``strengths`` and optionally ``sigma`` (gauss) and ``baseline`` (the support-blind learner of
     the breakdown strength); empty: off."""
+    slices: tuple[str, ...] = ()
+    """Entity attributes to store with every cell, so that the report can show each metric by
+    slice of the test users or items (:data:`bench.protocol.slices.ATTRIBUTES`: ``activity``,
+    ``coherence``); empty: none stored."""
     floors: bool = True
     """Run the floor learners (:mod:`bench.evaluation.floors`) beside the suite's learners
     whenever it records a ranking metric, so that every ranking table has its floors; false
@@ -181,7 +186,15 @@ def suite_from_dict(raw: dict[str, Any], where: str, *, check: bool = True) -> S
         )
     values: dict[str, Any] = {"source": where}
     for key, value in raw.items():
-        lists = ("datasets", "scenarios", "learners", "devices", "metrics", "shown_metrics")
+        lists = (
+            "datasets",
+            "scenarios",
+            "learners",
+            "devices",
+            "metrics",
+            "shown_metrics",
+            "slices",
+        )
         if key in (*lists, "ranking"):
             values[key] = _as_tuple(value, key, where)
         elif key == "top_k":
@@ -375,6 +388,14 @@ def check_suite(suite: Suite, given_as: Mapping[str, str] | None = None) -> Chec
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
     specs = tuning_specs(suite, protocol)
+    for name in suite.slices:
+        if name not in SLICE_ATTRIBUTES:
+            raise ConfigError(
+                f"{at('slices')}: slices: unknown attribute {excerpt(name)}; allowed: "
+                f"{', '.join(SLICE_ATTRIBUTES)}"
+            )
+    if len(set(suite.slices)) < len(suite.slices):
+        raise ConfigError(f"{at('slices')}: slices lists an attribute twice")
     from bench.engine.robustness import check_robustness
 
     robustness = check_robustness(suite, protocol)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-KINDS = ("gauss", "flip", "reverse", "outlier", "drop")
+KINDS = ("gauss", "flip", "reverse", "outlier", "drop", "push")
+ATTACKER_KINDS = ("push",)
+"""Kinds whose ratings an attacker chooses (the lowest ones) instead of a random draw."""
 DEFAULT_SIGMA = 0.25
 """The standard deviation of ``gauss`` noise as a share of the rating range (one star on 1-5)."""
 MAX_LEVELS = 20

@@ -23,7 +23,10 @@ Kinds (:data:`KINDS`): ``gauss`` adds N(0, (sigma x rating range)^2) and clips t
 may come back); ``reverse`` maps r to min + max - r; ``outlier`` sets the rating to the end of
 the scale farther from it (max for a rating below the middle, min otherwise); ``drop`` removes
 the rating from the support set (the remaining ones keep their order and padding stays at the
-end).
+end). ``push`` is an attacker's: the m lowest support ratings (ties in key order) are raised to
+the maximum, as a seller poisons a new item's first ratings. Its choice depends on the ratings,
+so unlike the other kinds the positions it picks at k = 5 need not be among those at k = 10;
+strengths stay nested.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 
 from bench.protocol.episodes import TaskBatch
 from bench.protocol.perturbation_labels import (
+    ATTACKER_KINDS,
     DEFAULT_SIGMA,
     MAX_LEVELS,
     Perturbation,
@@ -70,10 +74,10 @@ def perturb(
     low, high = float(rating_scale[0]), float(rating_scale[1])
     mask = tasks.support_mask.cpu().numpy()
     ratings = tasks.support_ratings.cpu().numpy().astype(np.float64)
-    hit, values = corrupted_positions(mask, perturbation, seed, scenario, entity_ids)
+    hit, values = corrupted_positions(mask, perturbation, seed, scenario, entity_ids, ratings)
     new = ratings.copy()
     levels = np.asarray(rating_levels, dtype=np.float64)
-    new[hit] = _corrupt(perturbation, ratings[hit], values[hit], low, high, levels)
+    new[hit] = corrupted_values(perturbation, ratings[hit], values[hit], low, high, levels)
     if perturbation.kind == "drop":
         return _dropped(tasks, mask & ~hit)
     corrupted = torch.as_tensor(new, dtype=tasks.support_ratings.dtype)
@@ -86,9 +90,14 @@ def corrupted_positions(
     seed: int,
     scenario: str,
     entity_ids: Sequence[str],
+    support_ratings: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which support positions a perturbation corrupts (``[T, S]``, exactly ``round(p * n)`` per
-    task) and every position's value draw."""
+    task) and every position's value draw. An attacker's kind (``push``) takes the lowest
+    ``support_ratings`` first, ties in the order of the stream's keys."""
+    attacker = perturbation.kind in ATTACKER_KINDS
+    if attacker and support_ratings is None:
+        raise ValueError(f"{perturbation.kind!r} chooses by rating: pass the support ratings")
     hit = np.zeros(support_mask.shape, dtype=bool)
     values = np.zeros(support_mask.shape, dtype=np.float64)
     width = support_mask.shape[1]
@@ -98,11 +107,16 @@ def corrupted_positions(
         if m == 0:
             continue
         keys, values[t] = task_draws(seed, perturbation.kind, scenario, str(entity_ids[t]), width)
-        hit[t, positions[np.argsort(keys[positions], kind="stable")[:m]]] = True
+        if attacker:
+            assert support_ratings is not None
+            order = np.lexsort((keys[positions], support_ratings[t, positions]))
+        else:
+            order = np.argsort(keys[positions], kind="stable")
+        hit[t, positions[order[:m]]] = True
     return hit, values
 
 
-def _corrupt(
+def corrupted_values(
     p: Perturbation,
     ratings: np.ndarray,
     draws: np.ndarray,
@@ -124,6 +138,8 @@ def _corrupt(
         return low + high - ratings
     if p.kind == "outlier":
         return np.where(ratings < (low + high) / 2, high, low)
+    if p.kind == "push":
+        return np.full_like(ratings, high)
     return ratings  # drop: the mask changes, not the values
 
 

@@ -8,7 +8,9 @@ What is written (the columns of :mod:`bench.results.analysis.frames`):
 - ``predictions``: one row per query rating with its prediction (suites with ``keep_predictions``);
 - ``summary``: means over seeds with their 95% t-intervals, with ``at_floor`` (on a ranking
   metric of a run with floors: not significantly above the higher floor; else empty) and
-  ``degenerate`` (at least half of a seed's tasks fully tied).
+  ``degenerate`` (at least half of a seed's tasks fully tied);
+- ``slices``: one row per (cell, scenario, task entity) with its slice attributes (suites with
+  ``slices``), to join with ``per-task`` on cell key, scenario and entity.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.results.analysis import Results, to_records
 from bench.results.analysis.floors import summary_with_marks
+from bench.results.analysis.slices import slice_attributes
 from bench.results.outputs import write_file
 
-KINDS = ("metrics", "timings", "per-task", "predictions", "summary")
+KINDS = ("metrics", "timings", "per-task", "predictions", "summary", "slices")
 FORMATS = ("csv", "json", "parquet")
 
 
@@ -49,6 +52,14 @@ def rows_of(results: Results, kind: str) -> pd.DataFrame:
         return frame
     if kind == "summary":
         return summary_with_marks(results)
+    if kind == "slices":
+        frame = slice_attributes(results)
+        if frame.empty:
+            raise BenchError(
+                f"results store {results.path} holds no slice attributes for the selected cells; "
+                'set slices = ["activity", "coherence"] in the suite and run it again'
+            )
+        return frame
     raise BenchError(f"unknown export {kind!r}; choose from {', '.join(KINDS)}")
 
 

@@ -109,18 +109,24 @@ def timing_table(
     rows: list[dict[str, Any]], learner_order: Sequence[str] = ()
 ) -> tuple[list[str], list[list[str]]]:
     """Per (dataset, learner, device): fit seconds, adapt+predict seconds per evaluation, tasks per
-    second over all evaluations, and peak memory; means over seeds."""
+    second over all evaluations, seconds ranking the catalogue per evaluation (where a suite
+    ranks it), and peak memory; means over seeds."""
     acc: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         key = (r["dataset"], r["learner"], r["device"])
         if r["phase"] == "fit":
             acc[key]["fit"].append(r["seconds"])
+        elif r["phase"] == "rank":
+            acc[key]["rank"].append(r["seconds"])
         else:
             acc[key]["predict"].append(r["seconds"])
             acc[key]["tasks"].append(r["tasks"])
         acc[key]["memory"].append(r["peak_memory_bytes"])
         acc[key]["memory_kind"].append(0.0 if r["memory_kind"] == "rss" else 1.0)
-    headers = ["dataset", "learner", "device", "fit s", "adapt+predict s", "tasks/s", "peak memory"]
+    ranked = any(a["rank"] for a in acc.values())
+    headers = ["dataset", "learner", "device", "fit s", "adapt+predict s", "tasks/s"]
+    headers += ["rank s"] if ranked else []
+    headers += ["peak memory"]
     body = []
     learners = _order({k[1] for k in acc}, learner_order)
     for dataset, learner, device in sorted(acc, key=lambda k: (k[0], learners.index(k[1]), k[2])):
@@ -136,6 +142,7 @@ def timing_table(
                 format_mean_ci(a["fit"], 3),
                 f"{np.mean(a['predict']):.4f}" if a["predict"] else "n/a",
                 f"{rate:,.0f}" if not math.isnan(rate) else "n/a",
+                *([f"{np.mean(a['rank']):.4f}" if a["rank"] else "n/a"] if ranked else []),
                 f"{max(a['memory']) / 2**20:,.0f} MiB {kind}",
             ]
         )
@@ -166,7 +173,8 @@ MARKS_FOOTER = (
 
 TIMING_FOOTER = (
     "  fit s: mean ±95% CI over seeds. adapt+predict s: mean seconds per (scenario, k), after a "
-    "warm-up on a few tasks. tasks/s: all tasks over all adapt+predict time. peak memory: on CPU "
+    "warm-up on a few tasks. tasks/s: all tasks over all adapt+predict time. rank s: mean seconds "
+    "per (scenario, k) ranking the catalogue (full and sampled top-N). peak memory: on CPU "
     "the peak resident memory (RSS) of the whole process while fitting or predicting, data and "
     "other learners included; on CUDA the peak memory torch allocated on the device."
 )

@@ -11,6 +11,7 @@ import torch
 from bench.protocol.episodes import MetaTrain
 from learners.network.adaptation import Adapt, check_adapt
 from learners.network.episodic import EpisodicConfig, EpisodicLearner
+from learners.network.explain import NetworkFields
 from learners.network.model import RatingNetwork
 
 
@@ -28,7 +29,7 @@ class MAMLConfig(EpisodicConfig):
         check_adapt(self.adapt)
 
 
-class MAMLBase(EpisodicLearner):
+class MAMLBase(EpisodicLearner, NetworkFields):
     """MAML on the MeLU-style rating network."""
 
     config_class = MAMLConfig
@@ -46,3 +47,7 @@ class MAMLBase(EpisodicLearner):
     def build(self, train: MetaTrain, generator: torch.Generator) -> RatingNetwork:
         cfg = self.config
         return RatingNetwork.for_training_data(train, cfg.embedding_dim, cfg.hidden, generator)
+
+    def adaptation(self) -> tuple[float, int, Adapt]:
+        cfg = self.config
+        return cfg.inner_lr, cfg.inner_steps, cfg.adapt

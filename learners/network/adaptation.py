@@ -111,3 +111,47 @@ def adapt_and_predict(
             net, tasks, lr=lr, steps=steps, adapt=adapt, first_order=True, params=start
         )
     return pred.detach()
+
+
+def adapted_parameters(
+    net: RatingNetwork, tasks: TaskBatch, *, lr: float, steps: int, adapt: Adapt
+) -> Params:
+    """Each task's parameters after its support steps, stacked over tasks (``[T, ...]`` per name,
+    full names as in ``net.named_parameters()``): the same inner loop as
+    :func:`adapted_predictions`, stopped before the query."""
+    start = {k: v.detach() for k, v in net.group(adapt).items()}
+
+    def inner(loss_of: Callable[..., torch.Tensor], fast: Params, *args: Any) -> Params:
+        for _ in range(steps):
+            g = grad(loss_of)(fast, *args)
+            fast = {k: fast[k] - lr * g[k].detach() for k in fast}
+        return fast
+
+    with torch.enable_grad():
+        if adapt == "decision":
+            x_s = net.embed(tasks.support_users, tasks.support_items).detach()
+            head = {k.removeprefix("decision."): v for k, v in start.items()}
+
+            def support_loss(
+                fast: Params, x: torch.Tensor, r: torch.Tensor, m: torch.Tensor
+            ) -> torch.Tensor:
+                return masked_mse(functional_call(net.decision, fast, (x,)).squeeze(-1), r, m)
+
+            def one(x: torch.Tensor, r: torch.Tensor, m: torch.Tensor) -> Params:
+                return inner(support_loss, head, x, r, m)
+
+            fast = vmap(one)(x_s, tasks.support_ratings, tasks.support_mask)
+            return {f"decision.{k}": v.detach() for k, v in fast.items()}
+
+        def support_loss_all(
+            fast: Params, u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, m: torch.Tensor
+        ) -> torch.Tensor:
+            return masked_mse(functional_call(net, fast, (u, i)), r, m)
+
+        def one_all(u: torch.Tensor, i: torch.Tensor, r: torch.Tensor, m: torch.Tensor) -> Params:
+            return inner(support_loss_all, dict(start), u, i, r, m)
+
+        fast = vmap(one_all)(
+            tasks.support_users, tasks.support_items, tasks.support_ratings, tasks.support_mask
+        )
+        return {k: v.detach() for k, v in fast.items()}

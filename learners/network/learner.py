@@ -75,6 +75,8 @@ class NetworkLearner(Learner):
         and tests use it alone)."""
         self.device = device
         self.scale = train.rating_scale
+        # Field names, for explanations that name the fields the model takes.
+        self.feature_names = {"user": train.user_feature_names, "item": train.item_feature_names}
         self.model = self.build(train, rng.torch("init")).to(device)
         self.optimizer = self.optimiser()
 

@@ -86,6 +86,8 @@ def test_html_report_renders_shows_figures_and_sorts(
 
     driver = browser
     driver.get(alone.as_uri())
+    # The details are folded; open every one to check what they hold.
+    driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
     tables = driver.find_elements(By.CSS_SELECTOR, "table.sortable")
     assert len(tables) >= 4 * 3 + 1  # per scenario: metrics, comparison, coverage; and timing
     for table in tables:
@@ -98,7 +100,12 @@ def test_html_report_renders_shows_figures_and_sorts(
         assert driver.execute_script("return arguments[0].naturalWidth", image) > 0
         assert driver.execute_script("return arguments[0].naturalHeight", image) > 0
 
-    metrics_table = tables[1]  # the first scenario's metric table (after the setting table)
+    metrics_table = next(
+        t
+        for t in tables
+        if t.find_elements(By.TAG_NAME, "caption")
+        and t.find_element(By.TAG_NAME, "caption").text.startswith("Mean over seeds")
+    )
     headers = metrics_table.find_elements(By.CSS_SELECTOR, "thead th")
     column = next(i for i, h in enumerate(headers) if h.text.startswith("rmse"))
     before = column_values(driver, metrics_table, column)
@@ -115,3 +122,32 @@ def test_html_report_renders_shows_figures_and_sorts(
         c.text for c in metrics_table.find_elements(By.CSS_SELECTOR, "tbody tr td:first-child")
     ]
     assert names == sorted(names)
+
+
+def test_the_headline_is_in_view_at_1400_by_900_and_the_details_fold(
+    run_store: Path, tmp_path: Path, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "report"
+    write_report(
+        load_results(run_store), out, name="tiny", formats=("html",), options=ReportOptions()
+    )
+    driver = browser
+    driver.set_window_size(1400, 900)
+    driver.get((out / "tiny.html").as_uri())
+    view = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    headline = driver.find_element(By.CSS_SELECTOR, "#headline table")
+    box = driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()", headline)
+    assert box["top"] >= 0 and box["bottom"] <= view[1], (box, view)
+    assert box["right"] <= view[0]  # no sideways scrolling for the headline
+    rows = headline.find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert rows and all(r.is_displayed() for r in rows)
+    verdicts = driver.find_element(By.CSS_SELECTOR, "#verdicts table")
+    assert verdicts.find_elements(By.CSS_SELECTOR, "tbody tr")
+    # The full tables start folded: opening them makes the page at least twice as tall.
+    folded = driver.execute_script("return document.documentElement.scrollHeight")
+    assert all(not d.get_attribute("open") for d in driver.find_elements(By.TAG_NAME, "details"))
+    driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+    opened = driver.execute_script("return document.documentElement.scrollHeight")
+    assert opened >= 2 * folded, (folded, opened)

@@ -387,9 +387,16 @@ def _labelled_cells(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return cells[list(CELL_COLUMNS)].reset_index(drop=True)
 
 
+def _training_arm(row: dict[str, Any]) -> str:
+    """The training-data arm a cell was fitted under ('' for the clean training data)."""
+    info = row.get("dataset_info")
+    arm = info.get("training_arm", "") if isinstance(info, dict) else ""
+    return arm if isinstance(arm, str) else ""
+
+
 def _latest(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Keep the latest cell of each (split, learner config, seed, device): an older one was
-    computed by code since changed."""
+    """Keep the latest cell of each (split, learner config, seed, device, training-data arm): an
+    older one was computed by code since changed."""
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         identity = (
@@ -401,6 +408,7 @@ def _latest(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
             row["config_hash"],
             row["seed"],
             row["device"],
+            _training_arm(row),
         )
         kept = latest.get(identity)
         if kept is None or (row["finished_at"], row["cell_key"]) > (

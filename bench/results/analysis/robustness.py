@@ -17,6 +17,9 @@ rows as its strength 0. On those:
   per-task degradation (value at s minus the clean value, same task, same seed), Wilcoxon
   signed-rank, Holm-adjusted across the pairs of that family.
 
+The floor learners (``floor-random``, ``floor-constant``) are left out of all of these: they
+ignore the support set by construction.
+
 Stability: experimental.
 """
 
@@ -29,6 +32,7 @@ from itertools import combinations, permutations
 import numpy as np
 import pandas as pd
 
+from bench.evaluation.floors import is_floor
 from bench.protocol.perturbation_labels import parse_label
 from bench.results.analysis.frames import Results
 from bench.results.analysis.stats import holm, paired_test, t_interval
@@ -81,7 +85,10 @@ def has_robustness(results: Results) -> bool:
 def with_strengths(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows of the perturbed scenarios with ``scenario`` (the clean one), ``kind`` and
     ``strength`` columns; each clean row is repeated as strength 0 of every kind stored beside
-    it. Scenarios without perturbed rows are left out."""
+    it. Scenarios without perturbed rows are left out, and so are the floor learners: they
+    ignore the support by construction, so their flat lines would only crowd the tables and
+    the verdicts."""
+    frame = frame[~frame["learner"].map(is_floor).astype(bool)]
     parsed = frame["scenario"].map(parse_label)
     frame = frame.assign(
         scenario=[p[0] for p in parsed],

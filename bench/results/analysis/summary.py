@@ -287,6 +287,7 @@ TIMING_SUMMARY_COLUMNS = (
     "predict_tasks",
     "predict_s",
     "tasks_per_s",
+    "rank_s",
     "peak_memory_bytes",
     "memory_kind",
     "torch_threads",
@@ -305,7 +306,8 @@ def timing_summary(results: Results) -> pd.DataFrame:
     """Per (dataset, protocol, learner, device, host) (``TIMING_SUMMARY_COLUMNS``).
 
     Fit seconds as median, min and max over seeds (not a mean: one slow fit on a busy machine
-    would drag it); adapt+predict throughput as all tasks over all seconds; the largest peak
+    would drag it); adapt+predict throughput as all tasks over all seconds; ``rank_s`` the
+    seconds spent ranking the catalogue (full and sampled top-N; 0 without); the largest peak
     memory. ``n_under_load`` counts phases started under load; ``mixed_hosts`` marks a learner
     timed on several machines (each gets its own row, never an average); ``spread`` is the
     slowest fit over the fastest.
@@ -318,7 +320,8 @@ def timing_summary(results: Results) -> pd.DataFrame:
     keys = ["dataset", "protocol", "learner", "device", "host"]
     for key, group in t.groupby(keys, sort=False):
         fit = group[group["phase"] == "fit"]
-        predict = group[group["phase"] != "fit"]
+        predict = group[group["phase"] == "adapt+predict"]
+        rank_s = float(group[group["phase"] == "rank"]["seconds"].sum())
         seconds = fit["seconds"].to_numpy(dtype=np.float64)
         predict_s = float(predict["seconds"].sum())
         tasks = int(predict["tasks"].sum())
@@ -333,6 +336,7 @@ def timing_summary(results: Results) -> pd.DataFrame:
                 "predict_tasks": tasks,
                 "predict_s": predict_s,
                 "tasks_per_s": tasks / predict_s if predict_s > 0 else np.nan,
+                "rank_s": rank_s,
                 "peak_memory_bytes": int(group["peak_memory_bytes"].max()),
                 "memory_kind": ", ".join(sorted(set(group["memory_kind"]))),
                 "torch_threads": ", ".join(str(v) for v in sorted(set(group["torch_threads"]))),

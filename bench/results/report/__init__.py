@@ -24,6 +24,7 @@ from bench.results.report.build import (
 )
 from bench.results.report.html import render_html
 from bench.results.report.markdown import render_markdown
+from bench.results.report.robustness import verdict_frame
 
 FORMATS = ("md", "html", "csv", "json")
 
@@ -107,6 +108,7 @@ def write_report(
                 "thin_data": [asdict(note) for note in notes],
                 "tunings": to_records(results.tunings),
                 "runs": to_records(results.runs),
+                "robustness_verdicts": to_records(verdict_frame(results, alpha=options.alpha)),
             }
             write_file(path, json.dumps(payload, indent=1, default=str) + "\n")
             written.append(path)

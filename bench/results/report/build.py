@@ -19,7 +19,6 @@ from bench.results.analysis import (
     Results,
     base_name,
     best_marks,
-    best_of,
     compare_to_reference,
     k_order,
     learner_order,
@@ -27,11 +26,13 @@ from bench.results.analysis import (
     summarise,
     unscorable,
 )
-from bench.results.analysis.floors import marks_by_line
+from bench.results.analysis.floors import marks_by_line, summary_with_marks
 from bench.results.analysis.frames import LOAD_MARGIN
 from bench.results.analysis.summary import SPREAD_FLAG
 from bench.results.analysis.thin import MIN_TASKS, thin_data
+from bench.results.report.attacks import attack_section
 from bench.results.report.document import Bullets, Cell, Document, Figure, Paragraph, Section, Table
+from bench.results.report.explanations import explanations_section
 from bench.results.report.figures import kshot_figure, slug
 from bench.results.report.formatting import (
     BETTER,
@@ -44,9 +45,12 @@ from bench.results.report.formatting import (
     table_title,
     verdict_mark,
 )
+from bench.results.report.headline import headline_section, verdict_section
 from bench.results.report.machine import provenance_section, timing_section
+from bench.results.report.published import published_section
 from bench.results.report.ranking import REPORTED_TOPN, agreement_blocks, footer_items, headers
 from bench.results.report.robustness import robustness_section
+from bench.results.report.slices import slices_section
 from bench.results.report.tuning import tuning_section
 
 LINE_METRIC = ["k", "learner", "device", "metric"]
@@ -65,7 +69,6 @@ class ReportOptions:
         metrics: the metric columns, in order.
         baselines: learners that are not meta-learners; the verdicts pick the best of the others.
         unranked: learners shown but not ranked for the best marks (``oracle`` knows the truth).
-        verdict_metrics: the metrics each verdict speaks of.
         title: the page title.
         command: the command that made the report, shown at the top (keep it free of
             machine-specific paths: the top of the page is meant to reproduce byte for byte).
@@ -77,9 +80,17 @@ class ReportOptions:
     reference: str = "mf"
     alpha: float = 0.05
     metrics: tuple[str, ...] = (*DEFAULT_METRICS, *REPORTED_TOPN)
-    baselines: tuple[str, ...] = ("oracle", "global-mean", "item-mean", "mf", "fine-tune")
+    baselines: tuple[str, ...] = (
+        "oracle",
+        "global-mean",
+        "item-mean",
+        "popularity",
+        "mf",
+        "fine-tune",
+        "content-map",
+        "dropoutnet",
+    )
     unranked: tuple[str, ...] = ("oracle",)
-    verdict_metrics: tuple[str, ...] = ("rmse", "ndcg@10")
     title: str = "coldstart-bench results"
     command: str = ""
     invocation: str = ""
@@ -120,14 +131,17 @@ class _Builder:
             )
         self.learners = learner_order(results)
         summary = summarise(results)
-        self.summary = summary[summary["metric"].isin(options.metrics)].reset_index(drop=True)
+        self.full_summary = summary
+        self.summary = summary[summary["metric"].isin(self._metric_list(summary))].reset_index(
+            drop=True
+        )
         self.comparisons = compare_to_reference(results, options.reference, options.alpha)
         self.marks = best_marks(results, self.summary, options.alpha, options.unranked)
         self.thin = thin_data(results.coverage)
         self.partial = unfinished_runs(results)
         self.unscorable = unscorable(results)
         self.notes = marks_by_line(results)
-        self.metrics = [m for m in options.metrics if m in set(self.summary["metric"])]
+        self.metrics = [m for m in self._metric_list(summary) if m in set(self.summary["metric"])]
         self.show_device = results.cells["device"].nunique() > 1
         tables = self.summary[["dataset", "protocol", "scenario"]].drop_duplicates()
         # Perturbed evaluations (``user_cold~flip@0.2``) are shown in the Robustness section.
@@ -148,21 +162,60 @@ class _Builder:
             )
         if self.thin:
             doc.sections.append(self.thin_section())
-        tuning = tuning_section(self.results, self.learners)
-        if tuning is not None:
-            doc.sections.append(tuning)
-        doc.sections.append(self.verdicts())
+        o = self.options
+        doc.sections.append(
+            headline_section(
+                self.full_summary,
+                self.comparisons,
+                self.marks,
+                self.learners,
+                self.tables,
+                o.reference,
+            )
+        )
+        doc.sections.append(
+            verdict_section(
+                self.full_summary,
+                self.comparisons,
+                self.tables,
+                o.baselines,
+                list(self.results.cells["learner"]),
+                o.reference,
+                self.show_device,
+            )
+        )
+        doc.sections.append(self.setting())
+        published = published_section(self.results, self.full_summary, self.notes)
+        if published is not None:
+            doc.sections.append(published)
         for table in self.tables:
             doc.sections.append(self.table_section(*table))
-        robustness = robustness_section(self.results, alpha=self.options.alpha)
+        robustness = robustness_section(self.results, alpha=o.alpha)
         if robustness is not None:
             doc.sections.append(robustness)
+        attacks = attack_section(self.results)
+        if attacks is not None:
+            doc.sections.append(attacks)
+        sliced = slices_section(self.results)
+        if sliced is not None:
+            sliced.folded = "Metrics by slice of the test users and items"
+            doc.sections.append(sliced)
+        explanations = explanations_section(self.results, self.options.baselines)
+        if explanations is not None:
+            doc.sections.append(explanations)
+        tuning = tuning_section(self.results, self.learners)
+        if tuning is not None:
+            tuning.folded = "The searches: spaces, budgets and the chosen configs"
+            doc.sections.append(tuning)
         doc.sections.append(timing_section(self.results, self.learners))
-        doc.sections.append(provenance_section(self.results, self.options.invocation))
+        provenance = provenance_section(self.results, o.invocation)
+        provenance.folded = "Runs, code, machines and commands"
+        doc.sections.append(provenance)
         doc.sections.append(self.footer())
         return doc
 
     def introduction(self) -> Section:
+        """What made the page and how to read its marks (the page's opening lines)."""
         blocks: list[Any] = []
         if self.options.command:
             blocks.append(Paragraph(f"Made by `{self.options.command}` from the results store."))
@@ -176,6 +229,10 @@ class _Builder:
                 "the end."
             )
         )
+        return Section("How to read this page", blocks, anchor="reading", level=2)
+
+    def setting(self) -> Section:
+        blocks: list[Any] = []
         cells = self.results.cells
         table = Table(
             [
@@ -214,76 +271,8 @@ class _Builder:
         blocks.append(table)
         return Section("Setting", blocks, anchor="setting")
 
-    # Verdicts --------------------------------------------------------------------------------
-
-    def verdicts(self) -> Section:
-        options = self.options
-        contenders = sorted(
-            {base_name(label) for label in self.results.cells["learner"]} - set(options.baselines)
-        )
-        section = Section(f"Best meta-learner against {options.reference}", anchor="verdicts")
-        if not contenders:
-            section.blocks.append(
-                Paragraph(
-                    "No meta-learner ran (every learner is a baseline: "
-                    f"{', '.join(options.baselines)})."
-                )
-            )
-            return section
-        section.blocks.append(
-            Paragraph(
-                f"For each table and support size: the meta-learner ({', '.join(contenders)}) "
-                f"with the best mean, and whether it is significantly better or worse than "
-                f"`{options.reference}` on the same tasks."
-            )
-        )
-        summary = self.summary[self.summary["metric"].isin(options.verdict_metrics)]
-        picks = best_of(summary, self.comparisons, contenders)
-        items = []
-        for dataset, protocol, scenario in self.tables:
-            here = rows_where(picks, dataset=dataset, protocol=protocol, scenario=scenario)
-            lines = sorted(set(zip(here["k"], here["device"], strict=True)))
-            for k, device in sorted(lines, key=lambda kd: (k_order(kd[0]), kd[1])):
-                parts = []
-                for metric in options.verdict_metrics:
-                    pick = rows_where(here, k=k, device=device, metric=metric)
-                    if pick.empty:
-                        continue
-                    parts.append(self._verdict(pick.iloc[0], dataset, protocol, scenario))
-                if parts:
-                    where = f"**{table_title(dataset, protocol, scenario)}**, k={k}"
-                    if self.show_device:
-                        where += f", {device}"
-                    items.append(f"{where}: " + " ".join(parts))
-        section.blocks.append(Bullets(tuple(items)) if items else Paragraph("No verdicts."))
-        return section
-
-    def _verdict(self, pick: pd.Series, dataset: str, protocol: str, scenario: str) -> str:
-        metric, learner = pick["metric"], pick["learner"]
-        reference = pick.get("reference")
-        if not isinstance(reference, str):
-            return f"On {metric}, {learner} is best ({fmt_mean(pick['mean'], pick['half_width'])}); {self.options.reference} did not run here."
-        ref_row = rows_where(
-            self.summary,
-            dataset=dataset,
-            protocol=protocol,
-            scenario=scenario,
-            k=pick["k"],
-            device=pick["device"],
-            metric=metric,
-            learner=reference,
-        )
-        ref_text = fmt_mean(ref_row["mean"].iat[0], ref_row["half_width"].iat[0])
-        verdict = {
-            "better": f"significantly **better** than {reference}",
-            "worse": f"significantly **worse** than {reference}",
-            "same": f"not significantly different from {reference}",
-        }[pick["verdict"]]
-        return (
-            f"On {metric}, {learner} ({fmt_mean(pick['mean'], pick['half_width'])}) is "
-            f"{verdict} ({ref_text}): Δ {fmt_diff(pick['mean_diff'], pick['diff_half_width'])} "
-            f"per task over {int(pick['n_pairs'])} tasks, {fmt_p(pick['p_holm'])}."
-        )
+    def _metric_list(self, summary: pd.DataFrame) -> list[str]:
+        return report_metrics(self.results, self.options, summary)
 
     # One table -------------------------------------------------------------------------------
 
@@ -304,7 +293,11 @@ class _Builder:
 
     def table_section(self, dataset: str, protocol: str, scenario: str) -> Section:
         title = table_title(dataset, protocol, scenario)
-        section = Section(title, anchor=slug("table", dataset, protocol, scenario))
+        section = Section(
+            title,
+            anchor=slug("table", dataset, protocol, scenario),
+            folded="Full table, paired comparison and coverage",
+        )
         where = {"dataset": dataset, "protocol": protocol, "scenario": scenario}
         if self.partial:
             section.blocks.append(Paragraph(self._partial_text()))
@@ -312,12 +305,14 @@ class _Builder:
             if (note.dataset, note.protocol, note.scenario) == (dataset, protocol, scenario):
                 section.blocks.append(Paragraph(f"⚠ Thin data: {note.text}."))
         summary = rows_where(self.summary, **where)
-        section.blocks.append(self.metric_table(summary, where))
+        # Only the metrics this table holds: tables of different suites share a page.
+        metrics = [m for m in self.metrics if m in set(summary["metric"])]
+        section.blocks.append(self.metric_table(summary, where, metrics))
         section.blocks += agreement_blocks(summary, where, self.options.unranked, self.show_device)
-        section.blocks.append(self.comparison_table(where))
-        section.blocks.extend(self.coverage(where))
+        section.blocks.append(self.comparison_table(where, metrics))
+        section.blocks.extend(self.coverage(where, metrics))
         if self.figure_dir is not None:
-            section.blocks.append(self.figure(summary, title, where))
+            section.blocks.append(self.figure(summary, title, where, metrics))
         return section
 
     def _lines(self, frame: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -332,10 +327,12 @@ class _Builder:
         cells = [Cell(learner), Cell(k, k_order(k)[0] * 1e9 + (0 if k == "all" else int(k)))]
         return cells + ([Cell(device)] if self.show_device else [])
 
-    def metric_table(self, summary: pd.DataFrame, where: dict[str, str]) -> Table:
+    def metric_table(
+        self, summary: pd.DataFrame, where: dict[str, str], metrics: list[str]
+    ) -> Table:
         arrows = {
             m: "↑" if summary[summary["metric"] == m]["higher_is_better"].all() else "↓"
-            for m in self.metrics
+            for m in metrics
         }
         noted = any(key[:3] == tuple(where.values()) for key in self.notes)
         cells = rows_where(self.results.cells, dataset=where["dataset"], protocol=where["protocol"])
@@ -353,7 +350,7 @@ class _Builder:
         table = Table(
             [
                 *self._line_headers(),
-                *headers(self.metrics, arrows),
+                *headers(metrics, arrows),
                 "seeds",
                 "tasks",
                 *(["notes"] if noted else []),
@@ -376,9 +373,9 @@ class _Builder:
                 found = ("best",) if mark["is_best"] else ("tie",) if mark["not_worse"] else ()
             return Cell(text, float(value["mean"]), found)
 
-        for (k, learner, device), row in self._metric_rows(summary, values.index, cell):
+        for (k, learner, device), row in self._metric_rows(summary, values.index, cell, metrics):
             line = rows_where(counts, k=k, learner=learner, device=device)
-            line = line[line["metric"] == self.metrics[0]] if self.metrics else line
+            line = line[line["metric"] == metrics[0]] if metrics else line
             seeds = int(line["seed"].nunique())
             tasks = fmt_count_range(list(line["n_tasks"])) if len(line) else "0"
             row += [Cell(str(seeds), seeds), Cell(tasks, float(line["n_tasks"].mean()))]
@@ -388,14 +385,14 @@ class _Builder:
             table.rows.append(row)
         return table
 
-    def comparison_table(self, where: dict[str, str]) -> Table | Paragraph:
+    def comparison_table(self, where: dict[str, str], metrics: list[str]) -> Table | Paragraph:
         versus = rows_where(self.comparisons, **where)
         reference = self.options.reference
         if versus.empty:
             return Paragraph(f"`{reference}` did not run on this table: no paired comparison.")
         reference = str(versus["reference"].iat[0])
         table = Table(
-            [*self._line_headers(), *(f"Δ {n}" for n in headers(self.metrics))],
+            [*self._line_headers(), *(f"Δ {n}" for n in headers(metrics))],
             caption=(
                 f"Paired comparison with {reference}: Δ = learner − {reference} per task, mean "
                 "±95% t-interval over the paired tasks of all seeds; p from the Wilcoxon "
@@ -409,32 +406,34 @@ class _Builder:
             text = f"{fmt_diff(c['mean_diff'], c['diff_half_width'])} ({fmt_p(c['p_holm'])})"
             return Cell(text + verdict_mark(c["verdict"]), float(c["mean_diff"]))
 
-        table.rows += [row for _, row in self._metric_rows(versus, indexed.index, cell)]
+        table.rows += [row for _, row in self._metric_rows(versus, indexed.index, cell, metrics)]
         return table
 
     def _metric_rows(
-        self, frame: pd.DataFrame, present: pd.Index, cell: Callable[[tuple[str, ...]], Cell]
+        self,
+        frame: pd.DataFrame,
+        present: pd.Index,
+        cell: Callable[[tuple[str, ...]], Cell],
+        metrics: list[str],
     ) -> list[tuple[tuple[str, str, str], list[Cell]]]:
         """One row per (k, learner, device) of ``frame``: its line cells, then ``cell(key)`` per
         metric column (a dash where ``present`` lacks the key)."""
         rows = []
         for k, learner, device in self._lines(frame):
             row = self._line_cells(k, learner, device)
-            for metric in self.metrics:
+            for metric in metrics:
                 key = (k, learner, device, metric)
                 row.append(cell(key) if key in present else Cell("—"))
             rows.append(((k, learner, device), row))
         return rows
 
-    def coverage(self, where: dict[str, str]) -> list[Any]:
+    def coverage(self, where: dict[str, str], metrics: list[str]) -> list[Any]:
         coverage = rows_where(self.results.coverage, **where).sort_values("seed")
         if coverage.empty:
             return [Paragraph("Coverage: no split summary stored.")]
         unscored = rows_where(self.unscorable, **where)
-        unscored = unscored[unscored["metric"].isin(self.metrics)]
-        lossy = [
-            m for m in self.metrics if (unscored[unscored["metric"] == m]["n_unscored"] > 0).any()
-        ]
+        unscored = unscored[unscored["metric"].isin(metrics)]
+        lossy = [m for m in metrics if (unscored[unscored["metric"] == m]["n_unscored"] > 0).any()]
         first = coverage.iloc[0]
         axis = first["task_axis"]
         min_pool = first["min_pool"]
@@ -490,14 +489,16 @@ class _Builder:
             blocks.append(Paragraph(" ".join(notes)))
         return blocks
 
-    def figure(self, summary: pd.DataFrame, title: str, where: dict[str, str]) -> Figure:
+    def figure(
+        self, summary: pd.DataFrame, title: str, where: dict[str, str], metrics: list[str]
+    ) -> Figure:
         assert self.figure_dir is not None
         stem = self.figure_dir / slug(
             "kshot", where["dataset"], where["protocol"], where["scenario"]
         )
         learners = [name for name in self.learners if name in set(summary["learner"])]
         return kshot_figure(
-            summary, f"k-shot curves: {title}", self.metrics, learners, stem, svg=self.svg
+            summary, f"k-shot curves: {title}", metrics, learners, stem, svg=self.svg
         )
 
     # Footer ----------------------------------------------------------------------------------
@@ -549,6 +550,17 @@ class _Builder:
         return Section("Statistics and symbols", [Bullets(items)], anchor="statistics")
 
 
+def report_metrics(results: Results, options: ReportOptions, summary: pd.DataFrame) -> list[str]:
+    """The report's metric columns: the options', then those the runs' suites chose to show (a
+    suite scored on P@5 shows P@5), where the results hold them."""
+    listed = list(options.metrics)
+    for config in results.runs.get("config", pd.Series(dtype=object)):
+        if isinstance(config, dict):
+            listed += [m for m in config.get("shown_metrics", ()) if isinstance(m, str)]
+    present = set(summary["metric"])
+    return [m for m in dict.fromkeys(listed) if m in present and m != "tied_share"]
+
+
 def build_document(
     results: Results, options: ReportOptions, figure_dir: Path | None = None, *, svg: bool = True
 ) -> Document:
@@ -558,9 +570,11 @@ def build_document(
 
 
 def summary_frame(results: Results, options: ReportOptions) -> pd.DataFrame:
-    """The summary with the paired comparison and the best marks joined on, for CSV and JSON."""
-    summary = summarise(results)
-    summary = summary[summary["metric"].isin(options.metrics)].reset_index(drop=True)
+    """The summary with the paired comparison, the best marks and the floor marks (``at_floor``,
+    ``degenerate``) joined on, for CSV and JSON."""
+    summary = summary_with_marks(results)
+    summary = summary[summary["metric"].isin(report_metrics(results, options, summary))]
+    summary = summary.reset_index(drop=True)
     comparisons = compare_to_reference(results, options.reference, options.alpha)
     marks = best_marks(results, summary, options.alpha, options.unranked)
     keys = ["dataset", "protocol", "scenario", "k", "device", "metric", "learner"]

@@ -24,9 +24,21 @@ class Cell:
 
 @dataclass
 class Table:
+    """A table; ``groups`` (label, width) span the headers in a row above them (the HTML page
+    draws that row; Markdown, which has none, prefixes each header with its group's label)."""
+
     headers: list[str]
     rows: list[list[Cell]] = field(default_factory=list)
     caption: str = ""
+    groups: list[tuple[str, int]] = field(default_factory=list)
+
+    def flat_headers(self) -> list[str]:
+        """The headers with their group's label in front, for writers without a group row."""
+        labels: list[str] = []
+        for label, width in self.groups:
+            labels += [label] * width
+        labels += [""] * (len(self.headers) - len(labels))
+        return [f"{g} {h}".strip() for g, h in zip(labels, self.headers, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,8 @@ class Section:
 
     ``reproducible`` is False for the parts that depend on the machine or the run (timings,
     provenance): everything else comes out byte for byte the same from the same results.
+    ``folded``, when set, keeps the title in view and folds the blocks under a ``<details>``
+    element whose summary is this text, so the page opens on its headline.
     """
 
     title: str
@@ -66,6 +80,7 @@ class Section:
     level: int = 2
     reproducible: bool = True
     anchor: str = ""
+    folded: str = ""
 
 
 @dataclass

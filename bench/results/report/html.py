@@ -24,12 +24,15 @@ caption { caption-side: top; text-align: left; font-style: italic; padding: 0.3e
 th, td { border: 1px solid #d0d0d0; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; cursor: pointer; user-select: none; }
+tr.groups th { cursor: default; text-align: center; }
 th[aria-sort="ascending"]::after { content: " ▲"; } th[aria-sort="descending"]::after { content: " ▼"; }
 td.best { font-weight: bold; background: #e3f4e3; } td.tie { font-style: italic; background: #f1f9f1; }
 code { font-size: 0.92em; background: #f5f5f5; padding: 0 0.2em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 section.machine { background: #fafafa; padding: 0 1em; }
 div.scroll { overflow-x: auto; }
+details > summary { cursor: pointer; color: #35568a; margin: 0.4em 0; }
+table.headline td, table.headline th { padding: 0.2em 0.45em; }
 """
 
 SCRIPT = """
@@ -62,7 +65,7 @@ SCRIPT = """
     rows.forEach(function (row) { body.appendChild(row); });
   }
   document.querySelectorAll('table.sortable').forEach(function (table) {
-    table.querySelectorAll('thead th').forEach(function (header, column) {
+    table.querySelectorAll('thead tr:last-child th').forEach(function (header, column) {
       header.tabIndex = 0;
       header.title = 'sort by this column';
       header.addEventListener('click', function () { sortTable(table, header, column); });
@@ -103,8 +106,16 @@ def _table(table: Table) -> str:
     lines = ['<div class="scroll"><table class="sortable">']
     if table.caption:
         lines.append(f"<caption>{inline(table.caption)}</caption>")
+    groups = ""
+    if table.groups:
+        spans = "".join(
+            f'<th colspan="{width}">{inline(label)}</th>' for label, width in table.groups
+        )
+        groups = f'<tr class="groups">{spans}</tr>'
     lines.append(
-        "<thead><tr>" + "".join(f"<th>{inline(h)}</th>" for h in table.headers) + "</tr></thead>"
+        f"<thead>{groups}<tr>"
+        + "".join(f"<th>{inline(h)}</th>" for h in table.headers)
+        + "</tr></thead>"
     )
     lines.append("<tbody>")
     for row in table.rows:
@@ -133,6 +144,8 @@ def _section(section: Section) -> str:
         f"<section{anchor}{classes}>",
         f"<h{section.level}>{inline(section.title)}</h{section.level}>",
     ]
+    if section.folded:
+        parts.append(f"<details><summary>{inline(section.folded)}</summary>")
     for block in section.blocks:
         if isinstance(block, Paragraph):
             parts.append(f"<p>{inline(block.text)}</p>")
@@ -142,6 +155,8 @@ def _section(section: Section) -> str:
             parts.append(_table(block))
         elif isinstance(block, Figure):
             parts.append(_figure(block))
+    if section.folded:
+        parts.append("</details>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -159,6 +174,7 @@ def render_html(doc: Document) -> str:
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(doc.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(doc.title)}</h1>\n<nav><ol>{nav}</ol></nav>\n{body}\n"
+        f"<h1>{html.escape(doc.title)}</h1>\n"
+        f"<nav><details><summary>Contents</summary><ol>{nav}</ol></details></nav>\n{body}\n"
         f"<script>{SCRIPT}</script>\n</body>\n</html>\n"
     )

@@ -39,6 +39,8 @@ def timing_section(results: Results, learners: Sequence[str]) -> Section:
     gpu = next((d for d in devices if d.startswith("cuda")), None)
     both = "cpu" in devices and gpu is not None
     multi_host = summary["host"].nunique() > 1
+    ranked = bool((summary["rank_s"].fillna(0) > 0).any())
+    width = 5 if ranked else 4
     headers = ["dataset · protocol", "learner", *(["host"] if multi_host else [])]
     for device in devices:
         suffix = f" [{device}]" if len(devices) > 1 else ""
@@ -46,6 +48,7 @@ def timing_section(results: Results, learners: Sequence[str]) -> Section:
             f"fit s{suffix}",
             f"fit CPU time{suffix}",
             f"tasks/s{suffix}",
+            *([f"rank s per seed{suffix}"] if ranked else []),
             f"peak memory{suffix}",
         ]
     if both:
@@ -66,7 +69,7 @@ def timing_section(results: Results, learners: Sequence[str]) -> Section:
             row.append(Cell(host))
         for device in devices:
             if device not in by_device:
-                row += [Cell("—")] * 4
+                row += [Cell("—")] * width
                 continue
             d = by_device[device]
             fit = fmt_seconds(d["fit_s_median"])
@@ -76,6 +79,7 @@ def timing_section(results: Results, learners: Sequence[str]) -> Section:
                 Cell(fit, float(d["fit_s_median"])),
                 Cell(fmt_seconds(d["fit_cpu_s_median"]), float(d["fit_cpu_s_median"])),
                 Cell(fmt_rate(d["tasks_per_s"]), float(d["tasks_per_s"])),
+                *([_rank_cell(d)] if ranked else []),
                 Cell(
                     f"{d['peak_memory_bytes'] / 2**20:,.0f} MiB ({d['memory_kind']})",
                     float(d["peak_memory_bytes"]),
@@ -93,8 +97,36 @@ def timing_section(results: Results, learners: Sequence[str]) -> Section:
         row += [Cell(threads), Cell(timing_flags(list(by_device.values())))]
         table.rows.append(row)
     section.blocks.append(table)
+    if ranked:
+        section.blocks.append(Paragraph(ranking_share(results)))
     section.blocks.append(Paragraph(machines(results)))
     return section
+
+
+def _rank_cell(d: pd.Series) -> Cell:
+    per_seed = float(d["rank_s"]) / d["n_fits"] if d["n_fits"] else float("nan")
+    return Cell(fmt_seconds(per_seed), per_seed)
+
+
+def ranking_share(results: Results) -> str:
+    """What ranking the catalogue added to the timed work of each (dataset, protocol)."""
+    t = results.timings
+    parts = []
+    for (dataset, protocol), group in t.groupby(["dataset", "protocol"], sort=True):
+        rank = float(group[group["phase"] == "rank"]["seconds"].sum())
+        if rank <= 0:
+            continue
+        total = float(group["seconds"].sum())
+        parts.append(
+            f"{dataset} · {protocol}: {fmt_seconds(rank)} of {fmt_seconds(total)} "
+            f"({rank / total:.1%}), so the timed work without it would take "
+            f"{fmt_seconds(total - rank)} (× {total / (total - rank):.2f} with it)"
+        )
+    return (
+        "Ranking the catalogue (full and sampled top-N) against the timed work of the cells "
+        "(fit, adapt+predict and ranking; hyperparameter searches not counted, which makes the "
+        "share an upper bound of its share of the wall time): " + "; ".join(parts) + "."
+    )
 
 
 def timing_flags(rows: list[pd.Series]) -> str:

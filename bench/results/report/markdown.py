@@ -40,7 +40,7 @@ def _cell(cell: Cell) -> str:
 
 def table_lines(table: Table) -> list[str]:
     lines = [f"*{_inline(table.caption)}*", ""] if table.caption else []
-    lines.append("| " + " | ".join(_table_text(h) for h in table.headers) + " |")
+    lines.append("| " + " | ".join(_table_text(h) for h in table.flat_headers()) + " |")
     lines.append("|" + "|".join("---" for _ in table.headers) + "|")
     for row in table.rows:
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
@@ -65,6 +65,9 @@ def render_markdown(doc: Document, base: Path, reproducible_only: bool = False) 
         if reproducible_only and not section.reproducible:
             continue
         lines += ["#" * section.level + f" {_inline(section.title)}", ""]
+        if section.folded:
+            # GitHub renders Markdown inside <details> when blank lines surround it.
+            lines += ["<details>", f"<summary>{_inline(section.folded)}</summary>", ""]
         for block in section.blocks:
             if isinstance(block, Paragraph):
                 lines.append(_inline(block.text))
@@ -76,4 +79,6 @@ def render_markdown(doc: Document, base: Path, reproducible_only: bool = False) 
                 svg = f" ([SVG]({_link(block.svg_path, base)}))" if block.svg_path else ""
                 lines.append(f"![{_alt(block.title)}]({_link(block.png_path, base)}){svg}")
             lines.append("")
+        if section.folded:
+            lines += ["</details>", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -37,6 +37,16 @@ def suite_setting(results: Results, name: str, default: Any) -> Any:
     return default
 
 
+def verdict_frame(results: Results, metric: str = "rmse", alpha: float = 0.05) -> pd.DataFrame:
+    """The verdicts of the suite's robustness rule, as the report states them (empty without a
+    perturbed evaluation)."""
+    if not has_robustness(results) or metric not in set(results.metrics["metric"]):
+        return pd.DataFrame()
+    baseline = str(suite_setting(results, "baseline", DEFAULT_BASELINE))
+    delta = float(suite_setting(results, "delta", DEFAULT_DELTA))
+    return robustness_verdicts(results, metric, baseline, delta, alpha)
+
+
 def robustness_section(
     results: Results, metric: str = "rmse", alpha: float = 0.05
 ) -> Section | None:
@@ -60,7 +70,11 @@ def robustness_section(
             f"of ΔM(s) = M(s) − M(0) against s through the origin, per seed, then mean ± "
             f"interval over seeds. Area: the area under ΔM(s) over [0, s_max] divided by s_max "
             f"(the mean degradation over the range). Breakdown: the first strength at which the "
-            f"learner's mean is worse than `{baseline}`'s at the same strength (— never)."
+            f"learner's mean is worse than `{baseline}`'s at the same strength (— never). The "
+            f"floor learners ignore the support by construction and are left out. Kinds named "
+            f"`train-…` corrupt a share s of the training ratings instead, and `shill-…` add s "
+            f"fake profiles per training user: both refit every learner at each s and score it "
+            f"on the clean test tasks."
         )
     )
     lines = curves[list(LINE_KEYS)].drop_duplicates()
