@@ -171,10 +171,14 @@ MARKS_FOOTER = (
     "item."
 )
 
+RANK_FOOTER = (
+    "rank s: mean seconds per (scenario, k) ranking the catalogue (full and sampled top-N). "
+)
 TIMING_FOOTER = (
     "  fit s: mean ±95% CI over seeds. adapt+predict s: mean seconds per (scenario, k), after a "
-    "warm-up on a few tasks. tasks/s: all tasks over all adapt+predict time. rank s: mean seconds "
-    "per (scenario, k) ranking the catalogue (full and sampled top-N). peak memory: on CPU "
+    "warm-up on a few tasks. tasks/s: all tasks over all adapt+predict time. "
+    "rank s: mean seconds per (scenario, k) ranking the catalogue (full and sampled top-N). "
+    "peak memory: on CPU "
     "the peak resident memory (RSS) of the whole process while fitting or predicting, data and "
     "other learners included; on CUDA the peak memory torch allocated on the device."
 )
@@ -245,7 +249,10 @@ def render_terminal(
             "\ntiming (fit: mean ±95% CI over seeds; adapt+predict: mean per scenario and k)"
         )
         parts.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
-        parts.append(TIMING_FOOTER)
+        footer = TIMING_FOOTER
+        if "rank s" not in headers:
+            footer = footer.replace(RANK_FOOTER, "")
+        parts.append(footer)
     unscored = [r for r in metric_rows if r["n_unscored"]]
     if unscored:
         counts: dict[str, int] = defaultdict(int)
