@@ -27,20 +27,23 @@ from typing import Any
 import pandas as pd
 
 from bench.engine.executors import Executor, make_executor
-from bench.engine.runner import RunOutcome, run_suite
-from bench.engine.suite import (
-    Suite,
-    load_suite,
-    override,
-    parse_seeds,
-    sized_protocol,
-    suite_from_dict,
-)
+from bench.engine.plan import Overrides, RunPlan, Spelling, build_plan, check_claim_wait
+from bench.engine.runner import CLAIM_WAIT_S, RunOutcome, run_suite
+from bench.engine.suite import Suite, load_suite, suite_from_dict
 from bench.errors import BenchError, ConfigError, excerpt
 from bench.results import analysis
 from bench.results.store import ResultStore
 
-__all__ = ["Results", "check_explanations", "explain", "load", "run", "run_grid"]
+__all__ = [
+    "Results",
+    "check_explanations",
+    "explain",
+    "load",
+    "plan",
+    "plan_run",
+    "run",
+    "run_grid",
+]
 
 Named = Sequence[str] | Mapping[str, Mapping[str, Any] | None]
 """Names (``["mf", "maml"]``), or names with their config overrides (``{"mf": {"rank": 8}}``)."""
@@ -90,9 +93,13 @@ def run(
     executor: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
+    claim_wait: float | None = None,
     support_sizes: Sequence[int | str] | None = None,
     query_size: int | None = None,
     floors: bool | None = None,
+    no_tune: bool = False,
+    dataset_options: Mapping[str, Any] | None = None,
+    rating_scale: Sequence[float] | None = None,
 ) -> Results:
     """Run a suite, like ``bench run``, and return the cells it computed or reused.
 
@@ -117,11 +124,18 @@ def run(
             local one); the stored rows are the same whichever computes them.
         workers: the pool's size, or the most cells Ray computes at once.
         ray_address: a running Ray cluster's address (``executor="ray"`` only).
+        claim_wait: how long, in seconds, to wait for cells another run is computing [a day].
         support_sizes: the support sizes of every task (``[1, 3, 5]``), instead of the suite's
             ``[protocol]`` table's.
         query_size: query ratings per task, instead of the suite's.
         floors: False leaves out the floor learners that run by default beside every suite
             with a ranking metric.
+        no_tune: run every learner with its config as set, ignoring the suite's ``[tune]``
+            tables.
+        dataset_options: parser options for every dataset of the run (``{"rating": "score"}``),
+            on top of each dataset's table.
+        rating_scale: ``[min, max]``, the rating scale of every dataset of the run (instead of
+            the card's or the observed min and max).
 
     Returns:
         The run's cells as :class:`Results`; a failed cell does not stop the others: it is
@@ -134,30 +148,123 @@ def run(
 
     Stability: stable.
     """
-    base = suite if isinstance(suite, Suite) else load_suite(str(suite))
-    changes: dict[str, Any] = {
-        "scenarios": _names(scenarios, "run", "scenarios"),
-        "devices": _names(devices, "run", "devices"),
-        "seeds": None if seeds is None else parse_seeds(_plain(seeds), _arg("run", "seeds")),
-        "keep_predictions": keep_predictions,
-        "floors": floors,
-        "data_dir": None if data_dir is None else str(data_dir),
-        "protocol": sized_protocol(
-            base, None if support_sizes is None else list(_plain(support_sizes)), query_size
-        ),
-    }
-    if learners is not None:
-        changes["learners"], changes["learner"] = _with_tables(
-            learners, base.learner, "run", "learners"
-        )
-    if datasets is not None:
-        changes["datasets"], changes["dataset"] = _with_tables(
-            datasets, base.dataset, "run", "datasets"
-        )
-    given_as = {name: _arg("run", ARGUMENT.get(name, name)) for name in changes}
-    resolved = override(base, given_as, **changes)
+    resolved = _plan(
+        "run",
+        suite,
+        learners=learners,
+        datasets=datasets,
+        scenarios=scenarios,
+        seeds=seeds,
+        devices=devices,
+        keep_predictions=keep_predictions,
+        data_dir=data_dir,
+        support_sizes=support_sizes,
+        query_size=query_size,
+        floors=floors,
+        no_tune=no_tune,
+        dataset_options=dataset_options,
+        rating_scale=rating_scale,
+    )
     chosen = _executor("run", executor, workers, ray_address)
-    return _run(resolved, store, fresh=fresh, progress=progress, executor=chosen)
+    wait = check_claim_wait(claim_wait, _arg("run", "claim_wait"))
+    return _run(resolved, store, fresh=fresh, progress=progress, executor=chosen, claim_wait=wait)
+
+
+def plan(
+    suite: str | Path | Suite = "default",
+    *,
+    learners: Named | None = None,
+    datasets: Named | None = None,
+    scenarios: Sequence[str] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    devices: Sequence[str] | None = None,
+    keep_predictions: bool | None = None,
+    data_dir: str | Path | None = None,
+    support_sizes: Sequence[int | str] | None = None,
+    query_size: int | None = None,
+    floors: bool | None = None,
+    no_tune: bool = False,
+    dataset_options: Mapping[str, Any] | None = None,
+    rating_scale: Sequence[float] | None = None,
+) -> RunPlan:
+    """The checked plan :func:`run` would execute, without running anything: the arguments are
+    those of :func:`run` (and ``bench run``'s flags), and errors name them the same way.
+
+    Stability: experimental.
+    """
+    return _plan(
+        "plan",
+        suite,
+        learners=learners,
+        datasets=datasets,
+        scenarios=scenarios,
+        seeds=seeds,
+        devices=devices,
+        keep_predictions=keep_predictions,
+        data_dir=data_dir,
+        support_sizes=support_sizes,
+        query_size=query_size,
+        floors=floors,
+        no_tune=no_tune,
+        dataset_options=dataset_options,
+        rating_scale=rating_scale,
+    )
+
+
+def _plan(
+    function: str,
+    suite: str | Path | Suite,
+    *,
+    learners: Named | None,
+    datasets: Named | None,
+    scenarios: Sequence[str] | None,
+    seeds: int | Sequence[int] | None,
+    devices: Sequence[str] | None,
+    keep_predictions: bool | None,
+    data_dir: str | Path | None,
+    support_sizes: Sequence[int | str] | None,
+    query_size: int | None,
+    floors: bool | None,
+    no_tune: bool,
+    dataset_options: Mapping[str, Any] | None,
+    rating_scale: Sequence[float] | None,
+) -> RunPlan:
+    """:func:`plan`, with errors naming ``api.FUNCTION(argument=...)``."""
+    learner_names, learner_config = _split_named(learners, function, "learners")
+    dataset_names, dataset_config = _split_named(datasets, function, "datasets")
+    if dataset_options is not None and not (
+        isinstance(dataset_options, Mapping) and all(isinstance(k, str) for k in dataset_options)
+    ):
+        raise ConfigError(
+            f"{_arg(function, 'dataset_options')}: expected a mapping of option names to "
+            f"values, got {excerpt(dataset_options)}"
+        )
+    overrides = Overrides(
+        learners=learner_names,
+        learner_config=learner_config,
+        datasets=dataset_names,
+        dataset_config=dataset_config,
+        dataset_options=None if dataset_options is None else _plain(dataset_options),
+        rating_scale=None if rating_scale is None else _plain(rating_scale),
+        scenarios=_names(scenarios, function, "scenarios"),
+        seeds=None if seeds is None else _plain(seeds),
+        devices=_names(devices, function, "devices"),
+        data_dir=None if data_dir is None else str(data_dir),
+        keep_predictions=keep_predictions,
+        floors=floors,
+        no_tune=no_tune,
+        support_sizes=None if support_sizes is None else list(_plain(support_sizes)),
+        query_size=query_size,
+    )
+    return plan_run(suite, overrides, lambda name: _arg(function, ARGUMENT.get(name, name)))
+
+
+def plan_run(suite: str | Path | Suite, overrides: Overrides, spelled: Spelling) -> RunPlan:
+    """The front door of every run: ``suite`` (a name, a path or a :class:`Suite`) with
+    ``overrides``, checked once into a plan; errors name each override as ``spelled`` does
+    (``bench run`` passes its flags, :func:`plan` its arguments)."""
+    base = suite if isinstance(suite, Suite) else load_suite(str(suite), check=False)
+    return build_plan(base, overrides, spelled)
 
 
 def run_grid(
@@ -220,13 +327,13 @@ def run_grid(
     Stability: stable.
     """
     where = "api.run_grid()"
-    learner_names, learner_tables = _with_tables(learners, {}, "run_grid", "learners")
-    dataset_names, dataset_tables = _with_tables(datasets, {}, "run_grid", "datasets")
+    learner_names, learner_tables = _split_named(learners, "run_grid", "learners")
+    dataset_names, dataset_tables = _split_named(datasets, "run_grid", "datasets")
     table = {"name": protocol} if isinstance(protocol, str) else _plain(protocol)
     raw: dict[str, Any] = {
         "name": name,
-        "datasets": list(dataset_names),
-        "learners": list(learner_names),
+        "datasets": list(dataset_names or ()),
+        "learners": list(learner_names or ()),
         "protocol": table,
         "seeds": _plain(seeds),
         "devices": _plain(devices),
@@ -248,9 +355,9 @@ def run_grid(
         raw["learner"] = learner_tables
     if dataset_tables:
         raw["dataset"] = dataset_tables
-    suite = suite_from_dict(raw, where)
+    grid = build_plan(suite_from_dict(raw, where, check=False))  # checked once, here
     chosen = _executor("run_grid", executor, workers, ray_address)
-    return _run(suite, store, fresh=fresh, progress=progress, executor=chosen)
+    return _run(grid, store, fresh=fresh, progress=progress, executor=chosen)
 
 
 def load(
@@ -288,8 +395,8 @@ def load(
     return _extend(found, None)
 
 
-ARGUMENT = {"learner": "learners", "dataset": "datasets", "protocol": "support_sizes/query_size"}
-"""The argument a suite field's value comes from, where their names differ."""
+ARGUMENT = {"learner_config": "learners", "dataset_config": "datasets"}
+"""The argument an override comes from, where their names differ."""
 
 
 def _arg(function: str, argument: str) -> str:
@@ -318,24 +425,26 @@ def _names(value: Named | str | None, function: str, argument: str) -> tuple[str
     return tuple(value)
 
 
-def _with_tables(
-    value: Named, tables: Mapping[str, dict[str, Any]], function: str, argument: str
-) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
-    """Names and their tables: the given tables on top of ``tables`` (the suite's)."""
+def _split_named(
+    value: Named | None, function: str, argument: str
+) -> tuple[tuple[str, ...] | None, dict[str, dict[str, Any]] | None]:
+    """Names, and the config given with them (a mapping's values), checked."""
+    if value is None:
+        return None, None
     names = _names(value, function, argument) or ()
-    given = value if isinstance(value, Mapping) else {}
-    merged: dict[str, dict[str, Any]] = {}
+    if not isinstance(value, Mapping):
+        return names, None
+    config: dict[str, dict[str, Any]] = {}
     for name in names:
-        overrides = given.get(name) or {}
-        if not isinstance(overrides, Mapping):
+        given = value.get(name) or {}
+        if not isinstance(given, Mapping):
             raise ConfigError(
                 f"{_arg(function, argument)}: the config of {name!r} must be a mapping of "
-                f"field names to values, or None, got {excerpt(overrides)}"
+                f"field names to values, or None, got {excerpt(given)}"
             )
-        table = {**tables.get(name, {}), **_plain(overrides)}
-        if table:
-            merged[name] = table
-    return names, merged
+        if given:
+            config[name] = _plain(given)
+    return names, config
 
 
 def _store_path(store: str | Path | None) -> Path:
@@ -354,12 +463,24 @@ def _executor(function: str, name: str, workers: int | None, address: str | None
 
 
 def _run(
-    suite: Suite, store: str | Path | None, *, fresh: bool, progress: bool, executor: Executor
+    suite: Suite | RunPlan,
+    store: str | Path | None,
+    *,
+    fresh: bool,
+    progress: bool,
+    executor: Executor,
+    claim_wait: float | None = None,
 ) -> Results:
     path = _store_path(store)
     with ResultStore(path) as opened:
         outcome = run_suite(
-            suite, opened, fresh=fresh, progress=progress, log=_stderr, executor=executor
+            suite,
+            opened,
+            fresh=fresh,
+            progress=progress,
+            log=_stderr,
+            executor=executor,
+            claim_wait_s=CLAIM_WAIT_S if claim_wait is None else claim_wait,
         )
     return _extend(analysis.load_results(path, run_ids=[outcome.run_id]), outcome)
 

@@ -22,7 +22,7 @@ def small_dataset() -> Dataset:
 @pytest.fixture()
 def short_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite's own wait per attempt cut to 50 ms, so a busy store is retried within a second."""
-    monkeypatch.setattr(bench.results.store, "_ATTEMPT_S", 0.05)
+    monkeypatch.setattr(bench.results.store.opening, "_ATTEMPT_S", 0.05)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -11,35 +11,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from itertools import product
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from bench.config import stable_hash
 from bench.data.dataset import Dataset
-from bench.engine.robustness import suite_robustness
+from bench.engine.plan import RunPlan, plan_of
+from bench.engine.plan import ranking_key as ranking_key  # where importing keys its cells
 from bench.engine.splits import SplitCache
-from bench.engine.suite import Suite, tuning_specs
-from bench.engine.tuning import TuneSpec
+from bench.engine.suite import Suite
+from bench.engine.tuning_spec import TuneSpec
 from bench.evaluation.floors import is_floor
 from bench.evaluation.metrics import (
     DEFAULT_GAIN,
 )
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY
 from bench.protocol import Protocol, SupportSize
-from bench.protocol.learner import (
-    Budget,
-    learner_class,
-    make_learner,
-    split_budget,
-    stream_name,
-)
+from bench.protocol.learner import Budget, learner_class, stream_name
 from bench.provenance import learner_fingerprint
 from bench.results.records import TrialRecord
 from bench.seeding import Seeds
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)
@@ -90,12 +82,15 @@ class CellJob:
 class RunContext:
     """What every cell of a run shares, sent once to each worker."""
 
-    suite: Suite
-    protocol: Protocol
+    plan: RunPlan
     run_id: str
     fingerprint: str
     progress: bool = False
     """Show each tuning search's progress (in the driver's process only)."""
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.plan.protocol
 
 
 @dataclass(frozen=True)
@@ -197,18 +192,6 @@ def cell_identity(cell: Cell, fingerprint: str) -> dict[str, Any]:
     }
 
 
-def ranking_key(suite: Suite, dataset: Dataset, protocol: Protocol) -> dict[str, Any] | None:
-    """What of the suite's ranking settings defines a cell of ``dataset``: None when it ranks
-    in-query only (the cells as they were before catalogue ranking existed)."""
-    views = suite.ranking_for(dataset, protocol)
-    if views == ("query",):
-        return None
-    key: dict[str, Any] = {"views": sorted(views), "top_k": sorted(suite.top_k)}
-    if "sampled" in views:
-        key["negatives"] = suite.negatives
-    return key
-
-
 def tie_seed(seed: int) -> int:
     """The seed of the tie-breaking order of a cell's rankings: one per split seed, shared by
     every learner, so two learners that score alike rank alike."""
@@ -216,62 +199,62 @@ def tie_seed(seed: int) -> int:
 
 
 def iter_cells(
-    datasets: list[Dataset], protocol: Protocol, suite: Suite, fingerprint: str
+    datasets: list[Dataset], protocol: Protocol, suite: Suite | RunPlan, fingerprint: str
 ) -> Iterator[Cell]:
-    # A learner's config hash depends only on its config: build each learner once to read it.
-    # A tuned learner's also names its search, so that its cells share one hash across seeds
-    # whatever config each seed's search chose.
-    specs = tuning_specs(suite, protocol)
-    perturbing = suite_robustness(suite)
-    robustness = perturbing.key() if perturbing is not None else None
-    config_hashes, budgets = {}, {}
+    """The cells of a suite (or of its plan) on loaded ``datasets``, for ``protocol``."""
+    plan = suite if isinstance(suite, RunPlan) else plan_of(suite)
+    return plan_cells(plan, datasets, fingerprint, protocol)
+
+
+def plan_cells(
+    plan: RunPlan, datasets: list[Dataset], fingerprint: str, protocol: Protocol | None = None
+) -> Iterator[Cell]:
+    """Every cell of ``plan`` on its loaded ``datasets``, in the order the runner settles them."""
+    protocol = protocol or plan.protocol
+    suite = plan.suite
+    robustness = plan.robustness.key() if plan.robustness is not None else None
     # The harness's code and each learner's own: editing one learner leaves the others' cells valid.
     code = {
-        name: f"{fingerprint}+{learner_fingerprint(learner_class(name))}" for name in suite.learners
+        p.name: f"{fingerprint}+{learner_fingerprint(learner_class(p.name))}" for p in plan.learners
     }
-    for name in suite.learners:
-        overrides, budgets[name] = split_budget(suite.learner.get(name), f"[learner.{name}]")
-        config_hashes[name] = make_learner(name, overrides).config_hash
-        if name in specs:
-            config_hashes[name] = stable_hash(
-                {"config": config_hashes[name], "tuning": specs[name].as_dict()}
-            )
+    perturbing = plan.robustness
     arms = ["", *(perturbing.arms if perturbing is not None else ())]
     settings = perturbing.arms if perturbing is not None else {}
     if perturbing is not None and not (perturbing.kinds or perturbing.targets):
         robustness = None  # arms of noise only: the clean cells are those of a plain run
+    slices = sorted(plan.slices)
     for dataset in datasets:
-        for seed in suite.seeds:
-            for learner_name, device, arm in product(suite.learners, suite.devices, arms):
-                if arm and is_floor(learner_name):
+        ranking = plan.ranking_key(dataset)
+        for seed in plan.seeds:
+            for learner, device, arm in product(plan.learners, plan.devices, arms):
+                if arm and is_floor(learner.name):
                     continue  # a floor ignores what it is trained on beyond one level
-                budget = budgets[learner_name]
                 key = cell_key(
                     dataset,
                     protocol,
-                    learner_name,
-                    config_hashes[learner_name],
+                    learner.name,
+                    learner.config_hash,
                     seed,
                     device,
-                    code[learner_name],
-                    budget,
+                    code[learner.name],
+                    learner.budget,
                     suite.ndcg_gain,
-                    specs.get(learner_name),
+                    learner.tuning,
                     suite.tie_policy,
-                    ranking_key(suite, dataset, protocol),
+                    ranking,
                     robustness,
-                    sorted(suite.slices),
+                    slices,
                     asdict(settings[arm]) if arm else None,
                 )
                 yield Cell(
                     dataset,
                     protocol,
                     seed,
-                    learner_name,
+                    learner.name,
                     device,
                     key,
-                    budget,
-                    config_hashes[learner_name],
-                    specs.get(learner_name),
+                    learner.budget,
+                    learner.config_hash,
+                    learner.tuning,
                     arm=arm,
                 )

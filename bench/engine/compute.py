@@ -10,14 +10,25 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from bench.data.dataset import Dataset
 from bench.engine.attack_metrics import mean_prediction_row, target_rows
-from bench.engine.robustness import COLD_SCENARIOS, perturbation_of, suite_robustness
+from bench.engine.cells import (
+    PROGRESS_SINKS,
+    TRIAL_SINKS,
+    Cell,
+    CellFailure,
+    RunContext,
+    learner_seeds,
+    tie_seed,
+)
+from bench.engine.plan import RunPlan
+from bench.engine.robustness import COLD_SCENARIOS, perturbation_of
+from bench.engine.splits import SplitCache
 from bench.engine.suite import Suite
 from bench.engine.tuning import Tuned, TuneSpec, search, validation_objective
 from bench.evaluation.floors import scoring_tie_policy
@@ -36,29 +47,11 @@ from bench.protocol.episodes import (
     TaskBatch,
     predict_in_chunks,
 )
-from bench.protocol.learner import (
-    Learner,
-    make_learner,
-    split_budget,
-)
+from bench.protocol.learner import Learner, make_learner
 from bench.protocol.perturbation_labels import ATTACKER_KINDS, parse_label
 from bench.protocol.slices import split_attributes
 from bench.protocol.training_arms import attack_targets
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation, Predictions, TrialRecord
-
-if TYPE_CHECKING:
-    pass
-from bench.engine.cells import (
-    PROGRESS_SINKS,
-    TRIAL_SINKS,
-    Cell,
-    CellFailure,
-    RunContext,
-    learner_seeds,
-    ranking_key,
-    tie_seed,
-)
-from bench.engine.splits import SplitCache
 
 WARMUP_TASKS = 8
 
@@ -78,7 +71,7 @@ def warm_up(device: torch.device) -> None:
 def tune_cell(
     cell: Cell,
     spec: TuneSpec,
-    suite: Suite,
+    plan: RunPlan,
     cache: SplitCache,
     device: torch.device,
     progress: bool,
@@ -95,11 +88,11 @@ def tune_cell(
             f"seed {cell.seed} has none (validation_fraction = "
             f"{split.config.validation_fraction:g}, or too few entities can form a task)"
         )
-    fixed, _ = split_budget(suite.learner.get(cell.learner), f"[learner.{cell.learner}]")
+    suite = plan.suite
     seeds = learner_seeds(cell.seed, cell.learner)
     objective = validation_objective(
         cell.learner,
-        fixed,
+        dict(plan.learner(cell.learner).config),
         spec,
         train=train,
         validation=validation,
@@ -126,7 +119,7 @@ def tune_cell(
 
 def run_cell(
     cell: Cell,
-    suite: Suite,
+    plan: RunPlan,
     cache: SplitCache,
     run_id: str,
     fingerprint: str,
@@ -136,10 +129,11 @@ def run_cell(
 ) -> CellRecord:
     """Fit the cell's learner (with the config a search chose, when ``tuned``) and evaluate it
     on the ``needed`` (scenario, k) pairs."""
-    overrides = {**suite.learner.get(cell.learner, {}), **(tuned.params if tuned else {})}
+    suite = plan.suite
+    overrides = {**plan.learner(cell.learner).table, **(tuned.params if tuned else {})}
     learner = make_learner(cell.learner, overrides)
     split, train = cache.split(cell.dataset, cell.seed)
-    settings = suite_robustness(suite)
+    settings = plan.robustness
     if cell.arm:  # fitted on training data with noise or fake profiles; tested on clean tasks
         assert settings is not None
         train = cache.arm_training(cell.dataset, cell.seed, settings.arms[cell.arm])
@@ -165,7 +159,7 @@ def run_cell(
             "relevance": split.config.relevance_rule.label,
             "ranking_version": RANKING_VERSION,
             "task_axis": split.config.task_axis,
-            **(ranking_key(suite, cell.dataset, cell.protocol) or {}),
+            **(plan.ranking_key(cell.dataset) or {}),
         },
         tuning=tuned.record if tuned else None,
         trials=tuned.trials if tuned else [],
@@ -186,8 +180,8 @@ def run_cell(
         pool = settings.attacks[0].target_pool
         targets = attack_targets(clean_train, settings.targets, cell.seed, pool)
         record.split_summary["attack_targets"] = cell.dataset.raw_ids("item", targets)
-    if suite.slices:
-        record.split_summary["slices"] = stored_slices(cell.dataset, split, needed, suite.slices)
+    if plan.slices:
+        record.split_summary["slices"] = stored_slices(cell.dataset, split, needed, plan.slices)
     if device.type == "cuda":
         torch.empty(1, device=device)  # create the CUDA context outside the timed region
     seeds = learner_seeds(cell.seed, cell.learner)
@@ -198,7 +192,7 @@ def run_cell(
     for scenario, k in needed:
         # A perturbed evaluation (``user_cold~flip@0.2``) uses the clean scenario's tasks with
         # their support corrupted; the learner stays as fitted.
-        clean, perturbation = perturbation_of(suite, scenario)
+        clean, perturbation = perturbation_of(plan.robustness, scenario)
         if cell.arm:  # ``user_cold~train-flip@0.1``: the clean tasks, another fit
             clean = parse_label(scenario)[0]
         labelled = cache.tasks(cell.dataset, cell.seed, clean, k)
@@ -242,7 +236,7 @@ def run_cell(
             record.metrics.append(
                 mean_prediction_row(queries.predicted, queries.mask, scenario, k_label)
             )
-        views = suite.ranking_for(cell.dataset, cell.protocol)
+        views = plan.ranking_views(cell.dataset)
         in_query = suite.metrics if "query" in views else rating_metrics(suite.metrics)
         for name, value in evaluate(queries, recorded_metrics(in_query)).items():
             record.metrics.append(
@@ -431,11 +425,11 @@ def compute_cell(
         tuned = None
         if cell.tuning is not None:
             tuned = tune_cell(
-                cell, cell.tuning, context.suite, cache, device, context.progress, keep
+                cell, cell.tuning, context.plan, cache, device, context.progress, keep
             )
         return run_cell(
             cell,
-            context.suite,
+            context.plan,
             cache,
             context.run_id,
             context.fingerprint,

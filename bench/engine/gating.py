@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.engine.plan import RunPlan, as_plan
 from bench.engine.suite import Suite
 from bench.errors import BenchError
 from bench.results.analysis import Results, load_results
@@ -25,7 +26,7 @@ class SuiteRun:
     failed: list[tuple[str, str]]
 
 
-def run_for_check(suite: Suite, store: Path, *, progress: bool) -> SuiteRun:
+def run_for_check(suite: Suite | RunPlan, store: Path, *, progress: bool) -> SuiteRun:
     """Run ``suite`` into ``store`` (reusing the cells it already holds) and read back the cells
     of this run."""
     from bench.engine.runner import run_suite
@@ -44,9 +45,13 @@ def run_for_check(suite: Suite, store: Path, *, progress: bool) -> SuiteRun:
     return SuiteRun(load_results(store, cell_keys=outcome.cell_keys), outcome.failed)
 
 
-def make_baseline(suite: Suite, store: Path, out: Path, *, progress: bool, command: str) -> int:
+def make_baseline(
+    suite: Suite | RunPlan, store: Path, out: Path, *, progress: bool, command: str
+) -> int:
     """Run ``suite`` and write its baseline to ``out``; 1 (and no file) when a cell failed."""
-    run = run_for_check(suite, store, progress=progress)
+    plan = as_plan(suite)
+    suite = plan.suite
+    run = run_for_check(plan, store, progress=progress)
     if run.failed:
         _log(f"{len(run.failed)} cell(s) failed: no baseline written to {out}")
         return 1
@@ -64,7 +69,7 @@ def make_baseline(suite: Suite, store: Path, out: Path, *, progress: bool, comma
 class CheckRequest:
     baseline: Path
     store: Path
-    suite: Suite | None = None
+    suite: Suite | RunPlan | None = None
     run_ids: tuple[str, ...] | None = None
     tolerance_flags: tuple[str, ...] = ()
     alpha: float | None = None
@@ -78,9 +83,8 @@ def _tolerances(request: CheckRequest, baseline: Snapshot) -> Tolerances:
     """Defaults, then the baseline's recorded table, the suite's table, then the flags."""
     tolerances = apply_table(Tolerances(), baseline.check, f"baseline {request.baseline}: check")
     if request.suite is not None:
-        tolerances = apply_table(
-            tolerances, request.suite.check, f"{request.suite.source}: [check]"
-        )
+        suite = as_plan(request.suite).suite
+        tolerances = apply_table(tolerances, suite.check, f"{suite.source}: [check]")
     tolerances = apply_flags(tolerances, request.tolerance_flags)
     settings: dict[str, float] = {}
     if request.alpha is not None:

@@ -35,6 +35,7 @@ from bench.engine.imported_scores import (
     ranking_groups,
     required_candidates,
 )
+from bench.engine.plan import RunPlan
 from bench.engine.split_export import Selection, select
 from bench.engine.suite import Suite
 from bench.errors import BenchError, DataError, RegistryError
@@ -336,7 +337,7 @@ def _read(path: Path) -> tuple[bytes, str]:
 
 
 def import_predictions(
-    suite: Suite,
+    suite: Suite | RunPlan,
     learner: str,
     predictions: Path | None,
     scores: Path | None,
@@ -361,6 +362,7 @@ def import_predictions(
             f"another name (for example {learner}-imported)"
         )
     chosen = select(suite)
+    suite = chosen.suite
     if scores is not None:
         ranks = [
             ref

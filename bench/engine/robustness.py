@@ -275,31 +275,31 @@ def _parse_shilling(value: Any, where: str) -> tuple[ShillingAttack, ...]:
     )
 
 
-def check_attack_sizes(suite: Any, datasets: list[Any]) -> None:
-    """Refuse an attack size that adds no fake profile to a dataset (too few users for it)."""
-    settings = suite_robustness(suite)
+def check_attack_sizes(settings: Robustness | None, where: str, datasets: list[Any]) -> None:
+    """Refuse an attack size of a suite's robustness ``settings`` (None: off; the suite file
+    ``where``) that adds no fake profile to a dataset (too few users for it)."""
     if settings is None or not settings.attacks:
         return
     for dataset in datasets:
         for attack in settings.attacks:
             if profile_count(attack.size, int(dataset.n_users)) == 0:
                 raise ConfigError(
-                    f"{suite.source}: robustness.shilling.sizes: {attack.size:g} of the "
+                    f"{where}: robustness.shilling.sizes: {attack.size:g} of the "
                     f"{dataset.n_users} users of {dataset.name} rounds to no fake profile; "
                     f"the smallest size that adds one is {1 / (2 * dataset.n_users):.2g}"
                 )
             if attack.targets > int(dataset.n_items):
                 raise ConfigError(
-                    f"{suite.source}: robustness.shilling.targets: {attack.targets} target items, "
+                    f"{where}: robustness.shilling.targets: {attack.targets} target items, "
                     f"but {dataset.name} has {dataset.n_items} items"
                 )
 
 
 def arm_evaluations(
-    suite: Any, clean: list[tuple[str, SupportSize]]
+    settings: Robustness | None, clean: list[tuple[str, SupportSize]]
 ) -> list[tuple[str, SupportSize]]:
-    """The (scenario label, k) pairs of the training-data arms: every clean pair, refitted."""
-    settings = suite_robustness(suite)
+    """The (scenario label, k) pairs of the training-data arms of a suite's robustness
+    ``settings`` (None: off): every clean pair, refitted."""
     if settings is None:
         return []
     return [(arm_label(scenario, tag), k) for tag in settings.arms for scenario, k in clean]
@@ -318,12 +318,13 @@ def label_arm(label: str) -> str:
     return ""
 
 
-def check_robustness(suite: Any, protocol: Any) -> None:
-    """Check a suite's ``robustness`` table against its scenarios and support sizes."""
+def check_robustness(suite: Any, protocol: Any) -> Robustness | None:
+    """Check a suite's ``robustness`` table against its scenarios and support sizes; its
+    settings, or None when it is off."""
     where = suite.source
     settings = parse_robustness(suite.robustness, where)
     if settings is None:
-        return
+        return None
     if settings.kinds and not any(s in COLD_SCENARIOS for s in suite.scenarios):
         raise ConfigError(
             f"{where}: robustness perturbs the support sets of cold scenarios "
@@ -336,7 +337,7 @@ def check_robustness(suite: Any, protocol: Any) -> None:
         )
     sizes = protocol.config.support_sizes
     if "all" in sizes:
-        return  # task pools differ in size: some task is corrupted at any strength above 0
+        return settings  # task pools differ in size: some task is corrupted at any strength above 0
     finite = [int(k) for k in sizes if int(k) > 0]
     for strength in settings.strengths:
         if strength > 0 and all(corrupted_count(strength, k) == 0 for k in finite):
@@ -351,6 +352,7 @@ def check_robustness(suite: Any, protocol: Any) -> None:
                 f"ratings of every task at the support sizes "
                 f"({', '.join(map(str, sizes))}){hint}; use 0 for the clean run"
             )
+    return settings
 
 
 def suite_robustness(suite: Any) -> Robustness | None:
@@ -358,10 +360,10 @@ def suite_robustness(suite: Any) -> Robustness | None:
 
 
 def perturbed_evaluations(
-    suite: Any, wanted: list[tuple[str, SupportSize]]
+    settings: Robustness | None, wanted: list[tuple[str, SupportSize]]
 ) -> list[tuple[str, SupportSize]]:
-    """The (scenario label, k) pairs of the perturbed evaluations a suite adds to ``wanted``."""
-    settings = suite_robustness(suite)
+    """The (scenario label, k) pairs of the perturbed evaluations that a suite's robustness
+    ``settings`` (None: off) add to ``wanted``."""
     if settings is None:
         return []
     return [
@@ -372,9 +374,9 @@ def perturbed_evaluations(
     ]
 
 
-def perturbation_of(suite: Any, label: str) -> tuple[str, Perturbation | None]:
-    """The scenario and perturbation a stored label names, under the suite's settings."""
-    settings = suite_robustness(suite)
+def perturbation_of(settings: Robustness | None, label: str) -> tuple[str, Perturbation | None]:
+    """The scenario and perturbation a stored label names, under a suite's robustness
+    ``settings`` (None: off)."""
     if settings is not None:
         for p in settings.perturbations:
             for scenario in COLD_SCENARIOS:

@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from bench.data.cards import load_dataset
 from bench.data.dataset import Dataset
-from bench.devices import check_device_name, resolve_devices
+from bench.devices import resolve_devices
 from bench.engine.leases import LeaseKeeper
+from bench.engine.plan import RunPlan, plan_of
 from bench.engine.robustness import (
     arm_evaluations,
     check_attack_sizes,
@@ -30,12 +31,10 @@ from bench.engine.robustness import (
 )
 from bench.engine.suite import Suite, nothing_to_run
 from bench.errors import ConfigError, StoreError
-from bench.protocol import SupportSize, make_protocol
+from bench.protocol import SupportSize
 from bench.protocol.audit import audit
 from bench.protocol.audit import summary as audit_summary
-from bench.protocol.learner import (
-    learner_class,
-)
+from bench.protocol.learner import learner_class
 from bench.protocol.manifest import split_tables
 from bench.provenance import code_fingerprint, collect
 from bench.results.claims import LEASE_S, Claim, check_lease
@@ -53,7 +52,7 @@ from bench.engine.cells import (
     RunContext,
     Workload,
     cell_identity,
-    iter_cells,
+    plan_cells,
 )
 from bench.engine.progress import CellProgress
 from bench.engine.splits import SplitCache
@@ -111,7 +110,7 @@ CLAIM_WAIT_S = 24 * 3600.0
 
 
 def run_suite(
-    suite: Suite,
+    suite: Suite | RunPlan,
     store: ResultStore,
     *,
     fresh: bool = False,
@@ -121,8 +120,8 @@ def run_suite(
     lease_s: float = LEASE_S,
     claim_wait_s: float | None = CLAIM_WAIT_S,
 ) -> RunOutcome:
-    """Run ``suite``'s grid on ``executor`` (in this process by default), writing each finished
-    cell to ``store``.
+    """Run the grid of ``suite`` (or of its plan, :mod:`bench.engine.plan`) on ``executor`` (in
+    this process by default), writing each finished cell to ``store``.
 
     Cells another run has claimed are left to it: this run waits for them (at most
     ``claim_wait_s`` seconds, a day by default, without limit when None), reuses what the other
@@ -131,43 +130,41 @@ def run_suite(
     :attr:`RunOutcome.held`."""
     from bench.engine.executors import LocalExecutor
 
+    plan = suite if isinstance(suite, RunPlan) else plan_of(suite)
     check_lease(lease_s)
     executor = executor or LocalExecutor()
     if executor.resolves_devices_here:
-        devices = resolve_devices(suite.devices)
-    else:  # resolved where the cells run; the names are checked here
-        for name in suite.devices:
-            check_device_name(name)
-        devices = {name: torch.device(name) for name in suite.devices}
-    protocol = make_protocol(suite.protocol["name"], suite.protocol)
+        devices = resolve_devices(plan.devices)
+    else:  # resolved where the cells run; the plan checked the names
+        devices = {name: torch.device(name) for name in plan.devices}
+    protocol = plan.protocol
     datasets = [
-        load_dataset(name, suite.dataset.get(name), data_dir=suite.data_dir)
-        for name in suite.datasets
+        load_dataset(d.name, dict(d.options) or None, data_dir=plan.data_dir) for d in plan.datasets
     ]
-    empty = nothing_to_run(suite, protocol, datasets)
+    empty = nothing_to_run(plan.suite, protocol, datasets)
     if empty:
         raise ConfigError(empty)
-    check_attack_sizes(suite, datasets)
+    check_attack_sizes(plan.robustness, plan.suite.source, datasets)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
     cache = SplitCache(protocol)
-    # A protocol may offer fewer scenarios (predefined folds are warm only); skip the others.
-    offered = [s for s in suite.scenarios if s in protocol.scenarios]
-    wanted = [(s, k) for s in offered for k in protocol.config.support_sizes]
-    audit_splits(cache, datasets, suite.seeds, wanted, log)
+    wanted = plan.evaluations
+    audit_splits(cache, datasets, plan.seeds, wanted, log)
     clean = list(wanted)
-    wanted += perturbed_evaluations(suite, clean)  # after the audit: the same tasks, corrupted
-    wanted += arm_evaluations(suite, clean)  # the same tasks, after refitting on other data
-    cells = list(iter_cells(datasets, protocol, suite, fingerprint))
+    wanted += perturbed_evaluations(plan.robustness, clean)  # after the audit: the same tasks
+    wanted += arm_evaluations(plan.robustness, clean)  # the same tasks, refitted on other data
+    cells = list(plan_cells(plan, datasets, fingerprint))
     # Cells an earlier run could not store are written now, and only those this run would compute.
     store.write_kept_cells({cell.key: cell_identity(cell, fingerprint) for cell in cells})
     in_process = isinstance(executor, LocalExecutor)
-    context = RunContext(suite, protocol, outcome.run_id, fingerprint, progress and in_process)
+    context = RunContext(plan, outcome.run_id, fingerprint, progress and in_process)
     # Workers start before the run is recorded: an executor that cannot start is bad input.
     executor.start(Workload(context, {d.content_hash: d for d in datasets}, cache, devices))
     status = "interrupted"
     try:
-        store.start_run(outcome.run_id, suite.name, suite.resolved(), collect(list(suite.devices)))
+        store.start_run(
+            outcome.run_id, plan.name, plan.suite.resolved(), collect(list(plan.devices))
+        )
     except BaseException:
         executor.close(cancel=True)
         raise
@@ -188,7 +185,7 @@ def run_suite(
             progress,
             log,
             claim_wait_s,
-            suite.keep_predictions,
+            plan.suite.keep_predictions,
             report_cells,
         )
         status = "failed" if outcome.failed else "finished"

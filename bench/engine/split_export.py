@@ -33,9 +33,10 @@ import pandas as pd
 from bench.data.cards import load_dataset
 from bench.data.dataset import Dataset
 from bench.engine.candidate_tables import candidate_tables
+from bench.engine.plan import RunPlan, as_plan
 from bench.engine.suite import Suite
 from bench.errors import BenchError, ConfigError, DataError
-from bench.protocol import Protocol, Split, SupportSize, make_protocol
+from bench.protocol import Protocol, Split, SupportSize
 from bench.protocol.audit import Check, audit
 from bench.protocol.episodes import make_meta_train
 from bench.protocol.manifest import (
@@ -90,8 +91,11 @@ class Selection:
     evaluated: list[tuple[str, SupportSize]]
 
 
-def select(suite: Suite, dataset: str | None = None, seed: int | None = None) -> Selection:
-    protocol = make_protocol(suite.protocol["name"], suite.protocol)
+def select(
+    suite: Suite | RunPlan, dataset: str | None = None, seed: int | None = None
+) -> Selection:
+    plan = as_plan(suite)
+    suite, protocol = plan.suite, plan.protocol
     refs = list(suite.datasets)
     if dataset is not None:
         if dataset not in refs:
@@ -101,10 +105,8 @@ def select(suite: Suite, dataset: str | None = None, seed: int | None = None) ->
             )
         refs = [dataset]
     loaded = [(r, load_dataset(r, suite.dataset.get(r), data_dir=suite.data_dir)) for r in refs]
-    offered = [s for s in suite.scenarios if s in protocol.scenarios]
-    evaluated = [(s, k) for s in offered for k in protocol.config.support_sizes]
     seeds = suite.seeds if seed is None else (seed,)
-    return Selection(suite, protocol, loaded, seeds, evaluated)
+    return Selection(suite, protocol, loaded, seeds, plan.evaluations)
 
 
 def compute(
@@ -254,7 +256,7 @@ def _split_entry(
 
 
 def export_split(
-    suite: Suite,
+    suite: Suite | RunPlan,
     out: Path,
     fmt: str = "csv",
     *,
@@ -266,6 +268,7 @@ def export_split(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown split format {fmt!r}; choose from {', '.join(FORMATS)}")
     chosen = select(suite, dataset, seed)
+    suite = chosen.suite
     settings = json.loads(json.dumps(suite.resolved(), default=str))
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
         raise BenchError(
@@ -372,7 +375,7 @@ def load_tables(directory: Path) -> list[SplitTables]:
 
 
 def audit_splits(
-    suite: Suite | None,
+    suite: Suite | RunPlan | None,
     directory: Path | None = None,
     dataset: str | None = None,
     seed: int | None = None,

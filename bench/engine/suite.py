@@ -159,7 +159,9 @@ def parse_seeds(value: Any, where: str) -> tuple[int, ...]:
     )
 
 
-def load_suite(name_or_path: str) -> Suite:
+def load_suite(name_or_path: str, *, check: bool = True) -> Suite:
+    """A shipped suite or a suite file, parsed; checked too unless ``check`` is false (for
+    :func:`bench.engine.plan.build_plan`, which checks it once with its overrides)."""
     path = Path(name_or_path)
     if not (name_or_path.endswith(".toml") or path.is_file()):
         path = SUITES.get(name_or_path)
@@ -167,10 +169,10 @@ def load_suite(name_or_path: str) -> Suite:
         raise ConfigError(f"suite file {path} does not exist")
     text = read_text(path, "suite file", ConfigError)
     raw = load_toml(text, f"suite file {path}", ConfigError)
-    return suite_from_dict(raw, str(path))
+    return suite_from_dict(raw, str(path), check=check)
 
 
-def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
+def suite_from_dict(raw: dict[str, Any], where: str, *, check: bool = True) -> Suite:
     known = {f.name for f in dataclasses.fields(Suite)} - {"source"}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -227,32 +229,40 @@ def suite_from_dict(raw: dict[str, Any], where: str) -> Suite:
         shown = tuple(m for m in Suite.shown_metrics if m in values["metrics"])
         values["shown_metrics"] = shown or values["metrics"]
     suite = Suite(**values)
-    validate(suite)
+    if check:
+        validate(suite)
     return suite
 
 
 def override(suite: Suite, given_as: Mapping[str, str] | None = None, **flags: Any) -> Suite:
-    """Apply overrides such as command-line flags (None means not given).
+    """Apply overrides given as suite fields (None means not given), and check the result.
 
     ``given_as`` names where each field's value came from (``{"devices": "--device"}``), so that
-    an error about it names the flag rather than the suite file.
+    an error about it names the flag rather than the suite file. Runs take their overrides
+    through :func:`bench.engine.plan.build_plan` instead, which checks once.
     """
     given = {k: v for k, v in flags.items() if v is not None}
-    if "learners" in given and "learner" not in given:
-        # Narrowing the learners on the command line keeps only their config tables.
-        given["learner"] = {k: v for k, v in suite.learner.items() if k in given["learners"]}
-    if "learners" in given and "tune" not in given:
-        # ... and only their search spaces; the budget and objective stay.
-        given["tune"] = {
-            k: v for k, v in suite.tune.items() if not isinstance(v, dict) or k in given["learners"]
-        }
+    if "learners" in given:
+        tables, tune = narrowed(suite, given["learners"])
+        given.setdefault("learner", tables)
+        given.setdefault("tune", tune)
     suite = replace(suite, **given)
     validate(suite, {k: v for k, v in (given_as or {}).items() if k in given})
     return suite
 
 
+def narrowed(
+    suite: Suite, learners: Sequence[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The suite's learner tables and ``[tune]`` table when only ``learners`` run: their config
+    tables and search spaces stay (the search's budget and objective too), the others go."""
+    tables = {k: v for k, v in suite.learner.items() if k in learners}
+    tune = {k: v for k, v in suite.tune.items() if not isinstance(v, dict) or k in learners}
+    return tables, tune
+
+
 def sized_protocol(
-    suite: Suite, support_sizes: Sequence[int] | None, query_size: int | None
+    suite: Suite, support_sizes: Sequence[int | str] | None, query_size: int | None
 ) -> dict[str, Any] | None:
     """The suite's ``[protocol]`` table with its support sizes and query size replaced where
     given (None: neither given), so that a small dataset can be sized without a suite file."""
@@ -266,11 +276,28 @@ def sized_protocol(
     return table
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What checking a suite built on the way, so that nothing needs building twice: its
+    protocol, each learner's config hash (as set, before any search), its search specs and
+    its robustness settings."""
+
+    protocol: Any
+    config_hashes: dict[str, str]
+    specs: dict[str, Any]
+    robustness: Any
+
+
 def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     """Check every name and parameter a suite uses, without loading data or fitting anything.
 
     Errors name the suite file, or for a field in ``given_as`` where its value came from.
     """
+    check_suite(suite, given_as)
+
+
+def check_suite(suite: Suite, given_as: Mapping[str, str] | None = None) -> Checked:
+    """:func:`validate`, returning what it built (for :mod:`bench.engine.plan`)."""
     from bench.data.cards import check_dataset_options, get_card
     from bench.devices import check_device_name
     from bench.protocol.learner import make_learner
@@ -354,12 +381,13 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         check_dataset_options(name, suite.dataset.get(name))
     for extra in set(suite.learner) - set(suite.learners):
         raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
+    config_hashes = {}
     for name in suite.learners:
         try:
-            make_learner(name, suite.learner.get(name))
+            config_hashes[name] = make_learner(name, suite.learner.get(name)).config_hash
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
-    tuning_specs(suite, protocol)
+    specs = tuning_specs(suite, protocol)
     for name in suite.slices:
         if name not in SLICE_ATTRIBUTES:
             raise ConfigError(
@@ -370,7 +398,7 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
         raise ConfigError(f"{at('slices')}: slices lists an attribute twice")
     from bench.engine.robustness import check_robustness
 
-    check_robustness(suite, protocol)
+    robustness = check_robustness(suite, protocol)
     if not isinstance(suite.floors, bool):
         raise ConfigError(f"{at('floors')}: must be true or false, got {suite.floors!r}")
     if not isinstance(suite.keep_predictions, bool):
@@ -382,11 +410,12 @@ def validate(suite: Suite, given_as: Mapping[str, str] | None = None) -> None:
     from bench.results.gate.tolerance import Tolerances, apply_table
 
     apply_table(Tolerances(), suite.check, f"{where}: [check]")
+    return Checked(protocol, config_hashes, specs, robustness)
 
 
 def tuning_specs(suite: Suite, protocol: Any) -> dict[str, Any]:
     """The :class:`bench.engine.tuning.TuneSpec` of each learner the suite tunes (checked)."""
-    from bench.engine.tuning import parse_tuning
+    from bench.engine.tuning_spec import parse_tuning
 
     if not suite.tune:
         return {}

@@ -22,6 +22,7 @@ EQUIVALENT = Path(__file__).with_name("equivalent.md")
 # name: (files, function patterns in mutmut's mangled names, target kill rate); the Makefile's
 # mutate-NAME targets use the same names.
 PROTOCOL_FILES = ("__init__", "base", "cold_start", "presets", "predefined")
+STORE_FILES = ("__init__", "schema", "opening", "writing", "claiming", "reading")
 # The cell key, and resume: the run's set-up and the driver that reuses, claims, recomputes and
 # stores each cell.
 RUNNER_FUNCTIONS = (
@@ -37,7 +38,7 @@ SCOPE: dict[str, tuple[tuple[str, ...], tuple[str, ...], float]] = {
     "protocol": (tuple(f"bench/protocol/{f}.py" for f in PROTOCOL_FILES), ("*",), 0.90),
     "episodes": (("bench/protocol/episodes.py",), ("*",), 0.0),
     "runner": (("bench/engine/runner.py",), RUNNER_FUNCTIONS, 0.0),
-    "store": (("bench/results/store.py",), ("*",), 0.0),
+    "store": (tuple(f"bench/results/store/{f}.py" for f in STORE_FILES), ("*",), 0.0),
     "mf": (("learners/mf.py", "learners/als.py"), ("*",), 0.0),
     "maml": (("learners/network/adaptation.py", "learners/network/losses.py"), ("*",), 0.0),
 }

@@ -76,7 +76,7 @@ def _start_worker(
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
-    devices = resolve_devices(context.suite.devices)
+    devices = resolve_devices(context.plan.devices)
     for device in devices.values():
         warm_up(device)
     _worker = _Worker(context, datasets, SplitCache(context.protocol), devices)
