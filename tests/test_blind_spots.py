@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.engine.tuning import TuneSpec, parse_tuning, search
@@ -26,8 +27,16 @@ from bench.results.analysis import (
     timing_summary,
 )
 from bench.results.analysis.summary import resolve_reference
+from bench.results.analysis.views import agreements
 from bench.results.gate.compare import compare
-from bench.results.gate.snapshot import CellName, CellValues, Origin, Snapshot, snapshot_of
+from bench.results.gate.snapshot import (
+    CellName,
+    CellValues,
+    Origin,
+    Snapshot,
+    TimingValues,
+    snapshot_of,
+)
 from bench.results.gate.tolerance import Tolerances
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation
 from bench.results.store import ResultStore
@@ -42,11 +51,11 @@ FIT_S = {0: 1.0, 1: 2.0, 2: 6.0}
 PREDICT_S = {0: (0.5, 0.25), 1: (1.0, 0.5), 2: (4.0, 2.0)}
 
 
-def _timing(scenario: str, k: str, phase: str, seconds: float) -> TimingRow:
+def _timing(scenario: str, k: str, phase: str, seconds: float, host: str = "box") -> TimingRow:
     tasks = 0 if phase == "fit" else N_TASKS
     rate = float("nan") if phase == "fit" else tasks / seconds
     return TimingRow(
-        scenario, k, phase, seconds, seconds, tasks, rate, 2**20, "rss", 1, 0.0, 2, "box"
+        scenario, k, phase, seconds, seconds, tasks, rate, 2**20, "rss", 1, 0.0, 2, host
     )
 
 
@@ -274,3 +283,121 @@ def test_tpe_proposes_at_random_for_its_start_up_trials_then_from_the_values(tri
     assert rising[startup] != falling[startup]
     # and the model-based trials lean towards each objective's own best end of the range
     assert np.median(rising[startup:]) < np.median(falling[startup:])
+
+
+# More of the gate -------------------------------------------------------------------------------
+
+
+def test_the_gate_keeps_the_timings_of_the_host_that_timed_most_seeds(tmp_path: Path) -> None:
+    """Four seeds on three hosts: the host of the first seed and that of the last timed one seed
+    each, the middle one two, each at its own speed."""
+    hosts = {
+        0: ("first-box", 10.0),
+        1: ("main-box", 3.0),
+        2: ("main-box", 5.0),
+        3: ("last-box", 20.0),
+    }
+    cells = []
+    for seed, (host, fit) in hosts.items():
+        record = _cell(f"mf-{seed}", "mf", seed % 3)
+        record.seed = seed
+        record.timings = [_timing(FIT_SCOPE, FIT_SCOPE, "fit", fit, host)]
+        record.timings += [_timing(s, "5", "adapt+predict", fit / 10, host) for s in SCENARIOS]
+        cells.append(record)
+    results = load_results(_store(tmp_path / "s.sqlite", cells, ["mf"]))
+    summary = timing_summary(results)
+    assert set(summary["host"]) == {"first-box", "main-box", "last-box"}
+    assert summary["mixed_hosts"].all()
+    timings = snapshot_of(results).timings
+    fit = timings[("toy", "cold-random", "mf", "cpu", "fit")]
+    predict = timings[("toy", "cold-random", "mf", "cpu", "predict")]
+    assert (fit.host, fit.n_seeds, fit.seconds) == ("main-box", 2, pytest.approx(4.0))
+    assert predict.host == "main-box"
+    assert predict.seconds == pytest.approx(len(SCENARIOS) * (0.3 + 0.5) / 2)
+
+
+FIT: tuple[str, str, str, str, str] = ("toy", "cold-random", "mf", "cpu", "fit")
+
+
+def _timed(seconds: float) -> Snapshot:
+    cell = CellValues(ORIGIN, {0: 2.0}, 30, {})
+    timing = TimingValues(ORIGIN, seconds, 2, "box", "1", 0)
+    return Snapshot({MAE: cell}, {FIT: timing}, {}, "t")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (4.0, 6.4, "worse"),  # 1.6 times and 2.4 s slower
+        (0.4, 0.64, "same"),  # 1.6 times but 0.24 s slower
+        (4.0, 2.4, "better"),  # 0.6 times and 1.6 s faster
+        (0.4, 0.24, "same"),  # 0.6 times but 0.16 s faster
+    ],
+)
+def test_a_timing_moves_by_its_ratio_and_by_seconds_both(
+    old: float, new: float, expected: str
+) -> None:
+    """Against a baseline of 1 s, new - old and new / old - 1 are the same number; at 4 s and 0.4 s
+    they are not, and the slack is in seconds."""
+    tolerances = Tolerances(timing=1.5, timing_slack=1.0)
+    comparison = compare(_timed(old), _timed(new), tolerances, baseline=Path("b.json"))
+    (timing,) = [v for v in comparison.verdicts if v.kind == "timing"]
+    assert timing.verdict == expected
+    assert timing.change == pytest.approx(new / old)
+
+
+def test_the_paired_test_of_the_gate_pairs_every_common_seed_by_task() -> None:
+    """Two seeds with other task lists: the pairs are the tasks of both seeds, each new value
+    against the same task's old value (a change on seed 1 alone is found)."""
+    rng = np.random.default_rng(5)
+    tasks = {
+        0: [f"u{i}" for i in range(N_TASKS)],
+        1: [f"u{i}" for i in range(N_TASKS, 2 * N_TASKS)],
+    }
+    old_values = {s: 2.0 + rng.random(N_TASKS) for s in (0, 1)}
+    order = rng.permutation(N_TASKS)  # the new side lists seed 1's tasks in another order
+    new_values = {0: old_values[0].copy(), 1: (old_values[1] + 0.5)[order]}
+    task_lists = {
+        0: (tasks[0], tasks[0]),
+        1: (tasks[1], [tasks[1][i] for i in order]),
+    }
+
+    def side(values: dict[int, np.ndarray], which: int) -> Snapshot:
+        lists = {f"toy/cold-random/user_cold/k=5/seed={s}": task_lists[s][which] for s in (0, 1)}
+        means = {s: float(v.mean()) for s, v in values.items()}
+        return Snapshot({MAE: CellValues(ORIGIN, means, 2 * N_TASKS, values)}, {}, lists, "t")
+
+    (verdict,) = compare(
+        side(old_values, 0), side(new_values, 1), Tolerances(), baseline=Path("b")
+    ).verdicts
+    assert verdict.n_pairs == 2 * N_TASKS
+    assert verdict.change == pytest.approx(0.25)
+    # half the pairs moved by +0.5 and half not at all: every non-zero difference is positive
+    assert verdict.p_value < 1e-5 and verdict.verdict == "worse"
+
+
+# The view agreement -----------------------------------------------------------------------------
+
+
+def test_a_learner_left_out_of_the_view_agreement_is_so_under_every_config() -> None:
+    """Two configs of the oracle, best under both views: left out, the other three decide."""
+    rows = []
+    means = {
+        "oracle~aaaaaa": (0.9, 0.95),
+        "oracle~bbbbbb": (0.8, 0.85),
+        "mf": (0.3, 0.5),
+        "item-mean": (0.2, 0.6),
+        "popularity": (0.1, 0.4),
+    }
+    for learner, (full, sampled) in means.items():
+        for metric, value in (("recall@10", full), ("recall@10/sampled", sampled)):
+            rows.append(
+                {
+                    "dataset": "d", "protocol": "p@1", "scenario": "warm", "k": "5",
+                    "device": "cpu", "learner": learner, "metric": metric, "mean": value,
+                }
+            )  # fmt: skip
+    (found,) = agreements(pd.DataFrame(rows), exclude=("oracle",)).values()
+    assert found.learners == 3
+    assert (found.best_full, found.best_sampled) == ("mf", "item-mean") and found.disagree
+    assert found.tau == pytest.approx(1 / 3)
