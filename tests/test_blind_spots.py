@@ -245,6 +245,8 @@ def test_a_store_with_superseded_cells_reads_the_latest(tmp_path: Path) -> None:
     summary = summarise(results).set_index("scenario")
     assert summary.loc["user_cold", "mean"] == pytest.approx(5.5)
     assert summary.loc["user_cold", "n_seeds"] == 2
+    (timing,) = timing_summary(results).itertuples(index=False)
+    assert timing.n_fits == 2  # the superseded cells' timings are left out with them
     everything = load_results(path, latest_only=False)
     assert len(everything.cells) == 4 and everything.superseded == 0
 
@@ -266,6 +268,24 @@ def _spec(trials: int) -> TuneSpec:
 def _proposals(spec: TuneSpec, objective: Any) -> list[float]:
     tuned = search(spec, objective, seeds=Seeds(4))
     return [t.params["reg"] for t in sorted(tuned.trials, key=lambda t: t.number)]
+
+
+@pytest.mark.parametrize(("objective", "chosen"), [("ndcg@3", 4), ("rmse", 1)])
+def test_a_search_keeps_the_best_value_in_its_objectives_direction(
+    objective: str, chosen: int
+) -> None:
+    """The trial's value is the config's rank: the largest is best for NDCG and the smallest for
+    RMSE (a search tested on RMSE alone cannot tell a minimum from a best)."""
+    space = parse_tuning({"trials": 4, "mf": {"rank": [1, 2, 3, 4]}}, ["mf"], {}, (5,), "<test>")[
+        "mf"
+    ].space
+    spec = TuneSpec(space, objective, 5, trials=4)
+    tuned = search(spec, lambda p: float(p["rank"]), seeds=Seeds(2))
+    assert sorted(t.params["rank"] for t in tuned.trials) == [1, 2, 3, 4]
+    assert tuned.params == {"rank": chosen}
+    assert tuned.record.best_value == float(chosen)
+    best = next(t for t in tuned.trials if t.params["rank"] == chosen)
+    assert tuned.record.best_trial == best.number
 
 
 @pytest.mark.parametrize("trials", [12, 30])
