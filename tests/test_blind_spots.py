@@ -28,6 +28,7 @@ from bench.results.analysis import (
 )
 from bench.results.analysis.summary import resolve_reference
 from bench.results.analysis.views import agreements
+from bench.results.gate.baseline import read_baseline, write_baseline
 from bench.results.gate.compare import compare
 from bench.results.gate.snapshot import (
     CellName,
@@ -394,6 +395,25 @@ def test_the_paired_test_of_the_gate_pairs_every_common_seed_by_task() -> None:
     assert verdict.change == pytest.approx(0.25)
     # half the pairs moved by +0.5 and half not at all: every non-zero difference is positive
     assert verdict.p_value < 1e-5 and verdict.verdict == "worse"
+
+
+def test_a_baseline_file_keeps_each_seeds_values_and_tasks_apart(
+    three_seeds: Path, tmp_path: Path
+) -> None:
+    """Seeds with other values and other scored tasks: a file that put one seed's values under
+    another's number, or kept one seed for all, would read back otherwise."""
+    original = snapshot_of(load_results(three_seeds))
+    path = tmp_path / "b.json"
+    write_baseline(original, path, "bench baseline --suite s")
+    again = read_baseline(path)
+    cell = again.cells[MAE]
+    assert cell.seeds == original.cells[MAE].seeds
+    assert len(set(cell.seeds.values())) == 3
+    for seed in (0, 1, 2):
+        np.testing.assert_array_equal(cell.per_task[seed], original.cells[MAE].per_task[seed])
+    assert np.isnan(cell.per_task[2][:4]).all() and not np.isnan(cell.per_task[1]).any()
+    assert again.timings == original.timings
+    assert compare(again, original, Tolerances(), baseline=path).exit_code == 0
 
 
 # The view agreement -----------------------------------------------------------------------------
