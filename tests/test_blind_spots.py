@@ -194,6 +194,14 @@ def test_two_configs_of_a_learner_get_their_suffix_and_one_config_none(two_confi
     assert labels == {"mf~aaaaaa", "mf~bbbbbb", "oracle~oooooo", "oracle~pppppp", "item-mean"}
     summary = summarise(results)
     assert len(summary) == len(labels) * len(SCENARIOS)  # never averaged together
+    # in the suite's order of learners, each learner's configs together
+    assert list(summary[summary["scenario"] == "user_cold"]["learner"]) == [
+        "mf~aaaaaa",
+        "mf~bbbbbb",
+        "oracle~oooooo",
+        "oracle~pppppp",
+        "item-mean",
+    ]
     means = summary[summary["scenario"] == "user_cold"].set_index("learner")["mean"]
     assert means["mf~bbbbbb"] == pytest.approx(means["mf~aaaaaa"] - 0.5)
 
