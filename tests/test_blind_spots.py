@@ -327,11 +327,11 @@ def test_the_gate_keeps_the_timings_of_the_host_that_timed_most_seeds(tmp_path: 
         3: ("last-box", 20.0),
     }
     cells = []
-    for seed, (host, fit) in hosts.items():
+    for seed, (host, seconds) in hosts.items():
         record = _cell(f"mf-{seed}", "mf", seed % 3)
         record.seed = seed
-        record.timings = [_timing(FIT_SCOPE, FIT_SCOPE, "fit", fit, host)]
-        record.timings += [_timing(s, "5", "adapt+predict", fit / 10, host) for s in SCENARIOS]
+        record.timings = [_timing(FIT_SCOPE, FIT_SCOPE, "fit", seconds, host)]
+        record.timings += [_timing(s, "5", "adapt+predict", seconds / 10, host) for s in SCENARIOS]
         cells.append(record)
     results = load_results(_store(tmp_path / "s.sqlite", cells, ["mf"]))
     summary = timing_summary(results)
