@@ -256,6 +256,9 @@ def test_a_store_with_superseded_cells_reads_the_latest(tmp_path: Path) -> None:
     assert summary.loc["user_cold", "n_seeds"] == 2
     (timing,) = timing_summary(results).itertuples(index=False)
     assert timing.n_fits == 2  # the superseded cells' timings are left out with them
+    # the gate compares the latest cells too, and sees one version of each
+    gate = snapshot_of(results).cells[MAE].seeds
+    assert gate == {0: pytest.approx(5.0), 1: pytest.approx(6.0)}
     everything = load_results(path, latest_only=False)
     assert len(everything.cells) == 4 and everything.superseded == 0
 
