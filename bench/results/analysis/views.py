@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from bench.evaluation.topn import parse_topn_name, topn_name
+from bench.results.analysis.summary import base_name
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,12 @@ def agreements(
     """Per (dataset, protocol, scenario, k, device) of a frame of learner means (columns
     ``dataset, protocol, scenario, k, device, learner, metric, mean``): its agreement, where the
     frame holds a full and a sampled metric of the same measure and K. ``exclude`` names
-    learners left out of the order (``oracle``)."""
+    learners left out of the order (``oracle``), under every config (``oracle~1a2b3c``)."""
     pair = agreement_metric(means["metric"].unique()) if len(means) else None
     if pair is None:
         return {}
-    frame = means[means["metric"].isin(pair) & ~means["learner"].isin(list(exclude))]
+    left_out = means["learner"].map(base_name).isin(list(exclude))
+    frame = means[means["metric"].isin(pair) & ~left_out]
     out = {}
     lines = ["dataset", "protocol", "scenario", "k", "device"]
     for key, group in frame.groupby(lines, sort=True):

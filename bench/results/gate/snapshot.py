@@ -68,8 +68,9 @@ class CellValues:
 
 @dataclass(frozen=True)
 class TimingValues:
-    """A learner's phase: seconds per seed (the median over seeds of fit seconds, or of the sum
-    of adapt+predict seconds over scenarios and support sizes)."""
+    """A learner's phase: seconds per seed (the median over seeds of fit seconds; for
+    adapt+predict, the seconds of every scenario and support size, summed, averaged over the
+    seeds)."""
 
     origin: Origin
     seconds: float
