@@ -21,9 +21,12 @@ for suite in meta ml100k-cold ml100k-recbole-metarec ml100k-robust ml100k-attack
     "$PYTHON" -m bench run --suite "$suite" --device cpu --store "$STORE" --no-progress \
         --executor process --workers "${WORKERS:-2}"
     if [ "$suite" = ml100k-cold ]; then
-        # The sanity checks of every learner's field attributions, on the run just finished;
-        # the page's Explanations section comes from them.
-        "$PYTHON" -m bench explain --store "$STORE" --check
+        # The sanity checks of field attributions on the run just finished, for two
+        # meta-learners and the two baselines they are judged against (each check refits its
+        # learner on three seeds); the page's Explanations section comes from them.
+        for learner in mf fine-tune maml melu; do
+            "$PYTHON" -m bench explain --store "$STORE" --check --learner "$learner"
+        done
     fi
 done
 "$PYTHON" -m bench report --store "$STORE" --out reports --name leaderboard \
