@@ -211,6 +211,32 @@ def _is_meta(learner: str) -> bool:
     return name not in BASELINES and name not in FLOORS
 
 
+def explanations_block(payload: dict[str, Any]) -> list[str]:
+    """The sanity checks of field attributions, and the page's verdict on the claim."""
+    entries = payload.get("explanations") or []
+    if not entries:
+        return []
+    lines = [
+        "| learner | checked | randomisation ρ (max) | deletion gain | stability ρ | top field |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in sorted(entries, key=lambda e: (_is_meta(e["learner"]), e["learner"])):
+        randomised = [v for v in (e.get("randomisation") or {}).values() if _finite(v)]
+        gain = (e.get("deletion") or {}).get("gain")
+        stable = (e.get("stability") or {}).get("ranking")
+        top = (e.get("top_fields") or [{}])[0].get("field", "–")
+        lines.append(
+            f"| `{e['learner']}` | {'yes' if e.get('checked') else 'no'} | "
+            f"{_num(max(randomised) if randomised else None)} | {_num(gain, 3)} | "
+            f"{_num(stable)} | {top} |"
+        )
+    return ["\n".join(lines), str(payload.get("explanations_verdict") or "")]
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if _finite(value) else "–"
+
+
 def runs_line(payload: dict[str, Any]) -> str:
     parts = []
     for run in payload.get("runs", []):
@@ -274,6 +300,10 @@ def render(payload: dict[str, Any]) -> str:
     if robust:
         parts.append("### Corrupted support sets (`ml100k-robust`, RMSE)")
         parts += robust
+    explained = explanations_block(payload)
+    if explained:
+        parts.append("### Explanations (`ml100k-cold`, user_cold, field attributions)")
+        parts += explained
     parts += configs_block(payload, rows)
     return "\n\n".join(parts)
 

@@ -22,6 +22,7 @@ from bench.results.report.build import (
     summary_frame,
     unfinished_runs,
 )
+from bench.results.report.explanations import comparison, reported_checks
 from bench.results.report.html import render_html
 from bench.results.report.markdown import render_markdown
 from bench.results.report.robustness import verdict_frame
@@ -98,6 +99,7 @@ def write_report(
             written.append(path)
         if "json" in formats:
             path = out_dir / f"{name}.json"
+            checks = reported_checks(results)
             payload = {
                 "partial": partial,
                 "reference": options.reference,
@@ -109,6 +111,8 @@ def write_report(
                 "tunings": to_records(results.tunings),
                 "runs": to_records(results.runs),
                 "robustness_verdicts": to_records(verdict_frame(results, alpha=options.alpha)),
+                "explanations": checks,
+                "explanations_verdict": comparison(checks, options.baselines) if checks else "",
             }
             write_file(path, json.dumps(payload, indent=1, default=str) + "\n")
             written.append(path)

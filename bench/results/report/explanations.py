@@ -98,10 +98,15 @@ def comparison(entries: list[dict[str, Any]], baselines: Sequence[str]) -> str:
     return f"The meta-learners' explanations ({names}) were " + "; ".join(parts) + "."
 
 
+def reported_checks(results: Results) -> list[dict[str, Any]]:
+    """The stored checks of the reported runs (none without a checks file)."""
+    runs = set(results.runs["run_id"]) if not results.runs.empty else set()
+    return [e for e in read_checks(results.path) if e["run_id"] in runs]
+
+
 def explanations_section(results: Results, baselines: Sequence[str]) -> Section | None:
     """The section, or None when no checks are stored for the reported runs."""
-    runs = set(results.runs["run_id"]) if not results.runs.empty else set()
-    entries = [e for e in read_checks(results.path) if e["run_id"] in runs]
+    entries = reported_checks(results)
     if not entries:
         return None
     entries.sort(key=lambda e: (e["dataset"], e["learner"], e["scenario"], e["method"]))
