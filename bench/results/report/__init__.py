@@ -72,10 +72,10 @@ def write_report(
     written: list[Path] = []
     if "md" in formats or "html" in formats:
         if figure_dir.is_dir():  # figures of tables that no longer exist must not linger
-            for old in figure_dir.glob("kshot-*"):
+            for old in [*figure_dir.glob("kshot-*"), *figure_dir.glob("robustness-*")]:
                 old.unlink()  # a link among them is removed itself, its target is left alone
         document = build_document(results, options, figure_dir, svg="md" in formats)
-        written += sorted(figure_dir.glob("kshot-*"))
+        written += sorted([*figure_dir.glob("kshot-*"), *figure_dir.glob("robustness-*")])
         if "md" in formats:
             path = out_dir / f"{name}.md"
             write_file(path, render_markdown(document, out_dir))

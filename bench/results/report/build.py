@@ -192,7 +192,9 @@ class _Builder:
             doc.sections.append(published)
         for table in self.tables:
             doc.sections.append(self.table_section(*table))
-        robustness = robustness_section(self.results, alpha=o.alpha)
+        robustness = robustness_section(
+            self.results, alpha=o.alpha, figure_dir=self.figure_dir, svg=self.svg
+        )
         if robustness is not None:
             robustness.folded = "Curves, slopes, paired tests and verdicts per scenario and k"
             doc.sections.append(robustness)

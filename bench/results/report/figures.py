@@ -62,6 +62,9 @@ KNOWN_LEARNERS = (
     "tanp",
     "mamo",
     "als",
+    "mf-huber",
+    "floor-random",
+    "floor-constant",
 )
 
 
@@ -174,6 +177,12 @@ def kshot_figure(
         frameon=False,
     )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return save_figure(fig, title, path_stem, svg=svg)
+
+
+def save_figure(fig: Any, title: str, path_stem: Path, *, svg: bool) -> Figure:
+    """Write ``fig`` as PNG (and SVG) with fixed metadata, close it, and return its Figure."""
+    plt = _pyplot()
     refuse_link(path_stem.parent, "report folder")
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     png_path = path_stem.with_suffix(".png")

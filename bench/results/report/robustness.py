@@ -4,6 +4,7 @@ slopes, areas, breakdown strengths and paired tests of per-task degradation."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,8 +19,10 @@ from bench.results.analysis.robustness import (
     robustness_summary,
     robustness_verdicts,
 )
-from bench.results.report.document import Bullets, Cell, Paragraph, Section, Table
+from bench.results.report.document import Bullets, Cell, Figure, Paragraph, Section, Table
+from bench.results.report.figures import slug
 from bench.results.report.formatting import fmt_diff, fmt_mean, fmt_p, rows_where
+from bench.results.report.robustness_figure import robustness_figure
 
 DEFAULT_BASELINE = "item-mean"
 TESTED_STRENGTHS = 2
@@ -48,9 +51,15 @@ def verdict_frame(results: Results, metric: str = "rmse", alpha: float = 0.05) -
 
 
 def robustness_section(
-    results: Results, metric: str = "rmse", alpha: float = 0.05
+    results: Results,
+    metric: str = "rmse",
+    alpha: float = 0.05,
+    figure_dir: Path | None = None,
+    *,
+    svg: bool = True,
 ) -> Section | None:
-    """The section, or None when the store holds no perturbed evaluation."""
+    """The section, or None when the store holds no perturbed evaluation; with ``figure_dir``
+    it draws the curves of each scenario and support size there (PNG, and SVG with ``svg``)."""
     if not has_robustness(results):
         return None
     stored = set(results.metrics["metric"])
@@ -83,6 +92,8 @@ def robustness_section(
         key=lambda t: (t[0], t[1], scenario_order(t[2]), k_order(t[3]), *t[4:]),
     )
     verdicts = robustness_verdicts(results, metric, baseline, delta, alpha)
+    if figure_dir is not None:
+        section.blocks += _figures(curves, metric, figure_dir, svg)
     for line in ordered:
         where = dict(zip(LINE_KEYS, line, strict=True))
         section.blocks.append(_curve_table(curves, summary, where, metric))
@@ -101,6 +112,23 @@ def robustness_section(
         )
     )
     return section
+
+
+def _figures(curves: pd.DataFrame, metric: str, figure_dir: Path, svg: bool) -> list[Figure]:
+    """One figure per (dataset, protocol, scenario, k, device), a panel per kind."""
+    keys = ["dataset", "protocol", "scenario", "k", "device"]
+    groups = curves[keys].drop_duplicates().itertuples(index=False, name=None)
+    ordered = sorted(groups, key=lambda t: (t[0], t[1], scenario_order(t[2]), k_order(t[3])))
+    out = []
+    for dataset, protocol, scenario, k, device in ordered:
+        part = rows_where(
+            curves, dataset=dataset, protocol=protocol, scenario=scenario, k=k, device=device
+        )
+        title = f"{metric} against corruption: {dataset} · {protocol} · {scenario}, k={k}"
+        stem = figure_dir / slug("robustness", dataset, protocol, scenario, str(k), device)
+        learners = list(dict.fromkeys(part["learner"]))
+        out.append(robustness_figure(part, title, metric, learners, stem, svg=svg))
+    return out
 
 
 def _verdict_items(verdicts: pd.DataFrame, where: dict[str, Any]) -> list[str]:

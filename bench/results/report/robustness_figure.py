@@ -1,0 +1,69 @@
+"""Robustness curves as figures: per scenario and support size, a panel per kind of corruption,
+the metric against the corrupted share s, one line per learner with its 95% interval over seeds
+as a band (each learner in its colour of every other figure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.results.report.document import Figure
+from bench.results.report.figures import COLUMNS, _pyplot, learner_colour, save_figure
+
+
+def robustness_figure(
+    curves: pd.DataFrame,
+    title: str,
+    metric: str,
+    learners: Sequence[str],
+    path_stem: Path,
+    *,
+    svg: bool = True,
+) -> Figure:
+    """Draw one (dataset, protocol, scenario, k, device) of
+    :func:`bench.results.analysis.robustness.robustness_curves`: a panel per kind."""
+    plt = _pyplot()
+    kinds = list(dict.fromkeys(curves["kind"]))
+    rows = max(1, -(-len(kinds) // COLUMNS))
+    fig, axes = plt.subplots(
+        rows, COLUMNS, figsize=(3.4 * COLUMNS, 2.8 * rows + 0.9), squeeze=False
+    )
+    handles = {}
+    for panel, kind in zip(axes.flat, kinds, strict=False):
+        part = curves[curves["kind"] == kind]
+        for learner in learners:
+            line = part[part["learner"] == learner].sort_values("strength")
+            if line.empty:
+                continue
+            x = line["strength"].to_numpy(dtype=float)
+            mean = line["mean"].to_numpy(dtype=float)
+            half = line["half_width"].to_numpy(dtype=float)
+            colour = learner_colour(learner)
+            (handle,) = panel.plot(x, mean, "-", marker="o", ms=3, color=colour, label=learner)
+            band = np.isfinite(half)
+            if band.any():
+                panel.fill_between(
+                    x,
+                    np.where(band, mean - half, np.nan),
+                    np.where(band, mean + half, np.nan),
+                    color=colour,
+                    alpha=0.12,
+                    linewidth=0,
+                )
+            handles[learner] = handle
+        panel.set_title(kind)
+        panel.set_xlabel("corrupted share s")
+        panel.set_ylabel(metric)
+        panel.grid(alpha=0.3)
+    for panel in list(axes.flat)[len(kinds) :]:
+        panel.set_visible(False)
+    fig.suptitle(title)
+    fig.legend(
+        list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 8),
+        frameon=False,
+    )  # fmt: skip
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return save_figure(fig, title, path_stem, svg=svg)
