@@ -25,6 +25,8 @@ datasets = ["synthetic"]
 scenarios = ["warm", "user_cold"]
 learners = {learners}
 seeds = 2
+# The counts below are of the named learners' cells alone.
+floors = false
 
 [protocol]
 name = "cold-random"

@@ -143,7 +143,8 @@ def test_report_writes_every_format_and_its_numbers_follow_from_the_per_task_exp
                 assert shown_mean == float(f"{mean:.4f}"), (scenario, k, learner, metric)
                 assert shown_half == float(f"{half:.4f}"), (scenario, k, learner, metric)
                 checked += 1
-    assert checked == 4 * 2 * 7 * 8  # scenarios x k x learners x metrics
+    # scenarios x k x (7 learners and the 2 floors) x metrics
+    assert checked == 4 * 2 * 9 * 8
 
 
 def test_two_runs_give_byte_identical_tables(
