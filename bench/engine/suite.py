@@ -82,8 +82,8 @@ class Suite:
     ``coherence``); empty: none stored."""
     floors: bool = True
     """Run the floor learners (:mod:`bench.evaluation.floors`) beside the suite's learners
-    whenever it records a ranking metric, so that every ranking table has its floors; false
-    leaves them out, even where ``learners`` names them."""
+    whenever it records a ranking metric and names another learner, so that every ranking table
+    has its floors; false leaves them out, even where ``learners`` names them."""
     source: str = "<defaults>"
 
     def __post_init__(self) -> None:
