@@ -282,6 +282,7 @@ def run_grid(
     negatives: int | None = None,
     top_k: Sequence[int] | None = None,
     keep_predictions: bool = False,
+    floors: bool = True,
     data_dir: str | Path | None = None,
     name: str = "grid",
     store: str | Path | None = None,
@@ -310,6 +311,8 @@ def run_grid(
         negatives: sampled negatives per task for ``"sampled"`` [100].
         top_k: the cut-offs of the top-N metrics [10, 20].
         keep_predictions: store every query rating's prediction.
+        floors: False leaves out the floor learners that run by default beside every grid
+            with a ranking metric (the suite key ``floors``).
         data_dir: the folder holding the dataset folders.
         name: the suite name the run is stored under.
         store: as for :func:`run`.
@@ -338,6 +341,7 @@ def run_grid(
         "seeds": _plain(seeds),
         "devices": _plain(devices),
         "keep_predictions": keep_predictions,
+        "floors": floors,
     }
     optional = {
         "scenarios": scenarios,

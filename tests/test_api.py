@@ -17,6 +17,7 @@ from bench import api
 from bench.cli import main
 from bench.engine.suite import load_suite
 from bench.errors import BenchError
+from bench.evaluation.floors import FLOORS
 from bench.protocol.learner import LEARNERS
 from bench.results.analysis import ROW_KEYS
 from learners.baselines import GlobalMean
@@ -105,7 +106,9 @@ def test_run_covers_the_suites_grid_and_records_its_outcome(
     _, results = shipped
     suite = load_suite("ci")
     assert results.outcome is not None
-    assert (results.outcome.computed, results.outcome.reused) == (8, 0)
+    # The suite's 4 learners and the 2 floor learners that run by default, over 2 seeds.
+    assert set(FLOORS) < set(suite.learners) and len(suite.learners) == 6
+    assert (results.outcome.computed, results.outcome.reused) == (12, 0)
     assert not results.outcome.failed and results.failures.empty
     assert sorted(results.cell_keys) == sorted(results.outcome.cell_keys)
     cells = results.cells
@@ -136,7 +139,7 @@ def test_a_second_run_computes_nothing_and_returns_the_same_rows(
     store, first = shipped
     second = api.run("ci", store=store, keep_predictions=True, progress=False)
     assert second.outcome is not None and first.outcome is not None
-    assert (second.outcome.computed, second.outcome.reused) == (0, 8)
+    assert (second.outcome.computed, second.outcome.reused) == (0, 12)
     assert second.outcome.run_id != first.outcome.run_id
     pd.testing.assert_frame_equal(second.metrics, first.metrics)
     pd.testing.assert_frame_equal(second.predictions, first.predictions)
@@ -148,8 +151,10 @@ def test_run_grid_equals_its_suite_file(tmp_path: Path) -> None:
     from_file = api.run(path, store=tmp_path / "file.sqlite", progress=False)
     grid = api.run_grid(**GRID, store=tmp_path / "grid.sqlite", progress=False)
     assert grid.outcome is not None and from_file.outcome is not None
-    assert grid.outcome.computed == from_file.outcome.computed == 4
+    # Both run the floors by default: (2 learners + 2 floors) x 2 seeds.
+    assert grid.outcome.computed == from_file.outcome.computed == 8
     assert sorted(grid.cell_keys) == sorted(from_file.cell_keys)
+    assert set(grid.cells["learner"]) == {"item-mean", "mf", *FLOORS}
     keys = [*ROW_KEYS, "metric", "cell_key"]
 
     def values(results: api.Results) -> pd.DataFrame:
@@ -160,20 +165,23 @@ def test_run_grid_equals_its_suite_file(tmp_path: Path) -> None:
     # The same cells: the grid run on the file's store reuses all of them.
     reused = api.run_grid(**GRID, store=tmp_path / "file.sqlite", progress=False)
     assert reused.outcome is not None
-    assert (reused.outcome.computed, reused.outcome.reused) == (0, 4)
+    assert (reused.outcome.computed, reused.outcome.reused) == (0, 8)
+    # floors=False is the suite key floors = false: the same cells less the floors'.
+    bare = api.run_grid(**GRID, floors=False, store=tmp_path / "file.sqlite", progress=False)
+    assert bare.outcome is not None and (bare.outcome.computed, bare.outcome.reused) == (0, 4)
+    assert set(bare.cells["learner"]) == {"item-mean", "mf"}
 
 
 def test_overrides_narrow_the_suite_and_config_overrides_make_new_cells(tmp_path: Path) -> None:
     store = tmp_path / "s.sqlite"
-    narrow = api.run(
-        "ci", store=store, learners=["item-mean"], scenarios="warm", seeds=[1], progress=False
-    )
+    alone = {"store": store, "floors": False, "progress": False}  # the named learners only
+    narrow = api.run("ci", learners=["item-mean"], scenarios="warm", seeds=[1], **alone)
     assert set(narrow.cells["learner"]) == {"item-mean"}
     assert set(narrow.metrics["scenario"]) == {"warm"}
     assert set(narrow.cells["seed"]) == {1}
-    configured = api.run("ci", store=store, learners={"mf": {"rank": 3}}, seeds=1, progress=False)
+    configured = api.run("ci", learners={"mf": {"rank": 3}}, seeds=1, **alone)
     assert configured.cells["config"].iloc[0]["rank"] == 3
-    default_mf = api.run("ci", store=store, learners=["mf"], seeds=1, progress=False)
+    default_mf = api.run("ci", learners=["mf"], seeds=1, **alone)
     assert default_mf.cells["config"].iloc[0]["rank"] != 3
     assert set(default_mf.cell_keys).isdisjoint(configured.cell_keys)
 
@@ -184,7 +192,7 @@ def test_a_failing_cell_is_reported_and_the_others_are_kept(
     # Registered here, not on import: tests that collect every learner name must not see it.
     if "test-api-failing" not in LEARNERS:
         LEARNERS.register("test-api-failing", FailingFit)
-    grid = {**GRID, "learners": ["item-mean", "test-api-failing"]}
+    grid = {**GRID, "learners": ["item-mean", "test-api-failing"], "floors": False}
     results = api.run_grid(**grid, store=tmp_path / "s.sqlite", progress=False)
     assert results.outcome is not None
     assert results.outcome.computed == 2 and len(results.outcome.failed) == 2
@@ -265,8 +273,10 @@ def test_the_documented_example_runs(
     assert "half_width" in out and "cells computed" in out
     results, grid, again = namespace["results"], namespace["grid"], namespace["again"]
     assert (tmp_path / ".bench" / "results.sqlite").is_file()
-    assert results.outcome.computed == 8
-    assert set(grid.cells["learner"]) == {"item-mean", "mf"}
+    # The default suite's 4 learners and the 2 floors, 2 seeds; the grid runs the floors too.
+    assert results.outcome.computed == 12
+    assert set(results.cells["learner"]) >= set(FLOORS)
+    assert set(grid.cells["learner"]) == {"item-mean", "mf", *FLOORS}
     pd.testing.assert_frame_equal(again.metrics, grid.metrics)
 
 

@@ -157,20 +157,18 @@ def learner_cases() -> list[tuple[str, str, Any]]:
 
 @pytest.mark.parametrize(("learner", "field", "value"), learner_cases())
 def test_a_learner_config_field_changes_the_key(learner: str, field: str, value: Any) -> None:
-    before = base_suite(learners=[learner])
-    after = base_suite(learners=[learner], learner={learner: {field: value}})
+    # Without the floors, whose keys do not hold another learner's config.
+    before = base_suite(learners=[learner], floors=False)
+    after = base_suite(learners=[learner], learner={learner: {field: value}}, floors=False)
     assert_all_keys_change(before, after)
 
 
 def test_a_fit_time_budget_changes_the_key() -> None:
-    before = base_suite(learners=["mf"])
-    assert_all_keys_change(
-        before, base_suite(learners=["mf"], learner={"mf": {"max_fit_seconds": 30}})
-    )
-    limited = base_suite(learners=["mf"], learner={"mf": {"max_fit_seconds": 30}})
-    assert_all_keys_change(
-        limited, base_suite(learners=["mf"], learner={"mf": {"max_fit_seconds": 60}})
-    )
+    def mf(**config: Any) -> Suite:
+        return base_suite(learners=["mf"], learner={"mf": config}, floors=False)
+
+    assert_all_keys_change(mf(), mf(max_fit_seconds=30))
+    assert_all_keys_change(mf(max_fit_seconds=30), mf(max_fit_seconds=60))
 
 
 def test_every_configurable_learner_has_cases() -> None:
@@ -231,12 +229,14 @@ def test_the_key_ignores_what_cannot_change_a_cell() -> None:
     ids=["protocol", "dataset", "learner", "seed"],
 )
 def test_a_changed_grid_is_computed_not_reused(changes: dict[str, Any], tmp_path: Path) -> None:
+    # One learner and no floors, so that each run has one cell.
+    alone = {"learners": ["item-mean"], "floors": False}
     with ResultStore(tmp_path / "s.sqlite") as store:
-        first = run_suite(base_suite(learners=["item-mean"]), store, progress=False)
-        second = run_suite(base_suite(learners=["item-mean"], **changes), store, progress=False)
+        first = run_suite(base_suite(**alone), store, progress=False)
+        second = run_suite(base_suite(**alone, **changes), store, progress=False)
         assert (first.computed, second.computed, second.reused) == (1, 1, 0)
         assert not set(first.cell_keys) & set(second.cell_keys)
-        again = run_suite(base_suite(learners=["item-mean"], **changes), store, progress=False)
+        again = run_suite(base_suite(**alone, **changes), store, progress=False)
         assert (again.computed, again.reused) == (0, 1)
 
 

@@ -444,6 +444,7 @@ def test_two_runs_at_once_compute_each_cell_once(tmp_path: Path) -> None:
             name = "two"
             learners = ["global-mean", "item-mean", "mf"]
             seeds = 3
+            floors = false
             [protocol]
             name = "cold-random"
             support_sizes = [1, 3]

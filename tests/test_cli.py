@@ -39,13 +39,14 @@ def test_run_prints_tables_and_a_rerun_recomputes_nothing(
     assert code == 0
     for title in SCENARIO_TITLES:
         assert title in first
-    for learner in ("oracle", "global-mean", "item-mean", "mf"):
+    # The suite's learners and the floor learners every suite with a ranking metric runs.
+    for learner in ("oracle", "global-mean", "item-mean", "mf", "floor-random", "floor-constant"):
         assert f"| {learner}" in first
-    assert "timing" in first and "8 cell(s) computed, 0 reused" in first
+    assert "timing" in first and "12 cell(s) computed, 0 reused" in first
 
     code, second, _ = run_cli(capsys, "run", "--suite", "ci", "--store", store, "--no-progress")
     assert code == 0
-    assert "0 cell(s) computed, 8 reused" in second
+    assert "0 cell(s) computed, 12 reused" in second
 
     def strip_run_line(text: str) -> str:
         return re.sub(r"run [0-9a-f]+: .*", "", text)
@@ -110,10 +111,11 @@ def test_flags_override_the_suite(tmp_path: Path, capsys: pytest.CaptureFixture[
         "user_cold",
         "--seeds",
         "1",
+        "--no-floors",
     )
     assert code == 0
     assert "· user_cold" in out and "· warm" not in out
-    assert "| item-mean" in out and "| mf" not in out
+    assert "| item-mean" in out and "| mf" not in out and "| floor-" not in out
     assert "1 cell(s) computed" in out
 
 
@@ -289,7 +291,9 @@ def test_the_resolved_suite_is_printed_only_when_asked_and_after_the_tables(
     code, verbose, _ = run_cli(capsys, *base, "--verbose")
     assert code == 0
     assert verbose.index("| item-mean") < verbose.index("resolved config:")
-    assert '"learners": [\n    "item-mean"\n  ]' in verbose
+    # The resolved learners: the one asked for and the floors that run beside it by default.
+    floors = '    "floor-random",\n    "floor-constant"\n'
+    assert '"learners": [\n    "item-mean",\n' + floors + "  ]" in verbose
     # An error is one line with nothing printed before it.
     code, out, err = run_cli(capsys, *base, "--learners", "item-meen")
     assert code == 2 and out == ""

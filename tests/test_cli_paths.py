@@ -44,7 +44,8 @@ def run_id_of(output: str) -> str:
 
 
 def quick_run(store: Path, *extra: str) -> list[str]:
-    return ["run", "--suite", "ci", "--store", str(store), "--no-progress", *extra]
+    # No floors: the runs count the named learners' cells.
+    return ["run", "--suite", "ci", "--store", str(store), "--no-progress", "--no-floors", *extra]
 
 
 def test_fresh_from_the_command_line_recomputes_without_duplicates(
@@ -197,7 +198,7 @@ def test_perf_command_line(capsys: pytest.CaptureFixture[str]) -> None:
 def test_ctrl_c_exits_130_and_the_next_run_resumes(tmp_path: Path) -> None:
     suite = tmp_path / "slow.toml"
     suite.write_text(
-        'name = "slow"\nlearners = ["item-mean", "maml"]\nseeds = 1\n'
+        'name = "slow"\nlearners = ["item-mean", "maml"]\nseeds = 1\nfloors = false\n'
         '[protocol]\nname = "cold-random"\nsupport_sizes = [1, 3]\nquery_size = 4\n'
         "[dataset.synthetic]\nn_users = 120\nn_items = 80\n"
         "[learner.maml]\nmeta_steps = 1000000\neval_every = 0\nembedding_dim = 4\nhidden = [8]\n"

@@ -88,7 +88,7 @@ def test_the_ray_executor_without_ray_is_a_usage_error(tmp_path: Path) -> None:
 def test_ctrl_c_stops_the_pool_keeps_finished_cells_and_a_rerun_resumes(tmp_path: Path) -> None:
     suite_file = tmp_path / "slow.toml"
     suite_file.write_text(
-        'name = "slow"\nlearners = ["item-mean", "maml"]\nseeds = 2\n'
+        'name = "slow"\nlearners = ["item-mean", "maml"]\nseeds = 2\nfloors = false\n'
         '[protocol]\nname = "cold-random"\nsupport_sizes = [1, 3]\nquery_size = 4\n'
         "[dataset.synthetic]\nn_users = 80\nn_items = 50\nmin_ratings_per_user = 10\n"
         "[learner.maml]\nmeta_steps = 100000\neval_every = 0\n"  # far longer than the test

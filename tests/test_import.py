@@ -43,6 +43,7 @@ def ci_keep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
         str(suite),
         "--learners",
         "mf",
+        "--no-floors",  # mf's cells alone, to be imported back
         "--store",
         str(store),
         "--no-progress",

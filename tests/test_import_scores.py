@@ -30,6 +30,7 @@ SUITE = """
 name = "ranked"
 datasets = ["synthetic"]
 learners = ["mf"]
+floors = false
 seeds = 1
 scenarios = ["warm", "item_cold"]
 ranking = ["query", "full", "sampled"]

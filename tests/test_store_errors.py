@@ -38,6 +38,7 @@ from learners.baselines import BiasBaseline
 from shared import held_lock, record
 
 FAST = ("--suite", "ci", "--learners", "global-mean", "--seeds", "1", "--no-progress")
+FAST += ("--no-floors",)  # one learner's cells only
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -277,7 +278,7 @@ if "test-locking" not in LEARNERS:
 
 
 def locking_suite() -> Suite:
-    return replace(load_suite("ci"), learners=("test-locking",), seeds=(0,))
+    return replace(load_suite("ci"), learners=("test-locking",), seeds=(0,), floors=False)
 
 
 def test_a_finished_cell_waits_for_a_busy_store(tmp_path: Path) -> None:

@@ -284,6 +284,8 @@ def tiny(**changes: Any) -> Suite:
         "seeds": 2,
         "protocol": {"name": "cold-random", "support_sizes": [1, 3], "query_size": 4},
         "dataset": {"synthetic": {"n_users": 60, "n_items": 40, "min_ratings_per_user": 10}},
+        # The resume logic is counted cell by cell: no floor learners beside these.
+        "floors": False,
     }
     raw.update(changes)
     return suite_from_dict(raw, "test")
@@ -536,6 +538,7 @@ def test_a_run_keys_its_cells_and_reads_files_from_the_suites_data_dir(
         "learners": ["global-mean", "item-mean"],
         "seeds": [0, 1],
         "protocol": {"name": "predefined"},
+        "floors": False,
     }
     suite = suite_from_dict(raw, "test")
     with ResultStore(tmp_path / "s.sqlite") as store:

@@ -210,9 +210,10 @@ def test_the_runner_stores_top_n_rows_per_task_and_scores_never_see_the_query(
         # Stored per task: one value per task of the (scenario, k), NaN only where unscored.
         assert len(r["per_task"]) == r["n_tasks"] + r["n_unscored"]
         assert int(np.isnan(np.asarray(r["per_task"], dtype=float)).sum()) == r["n_unscored"]
-    # Both learners ranked the same candidate sets and the same sampled negatives.
+    # Both learners, and the 2 floor learners run beside them, ranked the same candidate sets
+    # and the same sampled negatives.
     ranking = [summary["ranking"] for summary in summaries.values()]
-    assert len(ranking) == 2 and ranking[0] == ranking[1]
+    assert len(ranking) == 4 and all(r == ranking[0] for r in ranking)
     warm = ranking[0]["warm k=2"]
     assert warm["pool"] == 150 and warm["negatives"] == 20 and len(warm["negatives_digest"]) == 16
 

@@ -79,7 +79,9 @@ def test_budget_in_a_suite_table(tmp_path: Path) -> None:
             split_budget({"max_fit_seconds": bad}, "[learner.maml]")
 
     tiny = {"embedding_dim": 8, "hidden": [8], "meta_batch": 8, "eval_every": 0}
-    base = replace(load_suite("ci"), learners=("maml",), seeds=(0,), scenarios=("user_cold",))
+    base = replace(
+        load_suite("ci"), learners=("maml",), seeds=(0,), scenarios=("user_cold",), floors=False
+    )
     capped = replace(base, learner={"maml": {**tiny, "meta_steps": 10**6, "max_fit_seconds": 1}})
     uncapped = replace(base, learner={"maml": {**tiny, "meta_steps": 10**6}})
     with ResultStore(tmp_path / "s.sqlite") as store:

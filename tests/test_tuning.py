@@ -50,6 +50,7 @@ def tuned_suite(tune: dict[str, Any], **fields: Any) -> Suite:
         "datasets": ["synthetic"],
         "learners": ["mf"],
         "seeds": [0],
+        "floors": False,  # the tuned learners' cells alone
         "protocol": dict(PROTOCOL),
         "dataset": {"synthetic": dict(SYNTHETIC)},
         "tune": tune,
@@ -383,6 +384,7 @@ name = "tuned"
 datasets = ["synthetic"]
 learners = ["global-mean", "item-mean", "mf"]
 seeds = 1
+floors = false
 [protocol]
 name = "cold-random"
 support_sizes = [1, 5]

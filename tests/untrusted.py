@@ -11,7 +11,8 @@ from pathlib import Path
 from bench.cli import main
 
 FAST_RUN = ("run", "--suite", "ci", "--learners", "global-mean", "--seeds", "1", "--no-progress")
-FAST_RUN += ("--scenarios", "warm")
+# One learner, one seed, one scenario and no floors: one cell.
+FAST_RUN += ("--scenarios", "warm", "--no-floors")
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,8 @@ class Suite:
     ``coherence``); empty: none stored."""
     floors: bool = True
     """Run the floor learners (:mod:`bench.evaluation.floors`) beside the suite's learners
-    whenever it records a ranking metric, so that every ranking table has its floors; false
-    leaves them out, even where ``learners`` names them."""
+    whenever it records a ranking metric and names another learner, so that every ranking table
+    has its floors; false leaves them out, even where ``learners`` names them."""
     source: str = "<defaults>"
 
     def __post_init__(self) -> None:
@@ -91,7 +91,12 @@ class Suite:
         if self.floors is False:
             kept = tuple(name for name in self.learners if name not in FLOORS)
             object.__setattr__(self, "learners", kept)
-        elif self.floors is True and any(is_ranking_metric(m) for m in self.metrics):
+        elif (
+            self.floors is True
+            and any(is_ranking_metric(m) for m in self.metrics)
+            # Beside a learner only: a suite without one stays empty, and says so.
+            and any(name not in FLOORS for name in self.learners)
+        ):
             missing = tuple(f for f in FLOORS if f not in self.learners)
             object.__setattr__(self, "learners", (*self.learners, *missing))
 
@@ -445,13 +450,15 @@ def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | No
             f"nothing to run: protocol {protocol.label} offers {', '.join(protocol.scenarios)}; "
             f"the suite asks for {', '.join(suite.scenarios)}"
         )
+    # The floors apply everywhere; without another learner that applies, there is no run.
+    learners = [name for name in suite.learners if name not in FLOORS] or list(suite.learners)
     reasons = [
         f"{name} on {d.name}: {reason}"
-        for name in suite.learners
+        for name in learners
         for d in datasets
         if (reason := learner_class(name).not_applicable(d))
     ]
-    if len(reasons) < len(suite.learners) * len(datasets):
+    if len(reasons) < len(learners) * len(datasets):
         return _no_entity_forms_a_task(protocol, datasets)
     return f"nothing to run: no learner applies to any dataset ({'; '.join(reasons)})"
 

@@ -5,7 +5,8 @@
   differs from ``mf`` only by symmetric noise, ``meta-c`` ties with ``meta-a``. ``mf`` and ``meta-a`` also ran on ``cuda`` so the
   timing table shows both devices; ``meta-a``'s fits were timed under load and on two hosts.
 - ``run_store``: a real two-seed run of a tiny synthetic suite (baselines, a twin of
-  ``item-mean``, ``mf`` and two quick meta-learners) that keeps its predictions.
+  ``item-mean``, ``mf``, two quick meta-learners and the floor learners that run by default)
+  that keeps its predictions.
 """
 
 from __future__ import annotations

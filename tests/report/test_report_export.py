@@ -17,6 +17,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, ndcg_score,
 
 from bench.cli import main
 from bench.errors import BenchError
+from bench.evaluation.floors import FLOORS
 from bench.results.analysis import compare_to_reference, load_results
 from bench.results.export import rows_of, write_parquet
 
@@ -87,8 +88,11 @@ def test_every_metric_is_recomputed_from_the_exported_predictions(
             else:
                 assert abs(value - expected) <= TOLERANCE, (key, metric, value, expected)
             compared += 1
-    # 7 learners x 2 seeds x 4 scenarios x 2 support sizes, 8 metrics and tied_share each.
-    assert compared == 7 * 2 * 4 * 2 * 9
+    # (7 learners and the 2 floors) x 2 seeds x 4 scenarios x 2 support sizes, 8 metrics and
+    # tied_share each: the floors' values too follow from their predictions.
+    compared_learners = metrics[metrics["cell_key"].isin(predictions["cell_key"])]["learner"]
+    assert set(compared_learners) >= set(FLOORS)
+    assert compared == 9 * 2 * 4 * 2 * 9
 
 
 def test_per_task_values_are_keyed_by_the_users_own_ids_and_match_the_predictions(

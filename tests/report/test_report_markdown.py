@@ -58,7 +58,13 @@ def test_golden_file_shows_the_marks_flags_and_coverage() -> None:
     assert "**0.9254 ±0.0306 ▲**" in golden  # meta-a: best and better than mf
     assert "*0.9258 ±0.0300 ▲*" in golden  # meta-c: not significantly worse than meta-a
     assert re.search(r"\| mf-twin \| 1 \| cpu \| 1\.0041 ±0\.0278 \|", golden)  # no mark
-    assert "meta-a (0.9254 ±0.0306) is significantly **better** than mf" in golden
+    # The verdict on meta-a, best meta-learner, against mf on the same tasks, at k=5.
+    verdict = (
+        "| toy · cold-random@1 · user_cold | 5 | cpu | rmse | `meta-a` | 0.9222 ±0.0162 "
+        "| 1.0002 ±0.0140 | −0.0781 ±0.0017 | p<0.001 | better ▲ |"
+    )
+    assert verdict in golden
+    assert "| `meta-a` | **0.922 ▲** | **0.730 ▲** |" in golden  # its headline row
     assert "⚠ under load: 1/5 phases" in golden and "timed on several hosts" in golden
     assert "fit GPU/CPU" in golden
     assert "⚠ This scenario left out 10% or more of its candidate users" in golden
@@ -143,7 +149,8 @@ def test_report_writes_every_format_and_its_numbers_follow_from_the_per_task_exp
                 assert shown_mean == float(f"{mean:.4f}"), (scenario, k, learner, metric)
                 assert shown_half == float(f"{half:.4f}"), (scenario, k, learner, metric)
                 checked += 1
-    assert checked == 4 * 2 * 7 * 8  # scenarios x k x learners x metrics
+    # scenarios x k x (7 learners and the 2 floors) x metrics
+    assert checked == 4 * 2 * 9 * 8
 
 
 def test_two_runs_give_byte_identical_tables(
