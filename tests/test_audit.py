@@ -191,7 +191,8 @@ def test_every_synthetic_shipped_suite_passes(
 
 @pytest.mark.real_data
 @pytest.mark.parametrize(
-    "name", ["ml100k-cold", "ml100k-warm", "ml100k-recbole-metarec", "ml100k-robust"]
+    "name",
+    ["ml100k-cold", "ml100k-warm", "ml100k-recbole-metarec", "ml100k-robust", "ml100k-attack"],
 )
 def test_every_ml100k_shipped_suite_passes(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     data = real_data_dir("ml-100k")
@@ -208,6 +209,7 @@ def test_every_shipped_suite_is_audited_here() -> None:
         "ml100k-warm",
         "ml100k-recbole-metarec",
         "ml100k-robust",
+        "ml100k-attack",
     }
 
 

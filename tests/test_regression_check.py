@@ -475,3 +475,19 @@ def test_a_baseline_with_a_missing_or_non_finite_value_is_refused_naming_the_cel
     assert err.startswith(f"error: baseline {path}: cells[0] (")
     assert f"{first['learner']}" in err and first["metric"] in err
     assert expected in err
+
+
+@pytest.mark.parametrize("part", ["cells", "timings"])
+def test_an_entry_without_a_name_is_refused_not_read_as_missing(
+    setup: Setup, capsys: pytest.CaptureFixture[str], part: str
+) -> None:
+    """An empty name matches no stored cell: read as is, the check would report a cell gone
+    missing (exit 2 with a table) instead of a damaged file."""
+
+    def unnamed(document: dict[str, Any]) -> None:
+        document[part][0]["dataset"] = ""
+
+    path = setup.edited(f"unnamed-{part}.json", unnamed)
+    code, out, err = bench(capsys, "check", "--baseline", str(path), "--store", str(setup.store))
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"{part}[0]" in err and "dataset must be a non-empty string" in err

@@ -169,6 +169,15 @@ class _Reader:
             return value
         raise self.fail(f"{where}.{key}", _KIND_NAMES[kind], value)
 
+    def name(self, obj: dict[str, Any], fields: tuple[str, ...], where: str) -> tuple[str, ...]:
+        """The fields that name an entry: non-empty text, since an empty name matches nothing
+        and would read as a cell gone missing instead of a damaged file."""
+        name = tuple(self.get(obj, f, str, where) for f in fields)
+        for field_name, value in zip(fields, name, strict=True):
+            if not value:
+                raise self.fail(f"{where}.{field_name}", "a non-empty string", value)
+        return name
+
     def origin(self, obj: dict[str, Any], where: str) -> Origin:
         return Origin(
             protocol_version=self.get(obj, "protocol_version", int, where),
@@ -192,7 +201,7 @@ class _Reader:
     def cell(self, obj: Any, where: str) -> tuple[CellName, CellValues]:
         if not isinstance(obj, dict):
             raise self.fail(where, "an object", obj)
-        name = tuple(self.get(obj, f, str, where) for f in CELL_NAME_FIELDS)
+        name = self.name(obj, CELL_NAME_FIELDS, where)
         where = f"{where} ({'/'.join(name)})"
         seeds = {}
         for seed, value in self.seeds(obj, "seeds", where).items():
@@ -243,7 +252,7 @@ class _Reader:
     def timing(self, obj: Any, where: str) -> tuple[TimingName, TimingValues]:
         if not isinstance(obj, dict):
             raise self.fail(where, "an object", obj)
-        name = tuple(self.get(obj, f, str, where) for f in TIMING_NAME_FIELDS)
+        name = self.name(obj, TIMING_NAME_FIELDS, where)
         timing = TimingValues(
             origin=self.origin(obj, where),
             seconds=self.get(obj, "seconds", float, where),
