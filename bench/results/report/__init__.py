@@ -16,15 +16,11 @@ from bench.errors import BenchError
 from bench.results.analysis import Results, timing_summary, to_records
 from bench.results.analysis.thin import thin_data
 from bench.results.outputs import output_folder, plain_name, refuse_link, write_file
-from bench.results.report.build import (
-    ReportOptions,
-    build_document,
-    summary_frame,
-    unfinished_runs,
-)
+from bench.results.report.build import ReportOptions, build_document, summary_frame
 from bench.results.report.explanations import comparison, reported_checks
 from bench.results.report.html import render_html
 from bench.results.report.markdown import render_markdown
+from bench.results.report.partial import unfinished_runs
 from bench.results.report.robustness import verdict_frame
 
 FORMATS = ("md", "html", "csv", "json")

@@ -47,6 +47,7 @@ from bench.results.report.formatting import (
 )
 from bench.results.report.headline import headline_section, verdict_section
 from bench.results.report.machine import provenance_section, timing_section
+from bench.results.report.partial import unfinished_runs
 from bench.results.report.published import published_section
 from bench.results.report.ranking import REPORTED_TOPN, agreement_blocks, headers
 from bench.results.report.robustness import robustness_section
@@ -93,22 +94,6 @@ class ReportOptions:
     command: str = ""
     invocation: str = ""
     allow_partial: bool = False
-
-
-def unfinished_runs(results: Results) -> list[str]:
-    """``run_id (suite, status)`` of each run of ``results`` that did not finish and that no later
-    finished run of the same suite completed (a rerun reuses the cells an interrupted run
-    stored, and computes the rest)."""
-    runs = results.runs
-    if runs.empty:
-        return []
-    done = runs[runs["status"] == "finished"]
-    listed = []
-    for run in runs[runs["status"] != "finished"].itertuples(index=False):
-        later = done[(done["suite"] == run.suite) & (done["started_at"] > run.started_at)]
-        if later.empty:
-            listed.append(f"{run.run_id} ({run.suite}, {run.status})")
-    return listed
 
 
 class _Builder:
