@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import sys
+import tomllib
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 LEADERBOARD = ROOT / "reports" / "leaderboard.json"
+PUBLISHED = ROOT / "bench" / "published" / "recbole-metarec-ml100k.toml"
 BEGIN = "<!-- results:begin (made by scripts/readme_results.py from reports/leaderboard.json) -->"
 END = "<!-- results:end -->"
 DATASET = "ml-100k"
@@ -146,9 +148,18 @@ def recbole_block(summary: list[Row]) -> list[str]:
     if not rows:
         return []
     by_key = {(r["metric"], r["learner"]): r for r in rows}
+    published = tomllib.loads(PUBLISHED.read_text(encoding="utf-8"))
+    printed = published.get("rows", {})
     learners = _order(rows)
-    lines = ["| learner | " + " | ".join(RECBOLE_METRICS.values()) + " | at floor on |"]
-    lines.append("|---" * (len(RECBOLE_METRICS) + 2) + "|")
+    titles = list(RECBOLE_METRICS.values())
+    lines = [
+        "| learner | "
+        + " | ".join(titles)
+        + " | at floor on | "
+        + " | ".join(f"{t} published" for t in titles)
+        + " |"
+    ]
+    lines.append("|---" * (2 * len(titles) + 2) + "|")
     clear, at_floor = [], []
     for learner in learners:
         cells, floored = [], []
@@ -157,15 +168,27 @@ def recbole_block(summary: list[Row]) -> list[str]:
             cells.append(cell_text(row) if row else "–")
             if row and _true(row.get("at_floor")):
                 floored.append(title)
-        lines.append(f"| `{learner}` | " + " | ".join(cells) + f" | {', '.join(floored) or '–'} |")
+        theirs = printed.get(learner, {})
+        shown = [f"{theirs[m]:.4f}" if m in theirs else "–" for m in RECBOLE_METRICS]
+        lines.append(
+            f"| `{learner}` | "
+            + " | ".join(cells)
+            + f" | {', '.join(floored) or '–'} | "
+            + " | ".join(shown)
+            + " |"
+        )
         if learner not in FLOORS:
             (at_floor if floored else clear).append(f"`{learner}`")
+    notes = [
+        f"- published `{name}`: {row['note']}" for name, row in printed.items() if row.get("note")
+    ]
     seeds = max(int(r.get("n_seeds") or 0) for r in rows)
     text = (
         f"Over {seeds} seeds, above both floors on every one of these metrics: "
         f"{', '.join(clear) or 'none'}; at floor on at least one: {', '.join(at_floor) or 'none'}."
     )
-    return ["\n".join(lines), text]
+    source = f"Published: {published.get('source', '')}; as printed, with what rerunning it showed:"
+    return ["\n".join(lines), text, source, "\n".join(notes)]
 
 
 def robust_block(payload: dict[str, Any]) -> list[str]:
