@@ -118,7 +118,7 @@ def cold_sentences(rows: list[Row]) -> list[str]:
             row = best[0]
             verdict = str(row.get("vs_reference_verdict"))
             if row["learner"] == "mf":
-                against = "it is `mf` itself"
+                against = "the reference"
             elif verdict == "better":
                 against = "significantly better than `mf`"
             elif verdict == "worse":
@@ -274,7 +274,7 @@ def runs_line(payload: dict[str, Any]) -> str:
             seconds = (
                 datetime.fromisoformat(str(finished)) - datetime.fromisoformat(str(started))
             ).total_seconds()
-            took = f", {seconds / 60:.0f} min"
+            took = f", {seconds / 60:.0f} min" if seconds >= 60 else f", {seconds:.0f} s"
         parts.append(f"`{run['suite']}` (run `{run['run_id']}`, commit `{commit}`{took})")
     return "From the finished runs " + ", ".join(parts) + "."
 

@@ -93,7 +93,9 @@ def comparison(entries: list[dict[str, Any]], baselines: Sequence[str]) -> str:
             parts.append(f"{label}: not measured for both")
         else:
             verdict = "more" if m > b else "not more"
-            parts.append(f"{verdict} {label} than the baselines' ({_num(m)} against {_num(b)})")
+            parts.append(
+                f"{verdict} {label} than the baselines' ({_num(m, 3)} against {_num(b, 3)})"
+            )
     names = ", ".join(sorted({e["learner"] for e in meta}))
     return f"The meta-learners' explanations ({names}) were " + "; ".join(parts) + "."
 
