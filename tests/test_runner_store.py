@@ -11,12 +11,11 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from bench.devices import DeviceError
 from bench.engine.cells import TRIAL_SINKS, CellFailure, CellJob, Workload
 from bench.engine.executors import LocalExecutor
 from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, load_suite
-from bench.errors import StoreError
+from bench.errors import ConfigError, StoreError
 from bench.protocol.episodes import MetaTrain
 from bench.protocol.learner import LEARNERS, Budget
 from bench.results.records import CellRecord
@@ -217,7 +216,8 @@ def test_devices_resolved_where_cells_run_are_checked_by_name_only(tmp_path: Pat
         assert executor.work is not None
         assert executor.work.devices == {"cpu": torch.device("cpu")}
         bad = replace(suite(("item-mean",)), devices=("gpu0",))
-        with pytest.raises(DeviceError, match="device must be 'cpu' or 'cuda\\[:N\\]', got 'gpu0'"):
+        # The plan checks the names (an error naming the suite) before any cell runs.
+        with pytest.raises(ConfigError, match="device must be 'cpu' or 'cuda\\[:N\\]', got 'gpu0'"):
             run_suite(bad, store, progress=False, executor=ResolvesDevicesWhereCellsRun())
 
 

@@ -494,7 +494,7 @@ def test_a_suite_with_nothing_to_run_says_why(tmp_path: Path) -> None:
     with ResultStore(tmp_path / "s.sqlite") as store:
         with pytest.raises(BenchError) as info:
             run_suite(replace(tiny(), learners=()), store, progress=False)
-        assert str(info.value) == "nothing to run: the suite has no learners"
+        assert str(info.value) == "test: no learners: the grid would be empty"
         assert store.metric_rows() == []
 
 
