@@ -434,7 +434,8 @@ class _Builder:
         )
 
     def footer(self) -> Section:
-        return statistics_section(self.options, self.metrics)
+        o = self.options
+        return statistics_section(o.reference, o.alpha, o.unranked, o.baselines, self.metrics)
 
 
 def report_metrics(results: Results, options: ReportOptions, summary: pd.DataFrame) -> list[str]:

@@ -27,7 +27,9 @@ def coverage_blocks(
     first = coverage.iloc[0]
     axis = first["task_axis"]
     min_pool = first["min_pool"]
-    left_header = f"left out (pool < {min_pool} ratings)" if min_pool else "left out"
+    # A protocol without a pool bound (one task per entity) stores none: no bound to print.
+    bounded = min_pool is not None and pd.notna(min_pool) and min_pool > 0
+    left_header = f"left out (pool < {int(min_pool)} ratings)" if bounded else "left out"
     table = Table(
         ["seed", f"tasks ({axis}s)", left_header, *(f"unscorable {m}" for m in lossy)],
         caption="Coverage",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from bench.results.analysis.frames import LOAD_MARGIN
 from bench.results.analysis.summary import SPREAD_FLAG
@@ -11,11 +11,14 @@ from bench.results.report.document import Bullets, Section
 from bench.results.report.formatting import BETTER, WORSE
 from bench.results.report.ranking import footer_items
 
-if TYPE_CHECKING:
-    from bench.results.report.build import ReportOptions
 
-
-def statistics_section(o: ReportOptions, metrics: list[str]) -> Section:
+def statistics_section(
+    reference: str,
+    alpha: float,
+    unranked: Sequence[str],
+    baselines: Sequence[str],
+    metrics: list[str],
+) -> Section:
     """The page's closing section: what every statistic and symbol means."""
     items = (
         "**Mean ± half-width**: the mean over seeds of each seed's value, and the half-width "
@@ -29,24 +32,24 @@ def statistics_section(o: ReportOptions, metrics: list[str]) -> Section:
         "unless a suite chose r). Accuracy counts a like as a rating at or above the like "
         "threshold of the *Setting* table (the split's), a predicted like as a prediction "
         "at or above the threshold minus an eighth of the rating scale's span.",
-        f"**{BETTER} / {WORSE}**: significantly better / worse than `{o.reference}`. The "
+        f"**{BETTER} / {WORSE}**: significantly better / worse than `{reference}`. The "
         "paired test takes each task evaluated by both learners on the same seed (tasks are "
         "matched by the task entity's own id), and applies the two-sided Wilcoxon "
         "signed-rank test (scipy; zero differences dropped; exact up to 50 pairs without "
         "ties, else the normal approximation) to the per-task differences of all seeds. "
         "The p-values of the learners of one column and support size are adjusted with "
-        f"Holm's step-down method; significant means adjusted p < {o.alpha:g}, and the "
+        f"Holm's step-down method; significant means adjusted p < {alpha:g}, and the "
         "direction is the sign of the mean difference.",
         "**Δ**: the mean over paired tasks of (learner − reference) of the per-task values, "
         "± the half-width of its 95% t-interval. For pooled metrics the per-task value is "
         "the task's own RMSE, MAE or accuracy, so Δ need not equal the difference of the "
         "pooled table means.",
         "**Bold**: the best learner of the column at that support size (by the mean over "
-        f"seeds; {', '.join(o.unranked) or 'no learner'} excluded from ranking). *Italic*: "
+        f"seeds; {', '.join(unranked) or 'no learner'} excluded from ranking). *Italic*: "
         "not significantly worse than the best (the same paired test against the best, "
         "Holm-adjusted across the column).",
         "**Best meta-learner**: the best mean among the learners that are not baselines "
-        f"({', '.join(o.baselines)}).",
+        f"({', '.join(baselines)}).",
         "**Coverage**: tasks evaluated per seed; candidates left out because their pool "
         "could not hold the largest support set plus the query; tasks a metric could not "
         "score (NDCG with fewer than two query ratings, AUC without both a liked and a "
