@@ -148,19 +148,7 @@ def kshot_figure(
                     )
                 else:
                     style = "-" if device == devices[0] else "--"
-                    (handle,) = panel.plot(
-                        x, mean, style, marker="o", ms=4, color=colour, label=label
-                    )
-                    band = np.isfinite(half)
-                    if band.any():
-                        panel.fill_between(
-                            x,
-                            np.where(band, mean - half, np.nan),
-                            np.where(band, mean + half, np.nan),
-                            color=colour,
-                            alpha=0.15,
-                            linewidth=0,
-                        )
+                    handle = line_with_band(panel, x, mean, half, colour, label, style=style)
                 handles[label] = handle
         panel.set_title(metric + (" (lower is better)" if metric in ("rmse", "mae") else ""))
         panel.set_xticks(x, ks)
@@ -178,6 +166,33 @@ def kshot_figure(
     )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return save_figure(fig, title, path_stem, svg=svg)
+
+
+def line_with_band(
+    panel: Any,
+    x: np.ndarray,
+    mean: np.ndarray,
+    half: np.ndarray,
+    colour: str,
+    label: str,
+    *,
+    style: str = "-",
+    ms: int = 4,
+    alpha: float = 0.15,
+) -> Any:
+    """A line of means with its 95% interval as a band where the half-width is known."""
+    (handle,) = panel.plot(x, mean, style, marker="o", ms=ms, color=colour, label=label)
+    band = np.isfinite(half)
+    if band.any():
+        panel.fill_between(
+            x,
+            np.where(band, mean - half, np.nan),
+            np.where(band, mean + half, np.nan),
+            color=colour,
+            alpha=alpha,
+            linewidth=0,
+        )
+    return handle
 
 
 def save_figure(fig: Any, title: str, path_stem: Path, *, svg: bool) -> Figure:

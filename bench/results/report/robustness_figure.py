@@ -7,11 +7,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.results.report.document import Figure
-from bench.results.report.figures import COLUMNS, _pyplot, learner_colour, save_figure
+from bench.results.report.figures import (
+    COLUMNS,
+    _pyplot,
+    learner_colour,
+    line_with_band,
+    save_figure,
+)
 
 
 def robustness_figure(
@@ -42,18 +47,9 @@ def robustness_figure(
             mean = line["mean"].to_numpy(dtype=float)
             half = line["half_width"].to_numpy(dtype=float)
             colour = learner_colour(learner)
-            (handle,) = panel.plot(x, mean, "-", marker="o", ms=3, color=colour, label=learner)
-            band = np.isfinite(half)
-            if band.any():
-                panel.fill_between(
-                    x,
-                    np.where(band, mean - half, np.nan),
-                    np.where(band, mean + half, np.nan),
-                    color=colour,
-                    alpha=0.12,
-                    linewidth=0,
-                )
-            handles[learner] = handle
+            handles[learner] = line_with_band(
+                panel, x, mean, half, colour, learner, ms=3, alpha=0.12
+            )
         panel.set_title(kind)
         panel.set_xlabel("corrupted share s")
         panel.set_ylabel(metric)
