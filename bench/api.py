@@ -148,23 +148,7 @@ def run(
 
     Stability: stable.
     """
-    resolved = _plan(
-        "run",
-        suite,
-        learners=learners,
-        datasets=datasets,
-        scenarios=scenarios,
-        seeds=seeds,
-        devices=devices,
-        keep_predictions=keep_predictions,
-        data_dir=data_dir,
-        support_sizes=support_sizes,
-        query_size=query_size,
-        floors=floors,
-        no_tune=no_tune,
-        dataset_options=dataset_options,
-        rating_scale=rating_scale,
-    )
+    resolved = _plan("run", suite, _plan_arguments(locals()))
     chosen = _executor("run", executor, workers, ray_address)
     wait = check_claim_wait(claim_wait, _arg("run", "claim_wait"))
     return _run(resolved, store, fresh=fresh, progress=progress, executor=chosen, claim_wait=wait)
@@ -192,44 +176,26 @@ def plan(
 
     Stability: experimental.
     """
-    return _plan(
-        "plan",
-        suite,
-        learners=learners,
-        datasets=datasets,
-        scenarios=scenarios,
-        seeds=seeds,
-        devices=devices,
-        keep_predictions=keep_predictions,
-        data_dir=data_dir,
-        support_sizes=support_sizes,
-        query_size=query_size,
-        floors=floors,
-        no_tune=no_tune,
-        dataset_options=dataset_options,
-        rating_scale=rating_scale,
-    )
+    return _plan("plan", suite, _plan_arguments(locals()))
 
 
-def _plan(
-    function: str,
-    suite: str | Path | Suite,
-    *,
-    learners: Named | None,
-    datasets: Named | None,
-    scenarios: Sequence[str] | None,
-    seeds: int | Sequence[int] | None,
-    devices: Sequence[str] | None,
-    keep_predictions: bool | None,
-    data_dir: str | Path | None,
-    support_sizes: Sequence[int | str] | None,
-    query_size: int | None,
-    floors: bool | None,
-    no_tune: bool,
-    dataset_options: Mapping[str, Any] | None,
-    rating_scale: Sequence[float] | None,
-) -> RunPlan:
-    """:func:`plan`, with errors naming ``api.FUNCTION(argument=...)``."""
+PLAN_ARGUMENTS = (
+    "learners", "datasets", "scenarios", "seeds", "devices", "keep_predictions", "data_dir",
+    "support_sizes", "query_size", "floors", "no_tune", "dataset_options", "rating_scale",
+)  # fmt: skip
+"""The arguments :func:`run` shares with :func:`plan`: those that shape the plan."""
+
+
+def _plan_arguments(given: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: given[name] for name in PLAN_ARGUMENTS}
+
+
+def _plan(function: str, suite: str | Path | Suite, given: Mapping[str, Any]) -> RunPlan:
+    """:func:`plan` of the ``given`` :data:`PLAN_ARGUMENTS`, with errors naming
+    ``api.FUNCTION(argument=...)``."""
+    learners, datasets = given["learners"], given["datasets"]
+    dataset_options, rating_scale = given["dataset_options"], given["rating_scale"]
+    seeds, data_dir, support_sizes = given["seeds"], given["data_dir"], given["support_sizes"]
     learner_names, learner_config = _split_named(learners, function, "learners")
     dataset_names, dataset_config = _split_named(datasets, function, "datasets")
     if dataset_options is not None and not (
@@ -246,15 +212,15 @@ def _plan(
         dataset_config=dataset_config,
         dataset_options=None if dataset_options is None else _plain(dataset_options),
         rating_scale=None if rating_scale is None else _plain(rating_scale),
-        scenarios=_names(scenarios, function, "scenarios"),
+        scenarios=_names(given["scenarios"], function, "scenarios"),
         seeds=None if seeds is None else _plain(seeds),
-        devices=_names(devices, function, "devices"),
+        devices=_names(given["devices"], function, "devices"),
         data_dir=None if data_dir is None else str(data_dir),
-        keep_predictions=keep_predictions,
-        floors=floors,
-        no_tune=no_tune,
+        keep_predictions=given["keep_predictions"],
+        floors=given["floors"],
+        no_tune=given["no_tune"],
         support_sizes=None if support_sizes is None else list(_plain(support_sizes)),
-        query_size=query_size,
+        query_size=given["query_size"],
     )
     return plan_run(suite, overrides, lambda name: _arg(function, ARGUMENT.get(name, name)))
 

@@ -224,3 +224,13 @@ def test_a_run_checks_its_suite_once_and_the_runner_reads_the_plan(
     assert (
         config["learners"] == ["global-mean"] and config["dataset"]["synthetic"]["n_users"] == 120
     )
+
+
+def test_run_and_plan_take_the_same_plan_arguments() -> None:
+    """``run`` hands ``plan``'s arguments over by name: an argument added to one and not listed
+    in ``PLAN_ARGUMENTS`` (or missing from the other) would be dropped silently."""
+    import inspect
+
+    planned = set(inspect.signature(api.plan).parameters) - {"suite"}
+    assert planned == set(api.PLAN_ARGUMENTS)
+    assert planned <= set(inspect.signature(api.run).parameters)

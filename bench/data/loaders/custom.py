@@ -261,12 +261,12 @@ def parse_parquet(
 
     def build() -> Dataset:
         try:
-            table = pq.read_table(path)
+            opened = pq.ParquetFile(path)
+            names = [str(n) for n in opened.schema_arrow.names]
         except Exception as exc:  # pyarrow raises its own error types for damaged files
             raise DataError(
                 f"{where}: not a readable Parquet file ({excerpt(str(exc), 120)})"
             ) from exc
-        names = [str(n) for n in table.column_names]
         cols: dict[str, np.ndarray] = {}
         used: dict[str, str | None] = {"timestamp": None}
         for role in ("user", "item", "rating", "timestamp"):
@@ -274,7 +274,15 @@ def parse_parquet(
             if index is None:
                 continue
             used[role] = names[index]
-            cols[role] = _parquet_column(table.column(index), role, names[index], where)
+            try:  # one column at a time: at 10^8 ratings the whole table is gigabytes
+                column = opened.read(columns=[names[index]]).column(0)
+            except Exception as exc:
+                raise DataError(
+                    f"{where}: column {excerpt(names[index])} is not readable "
+                    f"({excerpt(str(exc), 120)})"
+                ) from exc
+            cols[role] = _parquet_column(column, role, names[index], where)
+            del column
         lines = np.arange(1, len(cols["rating"]) + 1)
         return _finish(card, options, cols, lines, where, used)
 
@@ -291,7 +299,8 @@ def _parquet_column(column: Any, role: str, name: str, where: str) -> np.ndarray
         raise DataError(f"{where}, row {row + 1}: column {excerpt(name)} is empty (null)")
     try:
         if role not in ("rating", "timestamp") and pa.types.is_integer(column.type):
-            return column.to_numpy().astype(np.int64)  # integer ids stay integers, as from text
+            # integer ids stay integers, as from text
+            return np.asarray(column.to_numpy(), dtype=np.int64)
         if role in ("rating", "timestamp") and pa.types.is_timestamp(column.type):
             values = column.cast(pa.timestamp("s")).cast(pa.int64()).to_numpy()
         else:
