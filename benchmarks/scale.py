@@ -4,7 +4,7 @@ Two parts, each on synthetic ratings streamed to Parquet (``bench.data.synthetic
 per user, one item per 1,000 ratings and at least 1,000 items; generation is not timed):
 
 1. **Parsing a CSV file** (sizes up to ``--csv-max``): the project's reader
-   (``bench.data.loaders.table.read_columns``: Arrow), ``pandas.read_csv`` with the C engine, and the
+   (``bench.data.loaders.text_reader.read_columns``: Arrow), ``pandas.read_csv`` with the C engine, and the
    line-by-line reader it replaced (sizes up to ``--line-max``), run ``--repeats`` times in turn
    within one process. Printed: the median, the fastest and slowest run of each, and the ratio of
    medians to the project's reader. Ratios taken in one run on one machine are comparable even
@@ -73,7 +73,7 @@ def compare_csv(parquet: Path, scratch: Path, repeats: int, with_line_reader: bo
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from bench.data.loaders.table import read_columns, read_columns_by_line
+    from bench.data.loaders.text_reader import read_columns, read_columns_by_line
 
     csv_path = scratch / "ratings.csv"
     pacsv.write_csv(pq.read_table(parquet), csv_path)
@@ -155,10 +155,12 @@ def pipeline(parquet: Path, rank_users: int) -> dict[str, tuple[float, float] | 
 
     def record(name: str, t: Any) -> None:
         out[name] = (t.seconds, t.peak_memory_bytes / 2**20)
+        print(f"  {name}: {out[name][0]:.2f} s, peak {out[name][1]:,.0f} MiB", flush=True)
 
     with timed("load", cpu) as t:
         dataset = load_dataset(f"parquet:{parquet}", {})
     record("load", t)
+    del dataset  # one copy at a time: at 10^8 ratings a dataset is gigabytes
     with timed("cached", cpu) as t:
         dataset = load_dataset(f"parquet:{parquet}", {})
     record("cached", t)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bench.data.loaders.arrow_table import read_columns_arrow
-from bench.data.loaders.table import (
+from bench.data.loaders.text_reader import (
     _first_record,
     read_columns,
     read_columns_by_line,

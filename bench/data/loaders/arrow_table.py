@@ -1,6 +1,6 @@
 """Reading delimited rating files in native code with Arrow.
 
-:func:`read_columns_arrow` is the fast path of :func:`bench.data.loaders.table.read_columns`: it parses
+:func:`read_columns_arrow` is the fast path of :func:`bench.data.loaders.text_reader.read_columns`: it parses
 and converts the wanted columns with ``pyarrow.csv`` and ``pyarrow.compute``, and gives up (returns
 None) whenever the file is anything but clean: a malformed or blank-padded line it cannot place, a
 value it cannot convert, a non-finite rating, an encoding it cannot count lines in. The caller then

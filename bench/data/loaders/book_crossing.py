@@ -11,7 +11,8 @@ import numpy as np
 from bench.data.dataset import Dataset
 from bench.data.loaders.cache import load_card_files
 from bench.data.loaders.movielens import AGE_BRACKETS
-from bench.data.loaders.table import declared_scale, lookup, one_hot, ratings_table, read_columns
+from bench.data.loaders.table import declared_scale, lookup, one_hot, ratings_table
+from bench.data.loaders.text_reader import read_columns
 
 
 def parse_book_crossing(

@@ -29,12 +29,11 @@ import numpy as np
 from bench.data.dataset import Dataset
 from bench.data.loaders.cache import cached
 from bench.data.loaders.sources import relative_inside, sha256_file
-from bench.data.loaders.table import (
+from bench.data.loaders.table import declared_scale, ratings_table
+from bench.data.loaders.text_reader import (
     Kind,
     bounded_lines,
-    declared_scale,
     ids_from_text,
-    ratings_table,
     read_columns,
     text_encoding,
 )

@@ -10,7 +10,8 @@ import numpy as np
 
 from bench.data.dataset import Dataset
 from bench.data.loaders.cache import load_card_files
-from bench.data.loaders.table import declared_scale, lookup, ratings_table, read_columns
+from bench.data.loaders.table import declared_scale, lookup, ratings_table
+from bench.data.loaders.text_reader import read_columns
 
 
 def parse_filmtrust(

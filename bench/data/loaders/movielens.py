@@ -20,15 +20,14 @@ import numpy as np
 from bench.data.dataset import Dataset
 from bench.data.loaders.cache import load_card_files
 from bench.data.loaders.table import (
-    Kind,
     RatingsTable,
     contiguous,
     declared_scale,
     lookup,
     one_hot,
     ratings_table,
-    read_columns,
 )
+from bench.data.loaders.text_reader import Kind, read_columns
 from bench.errors import DataError
 
 AGE_BRACKETS = (18, 25, 35, 45, 50, 56)
