@@ -8,6 +8,7 @@ local run's, so a figure never comes from a run that computed something else.
 
     PYTHONPATH=. .venv/bin/python benchmarks/workers.py
     PYTHONPATH=. .venv/bin/python benchmarks/workers.py --workers 1,2,4,8 --seeds 8
+    PYTHONPATH=. .venv/bin/python benchmarks/workers.py --ratings 1e7 --workers 2 --seeds 2
 
 With more workers than cores the workers share them; the machine's core count and load average
 are printed, and figures are only comparable on a quiet machine.
@@ -33,8 +34,18 @@ from bench.results.analysis import load_results
 from bench.results.store import ResultStore
 
 
-def grid(seeds: int, maml_steps: int) -> Suite:
+def grid(seeds: int, maml_steps: int, parquet: Path | None = None) -> Suite:
     suite = load_suite("ci")
+    if parquet is not None:  # at scale: the baselines on a streamed file, ranked in the query
+        return replace(
+            suite,
+            datasets=(f"parquet:{parquet}",),
+            dataset={},
+            learners=("item-mean", "mf"),
+            seeds=tuple(range(seeds)),
+            ranking=("query",),
+            floors=False,
+        )
     return replace(
         suite,
         learners=("item-mean", "mf", "maml"),
@@ -65,31 +76,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executors", default="process,ray", help="comma-separated")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--maml-steps", type=int, default=40)
+    parser.add_argument(
+        "--ratings",
+        type=float,
+        help="instead of the ci data: item-mean and mf on this many synthetic ratings, streamed "
+        "to Parquet as benchmarks/scale.py streams them (e.g. 1e7)",
+    )
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
-    suite = grid(args.seeds, args.maml_steps)
+    with tempfile.TemporaryDirectory() as scratch:
+        parquet = None
+        if args.ratings:
+            from scale import config_for
+
+            from bench.data.synthetic_stream import write_parquet
+
+            parquet = Path(scratch) / "ratings.parquet"
+            os.environ["BENCH_CACHE_DIR"] = str(Path(scratch) / "cache")
+            written = write_parquet(config_for(int(args.ratings)), parquet)
+            print(f"{written:,} synthetic ratings in {parquet.name}")
+        suite = grid(args.seeds, args.maml_steps, parquet)
+        return compare(suite, counts, args.executors.split(","), Path(scratch), args.maml_steps)
+
+
+def compare(
+    suite: Suite, counts: list[int], executors: list[str], scratch: Path, maml_steps: int
+) -> int:
+    """The local run, then each (executor, workers) run, each checked equal to the local one."""
     cells = len(suite.learners) * len(suite.seeds)
     print(
-        f"{cells} cells ({', '.join(suite.learners)}; maml at {args.maml_steps} meta-steps; "
-        f"{len(suite.seeds)} seeds) on {available_cpus()} available cores; load average "
+        f"{cells} cells ({', '.join(suite.learners)}; maml at {maml_steps} meta-steps where "
+        f"run; {len(suite.seeds)} seeds) on {available_cpus()} available cores; load average "
         f"{os.getloadavg()[0]:.2f} at the start"
     )
     print(f"{'executor':>8} {'workers':>7} {'wall s':>8} {'speed-up':>8} {'load':>5}")
-    with tempfile.TemporaryDirectory() as scratch:
-        reference = Path(scratch) / "local.sqlite"
-        local = timed_run(suite, reference, make_executor("local"))
-        print(f"{'local':>8} {1:>7} {local:>8.1f} {1.0:>8.2f} {os.getloadavg()[0]:>5.1f}")
-        expected = rows(reference)
-        for name in args.executors.split(","):
-            for workers in counts:
-                path = Path(scratch) / f"{name}-{workers}.sqlite"
-                seconds = timed_run(suite, path, make_executor(name, workers))
-                pd.testing.assert_frame_equal(rows(path), expected, check_exact=True)
-                print(
-                    f"{name:>8} {workers:>7} {seconds:>8.1f} {local / seconds:>8.2f} "
-                    f"{os.getloadavg()[0]:>5.1f}",
-                    flush=True,
-                )
+    reference = Path(scratch) / "local.sqlite"
+    local = timed_run(suite, reference, make_executor("local"))
+    print(f"{'local':>8} {1:>7} {local:>8.1f} {1.0:>8.2f} {os.getloadavg()[0]:>5.1f}")
+    expected = rows(reference)
+    for name in executors:
+        for workers in counts:
+            path = scratch / f"{name}-{workers}.sqlite"
+            seconds = timed_run(suite, path, make_executor(name, workers))
+            pd.testing.assert_frame_equal(rows(path), expected, check_exact=True)
+            print(
+                f"{name:>8} {workers:>7} {seconds:>8.1f} {local / seconds:>8.2f} "
+                f"{os.getloadavg()[0]:>5.1f}",
+                flush=True,
+            )
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
