@@ -91,6 +91,28 @@ def test_a_new_items_rating_put_back_into_training(
     assert f"1 offending: (user {user}, item {item})" in line
 
 
+def test_warm_query_ratings_copied_into_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two query ratings of different task tables put into training: each is named, and nothing
+    else is (the pairs are looked up in the sorted training pairs, once for every table)."""
+    split = exported(tmp_path)
+    folder = split / "synthetic" / "seed-0"
+    first = read(folder, "warm/k-1/query").iloc[[0]]
+    second = read(folder, "warm/k-5/query").iloc[[-1]]
+    columns = ["user", "item", "rating", "timestamp"]
+    train = pd.concat([read(folder, "train"), first[columns], second[columns]])
+    train.to_csv(folder / "train.csv", index=False)
+    code, lines = audited(split, capsys)
+    line = failed(lines)["no query rating in training"]
+    assert code == 1
+    # the query is the same at every k, so each pair is offending in both warm tables
+    for leaked in (first, second):
+        pair = f"(user {leaked.iloc[0]['user']}, item {leaked.iloc[0]['item']})"
+        assert f"warm k-1: {pair}" in line and f"warm k-5: {pair}" in line
+    assert "4 offending" in line
+
+
 def test_a_query_rating_copied_into_support(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
