@@ -109,7 +109,10 @@ class Results:
             evaluations = store.evaluation_rows(self.cell_keys)
             rows = store.metric_rows(self.cell_keys, with_per_task=True)
         tasks = {(e["cell_key"], e["scenario"], e["k"]): e for e in evaluations}
-        parts: list[pd.DataFrame] = []
+        labels: dict[str, list[str]] = {"cell_key": [], "scenario": [], "k": [], "metric": []}
+        entities: list[str] = []
+        values: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
         for row in rows:
             evaluation = tasks.get((row["cell_key"], row["scenario"], row["k"]))
             if evaluation is None:
@@ -118,27 +121,34 @@ class Results:
                     f"{excerpt(row['metric'])} values for {excerpt(row['scenario'])}, "
                     f"k={excerpt(row['k'])} but no tasks stored for it; the store is damaged"
                 )
-            values = row["per_task"]
-            if len(values) != len(evaluation["entities"]):
+            if len(row["per_task"]) != len(evaluation["entities"]):
                 raise BenchError(
                     f"results store {self.path}: cell {row['cell_key']} ({row['scenario']}, "
-                    f"k={row['k']}, {row['metric']}) has {len(values)} per-task values for "
-                    f"{len(evaluation['entities'])} tasks"
+                    f"k={row['k']}, {row['metric']}) has {len(row['per_task'])} per-task values "
+                    f"for {len(evaluation['entities'])} tasks"
                 )
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "cell_key": row["cell_key"],
-                        "scenario": row["scenario"],
-                        "k": row["k"],
-                        "metric": row["metric"],
-                        "entity": pd.Series(evaluation["entities"], dtype=str),
-                        "value": values,
-                        "n_ratings": np.asarray(evaluation["query_lengths"], dtype=np.int64),
-                    }
-                )
-            )
-        return self._with_cell_keys(parts, PER_TASK_COLUMNS)
+            for name, column in labels.items():
+                column.append(row[name])
+            entities += map(str, evaluation["entities"])
+            values.append(np.asarray(row["per_task"], dtype=np.float64))
+            lengths.append(np.asarray(evaluation["query_lengths"], dtype=np.int64))
+        if not values:
+            return self._with_cell_keys([], PER_TASK_COLUMNS)
+        # One frame built from whole columns: a frame per (cell, scenario, k, metric) made the
+        # per-task table the slowest part of a report.
+        counts = [len(v) for v in values]
+        frame = pd.DataFrame(
+            {
+                **{
+                    name: pd.Series(np.repeat(np.asarray(column, dtype=object), counts), dtype=str)
+                    for name, column in labels.items()
+                },
+                "entity": pd.Series(entities, dtype=str),
+                "value": np.concatenate(values),
+                "n_ratings": np.concatenate(lengths),
+            }
+        )
+        return self._with_cell_keys([frame], PER_TASK_COLUMNS)
 
     @cached_property
     def predictions(self) -> pd.DataFrame:
