@@ -46,14 +46,39 @@ def test_scale_compares_the_csv_readers_and_prints_every_stage_per_size() -> Non
     rows = [row for row in rows if "ratings" not in row]
     assert len(rows) == 2
     for row in rows:
-        # ratings, then seconds and MiB for each of five stages, then the rank stage not run
-        assert len(row) == 1 + 2 * 5 + 3 and row[-3:] == ["not", "run", "-"]
-        seconds = [float(x.replace(",", "")) for x in row[1:11:2]]
-        mib = [float(x.replace(",", "")) for x in row[2:11:2]]
+        # ratings, then seconds and MiB for each of the six stages (ranking included)
+        assert len(row) == 1 + 2 * 6
+        seconds = [float(x.replace(",", "")) for x in row[1::2]]
+        mib = [float(x.replace(",", "")) for x in row[2::2]]
         assert all(s >= 0 for s in seconds) and all(m > 0 for m in mib)
     assert [int(row[0].replace(",", "")) for row in rows] == [4000, 8000]
     (slopes,) = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["slope"]]
-    assert len(slopes) == 1 + 6 and slopes[-1] == "nan"
+    assert len(slopes) == 1 + 6
+    recalls = [line for line in done.stdout.splitlines() if "full-ranking Recall@20" in line]
+    assert len(recalls) == 2 and all(0 <= float(line.split()[-1]) <= 1 for line in recalls)
+
+
+def test_report_scale_times_each_command_per_size() -> None:
+    done = run_script(
+        "benchmarks/report_scale.py", "--cells", "100", "--repeats", "1", "--format", "json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "100 cells planted" in done.stdout
+    timed = [line.split() for line in done.stdout.splitlines() if "s wall" in line]
+    assert [t[0] for t in timed] == ["report", "export"]
+    for t in timed:  # wall and CPU seconds of the command's own process
+        assert float(t[t.index("wall") - 2]) > 0 and float(t[t.index("CPU") - 2]) > 0
+
+
+def test_workers_on_streamed_ratings_checks_the_rows_of_each_executor() -> None:
+    done = run_script(
+        "benchmarks/workers.py", "--ratings", "2e4", "--executors", "process",
+        "--workers", "1", "--seeds", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "20,000 synthetic ratings" in done.stdout
+    names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
+    assert "local" in names and "process" in names  # the process run's rows equalled the local
 
 
 def test_topn_ranking_prints_a_row_per_size() -> None:
