@@ -139,10 +139,7 @@ class Results:
         counts = [len(v) for v in values]
         frame = pd.DataFrame(
             {
-                **{
-                    name: pd.Series(np.repeat(np.asarray(column, dtype=object), counts), dtype=str)
-                    for name, column in labels.items()
-                },
+                **_repeated(labels, counts),
                 "entity": pd.Series(entities, dtype=str),
                 "value": np.concatenate(values),
                 "n_ratings": np.concatenate(lengths),
@@ -163,30 +160,37 @@ class Results:
             evaluations = store.evaluation_rows(self.cell_keys)
             rows = store.prediction_rows(self.cell_keys)
         tasks = {(e["cell_key"], e["scenario"], e["k"]): e for e in evaluations}
-        parts: list[pd.DataFrame] = []
+        labels: dict[str, list[str]] = {"cell_key": [], "scenario": [], "k": []}
+        counts: list[int] = []
+        texts: dict[str, list[str]] = {"entity": [], "user": [], "item": []}
+        numbers: dict[str, list[np.ndarray]] = {"position": [], "rating": [], "prediction": []}
         for row in rows:
             evaluation = tasks[(row["cell_key"], row["scenario"], row["k"])]
             lengths = np.asarray(evaluation["query_lengths"], dtype=np.int64)
             starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "cell_key": row["cell_key"],
-                        "scenario": row["scenario"],
-                        "k": row["k"],
-                        "entity": pd.Series(
-                            np.repeat(np.asarray(evaluation["entities"], dtype=object), lengths),
-                            dtype=str,
-                        ),
-                        "position": np.arange(int(lengths.sum())) - starts,
-                        "user": pd.Series(row["users"], dtype=str),
-                        "item": pd.Series(row["items"], dtype=str),
-                        "rating": row["ratings"],
-                        "prediction": row["predicted"],
-                    }
-                )
-            )
-        return self._with_cell_keys(parts, PREDICTION_COLUMNS)
+            for name, column in labels.items():
+                column.append(row[name])
+            counts.append(int(lengths.sum()))
+            texts["entity"] += map(str, np.repeat(np.asarray(evaluation["entities"]), lengths))
+            texts["user"] += map(str, row["users"])
+            texts["item"] += map(str, row["items"])
+            numbers["position"].append(np.arange(int(lengths.sum())) - starts)
+            numbers["rating"].append(np.asarray(row["ratings"]))
+            numbers["prediction"].append(np.asarray(row["predicted"]))
+        if not counts:
+            return self._with_cell_keys([], PREDICTION_COLUMNS)
+        frame = pd.DataFrame(  # whole columns at once, as for the per-task frame
+            {
+                **_repeated(labels, counts),
+                "entity": pd.Series(texts["entity"], dtype=str),
+                "position": np.concatenate(numbers["position"]),
+                "user": pd.Series(texts["user"], dtype=str),
+                "item": pd.Series(texts["item"], dtype=str),
+                "rating": np.concatenate(numbers["rating"]),
+                "prediction": np.concatenate(numbers["prediction"]),
+            }
+        )
+        return self._with_cell_keys([frame], PREDICTION_COLUMNS)
 
     def _with_cell_keys(self, parts: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
         cell_columns = [c for c in columns if c in self.cells.columns and c != "cell_key"]
@@ -460,3 +464,11 @@ def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         {column: _plain(value) for column, value in zip(frame.columns, row, strict=True)}
         for row in frame.itertuples(index=False, name=None)
     ]
+
+
+def _repeated(labels: dict[str, list[str]], counts: list[int]) -> dict[str, pd.Series]:
+    """Text columns holding each label ``counts`` times, in order."""
+    return {
+        name: pd.Series(np.repeat(np.asarray(column, dtype=object), counts), dtype=str)
+        for name, column in labels.items()
+    }
