@@ -166,6 +166,43 @@ def test_own_parquet(tmp_path: Path) -> None:
     assert data.item_ids is not None and data.item_ids.tolist() == ["a", "b"]
 
 
+def test_parquet_files_that_cannot_be_read_name_the_file(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"PAR1 not really a parquet file")
+    with pytest.raises(DataError, match=r"damaged.parquet: not a readable Parquet file"):
+        load_dataset(f"parquet:{damaged}", {"cache": False})
+    empty_ids = tmp_path / "nulls.parquet"
+    table = pa.table({"user_id": [1, None], "item_id": [1, 2], "rating": [3.0, 4.0]})
+    pq.write_table(table, empty_ids)
+    with pytest.raises(DataError, match=r"nulls.parquet, row 2: column 'user_id' is empty"):
+        load_dataset(f"parquet:{empty_ids}", {"cache": False})
+
+
+def test_parquet_ids_and_ratings_of_every_integer_width(tmp_path: Path) -> None:
+    """Ids of any integer type become the same contiguous ids; no row is lost or reordered."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    users = [7, 3, 7, 9, 3]
+    for kind in (pa.int8(), pa.uint16(), pa.int32(), pa.int64()):
+        path = tmp_path / f"{kind}.parquet"
+        table = pa.table(
+            {
+                "user_id": pa.array(users, type=kind),
+                "item_id": pa.array([1, 1, 2, 2, 3], type=kind),
+                "rating": pa.array([1, 2, 3, 4, 5], type=pa.float32()),
+            }
+        )
+        pq.write_table(table, path)
+        data = load_dataset(f"parquet:{path}", {"cache": False})
+        assert data.user_ids is not None and data.user_ids.tolist() == [3, 7, 9]
+        assert data.user_ids[data.user].tolist() == users
+        assert data.rating.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
