@@ -216,7 +216,11 @@ def best_marks(
     adjusted p-value is below ``alpha`` with the difference in the best's favour. Learners named
     in ``unranked`` (by base name; ``oracle`` knows the true ratings) take no part.
     """
-    means = summary.set_index([*FAMILY_KEYS, "learner"])["mean"]
+    # A plain mapping: looked up once per (family, learner), a MultiIndex was the slow part
+    means = {
+        tuple(row[:-1]): float(row[-1])
+        for row in summary[[*FAMILY_KEYS, "learner", "mean"]].itertuples(index=False, name=None)
+    }
     rows = []
     for family, wide in paired_families(results):
         key = tuple(family[k] for k in FAMILY_KEYS)
@@ -224,12 +228,11 @@ def best_marks(
             learner
             for learner in wide.columns
             if base_name(learner) not in unranked
-            and (*key, learner) in means.index
-            and np.isfinite(means.loc[(*key, learner)])
+            and np.isfinite(means.get((*key, learner), float("nan")))
         ]
         best = None
         if ranked:
-            values = [float(means.loc[(*key, learner)]) for learner in ranked]
+            values = [means[(*key, learner)] for learner in ranked]
             pick = np.argmax(values) if higher_is_better(family["metric"]) else np.argmin(values)
             best = ranked[int(pick)]
         others = [learner for learner in ranked if learner != best]
