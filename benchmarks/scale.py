@@ -117,25 +117,16 @@ def rank_sample(
     import torch
 
     from bench.evaluation.topk import topn_values
-    from bench.protocol.candidates import build_candidate_sets
+    from bench.protocol.candidates import task_candidate_sets
 
     tasks = build_tasks(dataset, split.scenarios["warm"], 5).select(slice(0, users))
-    assert tasks.query_ratings is not None
-    sets = build_candidate_sets(
+    sets = task_candidate_sets(
         "warm",
-        axis=tasks.axis,
+        tasks,
+        train,
         n_items=dataset.n_items,
-        new_items=split.new_items,
-        train_user=train.user,
-        train_item=train.item,
         n_users=dataset.n_users,
-        task_users=tasks.entities.numpy(),
-        support_items=tasks.support_items.numpy(),
-        support_mask=tasks.support_mask.numpy(),
-        query_items=tasks.query_items.numpy(),
-        query_ratings=tasks.query_ratings.numpy(),
-        query_mask=tasks.query_mask.numpy(),
-        like_threshold=train.like_threshold,
+        new_items=split.new_items,
     )
     with torch.no_grad():
         values = topn_values(

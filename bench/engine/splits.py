@@ -11,7 +11,7 @@ import torch
 
 from bench.data.dataset import Dataset
 from bench.protocol import Protocol, Split, SupportSize
-from bench.protocol.candidates import CandidateSets, build_candidate_sets
+from bench.protocol.candidates import CandidateSets, task_candidate_sets
 from bench.protocol.episodes import (
     MetaTrain,
     TaskBatch,
@@ -117,23 +117,13 @@ class SplitCache:
         key = (dataset.content_hash, seed, scenario, k, negatives)
         if key not in self._candidates:
             split, train = self.split(dataset, seed)
-            tasks = self.tasks(dataset, seed, scenario, k)
-            assert tasks.query_ratings is not None
-            self._candidates[key] = build_candidate_sets(
+            self._candidates[key] = task_candidate_sets(
                 scenario,
-                axis=tasks.axis,
+                self.tasks(dataset, seed, scenario, k),
+                train,
                 n_items=dataset.n_items,
-                new_items=split.new_items,
-                train_user=train.user,
-                train_item=train.item,
                 n_users=dataset.n_users,
-                task_users=tasks.entities.numpy(),
-                support_items=tasks.support_items.numpy(),
-                support_mask=tasks.support_mask.numpy(),
-                query_items=tasks.query_items.numpy(),
-                query_ratings=tasks.query_ratings.numpy(),
-                query_mask=tasks.query_mask.numpy(),
-                like_threshold=train.like_threshold,
+                new_items=split.new_items,
                 negatives=negatives,
                 seed=seed,
                 k_label=str(k),

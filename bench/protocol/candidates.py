@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.errors import ConfigError
 from bench.protocol.base import SCENARIO_NEWNESS
+
+if TYPE_CHECKING:  # imports torch: not needed to check a suite
+    from bench.protocol.episodes import MetaTrain, TaskBatch
 
 RANKING_VIEWS: tuple[str, ...] = ("query", "full", "sampled")
 """``query``: each task's own query (the in-query metrics); ``full``: every candidate item;
@@ -144,6 +148,42 @@ def items_by_user(
     order = np.argsort(user, kind="stable")
     starts = np.searchsorted(user[order], np.arange(n_users + 1))
     return item[order], starts
+
+
+def task_candidate_sets(
+    scenario: str,
+    tasks: TaskBatch,
+    train: MetaTrain,
+    *,
+    n_items: int,
+    n_users: int,
+    new_items: np.ndarray,
+    negatives: int | None = None,
+    seed: int | None = None,
+    k_label: str = "",
+) -> CandidateSets:
+    """:func:`build_candidate_sets` of a labelled task batch on the training view it is ranked
+    against (what the runner ranks; a benchmark may pass a sample of a scenario's tasks)."""
+    assert tasks.query_ratings is not None, "candidate sets need the tasks' query labels"
+    return build_candidate_sets(
+        scenario,
+        axis=tasks.axis,
+        n_items=n_items,
+        new_items=new_items,
+        train_user=train.user,
+        train_item=train.item,
+        n_users=n_users,
+        task_users=tasks.entities.numpy(),
+        support_items=tasks.support_items.numpy(),
+        support_mask=tasks.support_mask.numpy(),
+        query_items=tasks.query_items.numpy(),
+        query_ratings=tasks.query_ratings.numpy(),
+        query_mask=tasks.query_mask.numpy(),
+        like_threshold=train.like_threshold,
+        negatives=negatives,
+        seed=seed,
+        k_label=k_label,
+    )
 
 
 def build_candidate_sets(
