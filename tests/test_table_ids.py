@@ -15,6 +15,8 @@ from bench.data.loaders.table import contiguous, ratings_table, resolve_duplicat
         np.array([5, 3, 5, 9, 3, 4], dtype=np.int64),
         np.array([-2, 7, -2, 0, 7], dtype=np.int64),
         np.array([3, 1, 2], dtype=np.uint32),
+        np.array([-128, 127, 0, -128], dtype=np.int8),  # offsets beyond the type's range
+        np.array([2**64 - 1, 2**64 - 3], dtype=np.uint64),  # beyond int64: the sorting path
         np.array([0, 10**15, 5, 10**15], dtype=np.int64),  # sparse: the sorting path
         np.random.default_rng(0).integers(-50, 5_000, 20_000),
     ],

@@ -53,10 +53,12 @@ def contiguous(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct raw ids and each row's contiguous id."""
     if raw.dtype.kind in "iu" and len(raw):
         low, high = int(raw.min()), int(raw.max())
-        if high - low < max(4 * len(raw), 1 << 20):
+        if high - low < max(4 * len(raw), 1 << 20) and high < 2**63:
             # Integer ids in a dense range: a lookup table in one pass instead of a sort (at
-            # 10^8 ratings the sort takes seconds and several copies of the column).
-            offset = raw - raw.dtype.type(low) if low else raw
+            # 10^8 ratings the sort takes seconds and several copies of the column). Offsets
+            # are taken in int64, where no id of a narrower type can overflow.
+            wide = raw.astype(np.int64, copy=False)
+            offset = wide - low if low else wide
             present = np.zeros(high - low + 1, dtype=bool)
             present[offset] = True
             ids = (np.flatnonzero(present) + low).astype(raw.dtype)
