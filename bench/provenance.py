@@ -6,18 +6,18 @@ import ast
 import contextlib
 import functools
 import hashlib
-import importlib.util
 import platform
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
 
 import bench
 from bench.processes import identity
+from bench.registry import module_source
 
 KEY_PACKAGES = ("numpy", "scipy", "torch", "learn2learn", "coldstart-bench")
 PROJECT_ROOT = Path(bench.__file__).resolve().parent.parent
@@ -60,8 +60,16 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _imported_modules(path: Path, module: str, top: str) -> set[str]:
-    """Modules of package ``top`` that the source of ``module`` imports (relative ones resolved)."""
+def _imported_modules(path: Path, module: str, top: str) -> frozenset[str]:
+    """Modules of package ``top`` that the source of ``module`` imports (relative ones resolved);
+    remembered while the file keeps its size and modification time (a plan asks twice per
+    learner, and parsing is most of a fingerprint's cost)."""
+    stat = path.stat()
+    return _parsed_imports(path, stat.st_mtime_ns, stat.st_size, module, top)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_imports(path: Path, _mtime: int, _size: int, module: str, top: str) -> frozenset[str]:
     tree = ast.parse(path.read_bytes())
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
@@ -75,12 +83,12 @@ def _imported_modules(path: Path, module: str, top: str) -> set[str]:
                 base = f"{parent}.{base}" if base else parent
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)  # submodules, if any
-    return {name for name in found if name == top or name.startswith(top + ".")}
+    return frozenset(name for name in found if name == top or name.startswith(top + "."))
 
 
 def _module_closure(module: str) -> list[Path]:
     """The source files of ``module``, the packages above it and every module of its own
-    top-level package that it imports, directly or not."""
+    top-level package that it imports, directly or not (found without importing any of them)."""
     top = module.split(".")[0]
     seen: set[str] = set()
     files: set[Path] = set()
@@ -90,13 +98,9 @@ def _module_closure(module: str) -> list[Path]:
         if name in seen:
             continue
         seen.add(name)
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
+        path = module_source(name)
+        if path is None:
             continue
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            continue
-        path = Path(spec.origin)
         files.add(path)
         parts = name.split(".")
         pending += [".".join(parts[:i]) for i in range(1, len(parts))]
@@ -109,19 +113,28 @@ def _distributions() -> Mapping[str, list[str]]:
     return packages_distributions()
 
 
-def learner_fingerprint(learner: type) -> str:
-    """A hash of a learner's own code (its module and what it imports from its package) and of
-    its distribution's version, so an edited learner, built-in or plug-in, never reuses stored
-    cells while the other learners' cells stay valid."""
-    digest = hashlib.sha256(f"{learner.__module__}:{learner.__qualname__}".encode())
-    for path in _module_closure(learner.__module__):
+def code_of(module: str, qualname: str, distributions: Iterable[str]) -> str:
+    """A hash of the code of ``module:qualname`` (its module and what it imports from its own
+    package) and of the versions of ``distributions``, read from the sources without importing
+    anything: the fingerprint of a learner (:func:`learner_fingerprint`)."""
+    digest = hashlib.sha256(f"{module}:{qualname}".encode())
+    for path in _module_closure(module):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    top = learner.__module__.split(".")[0]
-    for dist in sorted(_distributions().get(top, [])):
+    for dist in sorted(distributions):
         with contextlib.suppress(PackageNotFoundError):
             digest.update(f"{dist}={version(dist)}".encode())
     return digest.hexdigest()[:16]
+
+
+def learner_fingerprint(learner: type) -> str:
+    """A hash of a learner's own code (its module and what it imports from its package) and of
+    the version of each distribution that provides its package, so an edited learner, built-in or
+    plug-in, never reuses stored cells while the other learners' cells stay valid. A learner
+    declared by an entry point is fingerprinted from its declaration instead
+    (:func:`bench.engine.learner_keys.learner_code`), without importing it."""
+    top = learner.__module__.split(".")[0]
+    return code_of(learner.__module__, learner.__qualname__, _distributions().get(top, []))
 
 
 def git_commit() -> dict[str, Any]:
@@ -147,13 +160,15 @@ def cpu_name() -> str:
 
 
 def device_names(devices: list[str]) -> dict[str, str]:
-    import torch  # here, not at the top: dataset cards read PROJECT_ROOT without needing torch
-
+    """What each device is. torch is asked only where it is loaded already: a run that computes
+    loads it before it records itself, and one whose every cell is stored names the CPU alone."""
+    torch = sys.modules.get("torch")
     names: dict[str, str] = {}
     for dev in devices:
         if dev == "cpu":
-            names[dev] = f"{cpu_name()} ({torch.get_num_threads()} torch threads)"
-        elif dev.startswith("cuda") and torch.cuda.is_available():
+            threads = f" ({torch.get_num_threads()} torch threads)" if torch is not None else ""
+            names[dev] = f"{cpu_name()}{threads}"
+        elif torch is not None and dev.startswith("cuda") and torch.cuda.is_available():
             names[dev] = torch.cuda.get_device_name(torch.device(dev))
     return names
 

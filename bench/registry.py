@@ -12,8 +12,10 @@ import ast
 import difflib
 import importlib
 import importlib.util
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bench.errors import RegistryError
@@ -77,19 +79,44 @@ def first_doc_line(obj: Any) -> str:
     return doc.strip().splitlines()[0].strip() if doc.strip() else ""
 
 
+def module_source(name: str) -> Path | None:
+    """The ``.py`` file of module ``name``, found without importing it or the packages above it
+    (``importlib.util.find_spec`` of a dotted name runs the parent packages' ``__init__``, which
+    may import torch); None for a module that is not plain Python source or does not exist."""
+    if name in sys.modules:
+        spec = getattr(sys.modules[name], "__spec__", None)
+    else:
+        top, *rest = name.split(".")
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            return None
+        if spec is not None and rest:
+            return _below(spec.submodule_search_locations, rest)
+    origin = getattr(spec, "origin", None)
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _below(locations: Iterable[str] | None, parts: list[str]) -> Path | None:
+    """The source of the module ``parts`` below a package whose folders are ``locations``."""
+    for folder in locations or ():
+        base = Path(folder).joinpath(*parts[:-1])
+        for candidate in (base / f"{parts[-1]}.py", base / parts[-1] / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
 def static_doc_line(target: str) -> str | None:
     """The first docstring line of a lazy ``"module:attr"`` target's class or function, read from
     its source without importing the module (so listing names does not load torch); None where
     the source cannot be read that way."""
     module_name, _, attr = target.partition(":")
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+    path = module_source(module_name)
+    if path is None:
         return None
     try:
-        with open(spec.origin, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             tree = ast.parse(handle.read())
     except (OSError, SyntaxError, ValueError):
         return None
@@ -122,6 +149,7 @@ class Registry(Generic[T]):
         self._entry_point_group = entry_point_group
         self._entries: dict[str, T | str] = {}
         self._origins: dict[str, str] = {}
+        self._distributions: dict[str, str] = {}
         self._resolved: dict[str, T] = {}
         self._frozen = False
         self._plugins_loaded = entry_point_group is None
@@ -163,9 +191,12 @@ class Registry(Generic[T]):
                 "than the source); refresh it with `make setup` or `pip install -e .`"
             )
         entries, origins = dict(self._entries), dict(self._origins)
+        distributions = dict(self._distributions)
         for ep in sorted(found, key=lambda e: e.name):
             _add_entry(self.kind, entries, origins, ep.name, ep.value, _entry_point_origin(ep))
-        self._entries, self._origins = entries, origins
+            if ep.dist is not None:
+                distributions[ep.name] = ep.dist.name
+        self._entries, self._origins, self._distributions = entries, origins, distributions
         self._plugins_loaded = True
 
     def names(self) -> list[str]:
@@ -178,6 +209,15 @@ class Registry(Generic[T]):
         if name not in self._entries:
             raise RegistryError(self.unknown_message(name))
         return self._origins[name]
+
+    def declaration(self, name: str) -> tuple[T | str, str | None]:
+        """What ``name`` was declared as (an object, or a lazy ``"module:attr"`` string, which
+        this does not import) and the distribution whose entry point declared it (None for an
+        entry registered in code)."""
+        self._load_plugins()
+        if name not in self._entries:
+            raise RegistryError(self.unknown_message(name))
+        return self._entries[name], self._distributions.get(name)
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()

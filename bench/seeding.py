@@ -10,9 +10,12 @@ harness or the built-in learners seeds a global generator.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _word(name: str) -> int:
@@ -57,6 +60,8 @@ class Seeds:
         """A fresh CPU torch generator for the stream ``names``; draw on the CPU and move the
         result, so every device starts from the same numbers."""
         state = self.child(*names).sequence.generate_state(1, np.uint64)[0]
+        import torch  # here: a run whose cells are all stored never draws, nor loads torch
+
         return torch.Generator().manual_seed(int(state) & (2**63 - 1))
 
     def __repr__(self) -> str:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.protocol.learner import Budget, Learner, clamp_to_scale
+from bench.protocol.learner import Learner, clamp_to_scale
 from bench.seeding import Seeds
 
 

@@ -22,9 +22,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.protocol.explaining import ExplainsSupport
-from bench.protocol.learner import Budget, Learner, clamp_to_scale
+from bench.protocol.learner import Learner, clamp_to_scale
 from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.baselines import BiasConfig, bias_fit

@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.protocol.learner import Budget, Learner
+from bench.protocol.learner import Learner
 from bench.seeding import Seeds
 
 

@@ -18,7 +18,7 @@ from bench.cli import main
 from bench.engine.suite import load_suite
 from bench.errors import BenchError
 from bench.evaluation.floors import FLOORS
-from bench.protocol.learner import LEARNERS
+from bench.protocol.learner_registry import LEARNERS
 from bench.results.analysis import ROW_KEYS
 from learners.baselines import GlobalMean
 

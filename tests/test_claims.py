@@ -20,7 +20,7 @@ import bench.engine.runner
 from bench.engine.cells import iter_cells
 from bench.engine.runner import run_suite
 from bench.processes import start_time
-from bench.protocol.learner import LEARNERS
+from bench.protocol.learner_registry import LEARNERS
 from bench.results.store import SCHEMA_VERSION, ResultStore
 from learners.baselines import GlobalMean
 

@@ -58,7 +58,7 @@ def test_a_learner_fingerprint_follows_its_own_module_and_what_it_imports(plugin
 
 
 def test_built_in_learners_have_their_own_fingerprints() -> None:
-    from bench.protocol.learner import learner_class
+    from bench.protocol.learner_registry import learner_class
 
     prints = {name: provenance.learner_fingerprint(learner_class(name)) for name in ("mf", "maml")}
     assert prints["mf"] != prints["maml"]

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from bench.protocol.learner import LEARNERS
+from bench.protocol.learner_registry import LEARNERS
 from bench.registry import first_doc_line, static_doc_line
 
 

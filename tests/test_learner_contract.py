@@ -10,8 +10,9 @@ import torch
 
 from bench.evaluation.contract import ContractError, check_learner
 from bench.evaluation.contract_tests import LearnerContract
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.protocol.learner import LEARNERS, Budget
+from bench.protocol.learner_registry import LEARNERS
 from bench.seeding import Seeds
 from learners.baselines import BiasBaseline
 

@@ -19,7 +19,7 @@ from bench.engine.suite import suite_from_dict
 from bench.errors import ConfigError
 from bench.protocol import make_protocol
 from bench.protocol.episodes import TaskBatch
-from bench.protocol.learner import LEARNERS
+from bench.protocol.learner_registry import LEARNERS
 from bench.protocol.perturbation_labels import (
     KINDS,
     Perturbation,

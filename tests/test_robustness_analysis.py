@@ -15,7 +15,7 @@ import pytest
 from bench.engine.runner import run_suite
 from bench.engine.suite import load_suite, suite_from_dict
 from bench.evaluation.floors import FLOORS
-from bench.protocol.learner import learner_class
+from bench.protocol.learner_registry import learner_class
 from bench.results.analysis import load_results
 from bench.results.analysis.robustness import (
     breakdown_strength,

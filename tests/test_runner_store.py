@@ -16,8 +16,9 @@ from bench.engine.executors import LocalExecutor
 from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, load_suite
 from bench.errors import ConfigError, StoreError
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain
-from bench.protocol.learner import LEARNERS, Budget
+from bench.protocol.learner_registry import LEARNERS
 from bench.results.records import CellRecord
 from bench.results.store import ResultStore
 from bench.seeding import Seeds

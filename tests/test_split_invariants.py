@@ -16,7 +16,7 @@ from bench.engine.runner import run_suite
 from bench.engine.suite import suite_from_dict
 from bench.protocol import SCENARIOS, make_protocol
 from bench.protocol.episodes import TaskBatch, make_meta_train
-from bench.protocol.learner import LEARNERS
+from bench.protocol.learner_registry import LEARNERS
 from bench.results.store import ResultStore
 from learners.baselines import BiasBaseline
 

@@ -26,8 +26,9 @@ from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, load_suite
 from bench.errors import StoreError
 from bench.processes import identity, is_gone
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain
-from bench.protocol.learner import LEARNERS, Budget
+from bench.protocol.learner_registry import LEARNERS
 from bench.provenance import PROJECT_ROOT
 from bench.results import kept_cells
 from bench.results.records import TrialRecord, TuningRecord

@@ -17,12 +17,14 @@ import pytest
 
 from bench.data.cards import load_dataset
 from bench.engine.cells import cell_key, ranking_key
+from bench.engine.learner_keys import learner_code
 from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, suite_from_dict
 from bench.errors import BenchError
 from bench.protocol import SCENARIOS, make_protocol
-from bench.protocol.learner import LEARNERS, learner_class, make_learner
-from bench.provenance import code_fingerprint, learner_fingerprint
+from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import LEARNERS
+from bench.provenance import code_fingerprint
 from bench.results.records import FIT_SCOPE, Evaluation, Predictions, TrialRecord, TuningRecord
 from bench.results.store import SCHEMA_VERSION, ResultStore
 from learners.baselines import GlobalMean
@@ -561,7 +563,7 @@ def test_a_run_keys_its_cells_and_reads_files_from_the_suites_data_dir(
             make_learner(name).config_hash,
             seed,
             "cpu",
-            f"{fingerprint}+{learner_fingerprint(learner_class(name))}",
+            f"{fingerprint}+{learner_code(name)}",
             ranking=ranking,
         )
         for seed in (0, 1)

@@ -15,8 +15,9 @@ from bench.engine.runner import run_suite
 from bench.engine.suite import load_suite
 from bench.errors import ConfigError
 from bench.protocol import make_protocol
+from bench.protocol.budget import Budget, split_budget
 from bench.protocol.episodes import make_meta_train
-from bench.protocol.learner import Budget, make_learner, split_budget
+from bench.protocol.learner import make_learner
 from bench.results.store import ResultStore
 from bench.seeding import Seeds
 from learners.network.trainer import Schedule, train_model

@@ -25,8 +25,9 @@ from bench.engine.suite import Suite, suite_from_dict
 from bench.engine.tuning import TuneSpec, parse_tuning, search
 from bench.errors import ConfigError
 from bench.protocol import make_protocol
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain
-from bench.protocol.learner import LEARNERS, Budget
+from bench.protocol.learner_registry import LEARNERS
 from bench.results.analysis import load_results
 from bench.results.records import CellRecord, TrialRecord
 from bench.results.store import ResultStore
@@ -533,7 +534,7 @@ def test_shipped_suites_default_and_ci_stay_untuned_and_ml100k_cold_tunes_every_
     import dataclasses
 
     from bench.engine.suite import SUITES, load_suite, tuning_specs
-    from bench.protocol.learner import learner_class
+    from bench.protocol.learner_registry import learner_class
 
     for name in SUITES.names():
         suite = load_suite(name)  # every shipped suite validates, its searches included

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -26,18 +25,11 @@ def _described(registry: Registry[Any], describe: Callable[[Any], str]) -> Entri
     return entries
 
 
-LEARNER_GROUP = "bench.learners"  # bench.protocol.learner.LEARNER_GROUP, without importing torch
-
-
 def learners() -> Entries:
-    """Learners are described from their sources: importing them would load torch. Learners
-    registered in code exist only once :mod:`bench.protocol.learner` is imported; then its registry,
-    which has them, is listed."""
-    module = sys.modules.get("bench.protocol.learner")
-    registry: Registry[Any] = (
-        module.LEARNERS if module is not None else Registry("learner", None, LEARNER_GROUP)
-    )
-    return _described(registry, first_doc_line)
+    """Learners are described from their sources: importing them would load torch."""
+    from bench.protocol.learner_registry import LEARNERS
+
+    return _described(LEARNERS, first_doc_line)
 
 
 def protocols() -> Entries:

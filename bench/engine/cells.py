@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from itertools import product
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from bench.config import stable_hash
 from bench.data.dataset import Dataset
+from bench.engine.learner_keys import learner_code
 from bench.engine.plan import RunPlan, plan_of
 from bench.engine.plan import ranking_key as ranking_key  # where importing keys its cells
-from bench.engine.splits import SplitCache
 from bench.engine.suite import Suite
 from bench.engine.tuning_spec import TuneSpec
 from bench.evaluation.floors import is_floor
@@ -28,10 +26,15 @@ from bench.evaluation.metrics import (
 )
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY
 from bench.protocol import Protocol, SupportSize
-from bench.protocol.learner import Budget, learner_class, stream_name
-from bench.provenance import learner_fingerprint
+from bench.protocol.budget import Budget
+from bench.protocol.learner_registry import stream_name
 from bench.results.records import TrialRecord
 from bench.seeding import Seeds
+
+if TYPE_CHECKING:  # torch and the split cache: only where cells are computed
+    import torch
+
+    from bench.engine.splits import SplitCache
 
 
 @dataclass(frozen=True)
@@ -214,9 +217,7 @@ def plan_cells(
     suite = plan.suite
     robustness = plan.robustness.key() if plan.robustness is not None else None
     # The harness's code and each learner's own: editing one learner leaves the others' cells valid.
-    code = {
-        p.name: f"{fingerprint}+{learner_fingerprint(learner_class(p.name))}" for p in plan.learners
-    }
+    code = {p.name: f"{fingerprint}+{learner_code(p.name)}" for p in plan.learners}
     perturbing = plan.robustness
     arms = ["", *(perturbing.arms if perturbing is not None else ())]
     settings = perturbing.arms if perturbing is not None else {}

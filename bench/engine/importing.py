@@ -44,7 +44,7 @@ from bench.evaluation.scoring import scored_queries
 from bench.protocol import Protocol, Split
 from bench.protocol.base import split_like_threshold
 from bench.protocol.episodes import TaskBatch, build_tasks
-from bench.protocol.learner import LEARNERS
+from bench.protocol.learner_registry import LEARNERS
 from bench.provenance import code_fingerprint, collect
 from bench.results.records import CellRecord, Evaluation
 from bench.results.store import ResultStore

@@ -20,7 +20,7 @@ from bench.engine.suite import Suite, check_suite, narrowed, parse_seeds, sized_
 from bench.engine.tuning_spec import TuneSpec
 from bench.errors import ConfigError, excerpt
 from bench.protocol import Protocol, SupportSize
-from bench.protocol.learner import Budget, split_budget
+from bench.protocol.budget import Budget, split_budget
 
 Spelling = Callable[[str], str]
 """How the caller names an override (a field of :class:`Overrides`) in its errors."""

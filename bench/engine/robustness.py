@@ -26,7 +26,6 @@ from bench.protocol.perturbation_labels import (
     parse_label,
     scenario_label,
 )
-from bench.protocol.perturbations import robustness_perturbations
 from bench.protocol.training_arms import (
     ATTACK_PREFIX,
     ATTACKS,
@@ -62,6 +61,8 @@ class Robustness:
 
     @property
     def perturbations(self) -> list[Perturbation]:
+        from bench.protocol.perturbations import robustness_perturbations  # torch: when used
+
         return robustness_perturbations(self.kinds, self.strengths, self.sigma)
 
     @property

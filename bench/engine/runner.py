@@ -15,34 +15,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-import torch
 from tqdm import tqdm
 
 from bench.data.cards import load_dataset
 from bench.data.dataset import Dataset
-from bench.devices import resolve_devices
-from bench.engine.leases import LeaseKeeper
-from bench.engine.plan import RunPlan, plan_of
-from bench.engine.robustness import (
-    arm_evaluations,
-    check_attack_sizes,
-    label_arm,
-    perturbed_evaluations,
-)
-from bench.engine.suite import Suite, nothing_to_run
-from bench.errors import ConfigError, StoreError
-from bench.protocol import SupportSize
-from bench.protocol.audit import audit
-from bench.protocol.audit import summary as audit_summary
-from bench.protocol.learner import learner_class
-from bench.protocol.manifest import split_tables
-from bench.provenance import code_fingerprint, collect
-from bench.results.claims import LEASE_S, Claim, check_lease
-from bench.results.records import CellRecord
-from bench.results.store import ResultStore
-
-if TYPE_CHECKING:
-    from bench.engine.executors import Executor
 from bench.engine.cells import (
     PROGRESS_SINKS,
     TRIAL_SINKS,
@@ -54,8 +30,27 @@ from bench.engine.cells import (
     cell_identity,
     plan_cells,
 )
+from bench.engine.leases import LeaseKeeper
+from bench.engine.plan import RunPlan, plan_of
 from bench.engine.progress import CellProgress
-from bench.engine.splits import SplitCache
+from bench.engine.robustness import (
+    arm_evaluations,
+    check_attack_sizes,
+    label_arm,
+    perturbed_evaluations,
+)
+from bench.engine.suite import Suite, nothing_to_run
+from bench.errors import ConfigError, StoreError
+from bench.protocol import SupportSize
+from bench.protocol.learner_registry import learner_class
+from bench.provenance import code_fingerprint, collect
+from bench.results.claims import LEASE_S, Claim, check_lease
+from bench.results.records import CellRecord
+from bench.results.store import ResultStore
+
+if TYPE_CHECKING:  # the split cache imports torch: only a run that computes builds one
+    from bench.engine.executors import Executor
+    from bench.engine.splits import SplitCache
 
 
 @dataclass
@@ -87,6 +82,10 @@ def audit_splits(
     learners will fit on, before any cell runs. Its outcome is kept in the split's summary, and so
     stored with every cell; each failed check is reported. A split that cannot be made is left
     to its cells, which report why."""
+    from bench.protocol.audit import audit
+    from bench.protocol.audit import summary as audit_summary
+    from bench.protocol.manifest import split_tables
+
     for dataset in datasets:
         for seed in seeds:
             try:
@@ -99,6 +98,41 @@ def audit_splits(
             for check in checks:
                 if not check.passed:
                     log(f"audit of {dataset.name} seed {seed}: {check.line()}")
+
+
+@dataclass
+class Launch:
+    """What computing a cell needs and reusing one does not: the run's devices resolved, its
+    splits made and audited, its executor started. Done once, before the first cell computes: at
+    the start of a run that has cells to compute, and never in a run whose every cell is stored
+    (which so never loads torch)."""
+
+    plan: RunPlan
+    executor: Executor
+    datasets: list[Dataset]
+    clean: list[tuple[str, SupportSize]]
+    context: RunContext
+    log: Callable[[str], None]
+    done: bool = False
+
+    def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        import torch
+
+        from bench.devices import resolve_devices
+        from bench.engine.splits import SplitCache
+
+        plan = self.plan
+        if self.executor.resolves_devices_here:
+            devices = resolve_devices(plan.devices)
+        else:  # resolved where the cells run; the plan checked the names
+            devices = {name: torch.device(name) for name in plan.devices}
+        cache = SplitCache(plan.protocol)
+        audit_splits(cache, self.datasets, plan.seeds, self.clean, self.log)
+        hashed = {d.content_hash: d for d in self.datasets}
+        self.executor.start(Workload(self.context, hashed, cache, devices))
 
 
 CLAIM_POLL_S = 2.0
@@ -133,33 +167,34 @@ def run_suite(
     plan = suite if isinstance(suite, RunPlan) else plan_of(suite)
     check_lease(lease_s)
     executor = executor or LocalExecutor()
-    if executor.resolves_devices_here:
-        devices = resolve_devices(plan.devices)
-    else:  # resolved where the cells run; the plan checked the names
-        devices = {name: torch.device(name) for name in plan.devices}
     protocol = plan.protocol
     datasets = [
         load_dataset(d.name, dict(d.options) or None, data_dir=plan.data_dir) for d in plan.datasets
     ]
-    empty = nothing_to_run(plan.suite, protocol, datasets)
-    if empty:
-        raise ConfigError(empty)
-    check_attack_sizes(plan.robustness, plan.suite.source, datasets)
     fingerprint = code_fingerprint()
     outcome = RunOutcome(run_id=uuid.uuid4().hex[:12])
-    cache = SplitCache(protocol)
-    wanted = plan.evaluations
-    audit_splits(cache, datasets, plan.seeds, wanted, log)
-    clean = list(wanted)
-    wanted += perturbed_evaluations(plan.robustness, clean)  # after the audit: the same tasks
-    wanted += arm_evaluations(plan.robustness, clean)  # the same tasks, refitted on other data
+    clean = list(plan.evaluations)
+    wanted = [
+        *clean,
+        *perturbed_evaluations(plan.robustness, clean),  # the same tasks, perturbed
+        *arm_evaluations(plan.robustness, clean),  # the same tasks, refitted on other data
+    ]
     cells = list(plan_cells(plan, datasets, fingerprint))
+    keep = plan.suite.keep_predictions
+    stored = bool(cells) and not fresh
+    stored = stored and not any(_needed(cell, wanted, store, False, keep) for cell in cells)
+    if not stored:  # a stored cell's learner applied and its attack sizes fitted
+        empty = nothing_to_run(plan.suite, protocol, datasets)
+        if empty:
+            raise ConfigError(empty)
+        check_attack_sizes(plan.robustness, plan.suite.source, datasets)
     # Cells an earlier run could not store are written now, and only those this run would compute.
     store.write_kept_cells({cell.key: cell_identity(cell, fingerprint) for cell in cells})
     in_process = isinstance(executor, LocalExecutor)
     context = RunContext(plan, outcome.run_id, fingerprint, progress and in_process)
-    # Workers start before the run is recorded: an executor that cannot start is bad input.
-    executor.start(Workload(context, {d.content_hash: d for d in datasets}, cache, devices))
+    launch = Launch(plan, executor, datasets, clean, context, log)
+    if not stored:  # before the run is recorded: an executor that cannot start is bad input
+        launch()
     status = "interrupted"
     try:
         store.start_run(
@@ -177,6 +212,7 @@ def run_suite(
         _drive(
             cells,
             wanted,
+            launch,
             executor,
             store,
             leases,
@@ -202,6 +238,7 @@ def run_suite(
 def _drive(
     cells: list[Cell],
     wanted: list[tuple[str, SupportSize]],
+    launch: Callable[[], None],
     executor: Executor,
     store: ResultStore,
     leases: LeaseKeeper,
@@ -214,7 +251,8 @@ def _drive(
     report_cells: bool = False,
 ) -> None:
     """The driver's loop: settle each cell (skip, reuse, wait for another run, or compute), keep
-    the executor's slots busy, and write each result as it arrives, one transaction per cell."""
+    the executor's slots busy, and write each result as it arrives, one transaction per cell.
+    ``launch`` prepares the run's computing the first time a cell needs it."""
     bar = tqdm(total=len(cells), desc="cells", unit="cell", disable=not progress, leave=False)
     queue: deque[Cell] = deque(cells)
     waiting: dict[str, tuple[Cell, Claim]] = {}  # claimed by another run, by cell key
@@ -233,17 +271,21 @@ def _drive(
         while queue or running or waiting:
             while queue and len(running) < executor.slots:
                 cell = queue.popleft()
+                # A cell that waited for another run is reused from it, even with ``fresh``.
+                recompute = fresh and cell.key not in waiting
+                needed = _needed(cell, wanted, store, recompute, keep_predictions)
                 if cell.key not in listed:
                     listed.add(cell.key)
-                    reason = learner_class(cell.learner).not_applicable(cell.dataset)
+                    # A cell whose every evaluation is stored applied when it was computed: its
+                    # learner need not be imported to ask again.
+                    reason = (
+                        learner_class(cell.learner).not_applicable(cell.dataset) if needed else None
+                    )
                     if reason:
                         outcome.skipped.append((cell.description, reason))
                         settled(cell)
                         continue
                     outcome.cell_keys.append(cell.key)
-                # A cell that waited for another run is reused from it, even with ``fresh``.
-                recompute = fresh and cell.key not in waiting
-                needed = _needed(cell, wanted, store, recompute, keep_predictions)
                 if not needed:  # finished, by an earlier run or by the one waited for
                     waiting.pop(cell.key, None)
                     outcome.reused += 1
@@ -267,6 +309,7 @@ def _drive(
                         outcome.reused += 1
                         settled(cell)
                         continue
+                launch()
                 if cell.tuning is not None:  # resume its search from the trials stored
                     cell = replace(cell, done_trials=tuple(store.finished_trials(cell.key)))
                 bar.set_postfix_str(f"{cell.learner} seed {cell.seed} {cell.device}")

@@ -305,7 +305,7 @@ def check_suite(suite: Suite, given_as: Mapping[str, str] | None = None) -> Chec
     """:func:`validate`, returning what it built (for :mod:`bench.engine.plan`)."""
     from bench.data.cards import check_dataset_options, get_card
     from bench.devices import check_device_name
-    from bench.protocol.learner import make_learner
+    from bench.engine.learner_keys import learner_config_hash
 
     where = suite.source
 
@@ -389,7 +389,7 @@ def check_suite(suite: Suite, given_as: Mapping[str, str] | None = None) -> Chec
     config_hashes = {}
     for name in suite.learners:
         try:
-            config_hashes[name] = make_learner(name, suite.learner.get(name)).config_hash
+            config_hashes[name] = learner_config_hash(name, suite.learner.get(name))
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
     specs = tuning_specs(suite, protocol)
@@ -440,7 +440,7 @@ def tuning_specs(suite: Suite, protocol: Any) -> dict[str, Any]:
 
 def nothing_to_run(suite: Suite, protocol: Any, datasets: list[Any]) -> str | None:
     """Why the grid of a suite with loaded datasets is empty, or None when a cell would run."""
-    from bench.protocol.learner import learner_class
+    from bench.protocol.learner_registry import learner_class
 
     for what in ("datasets", "learners", "scenarios", "seeds", "devices"):
         if not getattr(suite, what):

@@ -40,8 +40,9 @@ from bench.engine.tuning_spec import load_optuna
 from bench.engine.tuning_spec import parse_tuning as parse_tuning
 from bench.evaluation.ranking import DEFAULT_TIE_POLICY, THRESHOLD_RELEVANCE, RelevanceRule
 from bench.evaluation.scoring import score
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch, predict_in_chunks
-from bench.protocol.learner import Budget, make_learner
+from bench.protocol.learner import make_learner
 from bench.results.records import TrialRecord, TuningRecord
 from bench.seeding import Seeds
 

@@ -17,7 +17,8 @@ from bench.config import accepts, build_config
 from bench.errors import ConfigError, excerpt
 from bench.evaluation.metrics import METRICS, higher_is_better
 from bench.protocol import SupportSize
-from bench.protocol.learner import learner_class, split_budget
+from bench.protocol.budget import split_budget
+from bench.protocol.learner_registry import learner_class
 from bench.results.tuning_text import budget_text, dimension_text
 
 if typing.TYPE_CHECKING:  # Optuna and torch load where a search runs, not with a report

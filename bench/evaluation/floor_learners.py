@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.protocol.learner import Budget, Learner
+from bench.protocol.learner import Learner
 from bench.seeding import Seeds
 
 

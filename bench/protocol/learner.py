@@ -1,4 +1,5 @@
-"""The narrow interface every learner implements, and the learner registry.
+"""The narrow interface every learner implements (the registry of learners is
+:mod:`bench.protocol.learner_registry`, their fitting budget :mod:`bench.protocol.budget`).
 
 Learners, built-in and third-party alike, are declared as ``bench.learners`` entry points (see
 ``pyproject.toml``); ``bench`` itself never imports the ``learners`` package.
@@ -15,52 +16,10 @@ from typing import Any, ClassVar
 import torch
 
 from bench.config import build_config, config_hash
-from bench.errors import ConfigError, RegistryError
+from bench.protocol.budget import Budget, split_budget
 from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.registry import Registry
+from bench.protocol.learner_registry import learner_class
 from bench.seeding import Seeds
-
-LEARNER_GROUP = "bench.learners"
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Limits a learner respects while fitting: iterative learners stop training when
-    ``max_seconds`` of fit time have passed and keep their best state so far.
-
-    A suite sets it per learner with ``max_fit_seconds`` in the ``[learner.NAME]`` table.
-    """
-
-    max_seconds: float | None = None
-    progress: Callable[[str, int, int], None] | None = dataclasses.field(
-        default=None, compare=False, repr=False
-    )
-    """Told of long work as it goes, as (what, i, n): ("meta-step", 120, 600), ("trial", 3, 20).
-    Set by the runner where a progress bar shows it; a learner calls it, if set, and need not."""
-
-    def __post_init__(self) -> None:
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise ConfigError(f"max_fit_seconds must be a positive number, got {self.max_seconds}")
-
-
-BUDGET_KEYS = {"max_fit_seconds": "max_seconds"}
-"""Keys of a ``[learner.NAME]`` table that set the harness's budget rather than the config."""
-
-
-def split_budget(table: dict[str, Any] | None, where: str = "") -> tuple[dict[str, Any], Budget]:
-    """Separate a learner table into its config overrides and its :class:`Budget`."""
-    overrides = dict(table or {})
-    limits: dict[str, Any] = {}
-    for key, field in BUDGET_KEYS.items():
-        if key in overrides:
-            value = overrides.pop(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                label = f" in {where}" if where else ""
-                raise ConfigError(
-                    f"{key!r}{label} must be a positive number of seconds, got {value!r}"
-                )
-            limits[field] = float(value)
-    return overrides, Budget(**limits)
 
 
 @dataclass(frozen=True)
@@ -146,31 +105,6 @@ class Learner(abc.ABC):
         return score_by_predict(
             self.predict, tasks, candidates, self.score_chunk, self.predict_chunk
         )
-
-
-def _check_learner(name: str, obj: Any) -> None:
-    if not (isinstance(obj, type) and issubclass(obj, Learner)):
-        raise RegistryError(
-            f"learner {name!r} resolves to {obj!r}, which is not a Learner subclass"
-        )
-
-
-LEARNERS: Registry[type[Learner]] = Registry("learner", _check_learner, LEARNER_GROUP)
-
-
-def learner_class(name: str) -> type[Learner]:
-    """The registered class of ``name``; a missing optional dependency is a clear error."""
-    try:
-        return LEARNERS.get(name)
-    except ImportError as exc:
-        raise RegistryError(
-            f"learner {name!r} needs a package that is not installed: {exc}"
-        ) from exc
-
-
-def stream_name(name: str) -> str:
-    """The name of ``name``'s branch of the seed tree: its declared algorithm, else its name."""
-    return learner_class(name).algorithm or name
 
 
 def make_learner(name: str, overrides: dict[str, Any] | None = None) -> Learner:

@@ -31,10 +31,10 @@ features of randomly drawn real training users.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.protocol.episodes import EpisodeSampler, MetaTrain
 from bench.protocol.perturbation_labels import (
     ATTACKER_KINDS,
     DEFAULT_SIGMA,
@@ -43,8 +43,10 @@ from bench.protocol.perturbation_labels import (
     Perturbation,
     corrupted_count,
 )
-from bench.protocol.perturbations import corrupted_values
 from bench.seeding import Seeds
+
+if TYPE_CHECKING:  # episodes import torch, which planning a run does not need
+    from bench.protocol.episodes import MetaTrain
 
 ATTACKS = ("random", "average", "bandwagon")
 TARGET_POOLS = ("any", "unpopular")
@@ -119,6 +121,8 @@ def with_ratings(
     user_features: np.ndarray | None = None,
 ) -> MetaTrain:
     """``train`` holding other ratings (and possibly more users), its sampler rebuilt."""
+    from bench.protocol.episodes import EpisodeSampler
+
     n_users = train.n_users if n_users is None else n_users
     n_entities = n_users if train.axis == "user" else train.n_items
     return replace(
@@ -152,6 +156,8 @@ def noisy_training(train: MetaTrain, noise: TrainingNoise, seed: int) -> MetaTra
         return with_ratings(
             train, train.user[keep], train.item[keep], train.rating[keep], train.timestamp[keep]
         )
+    from bench.protocol.perturbations import corrupted_values  # imports torch
+
     low, high = (float(v) for v in train.rating_scale)
     rating = train.rating.astype(np.float64).copy()
     rating[hit] = corrupted_values(

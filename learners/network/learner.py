@@ -18,8 +18,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch, predict_in_chunks
-from bench.protocol.learner import Budget, Learner, clamp_to_scale
+from bench.protocol.learner import Learner, clamp_to_scale
 from bench.seeding import Seeds
 from learners.network.losses import masked_mse, mean_over_tasks
 from learners.network.model import NetworkConfig

@@ -22,7 +22,7 @@ from bench.engine.runner import run_suite
 from bench.engine.suite import load_suite
 from bench.evaluation.metrics import DEFAULT_METRICS
 from bench.evaluation.timing import TimingRow
-from bench.protocol.learner import LEARNERS
+from bench.protocol.learner_registry import LEARNERS
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation
 from bench.results.store import ResultStore
 from learners.baselines import BiasBaseline
