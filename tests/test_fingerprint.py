@@ -73,3 +73,32 @@ def test_report_code_is_not_on_the_evaluation_path() -> None:
     assert "bench/protocol/cold_start.py" in files
     assert not any(f.startswith(("bench/results/", "bench/cli/")) for f in files)
     assert "bench/api.py" not in files and "bench/errors.py" in files
+
+
+def test_a_learner_read_from_its_declaration_has_its_imported_class_fingerprint(
+    plugin: Path,
+) -> None:
+    declared = provenance.code_of("myplugin.model", "Plugged", [])
+    assert not [m for m in sys.modules if m.startswith("myplugin")]  # read, not imported
+    assert declared == provenance.learner_fingerprint(plugged())
+    (plugin / "helpers.py").write_text("SCALE = 3.0\n")
+    assert provenance.code_of("myplugin.model", "Plugged", []) != declared
+
+
+def test_a_module_is_found_without_running_the_packages_above_it(tmp_path: Path) -> None:
+    from bench.registry import module_source
+
+    inner = tmp_path / "explosive" / "inner"
+    inner.mkdir(parents=True)
+    (tmp_path / "explosive" / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (inner / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (inner / "leaf.py").write_text("X = 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert module_source("explosive.inner.leaf") == inner / "leaf.py"
+        assert module_source("explosive.inner") == inner / "__init__.py"
+        assert module_source("explosive.inner.missing") is None
+        assert module_source("explosive.inner.leaf.X") is None  # an attribute, not a module
+        assert "explosive" not in sys.modules
+    finally:
+        sys.path.remove(str(tmp_path))

@@ -4,9 +4,12 @@ docstrings read once imported."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from bench.protocol.learner_registry import LEARNERS
 from bench.registry import first_doc_line, static_doc_line
@@ -39,3 +42,70 @@ def test_learners_are_described_from_source_as_from_the_imported_class() -> None
             assert static_doc_line(target) == first_doc_line(LEARNERS.get(name)), name
     assert static_doc_line("bench.no_such_module:X") is None
     assert static_doc_line("bench.registry:NOT_DEFINED_HERE") is None
+
+
+def test_a_run_whose_every_cell_is_stored_loads_no_learner_and_no_torch(tmp_path: Path) -> None:
+    suite = tmp_path / "small.toml"
+    suite.write_text(
+        'name = "small"\nlearners = ["item-mean", "mf"]\nseeds = 1\n'
+        '[protocol]\nname = "cold-random"\nsupport_sizes = [1, 3]\nquery_size = 4\n'
+        "[dataset.synthetic]\nn_users = 120\nn_items = 80\n[learner.mf]\niterations = 2\n"
+    )
+    args = ["run", "--suite", str(suite), "--store", str(tmp_path / "s.sqlite"), "--no-progress"]
+    code = (
+        "import contextlib, io, json\nfrom bench.cli import main\nout = io.StringIO()\n"
+        f"with contextlib.redirect_stdout(out): assert main({args!r}) == 0\n"
+        "print(json.dumps(out.getvalue()))"
+    )
+    env = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    first = run_python(code, env)
+    second = run_python(code, env)
+    assert "torch" in first.loaded and "learners.mf" in first.loaded  # it computed
+    assert "torch" not in second.loaded, "a run that reuses every cell imported torch"
+    assert (
+        not {"learners.mf", "learners.baselines", "bench.evaluation.floor_learners"} & second.loaded
+    )
+    assert "0 cell(s) computed, 4 reused" in second.output  # mf, item-mean, two floors
+    assert tables(second.output) == tables(first.output)
+
+
+def test_learner_fingerprints_and_config_hashes_are_read_without_importing(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "from bench.engine.learner_keys import learner_code, learner_config_hash\n"
+        "from bench.protocol.learner_registry import LEARNERS\n"
+        "prints = {n: learner_code(n) for n in LEARNERS.names()}\n"
+        "hashes = {n: learner_config_hash(n, None) for n in ('item-mean', 'maml')}\n"
+        "import json\nprint(json.dumps([prints, hashes]))"
+    )
+    env = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    run_python(code, env)  # the first build of each config imports its learner
+    again = run_python(code, env)
+    assert "torch" not in again.loaded
+    assert not {m for m in again.loaded if m == "learners" or m.startswith("learners.")}
+    prints, hashes = again.output
+    assert len(set(prints.values())) == len(prints)  # every learner its own fingerprint
+    from bench.protocol.learner import make_learner
+
+    assert hashes == {n: make_learner(n).config_hash for n in hashes}
+
+
+class Ran(NamedTuple):
+    loaded: set[str]
+    output: Any
+
+
+def run_python(code: str, env: dict[str, str]) -> Ran:
+    """Run ``code`` in a fresh interpreter; what it printed last (JSON) and the modules it loaded."""
+    script = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=full)
+    assert done.returncode == 0, done.stderr
+    *printed, modules = done.stdout.strip().splitlines()
+    return Ran(set(modules.split()), json.loads(printed[-1]) if printed else "")
+
+
+def tables(output: str) -> list[str]:
+    """The printed result, without the line naming the run (a new id each time)."""
+    return [line for line in output.splitlines() if not line.startswith("run ")]
