@@ -6,14 +6,18 @@ then never imports a learner, nor torch."""
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 from bench.config import stable_hash
+from bench.data.loaders.cache import UntrustedKey, secret_key, signature
 from bench.data.loaders.sources import parsed_cache_dir
+from bench.errors import DataWarning
 from bench.protocol.learner_registry import LEARNERS, learner_class
 from bench.provenance import code_fingerprint, code_of, learner_fingerprint
 
@@ -30,33 +34,55 @@ def learner_code(name: str) -> str:
 
 
 def config_cache_dir() -> Path:
-    """Where config hashes are remembered: beside the parsed datasets (``$BENCH_CACHE_DIR``)."""
+    """Where config hashes are remembered: beside the parsed datasets (``$BENCH_CACHE_DIR``),
+    signed with the same per-user key."""
     return parsed_cache_dir() / "learner-configs"
 
 
 def learner_config_hash(name: str, overrides: dict[str, Any] | None) -> str:
     """The hash of learner ``name``'s config built from ``overrides`` (checked by building the
     learner). The same overrides under the same learner and harness code always give the same
-    hash, so it is remembered on disk under a key of all three and read back instead of
-    importing the learner again; an unreadable or damaged entry is rebuilt."""
+    hash, so it is remembered on disk under a key of all three, signed with this user's cache
+    key, and read back instead of importing the learner again. An entry that does not parse or
+    whose signature does not match is rebuilt with a warning; without a usable key nothing is
+    remembered."""
     try:
         given = json.dumps(overrides or {}, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError):  # values JSON cannot tell apart: build every time
+        secret = secret_key(parsed_cache_dir())
+    except (TypeError, ValueError, OSError, UntrustedKey):  # build every time
         return _built(name, overrides)
     key = stable_hash(
         {"learner": name, "code": learner_code(name), "harness": code_fingerprint(), "set": given},
         length=24,
     )
     path = config_cache_dir() / f"{key}.json"
+    if path.is_file():
+        found = _read(path, secret, key, name)
+        if found is not None:
+            return found
+        warnings.warn(
+            f"learner config cache entry {path} is not used: it does not parse or its signature "
+            "does not match; rebuilding it",
+            DataWarning,
+            stacklevel=2,
+        )
+    value = _built(name, overrides)
+    _remember(path, {"learner": name, "config_hash": value, "signature": _sign(secret, key, value)})
+    return value
+
+
+def _sign(secret: bytes, key: str, value: str) -> str:
+    return signature(secret, value, f"learner-config|{key}")
+
+
+def _read(path: Path, secret: bytes, key: str, name: str) -> str | None:
     with contextlib.suppress(OSError, ValueError):
         entry = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(entry, dict) and entry.get("learner") == name:
-            value = entry.get("config_hash")
-            if isinstance(value, str) and value.isalnum():
-                return value
-    value = _built(name, overrides)
-    _remember(path, {"learner": name, "config_hash": value})
-    return value
+            value, signed = entry.get("config_hash"), entry.get("signature")
+            if isinstance(value, str) and isinstance(signed, str):
+                return value if hmac.compare_digest(_sign(secret, key, value), signed) else None
+    return None
 
 
 def _built(name: str, overrides: dict[str, Any] | None) -> str:
@@ -68,7 +94,7 @@ def _built(name: str, overrides: dict[str, Any] | None) -> str:
 def _remember(path: Path, entry: dict[str, str]) -> None:
     """Write ``entry`` whole or not at all; a cache that cannot be written is only slower."""
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
