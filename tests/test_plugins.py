@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import RegistryError
-from bench.protocol.learner import _check_learner
-from bench.protocol.learner_registry import LEARNER_GROUP
+from bench.protocol.learner_registry import LEARNER_GROUP, _check_learner
 from bench.provenance import PROJECT_ROOT
 from bench.registry import Registry
 

@@ -1,0 +1,104 @@
+"""What a user waits for when nothing needs computing: ``bench run`` of the default suite and
+``bench check`` of the ``ci`` suite (against the committed baseline) with every cell stored, and
+``bench report`` of the default suite's store in each format.
+
+Each command runs in a fresh process, as a user runs it (interpreter start and imports
+included), ``--repeats`` times in turn, after one untimed run that computes the cells (and
+remembers the learners' config hashes in a fresh ``BENCH_CACHE_DIR``). Printed per command: the
+median [fastest-slowest] CPU seconds (user + system of the child), the median wall seconds, and
+whether the process loaded torch.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/reuse.py --repeats 5
+
+The load average is printed at the start and end: a figure from a loaded machine is not a
+measurement of the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = ROOT / "reports" / "baselines" / "ci.json"
+LAUNCHER = (
+    "import atexit, os, runpy, sys\n"
+    "atexit.register(lambda: open(os.environ['REUSE_PROBE'], 'w').write(str('torch' in sys.modules)))\n"
+    "sys.argv = ['bench', *sys.argv[1:]]\n"
+    "runpy.run_module('bench', run_name='__main__')\n"
+)
+
+
+def timed(argv: list[str], env: dict[str, str], probe: Path) -> tuple[float, float, bool]:
+    """CPU and wall seconds of one command in a fresh process, and whether it loaded torch."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *argv], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall, probe.read_text() == "True"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each command [5]")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at the start")
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        probe = scratch / "probe"
+        env = {
+            **os.environ,
+            "BENCH_CACHE_DIR": str(scratch / "cache"),
+            "REUSE_PROBE": str(probe),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        default, ci = scratch / "default.sqlite", scratch / "ci.sqlite"
+        run = ["run", "--store", str(default), "--no-progress"]
+        check = [
+            "check", "--suite", "ci", "--baseline", str(BASELINE), "--no-timing",
+            "--changes-only", "--no-progress", "--store", str(ci),
+        ]  # fmt: skip
+        commands = {"bench run (default suite)": run, "bench check (ci suite)": check}
+        for form in ("csv", "json", "md", "html", "md,html,csv,json"):
+            out = scratch / f"report-{form.replace(',', '-')}"
+            report = ["report", "--store", str(default), "--out", str(out), "--format", form]
+            commands[f"bench report --format {form}"] = report
+        for argv in (run, check):
+            cpu, wall, _ = timed(argv, env, probe)
+            print(f"first run, computing: {argv[0]} {wall:.1f} s wall, {cpu:.1f} s CPU")
+        print(f"\n{'command, every cell stored':<40} {'CPU s':>22} {'wall s':>8}  torch")
+        for name, command in commands.items():
+            cpus, walls, torch = [], [], set()
+            for _ in range(args.repeats):
+                cpu, wall, loaded = timed(command, env, probe)
+                cpus.append(cpu)
+                walls.append(wall)
+                torch.add(loaded)
+            print(
+                f"{name:<40} {statistics.median(cpus):6.2f} [{min(cpus):.2f}-{max(cpus):.2f}]"
+                f"{'':>6} {statistics.median(walls):8.2f}  "
+                f"{'loaded' if True in torch else 'not loaded'}",
+                flush=True,
+            )
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
