@@ -31,13 +31,24 @@ def export(capsys: pytest.CaptureFixture[str], store: Path, *flags: str) -> pd.D
     return pd.read_csv(io.StringIO(text), dtype={"k": str, "entity": str, "user": str, "item": str})
 
 
-def ndcg_at(ratings: np.ndarray, predictions: np.ndarray, k: int) -> float:
-    """NDCG@k with gains 2^r - 1, equal predictions scored by the mean over their orders
-    (scikit-learn's tie-averaged DCG)."""
-    gains = 2.0 ** np.asarray(ratings, dtype=float) - 1
-    if not gains.any():
-        return 1.0
-    return float(ndcg_score(gains[None, :], np.asarray(predictions)[None, :], k=k))
+def mean_ndcg_at(tasks: list[tuple[np.ndarray, np.ndarray]], k: int) -> float:
+    """The mean over ``tasks`` (ratings, predictions) of NDCG@k with gains 2^r - 1, equal
+    predictions scored by the mean over their orders (scikit-learn's tie-averaged DCG); a task
+    with no gain scores 1. scikit-learn is asked once per query length, with one row per task."""
+    by_length: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    total, count = 0.0, 0
+    for ratings, predictions in tasks:
+        gains = 2.0 ** np.asarray(ratings, dtype=float) - 1
+        if not gains.any():
+            total, count = total + 1.0, count + 1
+        else:
+            by_length.setdefault(len(gains), []).append((gains, predictions))
+    for rows in by_length.values():
+        gains = np.stack([g for g, _ in rows])
+        predicted = np.stack([np.asarray(p, dtype=float) for _, p in rows])
+        total += float(ndcg_score(gains, predicted, k=k)) * len(rows)
+        count += len(rows)
+    return total / count if count else math.nan
 
 
 def recompute(group: pd.DataFrame) -> dict[str, float]:
@@ -53,21 +64,19 @@ def recompute(group: pd.DataFrame) -> dict[str, float]:
         "mae": mean_absolute_error(rating, prediction),
         "accuracy": float(np.mean(liked == predicted_like)),
     }
-    tasks = [t for _, t in group.groupby("entity", sort=False)]
+    entity = group["entity"].to_numpy()
+    starts = np.flatnonzero(entity[1:] != entity[:-1]) + 1  # rows are sorted by task
+    tasks = list(zip(np.split(rating, starts), np.split(prediction, starts), strict=True))
+    ranked = [(r, p) for r, p in tasks if len(r) >= 2]
     for k in (1, 3, 5, 10):
-        scores = [
-            ndcg_at(t["rating"].to_numpy(), t["prediction"].to_numpy(), k)
-            for t in tasks
-            if len(t) >= 2
-        ]
-        out[f"ndcg@{k}"] = float(np.mean(scores)) if scores else math.nan
+        out[f"ndcg@{k}"] = mean_ndcg_at(ranked, k)
     aucs = []
-    for t in tasks:
-        like = t["rating"].to_numpy() >= threshold
+    for ratings, predictions in tasks:
+        like = ratings >= threshold
         if like.any() and not like.all():
-            aucs.append(roc_auc_score(like, t["prediction"].to_numpy()))
+            aucs.append(roc_auc_score(like, predictions))
     out["auc"] = float(np.mean(aucs)) if aucs else math.nan
-    tied = [float(np.ptp(t["prediction"].to_numpy()) == 0) for t in tasks if len(t) >= 2]
+    tied = [float(np.ptp(p) == 0) for _, p in ranked]
     out["tied_share"] = float(np.mean(tied)) if tied else math.nan
     return out
 
