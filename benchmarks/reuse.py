@@ -55,6 +55,11 @@ def timed(argv: list[str], env: dict[str, str], probe: Path) -> tuple[float, flo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each command [5]")
+    parser.add_argument(
+        "--formats",
+        default="csv;json;md;html;md,html,csv,json",
+        help="the report formats to time, one report per ';'-separated entry [all, then each]",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -75,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             "--changes-only", "--no-progress", "--store", str(ci),
         ]  # fmt: skip
         commands = {"bench run (default suite)": run, "bench check (ci suite)": check}
-        for form in ("csv", "json", "md", "html", "md,html,csv,json"):
+        for form in filter(None, args.formats.split(";")):
             out = scratch / f"report-{form.replace(',', '-')}"
             report = ["report", "--store", str(default), "--out", str(out), "--format", form]
             commands[f"bench report --format {form}"] = report
         for argv in (run, check):
             cpu, wall, _ = timed(argv, env, probe)
             print(f"first run, computing: {argv[0]} {wall:.1f} s wall, {cpu:.1f} s CPU")
-        print(f"\n{'command, every cell stored':<40} {'CPU s':>22} {'wall s':>8}  torch")
+        print(f"\n{'command, every cell stored':<40} {'CPU s [fastest-slowest]':<24} wall s  torch")
         for name, command in commands.items():
             cpus, walls, torch = [], [], set()
             for _ in range(args.repeats):
@@ -90,12 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                 cpus.append(cpu)
                 walls.append(wall)
                 torch.add(loaded)
-            print(
-                f"{name:<40} {statistics.median(cpus):6.2f} [{min(cpus):.2f}-{max(cpus):.2f}]"
-                f"{'':>6} {statistics.median(walls):8.2f}  "
-                f"{'loaded' if True in torch else 'not loaded'}",
-                flush=True,
-            )
+            spread = f"{statistics.median(cpus):.2f} [{min(cpus):.2f}-{max(cpus):.2f}]"
+            loaded = "loaded" if True in torch else "not loaded"
+            print(f"{name:<40} {spread:<24} {statistics.median(walls):6.2f}  {loaded}", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
