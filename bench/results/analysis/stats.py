@@ -6,8 +6,10 @@
   leave that out and look more precise than it is.
 - :func:`paired_test`: two learners' per-task values on the same tasks; the Wilcoxon signed-rank
   test (two-sided, zero differences dropped as in Wilcoxon's original procedure; exact for up to
-  50 non-zero differences without ties, else the normal approximation with tie correction), and
-  the mean difference with its t-interval over the paired differences.
+  50 differences without ties or zeros and, with them, for up to 13; else the normal
+  approximation with tie correction), and the mean difference with its t-interval over the paired
+  differences. The test and the t quantile are computed in
+  :mod:`bench.results.analysis.rank_tests`, with the same results as ``scipy.stats``.
 - :func:`holm`: Holm's step-down adjustment of a family of p-values (Holm, 1979).
 
 Stability: stable.
@@ -20,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from bench.results.analysis.rank_tests import signed_rank_test, t_quantile
 
 CONFIDENCE = 0.95
 
@@ -56,7 +59,7 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDE
     if n < 2:
         return Interval(mean, float("nan"), 1)
     sd = float(arr.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
     return Interval(mean, half, n)
 
 
@@ -87,8 +90,8 @@ def paired_test(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE) ->
         return PairedTest(0, interval, float("nan"), float("nan"))
     if not np.any(diff != 0):
         return PairedTest(len(diff), interval, float("nan"), 1.0)
-    result = stats.wilcoxon(diff, zero_method="wilcox", alternative="two-sided")
-    return PairedTest(len(diff), interval, float(result.statistic), float(result.pvalue))
+    statistic, p_value = signed_rank_test(diff)
+    return PairedTest(len(diff), interval, statistic, p_value)
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -13,9 +13,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import pandas as pd
-from scipy import stats
 
 from bench.results.analysis.frames import scenario_order
+from bench.results.analysis.rank_tests import t_quantile
 
 MIN_TASKS = 30
 """Fewer tasks than this on a seed and a scenario's values are flagged as resting on few tasks."""
@@ -56,7 +56,7 @@ def _interval_meaning(n_seeds: int) -> str:
             "one seed only: no interval is shown, and nothing tells how far another seed would "
             "move the values"
         )
-    factor = float(stats.t.ppf(0.975, n_seeds - 1))
+    factor = t_quantile(0.975, n_seeds - 1)
     return (
         f"the ± interval over {n_seeds} seeds spans {factor:.1f} standard errors of the seeds' "
         "mean on each side and can exceed the metric's range; read the values as indicative"

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
-from scipy.stats import kendalltau
 
 from bench.evaluation.topn import parse_topn_name, topn_name
+from bench.results.analysis.rank_tests import kendall_tau_b
 from bench.results.analysis.summary import base_name
 
 
@@ -80,7 +80,7 @@ def view_agreement(
         return None
     a = [full[n] for n in learners]
     b = [sampled[n] for n in learners]
-    tau = float(kendalltau(a, b).statistic) if len(set(a)) > 1 and len(set(b)) > 1 else math.nan
+    tau = kendall_tau_b(a, b) if len(set(a)) > 1 and len(set(b)) > 1 else math.nan
     best_full = max(learners, key=lambda n: full[n])
     best_sampled = max(learners, key=lambda n: sampled[n])
     return ViewAgreement(metric, sampled_metric, tau, len(learners), best_full, best_sampled)
