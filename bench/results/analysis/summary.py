@@ -85,21 +85,29 @@ def sort_rows(frame: pd.DataFrame, learners: Sequence[str]) -> pd.DataFrame:
     """Sort by table, k, learner order and device (whichever of these columns exist)."""
     if frame.empty:
         return frame.reset_index(drop=True)
+    place = {name: i for i, name in reversed(list(enumerate(learners)))}
     keys: list[tuple[str, Any]] = [
         ("dataset", None),
         ("protocol", None),
         ("scenario", scenario_order),
         ("k", k_order),
-        ("learner", lambda v: learners.index(v) if v in learners else len(learners)),
+        ("learner", lambda v: place.get(v, len(learners))),
         ("device", None),
         ("metric", lambda v: DEFAULT_METRICS.index(v) if v in DEFAULT_METRICS else 99),
         ("seed", None),
     ]
-    present = [(c, f) for c, f in keys if c in frame.columns]
-    order = sorted(
-        range(len(frame)),
-        key=lambda i: tuple(f(frame[c].iat[i]) if f else frame[c].iat[i] for c, f in present),
-    )
+    # Each column's sort keys as plain Python values, computed once per distinct value
+    columns = []
+    for name, key in keys:
+        if name not in frame.columns:
+            continue
+        values = frame[name].tolist()
+        if key is not None:
+            found: dict[Any, Any] = {}
+            values = [found[v] if v in found else found.setdefault(v, key(v)) for v in values]
+        columns.append(values)
+    rows = list(zip(*columns, strict=True))
+    order = sorted(range(len(frame)), key=rows.__getitem__)
     return frame.iloc[order].reset_index(drop=True)
 
 
