@@ -20,13 +20,13 @@ import pandas as pd
 from bench.evaluation.floors import is_floor
 from bench.evaluation.metrics import is_ranking_metric
 from bench.results.analysis.frames import Results
-from bench.results.analysis.stats import holm, paired_test
+from bench.results.analysis.pairs import PairedFamilies
+from bench.results.analysis.stats import holm
 from bench.results.analysis.summary import (
     ALPHA,
     FAMILY_KEYS,
     TABLE_KEYS,
     learner_order,
-    paired_families,
     sort_rows,
 )
 
@@ -45,18 +45,24 @@ DEGENERATE_SHARE = 0.5
 DEGENERATE_COLUMNS = (*TABLE_KEYS, "k", "learner", "device", "tied_share", "degenerate")
 
 
-def floor_marks(results: Results, alpha: float = ALPHA) -> pd.DataFrame:
-    """Each non-floor learner against the higher floor of each ranking family (``FLOOR_COLUMNS``)."""
+def floor_marks(
+    results: Results, alpha: float = ALPHA, *, pairs: PairedFamilies | None = None
+) -> pd.DataFrame:
+    """Each non-floor learner against the higher floor of each ranking family (``FLOOR_COLUMNS``);
+    ``pairs`` as for :func:`bench.results.analysis.summary.compare_to_reference`."""
+    pairs = PairedFamilies(results) if pairs is None else pairs
     rows = []
-    for family, wide in paired_families(results):
+    for index, found_family in pairs:
+        family = found_family.key
         if not is_ranking_metric(str(family["metric"])):
             continue
-        floors = [c for c in wide.columns if is_floor(c)]
+        learners = found_family.learners
+        floors = [c for c in learners if is_floor(c)]
         if not floors:
             continue
-        floor = max(floors, key=lambda c: float(np.nanmean(wide[c].to_numpy(dtype=float))))
-        others = [c for c in wide.columns if not is_floor(c)]
-        tests = [paired_test(wide[o].to_numpy(), wide[floor].to_numpy()) for o in others]
+        floor = max(floors, key=lambda c: float(np.nanmean(found_family.column(c))))
+        others = [c for c in learners if not is_floor(c)]
+        tests = [pairs.test(index, o, floor) for o in others]
         adjusted = holm([t.p_value for t in tests])
         for learner, test, p_holm in zip(others, tests, adjusted, strict=True):
             above = bool(p_holm < alpha and test.difference.mean > 0)
@@ -91,26 +97,29 @@ def degenerate_cells(results: Results) -> pd.DataFrame:
     return sort_rows(frame, learner_order(results))
 
 
-def summary_with_marks(results: Results) -> pd.DataFrame:
+def summary_with_marks(results: Results, *, pairs: PairedFamilies | None = None) -> pd.DataFrame:
     """:func:`bench.results.analysis.summary.summarise` with ``at_floor`` (on a ranking metric of a
-    family with floors; empty elsewhere) and ``degenerate`` joined on its lines."""
+    family with floors; empty elsewhere) and ``degenerate`` joined on its lines; ``pairs`` as for
+    :func:`floor_marks`."""
     from bench.results.analysis.summary import summarise
 
     line = [*TABLE_KEYS, "k", "learner", "device"]
-    marks = floor_marks(results)[[*line, "metric", "at_floor"]]
+    marks = floor_marks(results, pairs=pairs)[[*line, "metric", "at_floor"]]
     tied = degenerate_cells(results)[[*line, "degenerate"]]
     out = summarise(results).merge(marks, on=[*line, "metric"], how="left")
     return out.merge(tied, on=line, how="left")
 
 
-def marks_by_line(results: Results) -> dict[tuple[str, ...], list[str]]:
+def marks_by_line(
+    results: Results, *, pairs: PairedFamilies | None = None
+) -> dict[tuple[str, ...], list[str]]:
     """Per (dataset, protocol, scenario, k, learner, device): the words a table shows beside it:
     ``at floor: METRIC, ...``, ``ignores support`` (in a cold scenario, every task's predictions
     stay the same without its support set, on some seed) and ``degenerate`` (floors themselves
-    are not marked)."""
+    are not marked); ``pairs`` as for :func:`floor_marks`."""
     out: dict[tuple[str, ...], list[str]] = {}
     line = [*TABLE_KEYS, "k", "learner", "device"]
-    marks = floor_marks(results)
+    marks = floor_marks(results, pairs=pairs)
     for key, group in marks[marks["at_floor"].astype(bool)].groupby(line, sort=False):
         names = ", ".join(sorted(set(group["metric"])))
         out.setdefault(tuple(map(str, key)), []).append(f"at floor: {names}")

@@ -18,10 +18,9 @@ import pandas as pd
 
 from bench.evaluation.metrics import DEFAULT_METRICS, METRICS
 from bench.results.analysis.frames import Results, k_order, scenario_order
-from bench.results.analysis.stats import holm, paired_test, t_interval
+from bench.results.analysis.pairs import FAMILY_KEYS, TABLE_KEYS, PairedFamilies, row_groups
+from bench.results.analysis.stats import holm, t_interval
 
-TABLE_KEYS = ("dataset", "protocol", "scenario")
-FAMILY_KEYS = (*TABLE_KEYS, "k", "device", "metric")
 SUMMARY_COLUMNS = (
     *TABLE_KEYS,
     "k",
@@ -120,8 +119,12 @@ def summarise(results: Results) -> pd.DataFrame:
     """
     rows = []
     keys = [*TABLE_KEYS, "k", "learner", "device", "metric"]
-    for key, group in results.metrics.groupby(keys, sort=False):
-        interval = t_interval(group["value"].to_numpy(dtype=np.float64))
+    metrics = results.metrics
+    values = metrics["value"].to_numpy(dtype=np.float64)
+    scored = metrics["n_scored"].to_numpy()
+    unscored = metrics["n_unscored"].to_numpy()
+    for key, at in row_groups(metrics, keys):
+        interval = t_interval(values[at])
         row = dict(zip(keys, key, strict=True))
         row.update(
             mean=interval.mean,
@@ -129,8 +132,8 @@ def summarise(results: Results) -> pd.DataFrame:
             ci_low=interval.low,
             ci_high=interval.high,
             n_seeds=interval.n,
-            n_tasks=int(group["n_scored"].sum()),
-            n_unscored=int(group["n_unscored"].sum()),
+            n_tasks=int(scored[at].sum()),
+            n_unscored=int(unscored[at].sum()),
             higher_is_better=higher_is_better(str(key[-1])),
         )
         rows.append(row)
@@ -140,7 +143,11 @@ def summarise(results: Results) -> pd.DataFrame:
 
 def paired_families(results: Results) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
     """Each (table, k, device, metric) with its per-task values side by side: one row per
-    (seed, task entity), one column per learner (NaN where a learner did not score the task)."""
+    (seed, task entity), one column per learner (NaN where a learner did not score the task).
+
+    A frame per family, through ``DataFrame.pivot``: the comparisons below read the same tables
+    from :class:`~bench.results.analysis.pairs.PairedFamilies`, built for all families at once.
+    """
     per_task = results.per_task
     for key, group in per_task.groupby(list(FAMILY_KEYS), sort=False):
         wide = group.pivot(index=["seed", "entity"], columns="learner", values="value")
@@ -162,7 +169,11 @@ def _favours(diff: float, metric: str) -> bool:
 
 
 def compare_to_reference(
-    results: Results, reference: str = "mf", alpha: float = ALPHA
+    results: Results,
+    reference: str = "mf",
+    alpha: float = ALPHA,
+    *,
+    pairs: PairedFamilies | None = None,
 ) -> pd.DataFrame:
     """Every learner against ``reference`` on the same tasks of the same seeds
     (``COMPARISON_COLUMNS``).
@@ -171,19 +182,21 @@ def compare_to_reference(
     t-interval; ``p_value`` comes from the Wilcoxon signed-rank test on those differences and
     ``p_holm`` is Holm-adjusted across the learners of the family. ``verdict`` is ``better`` or
     ``worse`` (in the metric's direction) where ``p_holm < alpha``, else ``same``. Families
-    without the reference are left out.
+    without the reference are left out. ``pairs``, where given, holds the families' values and
+    the tests already run (it is built from ``results`` otherwise).
     """
+    pairs = PairedFamilies(results) if pairs is None else pairs
     rows = []
-    for family, wide in paired_families(results):
-        ref = resolve_reference(list(wide.columns), reference)
+    for index, found_family in pairs:
+        family = found_family.key
+        ref = resolve_reference(found_family.learners, reference)
         if ref is None:
             continue
-        found = []
-        for learner in wide.columns:
-            if learner == ref:
-                continue
-            test = paired_test(wide[learner].to_numpy(), wide[ref].to_numpy())
-            found.append((learner, test))
+        found = [
+            (learner, pairs.test(index, learner, ref))
+            for learner in found_family.learners
+            if learner != ref
+        ]
         adjusted = holm([t.p_value for _, t in found])
         for (learner, test), p_holm in zip(found, adjusted, strict=True):
             diff = test.difference
@@ -215,6 +228,8 @@ def best_marks(
     summary: pd.DataFrame,
     alpha: float = ALPHA,
     unranked: Sequence[str] = ("oracle",),
+    *,
+    pairs: PairedFamilies | None = None,
 ) -> pd.DataFrame:
     """In each (table, k, device, metric): the best learner by mean over seeds, and which learners
     are not significantly worse than it (``MARK_COLUMNS``).
@@ -222,19 +237,22 @@ def best_marks(
     Each ranked learner is tested against the best on their paired per-task values (Wilcoxon
     signed-rank, Holm-adjusted across the learners of the family); it is *not worse* unless the
     adjusted p-value is below ``alpha`` with the difference in the best's favour. Learners named
-    in ``unranked`` (by base name; ``oracle`` knows the true ratings) take no part.
+    in ``unranked`` (by base name; ``oracle`` knows the true ratings) take no part. ``pairs``
+    as for :func:`compare_to_reference`.
     """
     # A plain mapping: looked up once per (family, learner), a MultiIndex was the slow part
     means = {
         tuple(row[:-1]): float(row[-1])
         for row in summary[[*FAMILY_KEYS, "learner", "mean"]].itertuples(index=False, name=None)
     }
+    pairs = PairedFamilies(results) if pairs is None else pairs
     rows = []
-    for family, wide in paired_families(results):
+    for index, found_family in pairs:
+        family = found_family.key
         key = tuple(family[k] for k in FAMILY_KEYS)
         ranked = [
             learner
-            for learner in wide.columns
+            for learner in found_family.learners
             if base_name(learner) not in unranked
             and np.isfinite(means.get((*key, learner), float("nan")))
         ]
@@ -244,15 +262,16 @@ def best_marks(
             pick = np.argmax(values) if higher_is_better(family["metric"]) else np.argmin(values)
             best = ranked[int(pick)]
         others = [learner for learner in ranked if learner != best]
-        tests = [paired_test(wide[o].to_numpy(), wide[best].to_numpy()) for o in others]
+        tests = [pairs.test(index, o, str(best)) for o in others]
         adjusted = dict(zip(others, holm([t.p_value for t in tests]), strict=True))
-        pairs = dict(zip(others, tests, strict=True))
-        for learner in wide.columns:
+        tested = dict(zip(others, tests, strict=True))
+        for learner in found_family.learners:
             row = {**family, "learner": learner, "is_best": learner == best}
             if learner == best:
-                row.update(not_worse=True, n_pairs=int(wide[learner].notna().sum()), p_vs_best=1.0)
-            elif learner in pairs:
-                test, p = pairs[learner], float(adjusted[learner])
+                scored = int(np.count_nonzero(~np.isnan(found_family.column(learner))))
+                row.update(not_worse=True, n_pairs=scored, p_vs_best=1.0)
+            elif learner in tested:
+                test, p = tested[learner], float(adjusted[learner])
                 worse = p < alpha and not _favours(test.difference.mean, family["metric"])
                 row.update(not_worse=not worse, n_pairs=test.n_pairs, p_vs_best=p)
             else:

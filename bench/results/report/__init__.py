@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.results.analysis import Results, timing_summary, to_records
+from bench.results.analysis.pairs import PairedFamilies
 from bench.results.analysis.thin import thin_data
 from bench.results.outputs import output_folder, plain_name, refuse_link, write_file
 from bench.results.report.build import ReportOptions, build_document, summary_frame
@@ -66,11 +67,12 @@ def write_report(
     if figure_dir.exists() and not figure_dir.is_dir():
         raise BenchError(f"report folder {figure_dir} is a file; remove it or choose another --out")
     written: list[Path] = []
+    pairs = PairedFamilies(results)  # the paired tests, run once for every format
     if "md" in formats or "html" in formats:
         if figure_dir.is_dir():  # figures of tables that no longer exist must not linger
             for old in [*figure_dir.glob("kshot-*"), *figure_dir.glob("robustness-*")]:
                 old.unlink()  # a link among them is removed itself, its target is left alone
-        document = build_document(results, options, figure_dir, svg="md" in formats)
+        document = build_document(results, options, figure_dir, svg="md" in formats, pairs=pairs)
         written += sorted([*figure_dir.glob("kshot-*"), *figure_dir.glob("robustness-*")])
         if "md" in formats:
             path = out_dir / f"{name}.md"
@@ -81,7 +83,7 @@ def write_report(
             write_file(path, render_html(document))
             written.append(path)
     if "csv" in formats or "json" in formats:
-        summary = summary_frame(results, options)
+        summary = summary_frame(results, options, pairs=pairs)
         if partial:
             summary = summary.assign(partial=True)
         notes = thin_data(results.coverage)

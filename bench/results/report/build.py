@@ -27,6 +27,7 @@ from bench.results.analysis import (
     unscorable,
 )
 from bench.results.analysis.floors import marks_by_line, summary_with_marks
+from bench.results.analysis.pairs import PairedFamilies
 from bench.results.analysis.thin import MIN_TASKS, thin_data
 from bench.results.report.attacks import attack_section
 from bench.results.report.coverage import coverage_blocks
@@ -98,7 +99,12 @@ class ReportOptions:
 
 class _Builder:
     def __init__(
-        self, results: Results, options: ReportOptions, figure_dir: Path | None, svg: bool
+        self,
+        results: Results,
+        options: ReportOptions,
+        figure_dir: Path | None,
+        svg: bool,
+        pairs: PairedFamilies,
     ) -> None:
         self.results = results
         self.options = options
@@ -118,12 +124,14 @@ class _Builder:
         self.summary = summary[summary["metric"].isin(self._metric_list(summary))].reset_index(
             drop=True
         )
-        self.comparisons = compare_to_reference(results, options.reference, options.alpha)
-        self.marks = best_marks(results, self.summary, options.alpha, options.unranked)
+        self.comparisons = compare_to_reference(
+            results, options.reference, options.alpha, pairs=pairs
+        )
+        self.marks = best_marks(results, self.summary, options.alpha, options.unranked, pairs=pairs)
         self.thin = thin_data(results.coverage)
         self.partial = unfinished_runs(results)
         self.unscorable = unscorable(results)
-        self.notes = marks_by_line(results)
+        self.notes = marks_by_line(results, pairs=pairs)
         self.metrics = [m for m in self._metric_list(summary) if m in set(self.summary["metric"])]
         self.show_device = results.cells["device"].nunique() > 1
         tables = self.summary[["dataset", "protocol", "scenario"]].drop_duplicates()
@@ -450,21 +458,31 @@ def report_metrics(results: Results, options: ReportOptions, summary: pd.DataFra
 
 
 def build_document(
-    results: Results, options: ReportOptions, figure_dir: Path | None = None, *, svg: bool = True
+    results: Results,
+    options: ReportOptions,
+    figure_dir: Path | None = None,
+    *,
+    svg: bool = True,
+    pairs: PairedFamilies | None = None,
 ) -> Document:
     """The report's document; k-shot figures are written under ``figure_dir`` when given, as PNG
-    and (with ``svg``) SVG."""
-    return _Builder(results, options, figure_dir, svg).build()
+    and (with ``svg``) SVG. ``pairs`` holds the paired tests already run on ``results`` (by
+    :func:`summary_frame` of the same report), to be reused."""
+    pairs = PairedFamilies(results) if pairs is None else pairs
+    return _Builder(results, options, figure_dir, svg, pairs).build()
 
 
-def summary_frame(results: Results, options: ReportOptions) -> pd.DataFrame:
+def summary_frame(
+    results: Results, options: ReportOptions, *, pairs: PairedFamilies | None = None
+) -> pd.DataFrame:
     """The summary with the paired comparison, the best marks and the floor marks (``at_floor``,
-    ``degenerate``) joined on, for CSV and JSON."""
-    summary = summary_with_marks(results)
+    ``degenerate``) joined on, for CSV and JSON; ``pairs`` as for :func:`build_document`."""
+    pairs = PairedFamilies(results) if pairs is None else pairs
+    summary = summary_with_marks(results, pairs=pairs)
     summary = summary[summary["metric"].isin(report_metrics(results, options, summary))]
     summary = summary.reset_index(drop=True)
-    comparisons = compare_to_reference(results, options.reference, options.alpha)
-    marks = best_marks(results, summary, options.alpha, options.unranked)
+    comparisons = compare_to_reference(results, options.reference, options.alpha, pairs=pairs)
+    marks = best_marks(results, summary, options.alpha, options.unranked, pairs=pairs)
     keys = ["dataset", "protocol", "scenario", "k", "device", "metric", "learner"]
     versus = comparisons[
         [

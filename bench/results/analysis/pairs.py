@@ -1,0 +1,123 @@
+"""The per-task values of every family laid out once for all the paired comparisons of a summary.
+
+A family is one (dataset, protocol, scenario, k, device, metric); its learners are compared on
+the tasks they share, matched by seed and task entity. The comparison with the reference, the
+best marks and the floor marks each test learners of the same families, often the same pairs:
+:class:`PairedFamilies` builds every family's table of values once and runs each paired test
+once, for as long as the caller keeps it (one report, one export).
+
+Stability: experimental.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.results.analysis.frames import Results
+from bench.results.analysis.stats import PairedTest, paired_test
+
+TABLE_KEYS = ("dataset", "protocol", "scenario")
+FAMILY_KEYS = (*TABLE_KEYS, "k", "device", "metric")
+
+
+@dataclass(frozen=True, eq=False)
+class Family:
+    """One family's per-task values side by side.
+
+    Attributes:
+        key: the family's ``FAMILY_KEYS`` and their values.
+        learners: the learners that scored any of its tasks, by label, sorted.
+        values: one row per learner, one column per (seed, task entity) sorted by both (NaN
+            where a learner did not score the task): the transpose of the table
+            ``DataFrame.pivot`` makes, in the same order, so that sums over a learner's values
+            add up in the same order too.
+    """
+
+    key: dict[str, Any]
+    learners: list[str]
+    values: np.ndarray
+    _columns: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._columns.update((name, i) for i, name in enumerate(self.learners))
+
+    def column(self, learner: str) -> np.ndarray:
+        """A learner's values over the family's tasks (NaN where it scored none)."""
+        return self.values[self._columns[learner]]
+
+
+class PairedFamilies:
+    """Every family of ``results`` with its per-task table, and paired tests computed on first
+    request and kept: ``test(i, a, b)`` is the test of ``a - b`` in the ``i``-th family."""
+
+    def __init__(self, results: Results) -> None:
+        self.families = _families(results.per_task)
+        self._tests: dict[tuple[int, str, str], PairedTest] = {}
+
+    def __iter__(self) -> Iterator[tuple[int, Family]]:
+        return iter(enumerate(self.families))
+
+    def test(self, index: int, a: str, b: str) -> PairedTest:
+        key = (index, a, b)
+        found = self._tests.get(key)
+        if found is None:
+            family = self.families[index]
+            found = self._tests[key] = paired_test(family.column(a), family.column(b))
+        return found
+
+
+def row_groups(
+    frame: pd.DataFrame, keys: Sequence[str]
+) -> list[tuple[tuple[Any, ...], np.ndarray]]:
+    """The groups of ``frame.groupby(keys, sort=False)`` as (key values, row positions), in the
+    same order and with the same keys, without a frame per group."""
+    codes = frame.groupby(list(keys), sort=False).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    order = order[codes[order] >= 0]  # rows with a missing key belong to no group
+    if len(order) == 0:
+        return []
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    firsts = frame[list(keys)].iloc[order[np.append(0, bounds)]]
+    return list(
+        zip(firsts.itertuples(index=False, name=None), np.split(order, bounds), strict=True)
+    )
+
+
+def _families(per_task: pd.DataFrame) -> list[Family]:
+    """The families in the order they first occur in ``per_task``."""
+    if per_task.empty:
+        return []
+    # Rows sorted by family (in order of first occurrence), then seed, entity and learner
+    grouped = per_task.groupby(list(FAMILY_KEYS), sort=False)
+    codes = grouped.ngroup().to_numpy()
+    entity_codes, _ = pd.factorize(per_task["entity"], sort=True)
+    learner_codes, learners = pd.factorize(per_task["learner"], sort=True)
+    seeds = per_task["seed"].to_numpy()
+    values = per_task["value"].to_numpy(dtype=np.float64)
+    order = np.lexsort((learner_codes, entity_codes, seeds, codes))
+    order = order[codes[order] >= 0]  # rows with a missing key belong to no family
+    if len(order) == 0:
+        return []
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    firsts = per_task[list(FAMILY_KEYS)].iloc[order[np.append(0, bounds)]]
+    keys = firsts.itertuples(index=False, name=None)
+    learner_names = [str(name) for name in learners]
+    families = []
+    for rows, key_values in zip(np.split(order, bounds), keys, strict=True):
+        key = dict(zip(FAMILY_KEYS, key_values, strict=True))
+        seed, entity, learner = seeds[rows], entity_codes[rows], learner_codes[rows]
+        new_task = np.concatenate(([True], (seed[1:] != seed[:-1]) | (entity[1:] != entity[:-1])))
+        if not (new_task[1:] | (learner[1:] != learner[:-1])).all():
+            # a learner with two values for one task: pandas says so in its own words
+            per_task.iloc[rows].pivot(index=["seed", "entity"], columns="learner", values="value")
+        row = np.cumsum(new_task) - 1
+        present, column = np.unique(learner, return_inverse=True)
+        table = np.full((len(present), int(row[-1]) + 1), np.nan)
+        table[column, row] = values[rows]
+        families.append(Family(key, [learner_names[c] for c in present], table))
+    return families
