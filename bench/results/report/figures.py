@@ -119,17 +119,24 @@ def kshot_figure(
         rows, COLUMNS, figsize=(3.4 * COLUMNS, 2.8 * rows + 0.9), squeeze=False
     )
     x = np.arange(len(ks))
+    # Each line's (mean, half-width) by k, read from the frame once
+    points: dict[tuple[str, str, str], dict[str, tuple[float, float]]] = {}
+    columns = ["metric", "learner", "device", "k", "mean", "half_width"]
+    for metric, learner, device, k, mean, half in summary[columns].itertuples(
+        index=False, name=None
+    ):
+        points.setdefault((metric, learner, device), {})[k] = (mean, half)
+    missing = (np.nan, np.nan)
     handles = {}
     for panel, metric in zip(axes.flat, shown, strict=False):
-        part = summary[summary["metric"] == metric]
         for index, learner in enumerate(learners):
             for device in devices:
-                line = part[(part["learner"] == learner) & (part["device"] == device)]
-                if line.empty:
+                found = points.get((metric, learner, device))
+                if found is None:
                     continue
-                line = line.set_index("k").reindex(ks)
-                mean = line["mean"].to_numpy(dtype=float)
-                half = line["half_width"].to_numpy(dtype=float)
+                pairs = [found.get(k, missing) for k in ks]
+                mean = np.array([m for m, _ in pairs], dtype=float)
+                half = np.array([h for _, h in pairs], dtype=float)
                 label = learner if len(devices) == 1 else f"{learner} ({device})"
                 colour = learner_colour(learner)
                 if len(ks) == 1:  # one support size: points with error bars, side by side
@@ -164,8 +171,16 @@ def kshot_figure(
         ncol=min(len(handles), 8),
         frameon=False,
     )
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    tight_layout(fig, rect=(0, 0.08, 1, 1))
     return save_figure(fig, title, path_stem, svg=svg)
+
+
+def tight_layout(fig: Any, rect: tuple[float, float, float, float]) -> None:
+    """Place the panels of ``fig`` so that their labels do not overlap, once: matplotlib leaves a
+    place-holder layout engine behind, which has every later ``savefig`` draw the whole figure
+    once more (without output) before drawing it for real; removing it halves the drawing."""
+    fig.tight_layout(rect=rect)
+    fig.set_layout_engine(None)
 
 
 def line_with_band(

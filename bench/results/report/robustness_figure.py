@@ -16,6 +16,7 @@ from bench.results.report.figures import (
     learner_colour,
     line_with_band,
     save_figure,
+    tight_layout,
 )
 
 
@@ -61,5 +62,5 @@ def robustness_figure(
         list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 8),
         frameon=False,
     )  # fmt: skip
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    tight_layout(fig, rect=(0, 0.1, 1, 1))
     return save_figure(fig, title, path_stem, svg=svg)
