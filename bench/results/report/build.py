@@ -4,7 +4,7 @@ provenance and the statistics footer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -356,25 +356,28 @@ class _Builder:
             ],
             caption=caption,
         )
-        values = summary.set_index(LINE_METRIC)
-        marks = rows_where(self.marks, **where).set_index(LINE_METRIC)
-        versus = rows_where(self.comparisons, **where).set_index(LINE_METRIC)
+        values = _by_line(summary, ["mean", "half_width"])
+        marks = _by_line(rows_where(self.marks, **where), ["is_best", "not_worse"])
+        versus = _by_line(rows_where(self.comparisons, **where), ["verdict"])
         counts = rows_where(self.results.metrics, **where)
+        if metrics:
+            counts = counts[counts["metric"] == metrics[0]]
+        by_line = {key: group for key, group in counts.groupby(["k", "learner", "device"])}
+        no_line = counts.iloc[:0]
 
         def cell(key: tuple[str, ...]) -> Cell:
-            value = values.loc[key]
-            text = fmt_mean(value["mean"], value["half_width"])
-            if key in versus.index:
-                text += verdict_mark(versus.loc[key, "verdict"])
+            mean, half = values[key]
+            text = fmt_mean(mean, half)
+            if key in versus:
+                text += verdict_mark(versus[key][0])
             found: tuple[str, ...] = ()
-            if key in marks.index:
-                mark = marks.loc[key]
-                found = ("best",) if mark["is_best"] else ("tie",) if mark["not_worse"] else ()
-            return Cell(text, float(value["mean"]), found)
+            if key in marks:
+                is_best, not_worse = marks[key]
+                found = ("best",) if is_best else ("tie",) if not_worse else ()
+            return Cell(text, float(mean), found)
 
-        for (k, learner, device), row in self._metric_rows(summary, values.index, cell, metrics):
-            line = rows_where(counts, k=k, learner=learner, device=device)
-            line = line[line["metric"] == metrics[0]] if metrics else line
+        for (k, learner, device), row in self._metric_rows(summary, values, cell, metrics):
+            line = by_line.get((k, learner, device), no_line)
             seeds = int(line["seed"].nunique())
             tasks = fmt_count_range(list(line["n_tasks"])) if len(line) else "0"
             row += [Cell(str(seeds), seeds), Cell(tasks, float(line["n_tasks"].mean()))]
@@ -398,20 +401,20 @@ class _Builder:
                 "signed-rank test, Holm-adjusted across the learners"
             ),
         )
-        indexed = versus.set_index(LINE_METRIC)
+        indexed = _by_line(versus, ["mean_diff", "diff_half_width", "p_holm", "verdict"])
 
         def cell(key: tuple[str, ...]) -> Cell:
-            c = indexed.loc[key]
-            text = f"{fmt_diff(c['mean_diff'], c['diff_half_width'])} ({fmt_p(c['p_holm'])})"
-            return Cell(text + verdict_mark(c["verdict"]), float(c["mean_diff"]))
+            mean_diff, half, p_holm, verdict = indexed[key]
+            text = f"{fmt_diff(mean_diff, half)} ({fmt_p(p_holm)})"
+            return Cell(text + verdict_mark(verdict), float(mean_diff))
 
-        table.rows += [row for _, row in self._metric_rows(versus, indexed.index, cell, metrics)]
+        table.rows += [row for _, row in self._metric_rows(versus, indexed, cell, metrics)]
         return table
 
     def _metric_rows(
         self,
         frame: pd.DataFrame,
-        present: pd.Index,
+        present: Container[tuple[str, ...]],
         cell: Callable[[tuple[str, ...]], Cell],
         metrics: list[str],
     ) -> list[tuple[tuple[str, str, str], list[Cell]]]:
@@ -444,6 +447,14 @@ class _Builder:
     def footer(self) -> Section:
         o = self.options
         return statistics_section(o.reference, o.alpha, o.unranked, o.baselines, self.metrics)
+
+
+def _by_line(frame: pd.DataFrame, columns: list[str]) -> dict[tuple[str, ...], tuple[Any, ...]]:
+    """The values of ``columns`` in each row of ``frame``, by the row's (k, learner, device,
+    metric); a mapping looked up once per table cell, where the frame's index was slow."""
+    keys = frame[LINE_METRIC].itertuples(index=False, name=None)
+    rows = frame[columns].itertuples(index=False, name=None)
+    return dict(zip(keys, rows, strict=True))
 
 
 def report_metrics(results: Results, options: ReportOptions, summary: pd.DataFrame) -> list[str]:
