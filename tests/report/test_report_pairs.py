@@ -19,7 +19,12 @@ from bench.results.analysis import (
     summarise,
 )
 from bench.results.analysis.floors import floor_marks
-from bench.results.analysis.pairs import PairedFamilies, row_groups
+from bench.results.analysis.pairs import (
+    PairedFamilies,
+    _families_from_frame,
+    _families_from_values,
+    row_groups,
+)
 from bench.results.analysis.summary import paired_families
 from bench.results.records import CellRecord, Evaluation
 from bench.results.store import ResultStore
@@ -27,7 +32,8 @@ from bench.results.store import ResultStore
 
 def ragged_store(path: Path, make_cell: Callable[..., CellRecord]) -> Path:
     """Learners that scored different tasks, stored in different orders, with entity ids whose
-    text order is not their numeric order, NaN values and two seeds, two metrics and k."""
+    text order is not their numeric order, NaN values and two seeds, two metrics and k; the
+    first learner in the store's order has no task at k = 1, so that family comes second."""
     rng = np.random.default_rng(4)
     learners = ("mf", "zeta", "alpha", "floor-random")
     with ResultStore(path) as store:
@@ -38,13 +44,14 @@ def ragged_store(path: Path, make_cell: Callable[..., CellRecord]) -> Path:
                 key = f"{learner}-{seed}"
                 record = make_cell(key, learner, "r", seed)
                 for k in ("5", "1"):
-                    chosen = rng.choice(40, size=int(rng.integers(20, 40)), replace=False)
+                    size = 0 if (learner, k) == ("alpha", "1") else int(rng.integers(20, 40))
+                    chosen = rng.choice(40, size=size, replace=False)
                     ids = [str(9 - i) if i < 12 else f"u{i}" for i in chosen]
                     record.evaluations.append(Evaluation("user_cold", k, ids, [5] * len(ids)))
                     for metric in ("ndcg@3", "mae"):
                         values = np.round(rng.random(len(ids)), 2)
                         values[rng.random(len(ids)) < 0.1] = np.nan
-                        mean = float(np.nanmean(values))
+                        mean = float(np.nanmean(values)) if size else float("nan")
                         record.metrics.append(("user_cold", k, metric, mean, len(ids), 0, values))
                 store.write_cell(record)
                 keys.append(key)
@@ -53,17 +60,22 @@ def ragged_store(path: Path, make_cell: Callable[..., CellRecord]) -> Path:
 
 
 def assert_same_as_pivot(results: Results) -> None:
-    pairs = PairedFamilies(results)
+    """Both ways of building the families (from the stored values, from the per-task frame)
+    give ``paired_families``' pivots, in its order."""
     expected = list(paired_families(results))
-    assert len(pairs.families) == len(expected) > 0
-    for (index, family), (key, wide) in zip(pairs, expected, strict=True):
-        assert family.key == key
-        assert family.learners == list(wide.columns)
-        for learner in family.learners:
-            column = family.column(learner)
-            assert column.flags.c_contiguous
-            np.testing.assert_array_equal(column, wide[learner].to_numpy())
-        assert pairs.families[index] is family
+    from_values = _families_from_values(results)
+    assert from_values is not None
+    for families in (from_values, _families_from_frame(results.per_task)):
+        assert len(families) == len(expected) > 0
+        for family, (key, wide) in zip(families, expected, strict=True):
+            assert family.key == key
+            assert family.learners == list(wide.columns)
+            for learner in family.learners:
+                column = family.column(learner)
+                assert column.flags.c_contiguous
+                np.testing.assert_array_equal(column, wide[learner].to_numpy())
+    pairs = PairedFamilies(results)
+    assert [i for i, _ in pairs] == list(range(len(expected)))
 
 
 def test_families_match_the_pandas_pivot(
@@ -106,8 +118,10 @@ def test_a_task_scored_twice_by_one_learner_is_refused(
         record.metrics.append(("user_cold", "5", "mae", 0.55, 2, 0, values))
         store.write_cell(record)
         store.finish_run("r", "finished", ["mf-0"])
+    results = load_results(tmp_path / "d.sqlite")
+    assert _families_from_values(results) is None  # left to the frame, which refuses it
     with pytest.raises(ValueError, match="duplicate"):
-        PairedFamilies(load_results(tmp_path / "d.sqlite"))
+        PairedFamilies(results)
 
 
 def test_row_groups_are_the_groupby_groups() -> None:

@@ -50,6 +50,21 @@ def scenario_order(scenario: str) -> int:
 
 
 @dataclass(frozen=True, eq=False)
+class TaskValues:
+    """One (cell, scenario, k, metric) of a store: its per-task values (NaN where the metric
+    could not score the task), in the order of the evaluation's task entities (text), with each
+    task's number of query ratings."""
+
+    cell_key: str
+    scenario: str
+    k: str
+    metric: str
+    entities: list[str]
+    values: np.ndarray
+    lengths: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class Results:
     """The selected cells of a store as DataFrames.
 
@@ -76,7 +91,7 @@ class Results:
             ``validation_tasks``. Cells of learners run with their configs as set have no row.
         superseded: how many older cells were left out because a later cell recomputed them.
 
-    ``per_task`` and ``predictions`` are read from the store on first use.
+    ``task_values``, ``per_task`` and ``predictions`` are read from the store on first use.
 
     Stability: stable.
     """
@@ -97,24 +112,18 @@ class Results:
         return list(self.cells["cell_key"])
 
     @cached_property
-    def per_task(self) -> pd.DataFrame:
-        """One row per (cell, scenario, k, metric, task) (``PER_TASK_COLUMNS``).
-
-        ``entity`` is the task's user (or item, for item-as-task protocols) in the dataset's own
-        ids, as text; ``value`` is NaN where the metric cannot score the task; ``n_ratings`` is
-        the task's number of query ratings, which weighs it in the pooled metrics: for example a
-        seed's ``rmse`` is ``sqrt(sum(n_ratings * value**2) / sum(n_ratings))``.
-        """
+    def task_values(self) -> list[TaskValues]:
+        """The stored per-task values, one entry per (cell, scenario, k, metric) in the store's
+        order of metric rows; the entries of one evaluation share its list of entities."""
         with ResultStore(self.path, mode="read") as store:
             evaluations = store.evaluation_rows(self.cell_keys)
             rows = store.metric_rows(self.cell_keys, with_per_task=True)
         tasks = {(e["cell_key"], e["scenario"], e["k"]): e for e in evaluations}
-        labels: dict[str, list[str]] = {"cell_key": [], "scenario": [], "k": [], "metric": []}
-        entities: list[str] = []
-        values: list[np.ndarray] = []
-        lengths: list[np.ndarray] = []
+        entities: dict[tuple[Any, Any, Any], list[str]] = {}
+        found = []
         for row in rows:
-            evaluation = tasks.get((row["cell_key"], row["scenario"], row["k"]))
+            where = (row["cell_key"], row["scenario"], row["k"])
+            evaluation = tasks.get(where)
             if evaluation is None:
                 raise BenchError(
                     f"results store {self.path}: cell {excerpt(row['cell_key'])} has "
@@ -127,22 +136,48 @@ class Results:
                     f"k={row['k']}, {row['metric']}) has {len(row['per_task'])} per-task values "
                     f"for {len(evaluation['entities'])} tasks"
                 )
-            for name, column in labels.items():
-                column.append(row[name])
-            entities += map(str, evaluation["entities"])
-            values.append(np.asarray(row["per_task"], dtype=np.float64))
-            lengths.append(np.asarray(evaluation["query_lengths"], dtype=np.int64))
-        if not values:
+            if where not in entities:
+                entities[where] = [str(e) for e in evaluation["entities"]]
+            found.append(
+                TaskValues(
+                    row["cell_key"],
+                    row["scenario"],
+                    row["k"],
+                    row["metric"],
+                    entities[where],
+                    np.asarray(row["per_task"], dtype=np.float64),
+                    np.asarray(evaluation["query_lengths"], dtype=np.int64),
+                )
+            )
+        return found
+
+    @cached_property
+    def per_task(self) -> pd.DataFrame:
+        """One row per (cell, scenario, k, metric, task) (``PER_TASK_COLUMNS``).
+
+        ``entity`` is the task's user (or item, for item-as-task protocols) in the dataset's own
+        ids, as text; ``value`` is NaN where the metric cannot score the task; ``n_ratings`` is
+        the task's number of query ratings, which weighs it in the pooled metrics: for example a
+        seed's ``rmse`` is ``sqrt(sum(n_ratings * value**2) / sum(n_ratings))``.
+        """
+        found = self.task_values
+        if not found:
             return self._with_cell_keys([], PER_TASK_COLUMNS)
+        labels = {
+            "cell_key": [t.cell_key for t in found],
+            "scenario": [t.scenario for t in found],
+            "k": [t.k for t in found],
+            "metric": [t.metric for t in found],
+        }
         # One frame built from whole columns: a frame per (cell, scenario, k, metric) made the
         # per-task table the slowest part of a report.
-        counts = [len(v) for v in values]
+        counts = [len(t.values) for t in found]
         frame = pd.DataFrame(
             {
                 **_repeated(labels, counts),
-                "entity": pd.Series(entities, dtype=str),
-                "value": np.concatenate(values),
-                "n_ratings": np.concatenate(lengths),
+                "entity": pd.Series([e for t in found for e in t.entities], dtype=str),
+                "value": np.concatenate([t.values for t in found]),
+                "n_ratings": np.concatenate([t.lengths for t in found]),
             }
         )
         return self._with_cell_keys([frame], PER_TASK_COLUMNS)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.results.analysis.frames import Results
+from bench.results.analysis.frames import Results, TaskValues
 from bench.results.analysis.stats import PairedTest, paired_test
 
 TABLE_KEYS = ("dataset", "protocol", "scenario")
@@ -56,7 +56,7 @@ class PairedFamilies:
     request and kept: ``test(i, a, b)`` is the test of ``a - b`` in the ``i``-th family."""
 
     def __init__(self, results: Results) -> None:
-        self.families = _families(results.per_task)
+        self.families = _families(results)
         self._tests: dict[tuple[int, str, str], PairedTest] = {}
 
     def __iter__(self) -> Iterator[tuple[int, Family]]:
@@ -88,8 +88,30 @@ def row_groups(
     )
 
 
-def _families(per_task: pd.DataFrame) -> list[Family]:
-    """The families in the order they first occur in ``per_task``."""
+def _table(
+    seed: np.ndarray, entity: np.ndarray, learner: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One family's table from its rows sorted by seed, entity and learner (codes that sort as
+    the names do): the learner codes present, and their values, one row per learner and one
+    column per (seed, entity). None when a learner has two values for one task."""
+    new_task = np.concatenate(([True], (seed[1:] != seed[:-1]) | (entity[1:] != entity[:-1])))
+    if not (new_task[1:] | (learner[1:] != learner[:-1])).all():
+        return None
+    column = np.cumsum(new_task) - 1
+    present, row = np.unique(learner, return_inverse=True)
+    table = np.full((len(present), int(column[-1]) + 1), np.nan)
+    table[row, column] = values
+    return present, table
+
+
+def _families(results: Results) -> list[Family]:
+    """The families in the order they first occur in ``results.per_task``."""
+    found = _families_from_values(results)
+    return found if found is not None else _families_from_frame(results.per_task)
+
+
+def _families_from_frame(per_task: pd.DataFrame) -> list[Family]:
+    """The families of the per-task frame, grouped as ``groupby(FAMILY_KEYS, sort=False)``."""
     if per_task.empty:
         return []
     # Rows sorted by family (in order of first occurrence), then seed, entity and learner
@@ -109,15 +131,67 @@ def _families(per_task: pd.DataFrame) -> list[Family]:
     learner_names = [str(name) for name in learners]
     families = []
     for rows, key_values in zip(np.split(order, bounds), keys, strict=True):
-        key = dict(zip(FAMILY_KEYS, key_values, strict=True))
-        seed, entity, learner = seeds[rows], entity_codes[rows], learner_codes[rows]
-        new_task = np.concatenate(([True], (seed[1:] != seed[:-1]) | (entity[1:] != entity[:-1])))
-        if not (new_task[1:] | (learner[1:] != learner[:-1])).all():
-            # a learner with two values for one task: pandas says so in its own words
+        table = _table(seeds[rows], entity_codes[rows], learner_codes[rows], values[rows])
+        if table is None:  # a learner with two values for one task: pandas says so
             per_task.iloc[rows].pivot(index=["seed", "entity"], columns="learner", values="value")
-        row = np.cumsum(new_task) - 1
-        present, column = np.unique(learner, return_inverse=True)
-        table = np.full((len(present), int(row[-1]) + 1), np.nan)
-        table[column, row] = values[rows]
-        families.append(Family(key, [learner_names[c] for c in present], table))
+            raise ValueError(f"a learner has two values for one task in {key_values}")
+        present, matrix = table
+        key = dict(zip(FAMILY_KEYS, key_values, strict=True))
+        families.append(Family(key, [learner_names[c] for c in present], matrix))
+    return families
+
+
+def _families_from_values(results: Results) -> list[Family] | None:
+    """The families built from ``results.task_values`` and the cells, without the per-task frame
+    (whose text columns alone take longer than all of this). None where the store holds what the
+    frame would treat otherwise (a label that is not text, a cell key twice, text that is not
+    valid Unicode, a task scored twice by one learner): the frame then decides."""
+    found = results.task_values
+    described: dict[str, tuple[str, str, str, str, int]] = {}
+    columns = ["cell_key", "dataset", "protocol", "learner", "device", "seed"]
+    for cell_key, *texts, seed in results.cells[columns].itertuples(index=False, name=None):
+        if cell_key in described or not all(isinstance(t, str) for t in (cell_key, *texts)):
+            return None
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            return None
+        described[cell_key] = (*texts, int(seed))
+    learner_names = sorted({cell[2] for cell in described.values()})
+    learner_code = {name: i for i, name in enumerate(learner_names)}
+    entity_code: dict[str, int] = {}
+    coded: dict[int, np.ndarray] = {}  # each evaluation's entities as codes, by its list's id
+    members: dict[tuple[str, ...], list[TaskValues]] = {}
+    for stored in found:
+        if len(stored.values) == 0:  # no row in the frame: no part in its families
+            continue
+        cell = described.get(stored.cell_key)
+        labels = (stored.scenario, stored.k, stored.metric)
+        if cell is None or not all(isinstance(t, str) for t in labels):
+            return None
+        dataset, protocol, _, device, _ = cell
+        family = (dataset, protocol, stored.scenario, stored.k, device, stored.metric)
+        members.setdefault(family, []).append(stored)
+        if id(stored.entities) not in coded:
+            codes = [entity_code.setdefault(e, len(entity_code)) for e in stored.entities]
+            coded[id(stored.entities)] = np.asarray(codes, dtype=np.int64)
+    names = list(entity_code)
+    try:
+        "".join(names).encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    rank = np.empty(len(names), dtype=np.int64)  # entity code -> place in text order
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    families = []
+    for where, parts in members.items():
+        sizes = [len(p.values) for p in parts]
+        seed = np.repeat([described[p.cell_key][4] for p in parts], sizes)
+        learner = np.repeat([learner_code[described[p.cell_key][2]] for p in parts], sizes)
+        entity = rank[np.concatenate([coded[id(p.entities)] for p in parts])]
+        joined = np.concatenate([p.values for p in parts])
+        order = np.lexsort((learner, entity, seed))
+        table = _table(seed[order], entity[order], learner[order], joined[order])
+        if table is None:
+            return None
+        present, matrix = table
+        learners = [learner_names[c] for c in present]
+        families.append(Family(dict(zip(FAMILY_KEYS, where, strict=True)), learners, matrix))
     return families
