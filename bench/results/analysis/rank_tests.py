@@ -88,7 +88,8 @@ def _normal_p(count: int, r_plus: float, sizes: np.ndarray) -> float:
     c = float(count)
     mean = c * (c + 1.0) * 0.25
     spread = c * (c + 1.0) * (2.0 * c + 1.0)
-    ties = float(sum(int(s) ** 3 - int(s) for s in sizes))
+    tied = sizes[sizes > 1].astype(np.float64)
+    ties = float((tied**3 - tied).sum())
     se = math.sqrt((spread - ties / 2) / 24)
     z = (r_plus - mean) / se
     return float(2 * ndtr(-abs(z)))
