@@ -35,8 +35,10 @@ def statistics_section(
         f"**{BETTER} / {WORSE}**: significantly better / worse than `{reference}`. The "
         "paired test takes each task evaluated by both learners on the same seed (tasks are "
         "matched by the task entity's own id), and applies the two-sided Wilcoxon "
-        "signed-rank test (scipy; zero differences dropped; exact up to 50 pairs without "
-        "ties, else the normal approximation) to the per-task differences of all seeds. "
+        "signed-rank test (zero differences dropped; as scipy computes it: exact up to 50 "
+        "pairs without ties or zeros, every sign pattern counted up to 13 pairs with them, "
+        "else the normal approximation with the tie correction) to the per-task differences "
+        "of all seeds. "
         "The p-values of the learners of one column and support size are adjusted with "
         f"Holm's step-down method; significant means adjusted p < {alpha:g}, and the "
         "direction is the sign of the mean difference.",
