@@ -31,7 +31,7 @@ from config_overrides import parse_overrides
 from bench.errors import BenchError
 from bench.evaluation.timing import timed
 from bench.protocol.episodes import EpisodeSampler, MetaTrain
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 
 RATINGS_PER_USER = 80

@@ -46,7 +46,8 @@ from bench.errors import BenchError
 from bench.evaluation.metrics import Queries, evaluate
 from bench.protocol import make_protocol
 from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 
 SUITE = "ml100k-warm"
 FOLDS = ("u1", "u2", "u3", "u4", "u5")

@@ -46,7 +46,7 @@ from bench.data.synthetic_stream import StreamConfig, write_parquet
 from bench.evaluation.timing import timed
 from bench.protocol import make_protocol
 from bench.protocol.episodes import build_tasks, make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 
 SUPPORT_SIZES = (1, 5)

@@ -25,7 +25,8 @@ from bench.evaluation.metrics import Queries, evaluate
 from bench.evaluation.timing import TimingRow
 from bench.protocol import Split, SupportSize, TaskSet, make_protocol
 from bench.protocol.episodes import MetaTrain, build_tasks, make_meta_train
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 from bench.results.records import FIT_SCOPE, CellRecord, Evaluation
 from bench.seeding import Seeds
 from learners.baselines import GlobalMean

@@ -21,8 +21,7 @@ from bench.engine.tuning import Dimension, TuneSpec
 from bench.evaluation.metrics import DEFAULT_GAIN
 from bench.protocol import ProtocolConfig, make_protocol
 from bench.protocol.budget import Budget
-from bench.protocol.learner import make_learner
-from bench.protocol.learner_registry import LEARNERS
+from bench.protocol.learner_registry import LEARNERS, make_learner
 from bench.results.store import ResultStore
 
 from real_formats import shipped_card, write_ml100k

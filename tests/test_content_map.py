@@ -11,7 +11,8 @@ from bench.data.synthetic import SyntheticConfig
 from bench.errors import ConfigError
 from bench.evaluation.contract import score
 from bench.protocol.episodes import build_tasks
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 from learners.content_map import ContentMap, ridge_map
 
 from shared import fitted, synthetic_split

@@ -10,7 +10,7 @@ import torch
 from bench.data.dataset import Dataset
 from bench.protocol import make_protocol
 from bench.protocol.episodes import make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 
 needs_cuda = pytest.mark.skipif(

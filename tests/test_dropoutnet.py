@@ -10,7 +10,7 @@ import torch
 
 from bench.evaluation.contract import score
 from bench.protocol.episodes import build_tasks, make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from learners.dropoutnet import DropoutNet
 
 from shared import fitted, synthetic_split

@@ -30,8 +30,8 @@ from bench.evaluation.explanation_checks import (
 from bench.protocol import make_protocol
 from bench.protocol.episodes import TaskBatch, build_tasks, make_meta_train
 from bench.protocol.explaining import FieldView
-from bench.protocol.learner import Learner, make_learner
-from bench.protocol.learner_registry import learner_class
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import learner_class, make_learner
 from bench.seeding import Seeds
 
 pytest.importorskip("captum")  # the explain extra; CI installs it with dev

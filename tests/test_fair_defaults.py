@@ -23,8 +23,8 @@ from bench.evaluation.metrics import Queries, evaluate
 from bench.protocol import Split, make_protocol
 from bench.protocol.base import LIKE_FROM_DATASET, LIKE_FROM_MEDIAN, WARM_HISTORY_NOTE
 from bench.protocol.episodes import MetaTrain, build_tasks, make_meta_train
-from bench.protocol.learner import Learner, make_learner
-from bench.protocol.learner_registry import LEARNERS, learner_class
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import LEARNERS, learner_class, make_learner
 from bench.results.terminal import render_terminal
 from bench.seeding import Seeds
 

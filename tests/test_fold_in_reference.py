@@ -16,7 +16,8 @@ import torch
 from bench.data.dataset import Dataset
 from bench.protocol import Split, make_protocol
 from bench.protocol.episodes import MetaTrain, TaskBatch, batch_from_rows, make_meta_train
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 
 N_USERS, N_ITEMS = 14, 9

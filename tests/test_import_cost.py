@@ -86,7 +86,7 @@ def test_learner_fingerprints_and_config_hashes_are_read_without_importing(
     assert not {m for m in again.loaded if m == "learners" or m.startswith("learners.")}
     prints, hashes = again.output
     assert len(set(prints.values())) == len(prints)  # every learner its own fingerprint
-    from bench.protocol.learner import make_learner
+    from bench.protocol.learner_registry import make_learner
 
     assert hashes == {n: make_learner(n).config_hash for n in hashes}
 

@@ -20,7 +20,7 @@ from bench.data.cards import load_dataset
 from bench.engine.cells import learner_seeds
 from bench.protocol import make_protocol
 from bench.protocol.episodes import build_tasks, make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.results.analysis import load_results
 from bench.results.store import ResultStore
 

@@ -12,7 +12,7 @@ import pytest
 from bench.data.loaders.cache import secret_key, signature
 from bench.engine.learner_keys import config_cache_dir, learner_config_hash
 from bench.errors import ConfigError, DataWarning
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 
 
 @pytest.fixture(autouse=True)

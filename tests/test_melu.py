@@ -13,7 +13,8 @@ from bench.data.synthetic import SyntheticConfig, generate
 from bench.evaluation.contract import score
 from bench.protocol import Split, make_protocol
 from bench.protocol.episodes import MetaTrain, make_meta_train
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 from learners.melu import MeLU
 from learners.network.fields import Field, FieldEmbedding, feature_fields

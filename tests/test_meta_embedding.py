@@ -11,7 +11,7 @@ import torch
 
 from bench.evaluation.contract import score
 from bench.protocol.episodes import EpisodeSampler, build_tasks, make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from learners.meta_embedding import MetaEmbedding
 
 from shared import fitted, synthetic_split

@@ -17,7 +17,8 @@ from bench.data.dataset import Dataset
 from bench.errors import ConfigError, RegistryError
 from bench.protocol import Split, make_protocol
 from bench.protocol.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 from learners.network import masked_mse, mixed_support
 
@@ -207,7 +208,7 @@ def test_core_runs_without_learn2learn() -> None:
     code = (
         "import sys; sys.modules['learn2learn'] = None\n"
         "import bench.engine.runner, bench.cli, learners\n"
-        "from bench.protocol.learner import make_learner\n"
+        "from bench.protocol.learner_registry import make_learner\n"
         "from bench.errors import RegistryError\n"
         "make_learner('maml')\n"
         "try:\n"

@@ -14,7 +14,7 @@ from bench.data.dataset import Dataset
 from bench.errors import ConfigError
 from bench.protocol import Split, make_protocol
 from bench.protocol.episodes import MetaTrain, build_tasks, make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
 from learners.mf import MatrixFactorisation, MFConfig

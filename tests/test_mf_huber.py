@@ -12,7 +12,7 @@ from bench.data.dataset import Dataset
 from bench.errors import ConfigError
 from bench.protocol import Split, make_protocol
 from bench.protocol.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 from learners.mf import MatrixFactorisation
 from learners.mf_huber import MatrixFactorisationHuber, huber_weights

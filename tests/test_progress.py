@@ -17,7 +17,7 @@ from bench.engine.progress import CellProgress
 from bench.engine.runner import run_suite
 from bench.engine.suite import suite_from_dict
 from bench.protocol.budget import Budget
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.results.store import ResultStore
 from learners.network.trainer import Schedule, train_model
 

@@ -16,7 +16,8 @@ from bench.data.cards import load_dataset
 from bench.data.dataset import Dataset
 from bench.protocol import SCENARIOS, Split, make_protocol
 from bench.protocol.episodes import make_meta_train
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 
 from real_formats import real_data_dir

@@ -10,7 +10,7 @@ import pytest
 from bench.config import build_config, config_hash
 from bench.engine.suite import load_suite
 from bench.errors import ConfigError, RegistryError
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.registry import Registry
 
 

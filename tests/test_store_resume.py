@@ -22,8 +22,7 @@ from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, suite_from_dict
 from bench.errors import BenchError
 from bench.protocol import SCENARIOS, make_protocol
-from bench.protocol.learner import make_learner
-from bench.protocol.learner_registry import LEARNERS
+from bench.protocol.learner_registry import LEARNERS, make_learner
 from bench.provenance import code_fingerprint
 from bench.results.records import FIT_SCOPE, Evaluation, Predictions, TrialRecord, TuningRecord
 from bench.results.store import SCHEMA_VERSION, ResultStore

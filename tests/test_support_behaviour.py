@@ -18,8 +18,8 @@ from bench.protocol.episodes import (
     build_tasks,
     make_meta_train,
 )
-from bench.protocol.learner import Learner, make_learner
-from bench.protocol.learner_registry import LEARNERS
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import LEARNERS, make_learner
 from bench.seeding import Seeds
 
 from shared import QUICK, SMALL_NET, rmse_at

@@ -16,7 +16,8 @@ from bench.data.synthetic import SyntheticConfig, generate
 from bench.evaluation.contract import score
 from bench.protocol import SCENARIOS, Split, make_protocol
 from bench.protocol.episodes import MetaTrain, TaskBatch, build_tasks, make_meta_train
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 from learners.mamo import MAMO
 from learners.tanp import TaNP, clustering_loss, gaussian_kl

@@ -21,8 +21,8 @@ from bench.errors import ConfigError
 from bench.evaluation.contract import ContractError, check_learner
 from bench.protocol import make_protocol
 from bench.protocol.episodes import TaskBatch
-from bench.protocol.learner import make_learner, score_by_predict
-from bench.protocol.learner_registry import LEARNERS
+from bench.protocol.learner import score_by_predict
+from bench.protocol.learner_registry import LEARNERS, make_learner
 from bench.results.store import ResultStore
 from learners.baselines import GlobalMean
 

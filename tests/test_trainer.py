@@ -17,7 +17,7 @@ from bench.errors import ConfigError
 from bench.protocol import make_protocol
 from bench.protocol.budget import Budget, split_budget
 from bench.protocol.episodes import make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.results.store import ResultStore
 from bench.seeding import Seeds
 from learners.network.trainer import Schedule, train_model

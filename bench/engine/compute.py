@@ -47,7 +47,8 @@ from bench.protocol.episodes import (
     TaskBatch,
     predict_in_chunks,
 )
-from bench.protocol.learner import Learner, make_learner
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import make_learner
 from bench.protocol.perturbation_labels import ATTACKER_KINDS, parse_label
 from bench.protocol.slices import split_attributes
 from bench.protocol.training_arms import attack_targets

@@ -46,8 +46,8 @@ from bench.protocol import SupportSize, make_protocol
 from bench.protocol.base import SCENARIOS
 from bench.protocol.episodes import MetaTrain, TaskBatch
 from bench.protocol.explaining import ExplainsFields
-from bench.protocol.learner import Learner, make_learner
-from bench.protocol.learner_registry import learner_class
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import learner_class, make_learner
 from bench.results.store import ResultStore
 
 MAX_TASKS = 1000

@@ -86,7 +86,7 @@ def _read(path: Path, secret: bytes, key: str, name: str) -> str | None:
 
 
 def _built(name: str, overrides: dict[str, Any] | None) -> str:
-    from bench.protocol.learner import make_learner  # imports torch
+    from bench.protocol.learner_registry import make_learner  # the class imports torch
 
     return make_learner(name, overrides).config_hash
 

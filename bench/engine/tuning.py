@@ -42,7 +42,7 @@ from bench.evaluation.ranking import DEFAULT_TIE_POLICY, THRESHOLD_RELEVANCE, Re
 from bench.evaluation.scoring import score
 from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch, predict_in_chunks
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.results.records import TrialRecord, TuningRecord
 from bench.seeding import Seeds
 

@@ -46,8 +46,8 @@ from bench.protocol.episodes import (
     make_meta_train,
     predict_in_chunks,
 )
-from bench.protocol.learner import Learner, make_learner
-from bench.protocol.learner_registry import learner_class
+from bench.protocol.learner import Learner
+from bench.protocol.learner_registry import learner_class, make_learner
 from bench.seeding import Seeds
 
 CONTRACT_DATA = SyntheticConfig(n_users=240, n_items=160, mean_ratings_per_user=60, seed=7)

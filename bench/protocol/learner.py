@@ -16,9 +16,8 @@ from typing import Any, ClassVar
 import torch
 
 from bench.config import build_config, config_hash
-from bench.protocol.budget import Budget, split_budget
+from bench.protocol.budget import Budget
 from bench.protocol.episodes import MetaTrain, TaskBatch
-from bench.protocol.learner_registry import learner_class
 from bench.seeding import Seeds
 
 
@@ -105,13 +104,6 @@ class Learner(abc.ABC):
         return score_by_predict(
             self.predict, tasks, candidates, self.score_chunk, self.predict_chunk
         )
-
-
-def make_learner(name: str, overrides: dict[str, Any] | None = None) -> Learner:
-    """Build the learner ``name`` with config overrides (the ``max_fit_seconds`` budget key is
-    accepted and ignored here: the runner reads it with :func:`split_budget`)."""
-    config, _ = split_budget(overrides, f"[learner.{name}]")
-    return learner_class(name).from_overrides(config, name)
 
 
 def score_by_predict(

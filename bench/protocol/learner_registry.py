@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import RegistryError
+from bench.protocol.budget import split_budget
 from bench.registry import Registry
 
 if TYPE_CHECKING:
@@ -42,3 +43,10 @@ def learner_class(name: str) -> type[Learner]:
 def stream_name(name: str) -> str:
     """The name of ``name``'s branch of the seed tree: its declared algorithm, else its name."""
     return learner_class(name).algorithm or name
+
+
+def make_learner(name: str, overrides: dict[str, Any] | None = None) -> Learner:
+    """Build the learner ``name`` with config overrides (the ``max_fit_seconds`` budget key is
+    accepted and ignored here: the runner reads it with :func:`split_budget`)."""
+    config, _ = split_budget(overrides, f"[learner.{name}]")
+    return learner_class(name).from_overrides(config, name)

@@ -22,7 +22,7 @@ from bench.data.cards import load_dataset
 from bench.devices import synchronize
 from bench.protocol import make_protocol
 from bench.protocol.episodes import MetaTrain, TaskBatch, make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 from learners.network.episodic import EpisodicLearner
 

@@ -13,7 +13,7 @@ from bench.data.dataset import Dataset
 from bench.evaluation.metrics import Queries, evaluate
 from bench.protocol import make_protocol
 from bench.protocol.episodes import MetaTrain, TaskBatch, make_meta_train
-from bench.protocol.learner import make_learner
+from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
 from learners.network import adapted_predictions
 
