@@ -2,17 +2,22 @@
 scenario's tasks, configs that keep each built-in learner quick to fit, a finished cell to write
 to the results store, another process's lock on a store, a learner that runs nowhere, an
 executor whose cells are still being computed when the driver looks, and the split on which the
-content models must see what item-mean cannot."""
+content models must see what item-mean cannot; and a fresh interpreter that says which modules
+a piece of code loaded."""
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -227,3 +232,24 @@ class InAThread(LocalExecutor):
 
     def close(self, cancel: bool) -> None:
         self._pool.shutdown(cancel_futures=cancel)
+
+
+class Ran(NamedTuple):
+    loaded: set[str]
+    output: Any
+
+
+def run_python(code: str, env: dict[str, str] | None = None) -> Ran:
+    """Run ``code`` in a fresh interpreter on this process's path: the modules it loaded, and
+    the last line it printed read as JSON ("" when it printed nothing)."""
+    script = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=full)
+    assert done.returncode == 0, done.stderr
+    *printed, modules = done.stdout.strip().splitlines()
+    return Ran(set(modules.split()), json.loads(printed[-1]) if printed else "")
+
+
+def modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``code``."""
+    return run_python(code).loaded

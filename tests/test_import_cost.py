@@ -4,24 +4,12 @@ docstrings read once imported."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from bench.protocol.learner_registry import LEARNERS
 from bench.registry import first_doc_line, static_doc_line
 
-
-def modules_after(code: str) -> set[str]:
-    script = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
-    )
-    return set(done.stdout.split())
+from shared import modules_after, run_python
 
 
 def test_listing_and_the_parser_do_not_import_torch() -> None:
@@ -89,21 +77,6 @@ def test_learner_fingerprints_and_config_hashes_are_read_without_importing(
     from bench.protocol.learner_registry import make_learner
 
     assert hashes == {n: make_learner(n).config_hash for n in hashes}
-
-
-class Ran(NamedTuple):
-    loaded: set[str]
-    output: Any
-
-
-def run_python(code: str, env: dict[str, str]) -> Ran:
-    """Run ``code`` in a fresh interpreter; what it printed last (JSON) and the modules it loaded."""
-    script = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
-    full = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=full)
-    assert done.returncode == 0, done.stderr
-    *printed, modules = done.stdout.strip().splitlines()
-    return Ran(set(modules.split()), json.loads(printed[-1]) if printed else "")
 
 
 def tables(output: str) -> list[str]:

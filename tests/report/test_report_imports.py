@@ -3,21 +3,11 @@ JSON reports, which draw nothing, do not import matplotlib either."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def modules_after(code: str) -> set[str]:
-    script = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
-    )
-    return set(done.stdout.split())
+from shared import modules_after
 
 
 def report_code(store: Path, out: Path, formats: str) -> str:
