@@ -114,23 +114,17 @@ def _families_from_frame(per_task: pd.DataFrame) -> list[Family]:
     """The families of the per-task frame, grouped as ``groupby(FAMILY_KEYS, sort=False)``."""
     if per_task.empty:
         return []
-    # Rows sorted by family (in order of first occurrence), then seed, entity and learner
-    grouped = per_task.groupby(list(FAMILY_KEYS), sort=False)
-    codes = grouped.ngroup().to_numpy()
     entity_codes, _ = pd.factorize(per_task["entity"], sort=True)
     learner_codes, learners = pd.factorize(per_task["learner"], sort=True)
     seeds = per_task["seed"].to_numpy()
     values = per_task["value"].to_numpy(dtype=np.float64)
-    order = np.lexsort((learner_codes, entity_codes, seeds, codes))
-    order = order[codes[order] >= 0]  # rows with a missing key belong to no family
-    if len(order) == 0:
-        return []
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    firsts = per_task[list(FAMILY_KEYS)].iloc[order[np.append(0, bounds)]]
-    keys = firsts.itertuples(index=False, name=None)
     learner_names = [str(name) for name in learners]
     families = []
-    for rows, key_values in zip(np.split(order, bounds), keys, strict=True):
+    for key_values, positions in row_groups(per_task, FAMILY_KEYS):
+        # A family's rows sorted by seed, entity and learner (stable: ties keep frame order)
+        rows = positions[
+            np.lexsort((learner_codes[positions], entity_codes[positions], seeds[positions]))
+        ]
         table = _table(seeds[rows], entity_codes[rows], learner_codes[rows], values[rows])
         if table is None:  # a learner with two values for one task: pandas says so
             per_task.iloc[rows].pivot(index=["seed", "entity"], columns="learner", values="value")
