@@ -39,20 +39,28 @@ def config_cache_dir() -> Path:
     return parsed_cache_dir() / "learner-configs"
 
 
-def learner_config_hash(name: str, overrides: dict[str, Any] | None) -> str:
+def learner_config_hash(
+    name: str, overrides: dict[str, Any] | None, harness: str | None = None
+) -> str:
     """The hash of learner ``name``'s config built from ``overrides`` (checked by building the
     learner). The same overrides under the same learner and harness code always give the same
     hash, so it is remembered on disk under a key of all three, signed with this user's cache
     key, and read back instead of importing the learner again. An entry that does not parse or
     whose signature does not match is rebuilt with a warning; without a usable key nothing is
-    remembered."""
+    remembered. ``harness`` is :func:`bench.provenance.code_fingerprint`, when the caller has it
+    already (a plan asks for every learner)."""
     try:
         given = json.dumps(overrides or {}, sort_keys=True, allow_nan=False)
         secret = secret_key(parsed_cache_dir())
     except (TypeError, ValueError, OSError, UntrustedKey):  # build every time
         return _built(name, overrides)
     key = stable_hash(
-        {"learner": name, "code": learner_code(name), "harness": code_fingerprint(), "set": given},
+        {
+            "learner": name,
+            "code": learner_code(name),
+            "harness": harness or code_fingerprint(),
+            "set": given,
+        },
         length=24,
     )
     path = config_cache_dir() / f"{key}.json"

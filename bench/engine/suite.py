@@ -306,6 +306,7 @@ def check_suite(suite: Suite, given_as: Mapping[str, str] | None = None) -> Chec
     from bench.data.cards import check_dataset_options, get_card
     from bench.devices import check_device_name
     from bench.engine.learner_keys import learner_config_hash
+    from bench.provenance import code_fingerprint
 
     where = suite.source
 
@@ -387,9 +388,10 @@ def check_suite(suite: Suite, given_as: Mapping[str, str] | None = None) -> Chec
     for extra in set(suite.learner) - set(suite.learners):
         raise ConfigError(f"{where}: [learner.{extra}] configures a learner the suite does not run")
     config_hashes = {}
+    harness = code_fingerprint()  # the same for every learner's config hash
     for name in suite.learners:
         try:
-            config_hashes[name] = learner_config_hash(name, suite.learner.get(name))
+            config_hashes[name] = learner_config_hash(name, suite.learner.get(name), harness)
         except RegistryError as exc:
             raise RegistryError(f"{at('learners')}: {exc}") from exc
     specs = tuning_specs(suite, protocol)
