@@ -1,5 +1,6 @@
 """What a report loads: no format imports ``scipy.stats`` (a second to import), and the CSV and
-JSON reports, which draw nothing, do not import matplotlib either."""
+JSON reports, which draw nothing, do not import matplotlib either; nor does a report whose
+figures are all in the figure cache."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import modules_after
+from shared import modules_after, run_python
 
 
 def report_code(store: Path, out: Path, formats: str) -> str:
@@ -33,8 +34,25 @@ def test_the_analysis_and_report_modules_do_not_import_scipy_stats() -> None:
 def test_a_report_imports_what_its_formats_need(
     planted_store: Path, tmp_path: Path, formats: str, draws: bool
 ) -> None:
-    loaded = modules_after(report_code(planted_store, tmp_path, formats))
+    cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}  # empty: every figure is drawn
+    loaded = run_python(report_code(planted_store, tmp_path, formats), cache).loaded
     assert "scipy.stats" not in loaded
     assert ("matplotlib.pyplot" in loaded) == draws
     written = {p.name for p in tmp_path.iterdir()}
     assert {f"report.{f}" for f in formats.split(",")} <= written
+
+
+def test_a_report_whose_figures_are_cached_does_not_import_matplotlib(
+    planted_store: Path, tmp_path: Path
+) -> None:
+    cache = {"BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    first = run_python(report_code(planted_store, tmp_path / "first", "md,html"), cache).loaded
+    again = run_python(report_code(planted_store, tmp_path / "again", "md,html"), cache).loaded
+    assert "matplotlib.pyplot" in first
+    assert "matplotlib" not in again
+    drawn = sorted(p.name for p in (tmp_path / "first" / "report_figures").iterdir())
+    copied = sorted(p.name for p in (tmp_path / "again" / "report_figures").iterdir())
+    assert drawn == copied and drawn
+    for name in drawn:
+        first_bytes = (tmp_path / "first" / "report_figures" / name).read_bytes()
+        assert (tmp_path / "again" / "report_figures" / name).read_bytes() == first_bytes

@@ -7,7 +7,6 @@ with fixed metadata, so the same results give the same files.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +18,8 @@ import pandas as pd
 from bench.results.analysis import k_order
 from bench.results.outputs import refuse_link, write_file
 from bench.results.report.document import Figure
+from bench.results.report.figure_cache import Rendered, pyplot, rendered
 
-DPI = 80
 MAX_SLUG = 120
 COLUMNS = 4
 
@@ -74,17 +73,6 @@ def learner_colour(name: str) -> str:
     return PALETTE[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(PALETTE)]
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend, imported on the first figure: reports without
-    figures (CSV, JSON) never load it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def slug(*parts: str) -> str:
     """A file-name-safe join of ``parts``; a long one (names from a store may be any length) is
     cut and made unique by a hash of the whole, so that it stays a valid file name."""
@@ -108,9 +96,20 @@ def kshot_figure(
     learner with its 95% interval as a band (as error bars where there is a single k).
 
     ``summary`` holds that table's rows of :func:`bench.results.analysis.summarise`. Learners run on
-    several devices get one line per device.
+    several devices get one line per device. A figure drawn before from the same rows is copied
+    from the figure cache.
     """
-    plt = _pyplot()
+    columns = ["metric", "learner", "device", "k", "mean", "half_width"]
+    rows = [list(row) for row in summary[columns].itertuples(index=False, name=None)]
+    inputs = {"rows": rows, "title": title, "metrics": list(metrics), "learners": list(learners)}
+    drawn = rendered("kshot", inputs, svg, lambda: _draw_kshot(summary, title, metrics, learners))
+    return save_figure(drawn, title, path_stem)
+
+
+def _draw_kshot(
+    summary: pd.DataFrame, title: str, metrics: Sequence[str], learners: Sequence[str]
+) -> Any:
+    plt = pyplot()
     ks = sorted(set(summary["k"]), key=k_order)
     devices = sorted(set(summary["device"]))
     shown = [m for m in metrics if m in set(summary["metric"])]
@@ -172,7 +171,7 @@ def kshot_figure(
         frameon=False,
     )
     tight_layout(fig, rect=(0, 0.08, 1, 1))
-    return save_figure(fig, title, path_stem, svg=svg)
+    return fig
 
 
 def tight_layout(fig: Any, rect: tuple[float, float, float, float]) -> None:
@@ -210,21 +209,14 @@ def line_with_band(
     return handle
 
 
-def save_figure(fig: Any, title: str, path_stem: Path, *, svg: bool) -> Figure:
-    """Write ``fig`` as PNG (and SVG) with fixed metadata, close it, and return its Figure."""
-    plt = _pyplot()
+def save_figure(drawn: Rendered, title: str, path_stem: Path) -> Figure:
+    """Write a rendered figure as ``path_stem``.png (and .svg) and return its Figure."""
     refuse_link(path_stem.parent, "report folder")
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     png_path = path_stem.with_suffix(".png")
-    svg_path = path_stem.with_suffix(".svg")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    png = buffer.getvalue()
-    write_file(png_path, png)
-    if svg:  # only the Markdown report links the SVG
-        drawn = io.BytesIO()
-        with plt.rc_context({"svg.hashsalt": "coldstart-bench"}):
-            fig.savefig(drawn, format="svg", metadata={"Date": None, "Creator": None})
-        write_file(svg_path, drawn.getvalue())
-    plt.close(fig)
-    return Figure(title=title, png_path=png_path, svg_path=svg_path if svg else None, png=png)
+    write_file(png_path, drawn.png)
+    svg_path = None
+    if drawn.svg is not None:  # only the Markdown report links the SVG
+        svg_path = path_stem.with_suffix(".svg")
+        write_file(svg_path, drawn.svg)
+    return Figure(title=title, png_path=png_path, svg_path=svg_path, png=drawn.png)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from bench.results.report.document import Figure
+from bench.results.report.figure_cache import pyplot, rendered
 from bench.results.report.figures import (
     COLUMNS,
-    _pyplot,
     learner_colour,
     line_with_band,
     save_figure,
@@ -30,8 +31,17 @@ def robustness_figure(
     svg: bool = True,
 ) -> Figure:
     """Draw one (dataset, protocol, scenario, k, device) of
-    :func:`bench.results.analysis.robustness.robustness_curves`: a panel per kind."""
-    plt = _pyplot()
+    :func:`bench.results.analysis.robustness.robustness_curves`: a panel per kind (copied from
+    the figure cache when drawn before from the same rows)."""
+    columns = ["kind", "learner", "strength", "mean", "half_width"]
+    rows = [list(row) for row in curves[columns].itertuples(index=False, name=None)]
+    inputs = {"rows": rows, "title": title, "metric": metric, "learners": list(learners)}
+    drawn = rendered("robustness", inputs, svg, lambda: _draw(curves, title, metric, learners))
+    return save_figure(drawn, title, path_stem)
+
+
+def _draw(curves: pd.DataFrame, title: str, metric: str, learners: Sequence[str]) -> Any:
+    plt = pyplot()
     kinds = list(dict.fromkeys(curves["kind"]))
     rows = max(1, -(-len(kinds) // COLUMNS))
     fig, axes = plt.subplots(
@@ -63,4 +73,4 @@ def robustness_figure(
         frameon=False,
     )  # fmt: skip
     tight_layout(fig, rect=(0, 0.1, 1, 1))
-    return save_figure(fig, title, path_stem, svg=svg)
+    return fig
