@@ -1,7 +1,8 @@
 """``bench export --predictions`` and ``--per-task``: every stored metric is recomputed from the
 exported predictions by implementations independent of ``bench.evaluation.metrics`` (scikit-learn, whose
-NDCG averages over tied predictions as the default ``expected`` tie policy does) and agrees to
-1e-9; Parquet round-trips."""
+NDCG averages over tied predictions as the default ``expected`` tie policy does; AUC by the
+Mann-Whitney rank-sum identity on SciPy's tie-averaged ranks, where a tie counts half) and agrees
+to 1e-9; Parquet round-trips."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import mean_absolute_error, mean_squared_error, ndcg_score, roc_auc_score
+from scipy.stats import rankdata
+from sklearn.metrics import mean_absolute_error, mean_squared_error, ndcg_score
 
 from bench.cli import main
 from bench.errors import BenchError
@@ -51,6 +53,14 @@ def mean_ndcg_at(tasks: list[tuple[np.ndarray, np.ndarray]], k: int) -> float:
     return total / count if count else math.nan
 
 
+def rank_sum_auc(like: np.ndarray, predictions: np.ndarray) -> float:
+    """AUC as the Mann-Whitney U of the liked items' predictions over the others', scaled to
+    0..1: the liked items' rank sum less its least possible value, over the pairs."""
+    ranks = rankdata(predictions)  # ties share their average rank: a tied pair counts half
+    liked, other = int(like.sum()), int((~like).sum())
+    return float((ranks[like].sum() - liked * (liked + 1) / 2) / (liked * other))
+
+
 def recompute(group: pd.DataFrame) -> dict[str, float]:
     """Every metric of one evaluation from its exported predictions."""
     group = group.sort_values(["entity", "position"], kind="stable")
@@ -74,7 +84,7 @@ def recompute(group: pd.DataFrame) -> dict[str, float]:
     for ratings, predictions in tasks:
         like = ratings >= threshold
         if like.any() and not like.all():
-            aucs.append(roc_auc_score(like, predictions))
+            aucs.append(rank_sum_auc(like, predictions))
     out["auc"] = float(np.mean(aucs)) if aucs else math.nan
     tied = [float(np.ptp(p) == 0) for _, p in ranked]
     out["tied_share"] = float(np.mean(tied)) if tied else math.nan
