@@ -101,16 +101,28 @@ def kshot_figure(
     """
     columns = ["metric", "learner", "device", "k", "mean", "half_width"]
     rows = [list(row) for row in summary[columns].itertuples(index=False, name=None)]
-    inputs = {"rows": rows, "title": title, "metrics": list(metrics), "learners": list(learners)}
-    drawn = rendered("kshot", inputs, svg, lambda: _draw_kshot(summary, title, metrics, learners))
+    ks = sorted(set(summary["k"]), key=k_order)  # ordered outside this module: part of the key
+    inputs = {
+        "rows": rows,
+        "title": title,
+        "metrics": list(metrics),
+        "learners": list(learners),
+        "ks": ks,
+    }
+    drawn = rendered(
+        "kshot", inputs, svg, lambda: _draw_kshot(summary, title, metrics, learners, ks)
+    )
     return save_figure(drawn, title, path_stem)
 
 
 def _draw_kshot(
-    summary: pd.DataFrame, title: str, metrics: Sequence[str], learners: Sequence[str]
+    summary: pd.DataFrame,
+    title: str,
+    metrics: Sequence[str],
+    learners: Sequence[str],
+    ks: list[str],
 ) -> Any:
     plt = pyplot()
-    ks = sorted(set(summary["k"]), key=k_order)
     devices = sorted(set(summary["device"]))
     shown = [m for m in metrics if m in set(summary["metric"])]
     rows = max(1, -(-len(shown) // COLUMNS))
