@@ -6,9 +6,9 @@ learners (``mf`` the reference, a floor, meta-learners and baselines) on 10 seed
 four scenarios at k = 1 and 5, RMSE, MAE and NDCG@3 per task over 40 tasks, and fit and
 adapt+predict timings. Sizes grow by datasets (1, 10 and 100 datasets for 10^2, 10^3 and 10^4
 cells), so each report has ten times the tables of the one before. Each command runs in a fresh
-process, as a user runs it (imports included), ``--repeats`` times in turn; printed: the median
-[fastest-slowest] wall seconds, the median CPU seconds (user + system of the child) and the
-slope of the median wall time.
+process, as a user runs it (imports included), with an empty figure cache (every figure drawn),
+``--repeats`` times in turn; printed: the median [fastest-slowest] wall seconds, the median CPU
+seconds (user + system of the child) and the slope of the median wall time.
 
     PYTHONPATH=. .venv/bin/python benchmarks/report_scale.py                        # 1e2,1e3,1e4
     PYTHONPATH=. .venv/bin/python benchmarks/report_scale.py --cells 1e2,1e3 --format md,json
@@ -24,6 +24,7 @@ import itertools
 import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,11 +107,14 @@ def plant(path: Path, cells: int) -> None:
         store.finish_run("planted", "finished", keys)
 
 
-def timed_command(argv: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one command in a fresh process."""
+def timed_command(argv: list[str], cache: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one command in a fresh process, with an empty ``BENCH_CACHE_DIR``
+    (``cache``): every figure is drawn, none copied from an earlier repeat."""
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**os.environ, "BENCH_CACHE_DIR": str(cache)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, command in commands.items():
                 walls, cpus = [], []
                 for _ in range(args.repeats):
-                    wall, cpu = timed_command(command)
+                    wall, cpu = timed_command(command, scratch / "cache")
                     walls.append(wall)
                     cpus.append(cpu)
                 rows.append((size, name, walls, cpus))
