@@ -326,6 +326,11 @@ def check(
     labelled = _pick_tasks(refitted.tasks(chosen, size), tasks, None, seed, refitted.dataset)
     unlabelled = labelled.without_labels()
     view = learner.field_view(unlabelled)
+    if planted_field is not None and planted_field not in view.fields:
+        raise ConfigError(
+            f"--planted: the model of {refitted.learner_name} has no field {planted_field!r}; "
+            f"it has {', '.join(view.fields)}"
+        )
     found = field_attributions(view, method, seed=seed)
     others = [found]
     for other_seed in seeds:
@@ -337,11 +342,6 @@ def check(
         )
         assert isinstance(twin, ExplainsFields)
         others.append(field_attributions(twin.field_view(unlabelled), method, seed=seed))
-    if planted_field is not None and planted_field not in view.fields:
-        raise ConfigError(
-            f"--planted: the model of {refitted.learner_name} has no field {planted_field!r}; "
-            f"it has {', '.join(view.fields)}"
-        )
     planted_field = planted_field or refitted.dataset.extras.get("planted_field")
     planted_result = None
     if isinstance(planted_field, str) and planted_field in view.fields:
