@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import hashlib
 import platform
@@ -23,13 +22,21 @@ KEY_PACKAGES = ("numpy", "scipy", "torch", "learn2learn", "coldstart-bench")
 PROJECT_ROOT = Path(bench.__file__).resolve().parent.parent
 
 
+@functools.cache
+def _installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution`` (None when it is not installed), looked up once
+    per process: :func:`importlib.metadata.version` searches every folder on the path each time,
+    and a plan asks for the same few distributions once per learner and per fingerprint."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 def package_versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in KEY_PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "absent"
+        found[name] = _installed_version(name) or "absent"
     return found
 
 
@@ -50,11 +57,26 @@ def _source_files() -> list[Path]:
 def code_fingerprint() -> str:
     """A hash of the harness code on the evaluation path and of key package versions, so edited
     code never reuses stored results; each learner adds its own (:func:`learner_fingerprint`)."""
-    digest = hashlib.sha256()
+    files = []
     for path in _source_files():
+        stat = path.stat()
+        files.append((path, stat.st_mtime_ns, stat.st_size))
+    versions = tuple(sorted(package_versions().items()))
+    return _hashed_sources(tuple(files), versions)
+
+
+@functools.lru_cache(maxsize=64)
+def _hashed_sources(
+    files: tuple[tuple[Path, int, int], ...], versions: tuple[tuple[str, str], ...]
+) -> str:
+    """The harness fingerprint of ``files`` (path, modification time, size) and ``versions``;
+    remembered while every file keeps its size and modification time, as the parsed imports of
+    :func:`_imported_modules` are (a plan, a run and each suite check ask for it again)."""
+    digest = hashlib.sha256()
+    for path, _, _ in files:
         digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
         digest.update(path.read_bytes())
-    for name, ver in sorted(package_versions().items()):
+    for name, ver in versions:
         if name != "coldstart-bench":
             digest.update(f"{name}={ver}".encode())
     return digest.hexdigest()[:16]
@@ -122,8 +144,9 @@ def code_of(module: str, qualname: str, distributions: Iterable[str]) -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     for dist in sorted(distributions):
-        with contextlib.suppress(PackageNotFoundError):
-            digest.update(f"{dist}={version(dist)}".encode())
+        found = _installed_version(dist)
+        if found is not None:
+            digest.update(f"{dist}={found}".encode())
     return digest.hexdigest()[:16]
 
 

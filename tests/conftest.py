@@ -70,8 +70,37 @@ def xdist_group_of(item: pytest.Item) -> str | None:
     return shared[0] if shared else None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def _with_group_suffix(item: pytest.Item, group: str) -> None:
+    """Give the test the id pytest-xdist's worker gives a grouped test (``<nodeid>@<group>``),
+    the id its ``loadgroup`` scheduler groups by, when the worker could not.
+
+    pytest-xdist 3.8 writes the id to ``item._nodeid``, which pytest 9.2 no longer reads (it keeps
+    a structured ``item._id``): there every grouped test kept its plain id and was dealt out alone
+    (pytest-dev/pytest-xdist#1386)."""
+    suffixed = f"{item.nodeid}@{group}"
+    if item.nodeid.endswith(f"@{group}"):
+        return  # the worker did it
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(suffixed)
+    else:
+        item._nodeid = suffixed
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
+    # Marks first, so that pytest-xdist's worker hook (which runs inside this wrapper) sees them.
+    groups: dict[pytest.Item, str] = {}
     for item in items:
         group = xdist_group_of(item)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+            groups[item] = group
+    yield
+    if config.getoption("loadgroup", default=False):  # set on a pytest-xdist worker
+        for item in items:
+            if item in groups:
+                _with_group_suffix(item, groups[item])

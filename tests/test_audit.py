@@ -128,6 +128,21 @@ def test_a_query_rating_copied_into_support(
     assert f"user_cold k-5: (user {copied.iloc[0]['user']}, item {copied.iloc[0]['item']})" in line
 
 
+def test_a_query_rating_that_differs_at_another_k(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    split = exported(tmp_path)
+    folder = split / "synthetic" / "seed-0"
+    query = read(folder, "user_cold/k-5/query")
+    other = next(i for i in read(folder, "items")["id"].astype(str) if i != query.at[2, "item"])
+    query.at[2, "item"] = other  # same task and position as at k-1, another item
+    query.to_csv(folder / "user_cold/k-5/query.csv", index=False)
+    code, lines = audited(split, capsys)
+    line = failed(lines)["query the same at every k"]
+    assert code == 1
+    assert f"user_cold task {query.at[2, 'task']} (k-1 vs k-5)" in line and "1 offending" in line
+
+
 def test_a_validation_user_in_the_test_set(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

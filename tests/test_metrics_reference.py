@@ -257,6 +257,32 @@ def test_auc_over_masked_pairs() -> None:
     assert evaluate(q)["auc"].value == pytest.approx(3 / 4)
 
 
+@pytest.mark.parametrize("policy", ["expected", "query-order"])
+def test_auc_equals_the_count_over_every_pair(policy: str) -> None:
+    """The sorted computation of AUC against the definition, pair by pair, with many ties."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        tasks, width = int(rng.integers(1, 6)), int(rng.integers(1, 10))
+        predicted = rng.integers(0, 4, size=(tasks, width)).astype(np.float64)
+        actual = rng.integers(1, 6, size=(tasks, width)).astype(np.float64)
+        mask = rng.random((tasks, width)) < 0.8
+        q = Queries(predicted, actual, mask, 4.0, (1.0, 5.0), tie_policy=policy)
+        found = evaluate(q, ("auc",))["auc"].per_task
+        for t in range(tasks):
+            likes = [i for i in range(width) if mask[t, i] and actual[t, i] >= 4.0]
+            dislikes = [j for j in range(width) if mask[t, j] and actual[t, j] < 4.0]
+            if not likes or not dislikes:
+                assert np.isnan(found[t])
+                continue
+            tie = (lambda i, j: 0.5) if policy == "expected" else (lambda i, j: float(i < j))
+            wins = sum(
+                1.0 if predicted[t, i] > predicted[t, j] else
+                tie(i, j) if predicted[t, i] == predicted[t, j] else 0.0
+                for i in likes for j in dislikes
+            )  # fmt: skip
+            assert found[t] == wins / (len(likes) * len(dislikes))
+
+
 def test_unscored_tasks_are_counted_per_metric() -> None:
     q = Queries(
         np.array([[3.0, 0.0], [3.0, 2.0], [4.0, 4.0]]),

@@ -3,6 +3,7 @@ more support ratings lower the error where the data says they must."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -44,6 +45,13 @@ def fitted(name: str, train: MetaTrain, overrides: dict[str, Any] | None) -> Lea
     return learner
 
 
+@pytest.fixture(scope="module")
+def fitted_once() -> dict[str, Learner]:
+    """Each learner fitted once for the padding tests of every scenario (the same seed and
+    config fit the same model); each test predicts with its own copy."""
+    return {}
+
+
 def widened(batch: TaskBatch, extra_support: int, extra_query: int) -> TaskBatch:
     """The same tasks with more padding columns."""
 
@@ -68,9 +76,16 @@ def widened(batch: TaskBatch, extra_support: int, extra_query: int) -> TaskBatch
 )
 @pytest.mark.parametrize("scenario", ["user_cold", "user_item_cold", "warm"])
 def test_a_padded_batch_predicts_what_each_unpadded_task_does(
-    name: str, scenario: str, small_dataset: Dataset, split: Split, train: MetaTrain
+    name: str,
+    scenario: str,
+    small_dataset: Dataset,
+    split: Split,
+    train: MetaTrain,
+    fitted_once: dict[str, Learner],
 ) -> None:
-    learner = fitted(name, train, QUICK.get(name))
+    if name not in fitted_once:
+        fitted_once[name] = fitted(name, train, QUICK.get(name))
+    learner = copy.deepcopy(fitted_once[name])
     taskset = split.scenarios[scenario]
     n = min(len(taskset), 12)
     pools = [taskset.pools[t] for t in range(n)]

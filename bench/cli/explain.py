@@ -221,7 +221,7 @@ def _whole(args: argparse.Namespace, name: str, low: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.engine.explaining import explain, explainable, refit
+    from bench.engine.explaining import chosen_tasks, explain, explainable, refit
     from bench.errors import BenchError, ConfigError
     from bench.evaluation.attribution import NO_FIELDS, fields_of
     from bench.results.outputs import output_folder, write_file
@@ -258,6 +258,11 @@ def run(args: argparse.Namespace) -> int:
     refitted = refit(
         store, args.learner, run_id=args.run, dataset=args.dataset, seed=args.seed,
         data_dir=args.data_dir,
+    )  # fmt: skip
+    # The arguments are checked against the run's split before the learner is fitted again.
+    chosen_tasks(
+        refitted, scenario=args.scenario, k=args.k, tasks=args.tasks, task=args.task,
+        method=args.method,
     )  # fmt: skip
     if not args.support_only and not fields_of(refitted.learner):
         raise ConfigError(

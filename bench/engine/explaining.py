@@ -56,11 +56,12 @@ MAX_TASKS = 1000
 
 @dataclass
 class Refit:
-    """A stored cell's learner fitted again from its recorded config and seed."""
+    """A stored cell's learner fitted again from its recorded config and seed. The fit is made
+    the first time :attr:`learner` is asked for, so that the arguments of an explanation are
+    checked against the run's split before it."""
 
     run_id: str
     learner_name: str
-    learner: Learner
     dataset: Dataset
     seed: int
     config: dict[str, Any]
@@ -70,6 +71,17 @@ class Refit:
     """The stored cell row."""
     stored_rmse: dict[tuple[str, str], float] = field(default_factory=dict)
     """The cell's stored RMSE per (scenario, k)."""
+    _fitted: Learner | None = field(default=None, repr=False)
+
+    @property
+    def learner(self) -> Learner:
+        """The learner fitted again on the CPU, as the run fitted it."""
+        if self._fitted is None:
+            fitted = make_learner(self.learner_name, self.config)
+            rng = learner_seeds(self.seed, self.learner_name)
+            fitted.fit(self.train, rng=rng, device=torch.device("cpu"))
+            self._fitted = fitted
+        return self._fitted
 
     def tasks(self, scenario: str, k: SupportSize) -> TaskBatch:
         return self.cache.tasks(self.dataset, self.seed, scenario, k)
@@ -173,12 +185,7 @@ def refit(
     cache = SplitCache(make_protocol(suite.protocol["name"], suite.protocol))
     _, train = cache.split(data, int(cell["seed"]))
     config = cell["config"] if isinstance(cell["config"], dict) else {}
-    fitted = make_learner(learner, config)
-    device = torch.device("cpu")
-    fitted.fit(train, rng=learner_seeds(int(cell["seed"]), learner), device=device)
-    return Refit(
-        run, learner, fitted, data, int(cell["seed"]), config, cache, train, cell, stored_rmse
-    )
+    return Refit(run, learner, data, int(cell["seed"]), config, cache, train, cell, stored_rmse)
 
 
 def explainable(name: str, dataset: Dataset | None = None) -> str | None:
@@ -229,6 +236,32 @@ def parse_k(text: str | None, refitted: Refit) -> SupportSize:
     return value
 
 
+def chosen_tasks(
+    refitted: Refit,
+    *,
+    scenario: str | None = None,
+    k: str | None = None,
+    tasks: int = 5,
+    task: str | None = None,
+    method: str = "ablation",
+    seed: int = 0,
+) -> tuple[str, SupportSize, TaskBatch]:
+    """The scenario, support size and tasks an explanation covers, with each argument checked
+    against the run's split (without fitting the learner)."""
+    if method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not 1 <= tasks <= MAX_TASKS:
+        raise ConfigError(f"--tasks must lie in 1..{MAX_TASKS}, got {tasks}")
+    size = parse_k(k, refitted)
+    chosen = scenario or _default_scenario(refitted, size)
+    if chosen not in SCENARIOS:
+        raise ConfigError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {chosen!r}")
+    labelled = refitted.tasks(chosen, size)
+    if labelled.n_tasks == 0:
+        raise ConfigError(f"--scenario: the run's split has no {chosen} task")
+    return chosen, size, _pick_tasks(labelled, tasks, task, seed, refitted.dataset)
+
+
 def explain(
     refitted: Refit,
     *,
@@ -243,18 +276,9 @@ def explain(
 ) -> Explanation:
     """Attributions of ``refitted``'s predictions on ``tasks`` sampled tasks (or the one task
     ``task``) of ``scenario`` at support size ``k``."""
-    if method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if not 1 <= tasks <= MAX_TASKS:
-        raise ConfigError(f"--tasks must lie in 1..{MAX_TASKS}, got {tasks}")
-    size = parse_k(k, refitted)
-    chosen = scenario or _default_scenario(refitted, size)
-    if chosen not in SCENARIOS:
-        raise ConfigError(f"--scenario must be one of {', '.join(SCENARIOS)}, got {chosen!r}")
-    labelled = refitted.tasks(chosen, size)
-    if labelled.n_tasks == 0:
-        raise ConfigError(f"--scenario: the run's split has no {chosen} task")
-    picked = _pick_tasks(labelled, tasks, task, seed, refitted.dataset)
+    chosen, size, picked = chosen_tasks(
+        refitted, scenario=scenario, k=k, tasks=tasks, task=task, method=method, seed=seed
+    )
     unlabelled = picked.without_labels()
     learner, data = refitted.learner, refitted.dataset
     entities = data.raw_ids(picked.axis, picked.entities.numpy())
@@ -326,6 +350,11 @@ def check(
     labelled = _pick_tasks(refitted.tasks(chosen, size), tasks, None, seed, refitted.dataset)
     unlabelled = labelled.without_labels()
     view = learner.field_view(unlabelled)
+    if planted_field is not None and planted_field not in view.fields:
+        raise ConfigError(
+            f"--planted: the model of {refitted.learner_name} has no field {planted_field!r}; "
+            f"it has {', '.join(view.fields)}"
+        )
     found = field_attributions(view, method, seed=seed)
     others = [found]
     for other_seed in seeds:
@@ -337,11 +366,6 @@ def check(
         )
         assert isinstance(twin, ExplainsFields)
         others.append(field_attributions(twin.field_view(unlabelled), method, seed=seed))
-    if planted_field is not None and planted_field not in view.fields:
-        raise ConfigError(
-            f"--planted: the model of {refitted.learner_name} has no field {planted_field!r}; "
-            f"it has {', '.join(view.fields)}"
-        )
     planted_field = planted_field or refitted.dataset.extras.get("planted_field")
     planted_result = None
     if isinstance(planted_field, str) and planted_field in view.fields:

@@ -178,10 +178,20 @@ def robustness_summary(
 ) -> pd.DataFrame:
     """Per learner and line: slope and normalised area (mean over seeds ± 95% t-interval of the
     per-seed values) and the breakdown strength against ``baseline`` (``SLOPE_COLUMNS``)."""
+    return _summary(results, metrics, baseline, robustness_curves(results, metrics))
+
+
+def _summary(
+    results: Results, metrics: tuple[str, ...], baseline: str, curves: pd.DataFrame
+) -> pd.DataFrame:
+    """:func:`robustness_summary` from its ``curves`` (:func:`robustness_curves`), which
+    :func:`robustness_verdicts` needs too."""
     frame = with_strengths(results.metrics[results.metrics["metric"].isin(metrics)])
-    curves = robustness_curves(results, metrics)
     rows = []
     keys = [*LINE_KEYS, "learner", "metric"]
+    # The curves of each line and metric, split once rather than filtered for every learner.
+    line_keys = [*LINE_KEYS, "metric"]
+    lines = dict(iter(curves.groupby(line_keys, sort=False))) if len(curves) else {}
     for key, group in frame.groupby(keys, sort=False):
         row = dict(zip(keys, key, strict=True))
         group = _per_seed(group)
@@ -192,9 +202,7 @@ def robustness_summary(
             slopes.append(degradation_slope(s, d))
             areas.append(normalised_area(s, d))
         slope, area = t_interval(slopes), t_interval(areas)
-        line = curves
-        for column in [*LINE_KEYS, "metric"]:
-            line = line[line[column] == row[column]]
+        line = lines.get(tuple(row[column] for column in line_keys), curves.iloc[:0])
         mine = line[line["learner"] == row["learner"]].set_index("strength")["mean"]
         base = line[line["learner"].map(lambda v: v.split("~", 1)[0]) == baseline]
         breakdown = float("nan")
@@ -240,14 +248,15 @@ def paired_degradation(
         learners = [x for x in learner_order(results) if x in set(group["learner"])]
         for strength in strengths:
             found = []
+            # Each learner's per-task degradation at this strength, taken once for all its pairs.
+            degradation = {
+                learner: (wide[(strength, learner)] - wide[(0.0, learner)]).to_numpy()
+                for learner in learners
+                if (0.0, learner) in wide and (strength, learner) in wide
+            }
             for a, b in combinations(learners, 2):
-                if (0.0, a) not in wide or (strength, a) not in wide:
-                    continue
-                if (0.0, b) not in wide or (strength, b) not in wide:
-                    continue
-                da = wide[(strength, a)] - wide[(0.0, a)]
-                db = wide[(strength, b)] - wide[(0.0, b)]
-                found.append((a, b, paired_test(da.to_numpy(), db.to_numpy())))
+                if a in degradation and b in degradation:
+                    found.append((a, b, paired_test(degradation[a], degradation[b])))
             adjusted = holm([t.p_value for *_, t in found])
             worse_up = not higher_is_better(str(family["metric"]))
             for (a, b, test), p in zip(found, adjusted, strict=True):
@@ -331,8 +340,8 @@ def robustness_verdicts(
     kind) (``VERDICT_COLUMNS``). B uses its support set when its clean per-task values differ
     significantly from ``baseline``'s (paired Wilcoxon, p < ``alpha``); the baseline itself does
     not."""
-    summary = robustness_summary(results, (metric,), baseline)
     curves = robustness_curves(results, (metric,))
+    summary = _summary(results, (metric,), baseline, curves)
     paired = paired_degradation(results, (metric,), alpha)
     per_task = results.per_task
     clean = per_task[(per_task["metric"] == metric)]
@@ -356,24 +365,26 @@ def robustness_verdicts(
             & (clean["device"] == where["device"])
         ].pivot_table(index=["seed", "entity"], columns="learner", values="value")
         slopes = group.set_index("learner")["slope"]
+        # The first paired test of each (strength, learner, other), looked up per pair below.
+        verdicts: dict[tuple[float, str, str], str] = {}
+        columns = (tests["strength"], tests["learner"], tests["other"], tests["verdict"])
+        for found in zip(*columns, strict=True):
+            verdicts.setdefault((found[0], found[1], found[2]), found[3])
+        base = [c for c in tasks.columns if c.split("~", 1)[0] == baseline]
+        used: dict[str, bool] = {}  # B uses its support: one test per B, whatever A is
         for a, b in permutations(list(slopes.index), 2):
-            uses = b.split("~", 1)[0] != baseline
-            base = [c for c in tasks.columns if c.split("~", 1)[0] == baseline]
-            if uses and base and b in tasks.columns:
-                test = paired_test(tasks[b].to_numpy(), tasks[base[0]].to_numpy())
-                uses = bool(test.p_value < alpha)
+            if b not in used:
+                used[b] = b.split("~", 1)[0] != baseline
+                if used[b] and base and b in tasks.columns:
+                    test = paired_test(tasks[b].to_numpy(), tasks[base[0]].to_numpy())
+                    used[b] = bool(test.p_value < alpha)
+            uses = used[b]
             less = []
             for s in strengths:
-                row = tests[
-                    (tests["strength"] == s) & (tests["learner"] == a) & (tests["other"] == b)
-                ]
-                flipped = tests[
-                    (tests["strength"] == s) & (tests["learner"] == b) & (tests["other"] == a)
-                ]
-                if len(row):
-                    less.append(row["verdict"].iat[0] == "less")
-                elif len(flipped):
-                    less.append(flipped["verdict"].iat[0] == "more")
+                if (s, a, b) in verdicts:
+                    less.append(verdicts[s, a, b] == "less")
+                elif (s, b, a) in verdicts:
+                    less.append(verdicts[s, b, a] == "more")
             verdict, reason = robustness_verdict(
                 float(slopes[a]),
                 float(slopes[b]),

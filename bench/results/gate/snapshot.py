@@ -101,6 +101,15 @@ class Snapshot:
             return pd.Series(dtype=np.float64)
         return pd.Series(values, index=pd.Index(entities, dtype=str), dtype=np.float64)
 
+    def listed(self, name: CellName, seed: int) -> tuple[list[str], np.ndarray] | None:
+        """The task entities of a cell's seed and its per-task values in their order (None
+        where either is missing): :meth:`per_task` without building the series."""
+        values = self.cells[name].per_task.get(seed)
+        entities = self.tasks.get(task_list_key(name, seed))
+        if values is None or entities is None:
+            return None
+        return entities, values
+
     def describe(self) -> str:
         """The datasets, protocols and learners it holds, for messages."""
 
@@ -170,8 +179,11 @@ def snapshot_of(
     }
     tasks: dict[str, list[str]] = {}
     values: dict[CellName, dict[str, Any]] = {}
+    cell_rows: dict[str, pd.Series] = {}  # each cell's row, looked up once for all its metrics
     for row in results.metrics.itertuples(index=False):
-        cell = origins.loc[row.cell_key]
+        if row.cell_key not in cell_rows:
+            cell_rows[row.cell_key] = origins.loc[row.cell_key]
+        cell = cell_rows[row.cell_key]
         name: CellName = (
             str(cell.dataset_name),
             str(cell.protocol_base),
