@@ -24,11 +24,13 @@ lint: $(STAMP)
 # Micro-benchmarks print timings rather than assert them; `make benchmark` runs them.
 # The tests run on every core (pytest-xdist, one torch thread per worker); tests that share a
 # costly or exclusive fixture run together on one worker (tests/conftest.py). `-rs` lists why
-# each skipped test was skipped. TEST_WORKERS=0 runs them in one process.
+# each skipped test was skipped. TEST_WORKERS=0 runs them in one process. Bytecode is written even
+# where PYTHONDONTWRITEBYTECODE is set, so that the many child interpreters the tests start
+# (commands, pools, Ray workers) do not each compile the project's modules again.
 TEST_WORKERS ?= auto
 
 test: lint
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup \
+	env -u PYTHONDONTWRITEBYTECODE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup \
 		--ignore=tests/benchmarks
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict turns every warning (a broken

@@ -74,6 +74,12 @@ def global_mean_rmse(wide: tuple[Dataset, Split, MetaTrain]) -> dict[tuple[str, 
     return rmse_by_task_set(fitted("global-mean", train), data, split)
 
 
+# A reference implementation of another learner's algorithm, with that learner's defaults (which
+# may add fields, such as maml's CUDA graphs) and its predictions after training
+# (tests/test_meta_learners.py): the other learner's case covers its defaults. maml-l2l adapts one task at a time and would take half a minute here.
+SAME_DEFAULTS_AS = {"maml-l2l": "maml"}
+
+
 @pytest.mark.parametrize(
     "name", sorted(n for n in LEARNERS.names() if "built in" in LEARNERS.origin(n))
 )
@@ -83,6 +89,13 @@ def test_no_default_is_worse_than_the_global_mean_on_a_wide_scale(
     global_mean_rmse: dict[tuple[str, int], float],
 ) -> None:
     data, split, train = wide
+    if name in SAME_DEFAULTS_AS:
+        other = SAME_DEFAULTS_AS[name]
+        assert learner_class(name).algorithm == learner_class(other).algorithm
+        own_defaults = dataclasses.asdict(make_learner(name).config)
+        other_defaults = dataclasses.asdict(make_learner(other).config)  # may add fields
+        assert own_defaults == {key: other_defaults[key] for key in own_defaults}
+        return
     if learner_class(name).not_applicable(data):
         assert name == "oracle"  # it needs generator truth on the data's own scale
         return
