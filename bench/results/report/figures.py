@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,20 +99,19 @@ def kshot_figure(
     several devices get one line per device. A figure drawn before from the same rows is copied
     from the figure cache.
     """
-    columns = ["metric", "learner", "device", "k", "mean", "half_width"]
-    rows = [list(row) for row in summary[columns].itertuples(index=False, name=None)]
     ks = sorted(set(summary["k"]), key=k_order)  # ordered outside this module: part of the key
-    inputs = {
-        "rows": rows,
-        "title": title,
-        "metrics": list(metrics),
-        "learners": list(learners),
-        "ks": ks,
-    }
-    drawn = rendered(
-        "kshot", inputs, svg, lambda: _draw_kshot(summary, title, metrics, learners, ks)
+    return cached_figure(
+        "kshot",
+        summary[KSHOT_COLUMNS],
+        {"metrics": list(metrics), "learners": list(learners), "ks": ks},
+        lambda: _draw_kshot(summary, title, metrics, learners, ks),
+        title,
+        path_stem,
+        svg=svg,
     )
-    return save_figure(drawn, title, path_stem)
+
+
+KSHOT_COLUMNS = ["metric", "learner", "device", "k", "mean", "half_width"]
 
 
 def _draw_kshot(
@@ -122,24 +121,19 @@ def _draw_kshot(
     learners: Sequence[str],
     ks: list[str],
 ) -> Any:
-    plt = pyplot()
     devices = sorted(set(summary["device"]))
     shown = [m for m in metrics if m in set(summary["metric"])]
-    rows = max(1, -(-len(shown) // COLUMNS))
-    fig, axes = plt.subplots(
-        rows, COLUMNS, figsize=(3.4 * COLUMNS, 2.8 * rows + 0.9), squeeze=False
-    )
+    fig, panels = panel_grid(len(shown))
     x = np.arange(len(ks))
     # Each line's (mean, half-width) by k, read from the frame once
     points: dict[tuple[str, str, str], dict[str, tuple[float, float]]] = {}
-    columns = ["metric", "learner", "device", "k", "mean", "half_width"]
-    for metric, learner, device, k, mean, half in summary[columns].itertuples(
+    for metric, learner, device, k, mean, half in summary[KSHOT_COLUMNS].itertuples(
         index=False, name=None
     ):
         points.setdefault((metric, learner, device), {})[k] = (mean, half)
     missing = (np.nan, np.nan)
     handles = {}
-    for panel, metric in zip(axes.flat, shown, strict=False):
+    for panel, metric in zip(panels, shown, strict=True):
         for index, learner in enumerate(learners):
             for device in devices:
                 found = points.get((metric, learner, device))
@@ -172,8 +166,43 @@ def _draw_kshot(
         panel.set_xticks(x, ks)
         panel.set_xlabel("support size k")
         panel.grid(alpha=0.3)
-    for panel in list(axes.flat)[len(shown) :]:
+    return finished(fig, title, handles, legend_space=0.08)
+
+
+def cached_figure(
+    kind: str,
+    plotted: pd.DataFrame,
+    inputs: dict[str, Any],
+    draw: Callable[[], Any],
+    title: str,
+    path_stem: Path,
+    *,
+    svg: bool,
+) -> Figure:
+    """The figure ``draw()`` makes, written as ``path_stem``.png (and .svg): copied from the
+    figure cache when a figure of this ``kind`` was drawn before from the same ``plotted`` rows,
+    title and other ``inputs``."""
+    rows = [list(row) for row in plotted.itertuples(index=False, name=None)]
+    drawn = rendered(kind, {"rows": rows, "title": title, **inputs}, svg, draw)
+    return save_figure(drawn, title, path_stem)
+
+
+def panel_grid(count: int) -> tuple[Any, list[Any]]:
+    """A figure with room for ``count`` panels, :data:`COLUMNS` to a row, and those panels; the
+    grid's other places are hidden."""
+    rows = max(1, -(-count // COLUMNS))
+    fig, axes = pyplot().subplots(
+        rows, COLUMNS, figsize=(3.4 * COLUMNS, 2.8 * rows + 0.9), squeeze=False
+    )
+    panels = list(axes.flat)
+    for panel in panels[count:]:
         panel.set_visible(False)
+    return fig, panels[:count]
+
+
+def finished(fig: Any, title: str, handles: dict[str, Any], legend_space: float) -> Any:
+    """``fig`` with its title, one legend of ``handles`` across the bottom ``legend_space`` of
+    the figure, and its panels laid out."""
     fig.suptitle(title)
     fig.legend(
         list(handles.values()),
@@ -182,7 +211,7 @@ def _draw_kshot(
         ncol=min(len(handles), 8),
         frameon=False,
     )
-    tight_layout(fig, rect=(0, 0.08, 1, 1))
+    tight_layout(fig, rect=(0, legend_space, 1, 1))
     return fig
 
 

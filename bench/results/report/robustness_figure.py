@@ -11,13 +11,12 @@ from typing import Any
 import pandas as pd
 
 from bench.results.report.document import Figure
-from bench.results.report.figure_cache import pyplot, rendered
 from bench.results.report.figures import (
-    COLUMNS,
+    cached_figure,
+    finished,
     learner_colour,
     line_with_band,
-    save_figure,
-    tight_layout,
+    panel_grid,
 )
 
 
@@ -33,22 +32,22 @@ def robustness_figure(
     """Draw one (dataset, protocol, scenario, k, device) of
     :func:`bench.results.analysis.robustness.robustness_curves`: a panel per kind (copied from
     the figure cache when drawn before from the same rows)."""
-    columns = ["kind", "learner", "strength", "mean", "half_width"]
-    rows = [list(row) for row in curves[columns].itertuples(index=False, name=None)]
-    inputs = {"rows": rows, "title": title, "metric": metric, "learners": list(learners)}
-    drawn = rendered("robustness", inputs, svg, lambda: _draw(curves, title, metric, learners))
-    return save_figure(drawn, title, path_stem)
+    return cached_figure(
+        "robustness",
+        curves[["kind", "learner", "strength", "mean", "half_width"]],
+        {"metric": metric, "learners": list(learners)},
+        lambda: _draw(curves, title, metric, learners),
+        title,
+        path_stem,
+        svg=svg,
+    )
 
 
 def _draw(curves: pd.DataFrame, title: str, metric: str, learners: Sequence[str]) -> Any:
-    plt = pyplot()
     kinds = list(dict.fromkeys(curves["kind"]))
-    rows = max(1, -(-len(kinds) // COLUMNS))
-    fig, axes = plt.subplots(
-        rows, COLUMNS, figsize=(3.4 * COLUMNS, 2.8 * rows + 0.9), squeeze=False
-    )
+    fig, panels = panel_grid(len(kinds))
     handles = {}
-    for panel, kind in zip(axes.flat, kinds, strict=False):
+    for panel, kind in zip(panels, kinds, strict=True):
         part = curves[curves["kind"] == kind]
         for learner in learners:
             line = part[part["learner"] == learner].sort_values("strength")
@@ -65,12 +64,4 @@ def _draw(curves: pd.DataFrame, title: str, metric: str, learners: Sequence[str]
         panel.set_xlabel("corrupted share s")
         panel.set_ylabel(metric)
         panel.grid(alpha=0.3)
-    for panel in list(axes.flat)[len(kinds) :]:
-        panel.set_visible(False)
-    fig.suptitle(title)
-    fig.legend(
-        list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 8),
-        frameon=False,
-    )  # fmt: skip
-    tight_layout(fig, rect=(0, 0.1, 1, 1))
-    return fig
+    return finished(fig, title, handles, legend_space=0.1)
