@@ -8,13 +8,19 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from bench.cli import main
 from bench.engine.executors import LocalExecutor, make_executor
-from bench.engine.executors.process import ProcessExecutor, start_method, threads_per_worker
+from bench.engine.executors.process import (
+    ProcessExecutor,
+    _Surroundings,
+    start_method,
+    threads_per_worker,
+)
 from bench.results.store import ResultStore
 
 from executor_grid import assert_same_rows, grid, run_on
@@ -208,3 +214,26 @@ def test_an_unreachable_ray_address_is_one_line_within_bounded_time(
     assert time.monotonic() - started < 60
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"error: could not reach Ray at {address} within 10 s (")
+
+
+def _seen() -> tuple[str | None, str]:
+    return os.environ.get("BENCH_TEST_MARK"), os.getcwd()
+
+
+def test_each_pool_sees_the_environment_and_folder_of_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forkserver started by the first pool would otherwise hand later pools its own
+    environment and folder from then."""
+    for mark in ("first", "second"):
+        folder = tmp_path / mark
+        folder.mkdir()
+        monkeypatch.setenv("BENCH_TEST_MARK", mark)
+        monkeypatch.chdir(folder)
+        with ProcessPoolExecutor(
+            1,
+            mp_context=start_method(),
+            initializer=_Surroundings.adopt,
+            initargs=(_Surroundings.here(),),
+        ) as pool:
+            assert pool.submit(_seen).result() == (mark, str(folder))

@@ -90,9 +90,33 @@ def _running(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Surroundings:
+    """What a spawned worker would inherit from its driver at the pool's start, and a worker
+    forked from a forkserver would instead inherit from the server (started by an earlier pool
+    of the same process, perhaps under another environment or in another folder)."""
+
+    environ: dict[str, str]
+    cwd: str
+
+    @classmethod
+    def here(cls) -> _Surroundings:
+        return cls(dict(os.environ), os.getcwd())
+
+    def adopt(self) -> None:
+        os.environ.clear()
+        os.environ.update(self.environ)
+        os.chdir(self.cwd)
+
+
 def _start_worker(
-    context: RunContext, datasets: dict[str, Dataset], threads: int, driver: int
+    context: RunContext,
+    datasets: dict[str, Dataset],
+    threads: int,
+    driver: int,
+    surroundings: _Surroundings,
 ) -> None:
+    surroundings.adopt()
     threading.Thread(target=_watch_driver, args=(driver,), daemon=True).start()
     import torch
 
@@ -124,11 +148,13 @@ class ProcessExecutor(Executor):
         self.workers = workers or available_cpus()
         self.slots = self.workers
         self._pool: ProcessPoolExecutor | None = None
-        self._start_args: tuple[RunContext, dict[str, Dataset], int, int] | None = None
+        self._start_args: tuple[RunContext, dict[str, Dataset], int, int, _Surroundings] | None = (
+            None
+        )
 
     def start(self, work: Workload) -> None:
         threads = threads_per_worker(self.workers)
-        self._start_args = (work.context, work.datasets, threads, os.getpid())
+        self._start_args = (work.context, work.datasets, threads, os.getpid(), _Surroundings.here())
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
