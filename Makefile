@@ -30,8 +30,8 @@ lint: $(STAMP)
 TEST_WORKERS ?= auto
 
 test: lint
-	env -u PYTHONDONTWRITEBYTECODE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup \
-		--ignore=tests/benchmarks
+	env -u PYTHONDONTWRITEBYTECODE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs \
+		-n $(TEST_WORKERS) --dist loadgroup --ignore=tests/benchmarks
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict turns every warning (a broken
 # link, an unreadable API docstring) into an error. The CLI page is generated from the parser.

@@ -76,7 +76,8 @@ def global_mean_rmse(wide: tuple[Dataset, Split, MetaTrain]) -> dict[tuple[str, 
 
 # A reference implementation of another learner's algorithm, with that learner's defaults (which
 # may add fields, such as maml's CUDA graphs) and its predictions after training
-# (tests/test_meta_learners.py): the other learner's case covers its defaults. maml-l2l adapts one task at a time and would take half a minute here.
+# (tests/test_meta_learners.py): the other learner's case covers its defaults. maml-l2l adapts
+# one task at a time and would take half a minute here.
 SAME_DEFAULTS_AS = {"maml-l2l": "maml"}
 
 

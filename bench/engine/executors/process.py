@@ -133,6 +133,10 @@ def _start_worker(
     _worker = _Worker(context, datasets, SplitCache(context.protocol), devices)
 
 
+_StartArgs = tuple["RunContext", dict[str, "Dataset"], int, int, _Surroundings]
+""":func:`_start_worker`'s arguments."""
+
+
 def _compute(job: CellJob) -> CellRecord | CellFailure:
     from bench.engine.compute import compute_cell
 
@@ -148,9 +152,7 @@ class ProcessExecutor(Executor):
         self.workers = workers or available_cpus()
         self.slots = self.workers
         self._pool: ProcessPoolExecutor | None = None
-        self._start_args: tuple[RunContext, dict[str, Dataset], int, int, _Surroundings] | None = (
-            None
-        )
+        self._start_args: _StartArgs | None = None
 
     def start(self, work: Workload) -> None:
         threads = threads_per_worker(self.workers)
