@@ -1,8 +1,9 @@
 """The ``process`` executor: a pool of worker processes on this machine.
 
-Workers are forked from a ``forkserver`` that has imported torch and the engine once, so a worker
-starts in a fraction of a second rather than importing torch again; the server computes nothing,
-so no torch thread pool is ever forked (forking a process that has started one can deadlock).
+Workers are forked from a ``forkserver`` that imports torch and the engine once per driver process
+(when its first pool starts), so a worker starts in a fraction of a second rather than importing
+torch again; the server computes nothing, so no torch thread pool is ever forked (forking a
+process that has started one can deadlock).
 Where the platform has no forkserver, workers are started with ``spawn`` (a fresh interpreter
 each). Each worker receives the run's context and datasets once, when it starts, builds its own
 splits (they are deterministic in the seed), and runs torch on its share of the machine's cores,
