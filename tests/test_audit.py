@@ -67,6 +67,13 @@ def failed(lines: list[str]) -> dict[str, str]:
     }
 
 
+def failure(split: Path, capsys: pytest.CaptureFixture[str], check: str) -> str:
+    """The FAIL line of ``check`` in an audit of ``split``, which must exit 1."""
+    code, lines = audited(split, capsys)
+    assert code == 1, lines
+    return failed(lines)[check]
+
+
 def test_an_exported_split_passes_before_anything_is_planted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -83,10 +90,7 @@ def test_a_new_items_rating_put_back_into_training(
     leaked = read(folder, "item_cold/k-1/query").iloc[[3]]
     train = pd.concat([read(folder, "train"), leaked[["user", "item", "rating", "timestamp"]]])
     train.to_csv(folder / "train.csv", index=False)
-    code, lines = audited(split, capsys)
-    failures = failed(lines)
-    assert code == 1
-    line = failures["no new user or item in training"]
+    line = failure(split, capsys, "no new user or item in training")
     user, item = leaked.iloc[0]["user"], leaked.iloc[0]["item"]
     assert f"1 offending: (user {user}, item {item})" in line
 
@@ -103,9 +107,7 @@ def test_warm_query_ratings_copied_into_training(
     columns = ["user", "item", "rating", "timestamp"]
     train = pd.concat([read(folder, "train"), first[columns], second[columns]])
     train.to_csv(folder / "train.csv", index=False)
-    code, lines = audited(split, capsys)
-    line = failed(lines)["no query rating in training"]
-    assert code == 1
+    line = failure(split, capsys, "no query rating in training")
     # the query is the same at every k, so each pair is offending in both warm tables
     for leaked in (first, second):
         pair = f"(user {leaked.iloc[0]['user']}, item {leaked.iloc[0]['item']})"
@@ -122,9 +124,7 @@ def test_a_query_rating_copied_into_support(
     support = read(folder, "user_cold/k-5/support")
     copied = query.iloc[[0]].assign(position=5)
     pd.concat([support, copied]).to_csv(folder / "user_cold/k-5/support.csv", index=False)
-    code, lines = audited(split, capsys)
-    line = failed(lines)["support and query disjoint"]
-    assert code == 1
+    line = failure(split, capsys, "support and query disjoint")
     assert f"user_cold k-5: (user {copied.iloc[0]['user']}, item {copied.iloc[0]['item']})" in line
 
 
@@ -137,9 +137,7 @@ def test_a_query_rating_that_differs_at_another_k(
     other = next(i for i in read(folder, "items")["id"].astype(str) if i != query.at[2, "item"])
     query.at[2, "item"] = other  # same task and position as at k-1, another item
     query.to_csv(folder / "user_cold/k-5/query.csv", index=False)
-    code, lines = audited(split, capsys)
-    line = failed(lines)["query the same at every k"]
-    assert code == 1
+    line = failure(split, capsys, "query the same at every k")
     assert f"user_cold task {query.at[2, 'task']} (k-1 vs k-5)" in line and "1 offending" in line
 
 
@@ -154,9 +152,8 @@ def test_a_validation_user_in_the_test_set(
     query = read(folder, "warm/k-1/query")
     moved = theirs.drop(columns="role")[list(query.columns)]
     pd.concat([query, moved]).to_csv(folder / "warm/k-1/query.csv", index=False)
-    code, lines = audited(split, capsys)
-    line = failed(lines)["validation tasks apart from test tasks and training"]
-    assert code == 1 and f"user {user} in warm k-1" in line
+    line = failure(split, capsys, "validation tasks apart from test tasks and training")
+    assert f"user {user} in warm k-1" in line
 
 
 def test_an_item_mean_computed_with_query_ratings(
@@ -171,9 +168,8 @@ def test_an_item_mean_computed_with_query_ratings(
     rows = with_query[with_query["item"] == item]["rating"]
     means.loc[means["item"] == item, ["ratings", "mean"]] = [len(rows), rows.mean()]
     means.to_csv(folder / "item_means.csv", index=False)
-    code, lines = audited(split, capsys)
-    line = failed(lines)["statistics from training only"]
-    assert code == 1 and f"1 offending: item {item} mean" in line
+    line = failure(split, capsys, "statistics from training only")
+    assert f"1 offending: item {item} mean" in line
 
 
 def test_a_view_whose_training_holds_query_ratings_fails_the_statistics() -> None:
@@ -203,9 +199,8 @@ def test_a_support_rating_after_the_query_in_a_temporal_split(
     late = support.iloc[0]["task"]
     support.loc[0, "timestamp"] = 2**40
     support.to_csv(folder / "user_cold/k-1/support.csv", index=False)
-    code, lines = audited(split, capsys)
-    line = failed(lines)["nothing after a task's cut-off"]
-    assert code == 1 and f"user_cold k-1 task {late}: support after its query" in line
+    line = failure(split, capsys, "nothing after a task's cut-off")
+    assert f"user_cold k-1 task {late}: support after its query" in line
 
 
 def test_the_cut_off_is_checked_only_in_temporal_protocols(tmp_path: Path) -> None:
@@ -286,11 +281,9 @@ def test_statistics_a_split_computes_are_checked_against_training(
     entry = manifest["splits"][0]
     assert entry["like_threshold_source"] == "median of the training ratings"
     assert entry["rating_scale_from"] == "inferred"
-    code, lines = audited(out, capsys)
-    assert code == 0
+    assert audited(out, capsys)[0] == 0
     entry["like_threshold"] += 0.5
     entry["rating_levels"] = [*entry["rating_levels"], 5.25]
     path.write_text(json.dumps(manifest))
-    code, lines = audited(out, capsys)
-    line = failed(lines)["statistics from training only"]
-    assert code == 1 and "training median" in line and "rating levels 5.25 given" in line
+    line = failure(out, capsys, "statistics from training only")
+    assert "training median" in line and "rating levels 5.25 given" in line
