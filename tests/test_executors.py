@@ -17,7 +17,7 @@ from bench.cli import main
 from bench.engine.executors import LocalExecutor, make_executor
 from bench.engine.executors.process import (
     ProcessExecutor,
-    _Surroundings,
+    _adopt_environment,
     start_method,
     threads_per_worker,
 )
@@ -224,7 +224,7 @@ def test_each_pool_sees_the_environment_and_folder_of_its_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A forkserver started by the first pool would otherwise hand later pools its own
-    environment and folder from then."""
+    environment from then (the folder multiprocessing carries across itself)."""
     for mark in ("first", "second"):
         folder = tmp_path / mark
         folder.mkdir()
@@ -233,7 +233,7 @@ def test_each_pool_sees_the_environment_and_folder_of_its_start(
         with ProcessPoolExecutor(
             1,
             mp_context=start_method(),
-            initializer=_Surroundings.adopt,
-            initargs=(_Surroundings.here(),),
+            initializer=_adopt_environment,
+            initargs=(dict(os.environ),),
         ) as pool:
             assert pool.submit(_seen).result() == (mark, str(folder))

@@ -91,23 +91,12 @@ def _running(pid: int) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _Surroundings:
-    """What a spawned worker would inherit from its driver at the pool's start, and a worker
-    forked from a forkserver would instead inherit from the server (started by an earlier pool
-    of the same process, perhaps under another environment or in another folder)."""
-
-    environ: dict[str, str]
-    cwd: str
-
-    @classmethod
-    def here(cls) -> _Surroundings:
-        return cls(dict(os.environ), os.getcwd())
-
-    def adopt(self) -> None:
-        os.environ.clear()
-        os.environ.update(self.environ)
-        os.chdir(self.cwd)
+def _adopt_environment(environ: dict[str, str]) -> None:
+    """Take the driver's environment at the pool's start. A spawned worker inherits it; one forked
+    from a forkserver would instead inherit the server's, from when an earlier pool of the same
+    process started it (multiprocessing already carries the working folder across)."""
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def _start_worker(
@@ -115,9 +104,9 @@ def _start_worker(
     datasets: dict[str, Dataset],
     threads: int,
     driver: int,
-    surroundings: _Surroundings,
+    environ: dict[str, str],
 ) -> None:
-    surroundings.adopt()
+    _adopt_environment(environ)
     threading.Thread(target=_watch_driver, args=(driver,), daemon=True).start()
     import torch
 
@@ -134,7 +123,7 @@ def _start_worker(
     _worker = _Worker(context, datasets, SplitCache(context.protocol), devices)
 
 
-_StartArgs = tuple["RunContext", dict[str, "Dataset"], int, int, _Surroundings]
+_StartArgs = tuple["RunContext", dict[str, "Dataset"], int, int, dict[str, str]]
 """:func:`_start_worker`'s arguments."""
 
 
@@ -157,7 +146,7 @@ class ProcessExecutor(Executor):
 
     def start(self, work: Workload) -> None:
         threads = threads_per_worker(self.workers)
-        self._start_args = (work.context, work.datasets, threads, os.getpid(), _Surroundings.here())
+        self._start_args = (work.context, work.datasets, threads, os.getpid(), dict(os.environ))
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
