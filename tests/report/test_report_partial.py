@@ -56,3 +56,24 @@ def test_an_unfinished_run_is_refused_then_marked_partial_and_a_rerun_clears_it(
     assert main([*RUN, "--store", str(store)]) == 0  # the rerun finishes, reusing the cells
     assert main([*report, "--out", str(tmp_path / "after")]) == 0
     assert "Partial" not in (tmp_path / "after" / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_rerun_started_within_the_same_second_still_clears_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Start times are kept to the second: runs started in the same second are ordered as the
+    store keeps them, so the rerun still counts as the later one."""
+    store = tmp_path / "s.sqlite"
+    assert main([*RUN, "--store", str(store)]) == 0
+    run_id = unfinish(store)
+    assert main([*RUN, "--store", str(store)]) == 0
+    with sqlite3.connect(store) as conn:
+        (started,) = conn.execute(
+            "SELECT started_at FROM runs WHERE run_id=?", (run_id,)
+        ).fetchone()
+        conn.execute("UPDATE runs SET started_at=?", (started,))
+    capsys.readouterr()
+    out = tmp_path / "report"
+    report = ["report", "--store", str(store), "--reference", "global-mean", "--format", "md"]
+    assert main([*report, "--out", str(out)]) == 0
+    assert "Partial" not in (out / "report.md").read_text(encoding="utf-8")

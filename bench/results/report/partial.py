@@ -9,13 +9,16 @@ def unfinished_runs(results: Results) -> list[str]:
     """``run_id (suite, status)`` of each run of ``results`` that did not finish and that no later
     finished run of the same suite completed (a rerun reuses the cells an interrupted run
     stored, and computes the rest)."""
-    runs = results.runs
+    runs = results.runs.reset_index(drop=True)
     if runs.empty:
         return []
     done = runs[runs["status"] == "finished"]
     listed = []
-    for run in runs[runs["status"] != "finished"].itertuples(index=False):
-        later = done[(done["suite"] == run.suite) & (done["started_at"] > run.started_at)]
-        if later.empty:
-            listed.append(f"{run.run_id} ({run.suite}, {run.status})")
+    for position, run in runs[runs["status"] != "finished"].iterrows():
+        # Start times are kept to the second; within one, the store lists runs as they started.
+        later = (done["started_at"] > run["started_at"]) | (
+            (done["started_at"] == run["started_at"]) & (done.index > position)
+        )
+        if not (later & (done["suite"] == run["suite"])).any():
+            listed.append(f"{run['run_id']} ({run['suite']}, {run['status']})")
     return listed

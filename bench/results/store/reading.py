@@ -142,8 +142,10 @@ class StoreReading(StoreConnection):
         return [r["cell_key"] for r in rows]
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run; one still marked running whose process has died shows as interrupted."""
-        rows = self._query("SELECT * FROM runs ORDER BY started_at")
+        """Every run in the order they started (start times are kept to the second: runs started
+        in the same second in the order they were stored); one still marked running whose
+        process has died shows as interrupted."""
+        rows = self._query("SELECT * FROM runs ORDER BY started_at, rowid")
         for row in rows:
             if run_died(row):
                 row["status"] = "interrupted"
