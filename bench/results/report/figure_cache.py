@@ -116,7 +116,7 @@ def _render(fig: Any, svg: bool) -> Rendered:
         vector = None
         if svg:
             drawn = io.BytesIO()
-            with plt.rc_context({"svg.hashsalt": "coldstart-bench"}):
+            with plt.rc_context({"svg.hashsalt": "coldstart-bench", "svg.fonttype": "none"}):
                 fig.savefig(drawn, format="svg", metadata={"Date": None, "Creator": None})
             vector = drawn.getvalue()
     finally:

@@ -14,6 +14,7 @@ from bench.results.report.document import Figure
 from bench.results.report.figures import (
     cached_figure,
     finished,
+    label_panel,
     learner_colour,
     line_with_band,
     panel_grid,
@@ -60,8 +61,6 @@ def _draw(curves: pd.DataFrame, title: str, metric: str, learners: Sequence[str]
             handles[learner] = line_with_band(
                 panel, x, mean, half, colour, learner, ms=3, alpha=0.12
             )
-        panel.set_title(kind)
-        panel.set_xlabel("corrupted share s")
-        panel.set_ylabel(metric)
+        label_panel(panel, kind, "corrupted share s", metric)
         panel.grid(alpha=0.3)
-    return finished(fig, title, handles, legend_space=0.1)
+    return finished(fig, title, handles)
