@@ -1,6 +1,7 @@
 """The Ray executor on a real local cluster (two CPUs, started once for the module): the same rows
-as the local executor, cell for cell; the datasets travel through the object store; a cluster
-without the devices a suite asks for is refused before any cell runs."""
+as the local executor, cell for cell; the datasets travel through the object store, and the
+driver then reads them from there rather than keep its own copy; a cluster without the devices a
+suite asks for is refused before any cell runs."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bench.data.synthetic import SyntheticConfig, generate
+from bench.engine.cells import Workload
 from bench.engine.executors.ray_cluster import RayExecutor
+from bench.engine.splits import SplitCache
 from bench.errors import ConfigError
+from bench.protocol import make_protocol
 from bench.results.store import ResultStore
 
 from executor_grid import assert_same_rows, grid, run_on
@@ -54,3 +60,21 @@ def test_a_suite_on_cuda_needs_a_cluster_with_a_gpu(cluster: None, tmp_path: Pat
         run_on(tmp_path / "s.sqlite", grid(devices=["cuda"]), RayExecutor())
     with ResultStore(tmp_path / "s.sqlite") as store:
         assert store.runs() == []  # refused before the run was recorded
+
+
+def test_the_driver_keeps_no_copy_of_what_it_put_in_the_object_store(cluster: None) -> None:
+    dataset = generate(SyntheticConfig(n_users=60, n_items=40, mean_ratings_per_user=20, seed=2))
+    cache = SplitCache(make_protocol("cold-random", {"support_sizes": [1], "query_size": 2}))
+    own = {name: getattr(dataset, name) for name in ("user", "item", "rating", "timestamp")}
+    split, train = cache.split(dataset, 0)
+    own_train, own_new_users = train.rating, split.new_users
+    executor = RayExecutor()
+    executor.start(Workload(None, {dataset.content_hash: dataset}, cache, {}))  # type: ignore[arg-type]
+    executor._split_ref(dataset.content_hash, 0)
+    stored_split, stored_train = cache.split(dataset, 0)
+    pairs = [*((own[n], getattr(dataset, n)) for n in own), (own_train, stored_train.rating)]
+    pairs.append((own_new_users, stored_split.new_users))
+    for before, now in pairs:  # the same values, in the store's memory, read-only
+        np.testing.assert_array_equal(before, now)
+        assert not np.shares_memory(before, now) and not now.flags.writeable
+    executor.close(cancel=False)
