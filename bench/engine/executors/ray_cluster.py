@@ -159,10 +159,11 @@ class RayExecutor(Executor):
         self._cache = work.cache
         self._datasets = work.datasets
         self._context_ref = ray.put(work.context)
-        self._dataset_refs = {}
+        self._dataset_refs: dict[str, Any] = {}
         for key, dataset in work.datasets.items():
-            self._dataset_refs[key] = ray.put(dataset)
-            _read_from_store(dataset, ray.get(self._dataset_refs[key]))
+            ref = ray.put(dataset)
+            _read_from_store(dataset, ray.get(ref))
+            self._dataset_refs[key] = ref
         self._split_refs: dict[tuple[str, int], Any] = {}
         self._remote = ray.remote(_ray_task)
 
