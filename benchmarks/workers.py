@@ -17,16 +17,19 @@ are printed, and figures are only comparable on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from bench.engine.executors import Executor, make_executor
+from bench.engine.executors import make_executor
 from bench.engine.executors.process import available_cpus
 from bench.engine.runner import run_suite
 from bench.engine.suite import Suite, load_suite
@@ -54,10 +57,56 @@ def grid(seeds: int, maml_steps: int, parquet: Path | None = None) -> Suite:
     )
 
 
-def timed_run(suite: Suite, path: Path, executor: Executor) -> float:
+def timed_run(
+    suite: Suite, path: Path, executor: str, workers: int = 1
+) -> tuple[float, float | None]:
+    """The wall time of ``suite`` run into a new store at ``path``, and the least memory the
+    machine had available meanwhile (GiB; None where ``/proc/meminfo`` is absent): the one figure
+    that counts every process of the run (driver, workers, Ray's object store). The run has a
+    child process of its own: a run leaves memory behind in its process (freed heap and Arrow's
+    pool, which the allocators keep; gigabytes at 10^8 ratings) that the next would start with."""
+    context = multiprocessing.get_context("spawn")
+    lowest: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            free = available_gib()
+            if free is not None and (not lowest or free < lowest[0]):
+                lowest[:] = [free]
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+            seconds = child.submit(_timed_run, suite, path, executor, workers).result()
+    finally:
+        done.set()
+        watcher.join()
+    return seconds, (lowest[0] if lowest else None)
+
+
+def available_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def _timed_run(suite: Suite, path: Path, executor: str, workers: int) -> float:
     start = time.perf_counter()
     with ResultStore(path) as store:
-        outcome = run_suite(suite, store, progress=False, executor=executor, log=lambda _: None)
+        outcome = run_suite(
+            suite,
+            store,
+            progress=False,
+            executor=make_executor(executor, workers),
+            log=lambda _: None,
+        )
     seconds = time.perf_counter() - start
     if outcome.exit_code != 0 or outcome.computed != len(outcome.cell_keys):
         raise SystemExit(f"the run into {path} did not compute every cell: {outcome}")
@@ -109,23 +158,35 @@ def compare(
         f"run; {len(suite.seeds)} seeds) on {available_cpus()} available cores; load average "
         f"{os.getloadavg()[0]:.2f} at the start"
     )
-    print(f"{'executor':>8} {'workers':>7} {'wall s':>8} {'speed-up':>8} {'load':>5}")
+    print(f"at the start {gib(available_gib())} GiB of memory available")
+    print(
+        f"{'executor':>8} {'workers':>7} {'wall s':>8} {'speed-up':>8} {'load':>5} "
+        f"{'least available GiB':>19}"
+    )
     reference = Path(scratch) / "local.sqlite"
-    local = timed_run(suite, reference, make_executor("local"))
-    print(f"{'local':>8} {1:>7} {local:>8.1f} {1.0:>8.2f} {os.getloadavg()[0]:>5.1f}")
+    local, least = timed_run(suite, reference, "local")
+    print(
+        f"{'local':>8} {1:>7} {local:>8.1f} {1.0:>8.2f} {os.getloadavg()[0]:>5.1f} "
+        f"{gib(least):>19}",
+        flush=True,
+    )
     expected = rows(reference)
     for name in executors:
         for workers in counts:
             path = scratch / f"{name}-{workers}.sqlite"
-            seconds = timed_run(suite, path, make_executor(name, workers))
+            seconds, least = timed_run(suite, path, name, workers)
             pd.testing.assert_frame_equal(rows(path), expected, check_exact=True)
             print(
                 f"{name:>8} {workers:>7} {seconds:>8.1f} {local / seconds:>8.2f} "
-                f"{os.getloadavg()[0]:>5.1f}",
+                f"{os.getloadavg()[0]:>5.1f} {gib(least):>19}",
                 flush=True,
             )
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
+
+
+def gib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 if __name__ == "__main__":

@@ -77,8 +77,10 @@ def test_workers_on_streamed_ratings_checks_the_rows_of_each_executor() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "20,000 synthetic ratings" in done.stdout
-    names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
-    assert "local" in names and "process" in names  # the process run's rows equalled the local
+    table = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
+    assert "local" in table and "process" in table  # the process run's rows equalled the local
+    for name in ("local", "process"):  # the least memory available while it ran, in GiB
+        assert 0 < float(table[name][-1]) < float(table["at"][3]) + 1, table[name]
 
 
 def test_topn_ranking_prints_a_row_per_size() -> None:

@@ -12,8 +12,10 @@ saying so, rather than storing results under the driver's fingerprint.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import socket
+import sys
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +119,18 @@ def _read_from_store(dataset: Dataset, stored: Dataset) -> None:
             object.__setattr__(dataset, name, value)  # a frozen dataclass: same values, shared
 
 
+def return_freed_memory() -> None:
+    """Hand the memory the driver has freed back to the operating system: the allocators keep
+    freed blocks for reuse (C's heap; Arrow's pool, which holds what the Parquet reader and
+    pandas' Arrow-backed columns used), and the workers, which start after the driver has loaded
+    and split the data, need it. Where C's allocator has no ``malloc_trim`` (not glibc) that
+    part is skipped."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if "pyarrow" in sys.modules:  # never imported for its own sake
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+
+
 class RayExecutor(Executor):
     """Cells as Ray tasks. Without ``address`` a local cluster with ``workers`` CPUs (default:
     every available core) is started, and shut down at the end; with one, that cluster is used
@@ -164,6 +178,7 @@ class RayExecutor(Executor):
             ref = ray.put(dataset)
             _read_from_store(dataset, ray.get(ref))
             self._dataset_refs[key] = ref
+        return_freed_memory()
         self._split_refs: dict[tuple[str, int], Any] = {}
         self._remote = ray.remote(_ray_task)
 
@@ -176,6 +191,7 @@ class RayExecutor(Executor):
             # without copying, and its own copy is freed: one copy of each split on the machine.
             self._cache.adopt(dataset, seed, *self.ray.get(ref))
             self._split_refs[key] = ref
+            return_freed_memory()
         return self._split_refs[key]
 
     def submit(self, job: CellJob) -> Future[CellRecord | CellFailure]:
