@@ -16,7 +16,7 @@ from bench.protocol import Split, make_protocol
 from bench.protocol.episodes import MetaTrain, build_tasks, make_meta_train
 from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
-from learners.als import SideRatings, ridge_solve, torch_threads, truncated_svd
+from learners.als import SideRatings, index_dtype, ridge_solve, torch_threads, truncated_svd
 from learners.mf import MatrixFactorisation, MFConfig
 
 CPU = torch.device("cpu")
@@ -325,13 +325,20 @@ def test_side_ratings_are_the_same_from_sorted_and_shuffled_input() -> None:
     order = np.lexsort((item.numpy(), user.numpy()))  # grouped by user: the fast path
     grouped = SideRatings.build(user[order], item[order], rating[order], 9, 7)
     shuffled = SideRatings.build(user, item, rating, 9, 7)
-    assert grouped.crow.dtype == torch.int64  # float indices would be inexact past 2**24
+    for side in (grouped, shuffled):  # integers (floats would be inexact past 2**24), 32 bits
+        assert {side.crow.dtype, side.cols.dtype, side.order.dtype} == {torch.int32}
     assert grouped.count.dtype == rating.dtype
     torch.testing.assert_close(grouped.count, shuffled.count)
     dense = np.zeros((9, 7))
     dense[user.numpy(), item.numpy()] = rating.numpy()
     for side, values in ((grouped, rating[order]), (shuffled, rating)):
         np.testing.assert_allclose(side.matrix(values).to_dense().numpy(), dense)
+
+
+def test_indices_widen_to_64_bits_only_where_a_position_passes_32() -> None:
+    assert index_dtype(2**31 - 1, 10, 10) == torch.int32
+    assert index_dtype(2**31, 10, 10) == torch.int64
+    assert index_dtype(5, 10, 2**31) == torch.int64
 
 
 def test_truncated_svd_pads_a_matrix_one_direction_short_of_the_rank() -> None:
