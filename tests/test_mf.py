@@ -335,6 +335,23 @@ def test_side_ratings_are_the_same_from_sorted_and_shuffled_input() -> None:
         np.testing.assert_allclose(side.matrix(values).to_dense().numpy(), dense)
 
 
+def test_32_bit_indices_give_the_products_of_64_bit_ones_exactly() -> None:
+    rng = np.random.default_rng(5)
+    user, item, rating = random_ratings(rng, 300, 200, 6000)
+    for values in (rating, rating.float()):
+        side = SideRatings.build(user, item, values, 300, 200)
+        dense = torch.randn(200, 7, generator=torch.Generator().manual_seed(0)).to(values.dtype)
+        crow, cols = side.crow.long(), side.cols.long()
+        wide, ones = (
+            torch.sparse_csr_tensor(crow, cols, v, side.shape, check_invariants=True)
+            for v in (values[side.order.long()], torch.ones_like(side.values))
+        )
+        assert side.crow.dtype == torch.int32
+        with torch_threads(2):
+            assert torch.equal(side.matrix(values) @ dense, wide @ dense)
+            assert torch.equal(side.pattern @ dense, ones @ dense)
+
+
 def test_indices_widen_to_64_bits_only_where_a_position_passes_32() -> None:
     assert index_dtype(2**31 - 1, 10, 10) == torch.int32
     assert index_dtype(2**31, 10, 10) == torch.int64
