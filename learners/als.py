@@ -39,6 +39,11 @@ def index_dtype(*sizes: int) -> torch.dtype:
     return torch.int32 if max(sizes) < 2**31 else torch.int64
 
 
+SOLVE_BLOCK = 65536
+"""Entities whose systems :meth:`SideRatings.solve` builds and solves at once: about 300 MB at
+rank 16, and enough systems to keep a GPU busy."""
+
+
 @dataclass(frozen=True)
 class SideRatings:
     """The ratings grouped by the entities of one side: a CSR row per entity of this side, a
@@ -92,21 +97,35 @@ class SideRatings:
         """The CSR matrix of per-rating ``values`` given in the caller's order."""
         return _csr(self.crow, self.cols, values[self.order], self.shape)
 
-    def normal_equations(self, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def rows(self, start: int, stop: int) -> SideRatings:
+        """Entities ``start:stop`` of this side alone, sharing this one's arrays."""
+        first, last = int(self.crow[start]), int(self.crow[stop])
+        crow = self.crow[start : stop + 1] - first
+        cols = self.cols[first:last]
+        shape = (stop - start, self.shape[1])
+        return SideRatings(
+            shape=shape,
+            order=self.order[first:last],
+            crow=crow,
+            cols=cols,
+            values=self.values[first:last],
+            count=self.count[start:stop],
+            pattern=_csr(crow, cols, self.pattern.values()[first:last], shape),
+        )
+
+    def normal_equations(
+        self, other: torch.Tensor, products: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-entity ``G = sum x x^T`` and ``h = sum (r - b) x`` over each entity's ratings, where
-        the other side's parameters ``other = [q, b]`` give the design row ``x = [q, 1]``.
+        the other side's parameters ``other = [q, b]`` give the design row ``x = [q, 1]``;
+        ``products`` is :func:`lower_products` of that design where the caller has it already.
 
         Returns ``G`` as ``[n_this, d, d]`` with ``d = rank + 1`` and only its lower triangle
         filled (all that :func:`ridge_solve` reads), and ``h`` as ``[n_this, d]``.
         """
         d = other.shape[1]
-        design = other.clone()
-        design[:, -1] = 1.0
-        # Only the lower triangle of each x x^T: it halves the bytes the sparse product moves,
-        # which bound its speed once the other side no longer fits in the cache.
-        lower = self.pattern @ torch.cat(
-            [design[:, j : j + 1] * design[:, : j + 1] for j in range(d)], 1
-        )
+        design = design_rows(other)
+        lower = self.pattern @ (lower_products(design) if products is None else products)
         gram = torch.zeros(len(lower), d, d, dtype=design.dtype, device=design.device)
         start = 0
         for j in range(d):
@@ -116,6 +135,45 @@ class SideRatings:
         bias = other[:, -1].contiguous()
         target = _csr(self.crow, self.cols, self.values - bias[self.cols], self.shape)
         return gram, target @ design
+
+    def solve(
+        self, other: torch.Tensor, reg: torch.Tensor, block: int = SOLVE_BLOCK
+    ) -> torch.Tensor:
+        """``ridge_solve(*self.normal_equations(other), reg)`` (``reg`` one value per entity),
+        ``block`` entities at a time: the same values, without the systems of every entity in
+        memory at once (at 10^6 entities and rank 16 they and their factors are gigabytes).
+        Where some system cannot be factored, every entity is solved at once by least squares."""
+        products = lower_products(design_rows(other))
+        spans = [(a, min(a + block, self.shape[0])) for a in range(0, self.shape[0], block)]
+
+        def system(a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return ridge_system(*self.rows(a, b).normal_equations(other, products), reg[a:b])
+
+        solved = []
+        for a, b in spans:
+            part = by_cholesky(*system(a, b))
+            if part is None:
+                # Some entity's system cannot be factored (no ratings and no ridge): least squares
+                # for the whole batch at once, as before, since batched least squares rounds
+                # differently in batches of other sizes. Only a zero ridge floor comes here.
+                return ridge_solve(*self.normal_equations(other, products), reg)
+            solved.append(part)
+        return torch.cat(solved) if solved else other.new_zeros(0, other.shape[1])
+
+
+def design_rows(other: torch.Tensor) -> torch.Tensor:
+    """The design rows ``x = [q, 1]`` of the other side's parameters ``[q, b]``."""
+    design = other.clone()
+    design[:, -1] = 1.0
+    return design
+
+
+def lower_products(design: torch.Tensor) -> torch.Tensor:
+    """Each design row's ``x x^T``, its lower triangle only, row by row: it halves the bytes the
+    sparse product moves, which bound its speed once the other side no longer fits in the
+    cache."""
+    d = design.shape[1]
+    return torch.cat([design[:, j : j + 1] * design[:, : j + 1] for j in range(d)], 1)
 
 
 def ridge_solve(
@@ -132,17 +190,38 @@ def ridge_solve(
     when any cannot be factored (``reg = 0`` on an entity without data) the batch falls back to
     least squares.
     """
+    system, rhs = ridge_system(gram, rhs, reg, prior)
+    solved = by_cholesky(system, rhs)
+    return by_least_squares(system, rhs) if solved is None else solved
+
+
+def ridge_system(
+    gram: torch.Tensor,
+    rhs: torch.Tensor,
+    reg: float | torch.Tensor,
+    prior: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The systems ``G + reg I`` (lower triangles) and right-hand sides of :func:`ridge_solve`."""
     reg = torch.as_tensor(reg, dtype=gram.dtype, device=gram.device).reshape(-1, 1)
     if prior is not None:
         rhs = rhs + reg * prior
     system = gram.reshape(-1, *gram.shape[-2:]).clone()
     system.diagonal(dim1=-2, dim2=-1).add_(reg)
+    return system, rhs
+
+
+def by_cholesky(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor | None:
+    """The solutions by Cholesky factorisation; None when any system cannot be factored."""
     factor, info = torch.linalg.cholesky_ex(system)
     if bool((info != 0).any()):
-        system = system.tril() + system.tril(-1).transpose(-1, -2)
-        system = system.expand(*rhs.shape[:-1], -1, -1)
-        return torch.linalg.lstsq(system, rhs.unsqueeze(-1)).solution.squeeze(-1)
+        return None
     return torch.cholesky_solve(rhs.unsqueeze(-1), factor).squeeze(-1)
+
+
+def by_least_squares(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    full = system.tril() + system.tril(-1).transpose(-1, -2)
+    full = full.expand(*rhs.shape[:-1], -1, -1)
+    return torch.linalg.lstsq(full, rhs.unsqueeze(-1)).solution.squeeze(-1)
 
 
 def truncated_svd(

@@ -192,10 +192,8 @@ class MatrixFactorisation(Learner, ExplainsSupport, MFFields):
         items = torch.cat([q_i, b_i[:, None]], 1)
 
         for _ in range(cfg.iterations):
-            gram, rhs = by_user.normal_equations(items)
-            users = torch.where(known_u[:, None], ridge_solve(gram, rhs, user_reg), users)
-            gram, rhs = by_item.normal_equations(users)
-            items = torch.where(known_i[:, None], ridge_solve(gram, rhs, item_reg), items)
+            users = torch.where(known_u[:, None], by_user.solve(items, user_reg), users)
+            items = torch.where(known_i[:, None], by_item.solve(users, item_reg), items)
 
         # Unseen entities start from what their features predict (or zero without features).
         self._maps: list[tuple[torch.Tensor, torch.Tensor] | None] = []

@@ -16,7 +16,15 @@ from bench.protocol import Split, make_protocol
 from bench.protocol.episodes import MetaTrain, build_tasks, make_meta_train
 from bench.protocol.learner_registry import make_learner
 from bench.seeding import Seeds
-from learners.als import SideRatings, index_dtype, ridge_solve, torch_threads, truncated_svd
+from learners.als import (
+    SideRatings,
+    by_cholesky,
+    index_dtype,
+    ridge_solve,
+    ridge_system,
+    torch_threads,
+    truncated_svd,
+)
 from learners.mf import MatrixFactorisation, MFConfig
 
 CPU = torch.device("cpu")
@@ -350,6 +358,21 @@ def test_32_bit_indices_give_the_products_of_64_bit_ones_exactly() -> None:
         with torch_threads(2):
             assert torch.equal(side.matrix(values) @ dense, wide @ dense)
             assert torch.equal(side.pattern @ dense, ones @ dense)
+
+
+@pytest.mark.parametrize("floor", [1.0, 0.0])  # 0: entities without ratings cannot be factored
+def test_solving_a_block_of_entities_at_a_time_gives_the_whole_batchs_values(floor: float) -> None:
+    rng = np.random.default_rng(6)
+    user, item, rating = random_ratings(rng, 120, 90, 2000)
+    user[user == 7] = 8  # user 7 has no ratings
+    side = SideRatings.build(user, item, rating.float(), 120, 90)
+    other = torch.randn(90, 5, generator=torch.Generator().manual_seed(1))
+    reg = floor + 0.05 * side.count
+    whole = ridge_solve(*side.normal_equations(other), reg)
+    for block in (1, 7, 50, 120, 1000):
+        assert torch.equal(side.solve(other, reg, block=block), whole), block
+    gram, _ = side.normal_equations(other)
+    assert (floor == 0.0) == (by_cholesky(*ridge_system(gram, whole, reg)) is None)
 
 
 def test_indices_widen_to_64_bits_only_where_a_position_passes_32() -> None:
