@@ -154,8 +154,8 @@ class SideRatings:
             part = by_cholesky(*system(a, b))
             if part is None:
                 # Some entity's system cannot be factored (no ratings and no ridge): least squares
-                # for the whole batch at once, as before, since batched least squares rounds
-                # differently in batches of other sizes. Only a zero ridge floor comes here.
+                # for the whole batch at once, as ridge_solve gives it; batched least squares
+                # rounds differently in batches of other sizes. Only a zero ridge floor gets here.
                 return ridge_solve(*self.normal_equations(other, products), reg)
             solved.append(part)
         return torch.cat(solved) if solved else other.new_zeros(0, other.shape[1])
