@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from bench.errors import DataError
 
@@ -25,6 +29,14 @@ def _hash_nested(digest: Any, value: Any) -> None:
     else:
         digest.update(json.dumps(value, sort_keys=True, default=str).encode())
 
+
+_ID_TEXTS: weakref.WeakKeyDictionary[Dataset, dict[str, Any]] = weakref.WeakKeyDictionary()
+"""Each dataset's ids as text, per side, made on first use (a split's tables and every export
+name thousands of ratings by them); kept beside the dataset rather than on it, so that it is
+neither pickled to workers nor copied by :func:`dataclasses.replace`."""
+
+ID_COLUMN_BLOCK = 10_000_000
+"""Ratings per Arrow chunk of an id column: keeps each chunk's text offsets within 32 bits."""
 
 LOSS_OF_RANGE = 1e-4
 """The most a rating may move when stored as float32, as a share of the ratings' range."""
@@ -162,9 +174,42 @@ class Dataset:
 
     def raw_ids(self, side: str, ids: np.ndarray) -> list[str]:
         """The source's ids (as text) of contiguous ``user`` or ``item`` ids ``ids``."""
-        table = self.user_ids if side == "user" else self.item_ids
-        picked = np.asarray(ids, dtype=np.int64) if table is None else table[ids]
-        return [str(v) for v in picked.tolist()]
+        picked = np.asarray(ids, dtype=np.int64)
+        texts = self._id_texts(side)
+        if len(picked) and (picked.min() < 0 or picked.max() >= len(texts)):
+            raise IndexError(f"dataset {self.name!r}: {side} ids must lie in 0..{len(texts) - 1}")
+        return texts[picked].tolist()
+
+    def raw_id_column(self, side: str, ids: np.ndarray) -> pd.Series:
+        """:meth:`raw_ids` as a text column, built in Arrow without a Python string per row."""
+        import pandas as pd
+        import pyarrow as pa
+
+        picked = np.asarray(ids, dtype=np.int64)
+        kept = _ID_TEXTS.setdefault(self, {})
+        if f"{side}:arrow" not in kept:
+            kept[f"{side}:arrow"] = pa.array(self._id_texts(side), type=pa.string())
+        texts = kept[f"{side}:arrow"]
+        chunks = [
+            texts.take(pa.array(picked[start : start + ID_COLUMN_BLOCK]))
+            for start in range(0, len(picked), ID_COLUMN_BLOCK)
+        ]
+        column: pa.ChunkedArray = pa.chunked_array(chunks, type=pa.string())
+        return pd.Series(column.to_pandas(), dtype="str", name=None)
+
+    def _id_texts(self, side: str) -> np.ndarray:
+        """Every ``side`` id as text, indexed by contiguous id (an object array of str)."""
+        if side not in ("user", "item"):
+            raise ValueError(f"side must be 'user' or 'item', got {side!r}")
+        kept = _ID_TEXTS.setdefault(self, {})
+        if side not in kept:
+            table = self.user_ids if side == "user" else self.item_ids
+            count = self.n_users if side == "user" else self.n_items
+            values = np.arange(count) if table is None else table[:count]
+            texts = np.empty(count, dtype=object)
+            texts[:] = [str(v) for v in values.tolist()]
+            kept[side] = texts
+        return kept[side]
 
     @property
     def n_ratings(self) -> int:

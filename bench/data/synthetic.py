@@ -7,7 +7,9 @@ follow user join and item release times, so temporal splits are meaningful.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,7 +118,33 @@ def _factor_with_features(
     return np.sqrt(share) * visible + np.sqrt(1.0 - share) * hidden, features
 
 
+MEMO_RATINGS = 2_000_000
+"""Datasets of at most this many ratings are kept after generation, so that a process that
+asks for the same one again (a suite's run after its plan, the Python API called in a loop,
+an explanation after its run) does not draw it again."""
+MEMO_DATASETS = 8
+_memo: OrderedDict[tuple[SyntheticConfig, str], Dataset] = OrderedDict()
+
+
 def generate(config: SyntheticConfig = SyntheticConfig(), name: str = "synthetic") -> Dataset:
+    """The dataset ``config`` describes, named ``name``: the same arrays for the same config.
+
+    Its arrays are read-only, so a kept dataset is shared; each caller gets its own ``extras``
+    (loaders record what they did there)."""
+    key = (config, name)
+    kept = _memo.get(key)
+    if kept is None:
+        kept = _generate(config, name)
+        if kept.n_ratings <= MEMO_RATINGS:
+            _memo[key] = kept
+            while len(_memo) > MEMO_DATASETS:
+                _memo.popitem(last=False)
+    else:
+        _memo.move_to_end(key)
+    return dataclasses.replace(kept, extras=dict(kept.extras))
+
+
+def _generate(config: SyntheticConfig, name: str) -> Dataset:
     rng = np.random.default_rng(config.seed)
     width = config.rank + 1  # factors plus the bias share one feature map
     user_latent, user_features = _factor_with_features(

@@ -106,6 +106,12 @@ def _task_tables(tables: SplitTables) -> list[tuple[str, pd.DataFrame, pd.DataFr
     return out
 
 
+def _distinct_texts(column: pd.Series) -> set[str]:
+    """The distinct values of ``column`` as text (made distinct first: a column repeats each
+    task's id once per rating)."""
+    return set(column.astype(str).unique())
+
+
 def check_new_entities(tables: SplitTables) -> Check:
     train, new = tables.tables["train"], tables.tables["new_entities"]
     new_users = set(new.loc[new["side"] == "user", "id"].astype(str))
@@ -147,10 +153,10 @@ def check_queries_held_out(tables: SplitTables) -> Check:
 
 def check_validation(tables: SplitTables) -> Check:
     val = tables.tables["validation"]
-    entities = set(val["task"].astype(str))
+    entities = _distinct_texts(val["task"])
     offending = []
     for scenario, k in tables.evaluated:
-        tested = set(tables.tables[task_table(scenario, k, "query")]["task"].astype(str))
+        tested = _distinct_texts(tables.tables[task_table(scenario, k, "query")]["task"])
         offending += [
             f"{tables.task_axis} {e} in {scenario} {k_folder(k)}" for e in sorted(entities & tested)
         ]

@@ -69,8 +69,8 @@ class SplitTables:
 
 def _ratings(dataset: Dataset, rows: np.ndarray) -> dict[str, Any]:
     return {
-        "user": dataset.raw_ids("user", dataset.user[rows]),
-        "item": dataset.raw_ids("item", dataset.item[rows]),
+        "user": dataset.raw_id_column("user", dataset.user[rows]),
+        "item": dataset.raw_id_column("item", dataset.item[rows]),
         "rating": dataset.rating[rows].astype(np.float64),
         "timestamp": dataset.timestamp[rows].astype(np.int64),
     }
@@ -82,14 +82,14 @@ def _tasks(
     """Rows of several tasks: the task entity's id and each rating's position in its task."""
     lengths = np.asarray([len(g) for g in groups], dtype=np.int64)
     rows = np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, dtype=np.int64)
-    names = dataset.raw_ids(axis, np.repeat(np.asarray(entities, dtype=np.int64), lengths))
+    names = dataset.raw_id_column(axis, np.repeat(np.asarray(entities, dtype=np.int64), lengths))
     positions = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else rows
     return {"task": names, "position": positions.astype(np.int64), **_ratings(dataset, rows)}
 
 
 def item_means(item: list[str] | pd.Series, rating: np.ndarray | pd.Series) -> pd.DataFrame:
     """Each rated item's number of ratings and mean rating, sorted by item id as text."""
-    items = item.astype(str).to_numpy() if isinstance(item, pd.Series) else item
+    items = item.astype(str).reset_index(drop=True) if isinstance(item, pd.Series) else item
     frame = pd.DataFrame({"item": items, "rating": np.asarray(rating, dtype=np.float64)})
     grouped = frame.groupby("item", sort=True)["rating"]
     out = pd.DataFrame({"ratings": grouped.size(), "mean": grouped.mean()}).reset_index()
@@ -100,7 +100,7 @@ def item_means(item: list[str] | pd.Series, rating: np.ndarray | pd.Series) -> p
 def _catalogue(dataset: Dataset, side: str) -> pd.DataFrame:
     count = dataset.n_users if side == "user" else dataset.n_items
     features = dataset.user_features if side == "user" else dataset.item_features
-    frame = pd.DataFrame({"id": dataset.raw_ids(side, np.arange(count))})
+    frame = pd.DataFrame({"id": dataset.raw_id_column(side, np.arange(count))})
     if features is not None:
         names = dataset.extras.get(f"{side}_feature_names")
         if names is None or len(names) != features.shape[1]:
@@ -179,7 +179,7 @@ def split_tables(
         {"side": ["user"] * len(new_users) + ["item"] * len(new_items), "id": new_users + new_items}
     )
     if view is not None:
-        tables["item_means"] = item_means(dataset.raw_ids("item", view.item), view.rating)
+        tables["item_means"] = item_means(dataset.raw_id_column("item", view.item), view.rating)
     else:
         tables["item_means"] = item_means(tables["train"]["item"], tables["train"]["rating"])
     tables["users"] = _catalogue(dataset, "user")
