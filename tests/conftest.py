@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Generator
 
@@ -86,6 +87,14 @@ def _with_group_suffix(item: pytest.Item, group: str) -> None:
         item._id = NodeId.parse(suffixed)
     else:
         item._nodeid = suffixed
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every test module and the libraries they import are collected by now and live to the end:
+    frozen, they are left out of the many garbage collections the tests' own allocations start
+    (about 3% of the tests' CPU time otherwise)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.hookimpl(wrapper=True)

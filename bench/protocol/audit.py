@@ -69,15 +69,25 @@ def _show(frame: pd.DataFrame, mask: pd.Series | np.ndarray, label: str = "") ->
     return [f"{prefix}(user {u}, item {i})" for u, i in picked.itertuples(index=False)]
 
 
+def _codes(columns: list[pd.Series]) -> tuple[np.ndarray, int]:
+    """A code per value of ``columns`` taken as one column of text, and how many values are
+    distinct."""
+    codes, distinct = pd.factorize(pd.concat([c.astype(str) for c in columns], ignore_index=True))
+    return codes, len(distinct)
+
+
 def _keyed(tables: SplitTables) -> SplitTables:
     """The tables with ids as text and each rating's (user, item) pair as one integer key,
     numbered over all tables at once so that keys compare across them."""
     rated = {n: f for n, f in tables.tables.items() if {"user", "item"} <= set(f.columns)}
-    users = pd.concat([f["user"].astype(str) for f in rated.values()], ignore_index=True)
-    items = pd.concat([f["item"].astype(str) for f in rated.values()], ignore_index=True)
-    user_codes, _ = pd.factorize(users)
-    item_codes, item_names = pd.factorize(items)
-    keys = user_codes.astype(np.int64) * max(len(item_names), 1) + item_codes
+    # One side at a time, and the key built in place: at 10^8 ratings each joined column and
+    # each array of codes is a gigabyte.
+    keys, _ = _codes([f["user"] for f in rated.values()])
+    keys = keys.astype(np.int64, copy=False)
+    item_codes, item_count = _codes([f["item"] for f in rated.values()])
+    keys *= max(item_count, 1)
+    keys += item_codes
+    del item_codes
     keyed, start = dict(tables.tables), 0
     for name, frame in rated.items():
         end = start + len(frame)
