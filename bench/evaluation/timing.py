@@ -98,7 +98,7 @@ def _current_rss() -> int:
 
 
 class _RssSampler(threading.Thread):
-    """Samples resident memory in the background; the process-wide maximum cannot be reset."""
+    """Samples resident memory in the background, where the kernel keeps no resettable peak."""
 
     def __init__(self, interval: float = 0.005) -> None:
         super().__init__(daemon=True)
@@ -118,6 +118,70 @@ class _RssSampler(threading.Thread):
         return self.peak
 
 
+_HIGH_WATER = "/proc/self/status"
+_RESET_HIGH_WATER = "/proc/self/clear_refs"
+_marks_lock = threading.Lock()
+_open_marks: list[_HighWaterMark] = []
+_marks_work: bool | None = None
+"""Whether this process can reset its high-water mark (found on first use)."""
+
+
+def _high_water() -> int:
+    """The kernel's peak resident size of this process since its last reset (VmHWM)."""
+    with open(_HIGH_WATER, encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{_HIGH_WATER} has no VmHWM line")
+
+
+def _reset_high_water() -> None:
+    with open(_RESET_HIGH_WATER, "w", encoding="ascii") as fh:
+        fh.write("5")  # Linux 4.0 and later: reset the peak resident size to the current one
+
+
+class _HighWaterMark:
+    """The peak resident memory over a block, as the kernel measured it: its high-water mark,
+    reset when the block starts. Exact, and nothing runs beside the block (a sampling thread
+    misses peaks between its samples and takes the interpreter's lock every few milliseconds).
+    Blocks may nest or overlap in threads: each reset first hands the mark so far to every block
+    still open."""
+
+    carried: int
+    """The most resident memory seen before the mark was last reset while this block ran."""
+
+    def __init__(self) -> None:
+        with _marks_lock:
+            mark = _high_water()
+            for block in _open_marks:
+                block.carried = max(block.carried, mark)
+            _reset_high_water()
+            self.carried = _current_rss()
+            _open_marks.append(self)
+
+    def stop(self) -> int:
+        with _marks_lock:
+            _open_marks.remove(self)
+            return max(self.carried, _high_water())
+
+
+def _peak_meter() -> _HighWaterMark | _RssSampler:
+    """A high-water mark where the kernel lets this process reset one, else a sampling thread."""
+    global _marks_work
+    if _marks_work is None:
+        try:
+            _high_water()
+            _reset_high_water()
+            _marks_work = True
+        except (OSError, ValueError):
+            _marks_work = False
+    if _marks_work:
+        return _HighWaterMark()
+    sampler = _RssSampler()
+    sampler.start()
+    return sampler
+
+
 @contextmanager
 def timed(phase: str, device: torch.device, tasks: int = 0) -> Iterator[PhaseTiming]:
     """Time the block; on CUDA, synchronise before and after and record peak allocated memory."""
@@ -131,14 +195,13 @@ def timed(phase: str, device: torch.device, tasks: int = 0) -> Iterator[PhaseTim
         cpus=os.cpu_count() or 1,
         host=socket.gethostname(),
     )
-    sampler: _RssSampler | None = None
+    sampler: _HighWaterMark | _RssSampler | None = None
     if device.type == "cuda":
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         result.memory_kind = "cuda"
     else:
-        sampler = _RssSampler()
-        sampler.start()
+        sampler = _peak_meter()
     start = time.perf_counter()
     cpu_start = time.process_time()
     try:
