@@ -156,6 +156,19 @@ def test_a_validation_user_in_the_test_set(
     assert f"user {user} in warm k-1" in line
 
 
+def test_a_validation_user_in_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    split = exported(tmp_path)
+    folder = split / "synthetic" / "seed-0"
+    validation = read(folder, "validation")
+    users = sorted(set(validation["task"]))[:2]
+    train = read(folder, "train")
+    theirs = validation[validation["task"].isin(users) & (validation["role"] == "support")]
+    moved = theirs.groupby("task").head(1)[list(train.columns)]
+    pd.concat([train, moved]).to_csv(folder / "train.csv", index=False)
+    line = failure(split, capsys, "validation tasks apart from test tasks and training")
+    assert all(f"user {user} in training" in line for user in users) and "2 offending" in line
+
+
 def test_an_item_mean_computed_with_query_ratings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

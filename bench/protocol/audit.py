@@ -170,8 +170,9 @@ def check_validation(tables: SplitTables) -> Check:
         offending += [
             f"{tables.task_axis} {e} in {scenario} {k_folder(k)}" for e in sorted(entities & tested)
         ]
-    listed = pd.Series(sorted(entities), dtype=object)
-    trained = listed[listed.isin(tables.tables["train"][tables.task_axis].astype(str))]
+    # the training entities made distinct first: matching the validation tasks against every
+    # training rating would turn each rating's id into a Python string
+    trained = sorted(entities & _distinct_texts(tables.tables["train"][tables.task_axis]))
     offending += [f"{tables.task_axis} {e} in training" for e in trained]
     return Check(
         "validation tasks apart from test tasks and training",
