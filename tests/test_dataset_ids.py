@@ -68,6 +68,8 @@ def test_an_id_outside_the_dataset_is_an_error_not_a_wrapped_id() -> None:
         data.raw_ids("user", np.array([0, 5]))
     with pytest.raises(IndexError, match=r"item ids must lie in 0\.\.3"):
         data.raw_ids("item", np.array([-1]))
+    with pytest.raises(IndexError, match=r"item ids must lie in 0\.\.3"):
+        data.raw_id_column("item", np.array([4]))
     with pytest.raises(ValueError, match="side must be"):
         data.raw_ids("task", np.array([0]))
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.errors import DataError
+
 if TYPE_CHECKING:
     import pandas as pd
-
-from bench.errors import DataError
 
 
 def _hash_nested(digest: Any, value: Any) -> None:
@@ -174,18 +174,14 @@ class Dataset:
 
     def raw_ids(self, side: str, ids: np.ndarray) -> list[str]:
         """The source's ids (as text) of contiguous ``user`` or ``item`` ids ``ids``."""
-        picked = np.asarray(ids, dtype=np.int64)
-        texts = self._id_texts(side)
-        if len(picked) and (picked.min() < 0 or picked.max() >= len(texts)):
-            raise IndexError(f"dataset {self.name!r}: {side} ids must lie in 0..{len(texts) - 1}")
-        return texts[picked].tolist()
+        return self._id_texts(side)[self._checked_ids(side, ids)].tolist()
 
     def raw_id_column(self, side: str, ids: np.ndarray) -> pd.Series:
         """:meth:`raw_ids` as a text column, built in Arrow without a Python string per row."""
         import pandas as pd
         import pyarrow as pa
 
-        picked = np.asarray(ids, dtype=np.int64)
+        picked = self._checked_ids(side, ids)
         kept = _ID_TEXTS.setdefault(self, {})
         if f"{side}:arrow" not in kept:
             kept[f"{side}:arrow"] = pa.array(self._id_texts(side), type=pa.string())
@@ -195,7 +191,15 @@ class Dataset:
             for start in range(0, len(picked), ID_COLUMN_BLOCK)
         ]
         column: pa.ChunkedArray = pa.chunked_array(chunks, type=pa.string())
-        return pd.Series(column.to_pandas(), dtype="str", name=None)
+        return pd.Series(column.to_pandas(), dtype="str")
+
+    def _checked_ids(self, side: str, ids: np.ndarray) -> np.ndarray:
+        """``ids`` as int64, each a contiguous ``side`` id of this dataset."""
+        picked = np.asarray(ids, dtype=np.int64)
+        count = len(self._id_texts(side))
+        if len(picked) and (picked.min() < 0 or picked.max() >= count):
+            raise IndexError(f"dataset {self.name!r}: {side} ids must lie in 0..{count - 1}")
+        return picked
 
     def _id_texts(self, side: str) -> np.ndarray:
         """Every ``side`` id as text, indexed by contiguous id (an object array of str)."""
