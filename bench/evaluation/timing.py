@@ -168,13 +168,14 @@ class _HighWaterMark:
 def _peak_meter() -> _HighWaterMark | _RssSampler:
     """A high-water mark where the kernel lets this process reset one, else a sampling thread."""
     global _marks_work
-    if _marks_work is None:
-        try:
-            _high_water()
-            _reset_high_water()
-            _marks_work = True
-        except (OSError, ValueError):
-            _marks_work = False
+    with _marks_lock:  # no block is open before the first probe, so its reset loses nothing
+        if _marks_work is None:
+            try:
+                _high_water()
+                _reset_high_water()
+                _marks_work = True
+            except (OSError, ValueError):
+                _marks_work = False
     if _marks_work:
         return _HighWaterMark()
     sampler = _RssSampler()
