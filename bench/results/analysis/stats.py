@@ -8,8 +8,8 @@
   test (two-sided, zero differences dropped as in Wilcoxon's original procedure; exact for up to
   50 differences without ties or zeros and, with them, for up to 13; else the normal
   approximation with tie correction), and the mean difference with its t-interval over the paired
-  differences. The test and the t quantile are computed in
-  :mod:`bench.results.analysis.rank_tests`, with the same results as ``scipy.stats``.
+  differences. The test is computed in :mod:`bench.results.analysis.rank_tests` and the t
+  quantile in :mod:`bench.results.analysis.distributions`, with the results of ``scipy.stats``.
 - :func:`holm`: Holm's step-down adjustment of a family of p-values (Holm, 1979).
 
 Stability: stable.
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.results.analysis.rank_tests import signed_rank_test, t_quantile
+from bench.results.analysis.distributions import t_quantile
+from bench.results.analysis.rank_tests import signed_rank_test
 
 CONFIDENCE = 0.95
 

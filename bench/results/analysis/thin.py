@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.results.analysis.distributions import t_quantile
 from bench.results.analysis.frames import scenario_order
-from bench.results.analysis.rank_tests import t_quantile
 
 MIN_TASKS = 30
 """Fewer tasks than this on a seed and a scenario's values are flagged as resting on few tasks."""
