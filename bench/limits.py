@@ -48,8 +48,17 @@ def load_json(text: str | bytes, where: str, error: type[Exception] = BenchError
         raise error(f"{where}: values nest deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, TypeError) as exc:
         raise error(f"{where}: not valid JSON ({exc})") from None
-    check_depth(value, where, error)
+    if _opening_brackets(text) > MAX_JSON_DEPTH:  # else it cannot nest that deep: no walk
+        check_depth(value, where, error)
     return value
+
+
+def _opening_brackets(text: str | bytes) -> int:
+    """How many ``[`` and ``{`` the text holds (those in strings included): each level of
+    nesting opens with one, so this bounds the depth from above."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
 
 
 def load_toml(text: str, where: str, error: type[Exception] = BenchError) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from untrusted import bench, refused
 
 from bench.engine.suite import MAX_SEEDS, suite_from_dict
-from bench.errors import ConfigError, StoreError
+from bench.errors import BenchError, ConfigError, StoreError
 from bench.limits import MAX_ID_CHARS, MAX_JSON_DEPTH, MAX_LINE_CHARS
 
 TINY = 'learners = ["global-mean"]\nscenarios = ["warm"]\nseeds = 1\n'
@@ -164,6 +164,17 @@ def test_json_of_the_bound_depth_still_reads(tmp_path: Path) -> None:
 
     deep = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert json.dumps(load_json(deep, "x")) == deep.replace("][", "], [")
+    wide = json.dumps([[i] for i in range(3 * MAX_JSON_DEPTH)])  # many brackets, two levels
+    assert load_json(wide.encode(), "x") == [[i] for i in range(3 * MAX_JSON_DEPTH)]
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_json_past_the_bound_is_refused(as_bytes: bool) -> None:
+    from bench.limits import load_json
+
+    deep = "[" * (MAX_JSON_DEPTH + 2) + "]" * (MAX_JSON_DEPTH + 2)
+    with pytest.raises(BenchError, match=f"x: values nest deeper than {MAX_JSON_DEPTH}"):
+        load_json(deep.encode() if as_bytes else deep, "x")
 
 
 def test_a_support_size_no_entity_can_fill_is_an_empty_grid(tmp_path: Path) -> None:
