@@ -50,6 +50,7 @@ def test_a_run_whose_every_cell_is_stored_loads_no_learner_and_no_torch(tmp_path
     second = run_python(code, env)
     assert "torch" in first.loaded and "learners.mf" in first.loaded  # it computed
     assert "torch" not in second.loaded, "a run that reuses every cell imported torch"
+    assert "scipy" not in second.loaded, "a run that reuses every cell imported scipy"
     assert (
         not {"learners.mf", "learners.baselines", "bench.evaluation.floor_learners"} & second.loaded
     )

@@ -13,7 +13,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
 from bench.data.dataset import Dataset
 
@@ -97,6 +96,8 @@ class SyntheticTruth:
 
     def expected_rating(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """E[clip(round(m + noise))]: the prediction with the least possible squared error."""
+        from scipy.special import ndtr  # here: a run whose cells are all stored never needs it
+
         m = self.latent_mean(users, items)
         lo, hi = int(self.scale[0]), int(self.scale[1])
         # P(observed >= r) = P(z >= r - 0.5) for lo < r <= hi, so E = lo + sum_r P(z >= r - 0.5).
