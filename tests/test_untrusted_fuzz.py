@@ -30,11 +30,22 @@ TINY_SUITE = (
 )
 
 
-def normal_or_refused(outcome: Outcome, normal: tuple[int, ...] = (0,)) -> None:
-    """A normal run, or a refusal of exactly one error line (the property under test)."""
+NOT_COMPARABLE = "not comparable: refresh the baseline if the change is intended (exit 2)"
+"""How ``bench check`` ends a finished comparison that found cells it cannot compare (a baseline
+row whose protocol or dataset hash differs from the store's): exit 2 with its verdict line."""
+
+
+def normal_or_refused(
+    outcome: Outcome, normal: tuple[int, ...] = (0,), *, compared: bool = False
+) -> None:
+    """A normal run, or a refusal of exactly one error line (the property under test). With
+    ``compared``, exit 2 may also be a check that finished and found cells not comparable."""
     event(f"exit {outcome.code}")
     assert "Traceback" not in outcome.err, outcome.err[-3000:]
-    if outcome.code == 2:
+    if compared and outcome.code == 2 and outcome.out.rstrip().endswith(NOT_COMPARABLE):
+        assert not any(line.startswith("error: ") for line in outcome.err.splitlines())
+        event("finished: not comparable")
+    elif outcome.code == 2:
         assert outcome.error  # exactly one error line, the last one
     else:
         assert outcome.code in normal, (outcome.code, outcome.err[-3000:])
@@ -167,7 +178,22 @@ def test_a_baseline_of_any_content_checks_or_is_one_error_line(
         content = data.draw(st.binary(max_size=300))
     path = workdir / "fuzzed.json"
     path.write_bytes(content)
-    normal_or_refused(bench("check", "--baseline", path, "--store", store), normal=(0, 1))
+    outcome = bench("check", "--baseline", path, "--store", store)
+    normal_or_refused(outcome, normal=(0, 1), compared=True)
+
+
+def test_a_baseline_row_of_another_protocol_is_not_comparable_rather_than_refused(
+    workdir: Path, checked: tuple[Path, Path, dict[str, Any]]
+) -> None:
+    # found by the fuzzing above: a timing row whose protocol hash was emptied
+    store, _, document = checked
+    rows = [{**document["timings"][0], "protocol_hash": ""}, *document["timings"][1:]]
+    path = workdir / "other-protocol.json"
+    path.write_text(json.dumps({**document, "timings": rows}))
+    outcome = bench("check", "--baseline", path, "--store", store)
+    assert outcome.code == 2 and outcome.out.rstrip().endswith(NOT_COMPARABLE)
+    assert "1 not comparable" in outcome.out.splitlines()[-1]
+    assert not any(line.startswith("error: ") for line in outcome.err.splitlines())
 
 
 FIELDS = (
