@@ -112,12 +112,11 @@ def t_tail(t: float, df: float) -> float:
         log_high = -math.log1p(math.exp(-log_ratio))
         log_low = -log_ratio + log_high
         x_low, x_high = math.exp(log_low), -math.expm1(log_low)
-    beta = _beta_a_half(a)
+    # x^a (1 - x)^(1/2) / B(a, 1/2): the front of I_x(a, 1/2) and of its complement alike
+    front = math.exp(a * log_low + 0.5 * log_high) / _beta_a_half(a)
     if x_low < (a + 1.0) / (a + 2.5):  # the fraction converges fast for I_x(a, 1/2)
-        front = math.exp(a * log_low + 0.5 * log_high) / (a * beta)
-        return 0.5 * front * _beta_fraction(a, 0.5, x_low)
-    front = math.exp(0.5 * log_high + a * log_low) / (0.5 * beta)
-    return 0.5 * (1.0 - front * _beta_fraction(0.5, a, x_high))
+        return 0.5 * front / a * _beta_fraction(a, 0.5, x_low)
+    return 0.5 * (1.0 - front / 0.5 * _beta_fraction(0.5, a, x_high))
 
 
 def t_density(t: float, df: float) -> float:
